@@ -1,5 +1,14 @@
 //! netns-runtime: builds, drives and observes a Kubernetes-style cluster network made of Linux
 //! network namespaces, on the real kernel datapath.
 
+pub mod cluster;
+pub mod echo;
 pub mod netlink;
+pub mod netns;
+pub mod probe;
+pub mod sandbox;
 pub mod topology;
+
+pub use cluster::{BuildError, Cluster};
+pub use probe::{Outcome, ProbeTarget};
+pub use sandbox::{Sandbox, SandboxError, SandboxMode};

@@ -1,0 +1,405 @@
+//! Turns a [`Topology`] into kernel objects, runs probes in it, and takes it down.
+//!
+//! The build runs on a thread of its own, the only thread that ever changes namespace during a
+//! build: it creates each namespace by `unshare`, configures it from inside (sysctls, `lo`,
+//! a netlink socket, listener sockets), and returns to the sandbox's namespace. Links are then
+//! programmed over the per-namespace netlink sockets, one acknowledged request at a time.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::echo::EchoServers;
+use crate::netlink::{Netlink, NetlinkError};
+use crate::netns::{self, Netns};
+use crate::probe::{self, Outcome, ProbeTarget};
+use crate::topology::{Listener, Mac, Node, Pod, Proto, Route, Topology};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("namespace {netns}: {source}")]
+    Netns { netns: String, source: io::Error },
+    #[error("namespace {netns}: {source}")]
+    Netlink { netns: String, source: NetlinkError },
+    #[error("namespace {netns}: listener {listener}: {source}")]
+    Listener {
+        netns: String,
+        listener: Listener,
+        source: io::Error,
+    },
+    #[error("namespace {netns}: {what} names unknown device {dev}")]
+    UnknownDevice {
+        netns: String,
+        what: String,
+        dev: String,
+    },
+    #[error("echo servers: {0}")]
+    Echo(io::Error),
+    #[error("the build thread failed: {0}")]
+    Thread(String),
+}
+
+/// Sysctls written in every namespace podpath builds, before any interface exists.
+///
+/// The clusters are IPv4-only; with IPv6 off, no router solicitation, MLD report or DAD probe
+/// appears in captures, so what is observed on an interface is the flow and nothing else.
+const IPV6_OFF: [(&str, &str); 2] = [
+    ("net/ipv6/conf/all/disable_ipv6", "1"),
+    ("net/ipv6/conf/default/disable_ipv6", "1"),
+];
+
+/// A built cluster. Dropping it removes every namespace it made.
+pub struct Cluster {
+    topology: Topology,
+    // Dropped first: closes every listener socket before the namespaces go.
+    echo: Option<EchoServers>,
+    underlay: Option<Netns>,
+    nodes: Vec<Netns>,
+    pods: Vec<Netns>,
+    pod_index: HashMap<String, usize>,
+}
+
+/// Kernel objects made so far, so a failed build is taken down like a finished one.
+struct Parts {
+    underlay: Option<Netns>,
+    nodes: Vec<Netns>,
+    pods: Vec<Netns>,
+    listeners: Vec<(Arc<str>, ListenerSocket)>,
+}
+
+enum ListenerSocket {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+impl Cluster {
+    /// Builds `topology` in the sandbox. On error, whatever was built is removed again.
+    pub fn build(topology: &Topology) -> Result<Cluster, BuildError> {
+        let topo = topology.clone();
+        let built = std::thread::Builder::new()
+            .name("podpath-build".into())
+            .spawn(move || {
+                let mut parts = Parts {
+                    underlay: None,
+                    nodes: Vec::new(),
+                    pods: Vec::new(),
+                    listeners: Vec::new(),
+                };
+                let result = build_on_this_thread(&topo, &mut parts);
+                (topo, parts, result)
+            })
+            .map_err(|e| BuildError::Thread(e.to_string()))?
+            .join();
+        let (topology, parts, result) =
+            built.map_err(|_| BuildError::Thread("the build thread panicked".into()))?;
+        let mut cluster = Cluster {
+            pod_index: topology
+                .pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.name.clone(), i))
+                .collect(),
+            topology,
+            echo: None,
+            underlay: parts.underlay,
+            nodes: parts.nodes,
+            pods: parts.pods,
+        };
+        result?;
+        let echo = EchoServers::new().map_err(BuildError::Echo)?;
+        for (pod, socket) in parts.listeners {
+            match socket {
+                ListenerSocket::Tcp(l) => echo.serve_tcp(pod, l),
+                ListenerSocket::Udp(s) => echo.serve_udp(pod, s),
+            }
+            .map_err(BuildError::Echo)?;
+        }
+        cluster.echo = Some(echo);
+        Ok(cluster)
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// A pod's network namespace.
+    pub fn pod_netns(&self, pod: &str) -> Option<&Netns> {
+        self.pod_index.get(pod).map(|&i| &self.pods[i])
+    }
+
+    /// A node's network namespace.
+    pub fn node_netns(&self, node: &str) -> Option<&Netns> {
+        self.nodes.iter().find(|n| n.name() == node)
+    }
+
+    /// The underlay's network namespace.
+    pub fn underlay_netns(&self) -> Option<&Netns> {
+        self.underlay.as_ref()
+    }
+
+    /// Any namespace of the cluster by name.
+    pub fn netns(&self, name: &str) -> Option<&Netns> {
+        self.pod_netns(name)
+            .or_else(|| self.node_netns(name))
+            .or_else(|| self.underlay.as_ref().filter(|u| u.name() == name))
+    }
+
+    /// Sends one probe from inside `pod` and reports what came of it.
+    pub fn probe(&self, pod: &str, target: ProbeTarget, timeout: Duration) -> Outcome {
+        let Some(ns) = self.pod_netns(pod) else {
+            return Outcome::Error {
+                detail: format!("no pod {pod} in this cluster"),
+            };
+        };
+        netns::run_in(ns.as_fd(), || probe::probe(target, timeout)).unwrap_or_else(|e| {
+            Outcome::Error {
+                detail: format!("entering pod {pod}: {e}"),
+            }
+        })
+    }
+
+    /// Takes the cluster down, reporting every name that could not be removed.
+    pub fn teardown(mut self) -> Result<(), Vec<io::Error>> {
+        self.take_down()
+    }
+
+    fn take_down(&mut self) -> Result<(), Vec<io::Error>> {
+        drop(self.echo.take());
+        let mut errors = Vec::new();
+        let all = self
+            .pods
+            .drain(..)
+            .chain(self.nodes.drain(..))
+            .chain(self.underlay.take());
+        for ns in all {
+            if let Err(e) = ns.remove() {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.take_down();
+    }
+}
+
+/// Creates a namespace, configures it from inside, and returns to `home`, whatever happened.
+fn create_netns(
+    name: &str,
+    home: BorrowedFd<'_>,
+    sysctls: &[(String, String)],
+    listeners: &[Listener],
+) -> Result<(Netns, Netlink, Vec<ListenerSocket>), BuildError> {
+    let ns = Netns::create_and_enter(name).map_err(|source| BuildError::Netns {
+        netns: name.into(),
+        source,
+    })?;
+    let inside = configure_inside(name, sysctls, listeners);
+    netns::enter(home).map_err(|source| BuildError::Netns {
+        netns: name.into(),
+        source,
+    })?;
+    let (nl, sockets) = inside?;
+    Ok((ns, nl, sockets))
+}
+
+fn configure_inside(
+    name: &str,
+    sysctls: &[(String, String)],
+    listeners: &[Listener],
+) -> Result<(Netlink, Vec<ListenerSocket>), BuildError> {
+    let ns_err = |source| BuildError::Netns {
+        netns: name.into(),
+        source,
+    };
+    for (key, value) in IPV6_OFF {
+        match netns::write_sysctl(key, value) {
+            // A kernel booted without IPv6 has nothing to turn off.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other.map_err(ns_err)?,
+        }
+    }
+    for (key, value) in sysctls {
+        netns::write_sysctl(key, value).map_err(ns_err)?;
+    }
+    let mut nl = Netlink::open().map_err(|source| BuildError::Netlink {
+        netns: name.into(),
+        source,
+    })?;
+    // `lo` is always ifindex 1 in a new namespace.
+    nl.set_up(1).map_err(|source| BuildError::Netlink {
+        netns: name.into(),
+        source,
+    })?;
+    let mut sockets = Vec::with_capacity(listeners.len());
+    for &listener in listeners {
+        let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, listener.port);
+        let socket = match listener.proto {
+            Proto::Tcp => std::net::TcpListener::bind(addr).map(ListenerSocket::Tcp),
+            Proto::Udp => std::net::UdpSocket::bind(addr).map(ListenerSocket::Udp),
+        }
+        .map_err(|source| BuildError::Listener {
+            netns: name.into(),
+            listener,
+            source,
+        })?;
+        sockets.push(socket);
+    }
+    Ok((nl, sockets))
+}
+
+fn nl_err(netns: &str) -> impl Fn(NetlinkError) -> BuildError + '_ {
+    move |source| BuildError::Netlink {
+        netns: netns.to_string(),
+        source,
+    }
+}
+
+fn build_on_this_thread(topo: &Topology, parts: &mut Parts) -> Result<(), BuildError> {
+    let home: OwnedFd = netns::current().map_err(|source| BuildError::Netns {
+        netns: "sandbox".into(),
+        source,
+    })?;
+    let u = &topo.underlay;
+    let (underlay, mut nl_u, _) = create_netns(&u.netns, home.as_fd(), &[], &[])?;
+    parts.underlay = Some(underlay);
+    let bridge = nl_u
+        .add_bridge(&u.bridge, Mac([0x02, 0x50, 0x50, 0, 0, 1]), u.mtu)
+        .map_err(nl_err(&u.netns))?;
+    nl_u.set_up(bridge).map_err(nl_err(&u.netns))?;
+
+    let mut node_links = Vec::with_capacity(topo.nodes.len());
+    for node in &topo.nodes {
+        let (ns, mut nl, _) = create_netns(&node.name, home.as_fd(), &node.sysctls, &[])?;
+        let port = nl_u
+            .add_veth(
+                &node.underlay_port,
+                None,
+                &node.eth0.name,
+                Some(node.eth0.mac),
+                Some(ns.as_fd()),
+                node.eth0.mtu,
+            )
+            .map_err(nl_err(&u.netns))?;
+        parts.nodes.push(ns);
+        nl_u.set_master(port, bridge).map_err(nl_err(&u.netns))?;
+        nl_u.set_up(port).map_err(nl_err(&u.netns))?;
+        let cni0 = program_node(node, &mut nl)?;
+        node_links.push((nl, cni0));
+    }
+
+    for pod in &topo.pods {
+        let (ns, mut nl, sockets) = create_netns(&pod.name, home.as_fd(), &[], &pod.listeners)?;
+        let name: Arc<str> = Arc::from(pod.name.as_str());
+        parts
+            .listeners
+            .extend(sockets.into_iter().map(|s| (name.clone(), s)));
+        let node = &topo.nodes[pod.node];
+        let (nl_node, cni0) = &mut node_links[pod.node];
+        attach_pod(pod, &ns, nl_node, *cni0).map_err(nl_err(&node.name))?;
+        parts.pods.push(ns);
+        program_pod(pod, &mut nl)?;
+    }
+    Ok(())
+}
+
+/// Addresses, `cni0`, the overlay device and the node's routes, neighbours and FDB entries.
+/// Returns `cni0`'s ifindex.
+fn program_node(node: &Node, nl: &mut Netlink) -> Result<u32, BuildError> {
+    let err = nl_err(&node.name);
+    let mut devs: HashMap<&str, u32> = HashMap::new();
+    let eth0 = nl.link_index(&node.eth0.name).map_err(&err)?;
+    nl.add_addr(eth0, node.eth0.addr).map_err(&err)?;
+    nl.set_up(eth0).map_err(&err)?;
+    devs.insert(&node.eth0.name, eth0);
+
+    let b = &node.bridge;
+    let cni0 = nl.add_bridge(&b.name, b.mac, b.mtu).map_err(&err)?;
+    nl.add_addr(cni0, b.addr).map_err(&err)?;
+    nl.set_up(cni0).map_err(&err)?;
+    devs.insert(&b.name, cni0);
+
+    if let Some(v) = &node.vxlan {
+        let underlay = device(node, &devs, &v.underlay_dev, || format!("vxlan {}", v.name))?;
+        let dev = nl.add_vxlan(v, underlay).map_err(&err)?;
+        nl.add_addr(dev, v.addr).map_err(&err)?;
+        nl.set_up(dev).map_err(&err)?;
+        devs.insert(&v.name, dev);
+    }
+    for n in &node.neighbours {
+        let ifindex = device(node, &devs, &n.dev, || format!("neighbour {}", n.ip))?;
+        nl.add_neighbour(ifindex, n.ip, n.mac).map_err(&err)?;
+    }
+    for f in &node.fdb {
+        let ifindex = device(node, &devs, &f.dev, || format!("fdb entry {}", f.mac))?;
+        nl.add_fdb(ifindex, f.mac, f.dst).map_err(&err)?;
+    }
+    for r in &node.routes {
+        let ifindex = device(node, &devs, &r.dev, || format!("route {}", r.dst))?;
+        add_route(nl, r, ifindex).map_err(&err)?;
+    }
+    Ok(cni0)
+}
+
+fn device(
+    node: &Node,
+    devs: &HashMap<&str, u32>,
+    name: &str,
+    what: impl FnOnce() -> String,
+) -> Result<u32, BuildError> {
+    devs.get(name)
+        .copied()
+        .ok_or_else(|| BuildError::UnknownDevice {
+            netns: node.name.clone(),
+            what: what(),
+            dev: name.to_string(),
+        })
+}
+
+/// The builtin pod attach, as the CNI bridge plugin does it: a veth pair whose pod end is
+/// created directly inside the pod as `eth0`, whose node end joins `cni0` with hairpin mode on.
+fn attach_pod(pod: &Pod, ns: &Netns, nl_node: &mut Netlink, cni0: u32) -> Result<(), NetlinkError> {
+    let host = nl_node.add_veth(
+        &pod.host_veth,
+        None,
+        &pod.eth0.name,
+        Some(pod.eth0.mac),
+        Some(ns.as_fd()),
+        pod.eth0.mtu,
+    )?;
+    nl_node.set_master(host, cni0)?;
+    nl_node.set_hairpin(host, true)?;
+    nl_node.set_up(host)
+}
+
+fn program_pod(pod: &Pod, nl: &mut Netlink) -> Result<(), BuildError> {
+    let err = nl_err(&pod.name);
+    let eth0 = nl.link_index(&pod.eth0.name).map_err(&err)?;
+    nl.add_addr(eth0, pod.eth0.addr).map_err(&err)?;
+    nl.set_up(eth0).map_err(&err)?;
+    for r in &pod.routes {
+        if r.dev != pod.eth0.name {
+            return Err(BuildError::UnknownDevice {
+                netns: pod.name.clone(),
+                what: format!("route {}", r.dst),
+                dev: r.dev.clone(),
+            });
+        }
+        add_route(nl, r, eth0).map_err(&err)?;
+    }
+    Ok(())
+}
+
+fn add_route(nl: &mut Netlink, r: &Route, ifindex: u32) -> Result<(), NetlinkError> {
+    nl.add_route(r.dst, r.via, ifindex, r.onlink)
+}

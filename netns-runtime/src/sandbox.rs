@@ -1,0 +1,254 @@
+//! The private sandbox every podpath run lives in.
+//!
+//! At start-up, before any thread exists, the process unshares its mount, network and PID
+//! namespaces (and a user namespace when it is not root), then forks. The child is PID 1 of the
+//! new PID namespace and runs the program; the parent only waits and passes the exit status on.
+//! The child dies with the parent (`PR_SET_PDEATHSIG`), and every process of the PID namespace
+//! dies with the child, so when podpath dies for any reason, SIGKILL included, the mount
+//! namespace holding the netns bind mounts and every network namespace built in it go away with
+//! it. The host's own network namespace is never entered, let alone changed.
+//!
+//! Network namespace names live on a private tmpfs over `/run/netns`, so `ip netns exec node1 ...`
+//! works inside the sandbox and nothing shows up in the host's `ip netns list`.
+
+use std::fs;
+use std::io;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{SigHandler, Signal, kill, raise, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
+
+/// Where netns names live inside the sandbox (the path `ip netns` uses).
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// Set in the sandboxed process (and inherited by its children) so that a nested podpath, or a
+/// test binary started from `podpath shell`, reuses the sandbox it is already in.
+pub const SANDBOX_ENV: &str = "PODPATH_SANDBOX";
+
+/// How the sandbox got its privileges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Running as root: private mount, network and PID namespaces.
+    Root,
+    /// Not root: the same inside a new user namespace where the caller is mapped to root.
+    UserNamespace,
+}
+
+impl SandboxMode {
+    fn from_env(value: &str) -> SandboxMode {
+        if value == "userns" {
+            SandboxMode::UserNamespace
+        } else {
+            SandboxMode::Root
+        }
+    }
+
+    fn as_env(self) -> &'static str {
+        match self {
+            SandboxMode::Root => "root",
+            SandboxMode::UserNamespace => "userns",
+        }
+    }
+}
+
+/// Proof that the process runs inside its private sandbox.
+#[derive(Debug, Clone, Copy)]
+pub struct Sandbox {
+    pub mode: SandboxMode,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Neither root nor a user namespace is available: nothing can be built here.
+    #[error(
+        "cannot create a private sandbox: not root ({root}) and no user namespace ({userns}); \
+         run as root or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
+    )]
+    Unavailable { root: String, userns: String },
+    #[error("setting up the sandbox failed: {what}: {source}")]
+    Setup { what: String, source: io::Error },
+}
+
+fn setup_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError {
+    let what = what.into();
+    move |e| SandboxError::Setup {
+        what,
+        source: io::Error::from(e),
+    }
+}
+
+/// Enters the sandbox. Must be called first thing in `main`, before any thread is spawned.
+///
+/// Returns in the sandboxed child (PID 1 of the new PID namespace). The parent never returns: it
+/// waits for the child and exits with its status.
+pub fn enter() -> Result<Sandbox, SandboxError> {
+    if let Ok(mode) = std::env::var(SANDBOX_ENV) {
+        return Ok(Sandbox {
+            mode: SandboxMode::from_env(&mode),
+        });
+    }
+    let mode = unshare_namespaces()?;
+    // The parent is invisible from the child's PID namespace (getppid() is 0 there), so the
+    // child learns whether it is still alive from this pipe: the parent holds the write end.
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(setup_err("pipe"))?;
+    // SAFETY: called before any other thread exists (documented contract of `enter`), so the
+    // child is a faithful single-threaded copy.
+    match unsafe { fork() }.map_err(setup_err("fork"))? {
+        ForkResult::Parent { child } => {
+            drop(alive_r);
+            let _keep_open = alive_w;
+            wait_and_exit(child)
+        }
+        ForkResult::Child => {
+            drop(alive_w);
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                .map_err(setup_err("PR_SET_PDEATHSIG"))?;
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&alive_r),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0 {
+                // The parent died before the death signal was armed.
+                std::process::exit(1);
+            }
+            drop(alive_r);
+            // PID 1 ignores every signal it has no handler for: give the terminal's signals
+            // their usual meaning.
+            for sig in [
+                Signal::SIGINT,
+                Signal::SIGTERM,
+                Signal::SIGHUP,
+                Signal::SIGQUIT,
+            ] {
+                // SAFETY: the handler only calls the async-signal-safe `_exit`.
+                let _ = unsafe { signal(sig, SigHandler::Handler(exit_on_signal)) };
+            }
+            prepare_mounts()?;
+            // SAFETY: still single-threaded.
+            unsafe { std::env::set_var(SANDBOX_ENV, mode.as_env()) };
+            Ok(Sandbox { mode })
+        }
+    }
+}
+
+fn unshare_namespaces() -> Result<SandboxMode, SandboxError> {
+    let base = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWPID;
+    let root_err = if Uid::effective().is_root() {
+        match unshare(base) {
+            Ok(()) => return Ok(SandboxMode::Root),
+            Err(e) => e.to_string(),
+        }
+    } else {
+        "effective uid is not 0".to_string()
+    };
+    let uid = Uid::effective();
+    let gid = Gid::effective();
+    match unshare(base | CloneFlags::CLONE_NEWUSER) {
+        Ok(()) => {
+            let map = |file: &str, content: String| {
+                fs::write(file, content).map_err(|source| SandboxError::Setup {
+                    what: format!("write {file}"),
+                    source,
+                })
+            };
+            map("/proc/self/setgroups", "deny".into())?;
+            map("/proc/self/uid_map", format!("0 {uid} 1"))?;
+            map("/proc/self/gid_map", format!("0 {gid} 1"))?;
+            Ok(SandboxMode::UserNamespace)
+        }
+        Err(e) => Err(SandboxError::Unavailable {
+            root: root_err,
+            userns: e.to_string(),
+        }),
+    }
+}
+
+/// The parent: wait for the sandboxed child and leave with its status.
+fn wait_and_exit(child: Pid) -> ! {
+    // A terminal's Ctrl-C reaches both processes; the child decides (PID 1 ignores what it does
+    // not handle), and the parent must outlive it to pass the status on.
+    for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    }
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => std::process::exit(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                // SAFETY: restoring the default action so the re-raise terminates us like it did the child.
+                let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+                let _ = raise(sig);
+                std::process::exit(128 + sig as i32);
+            }
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(_) => {
+                let _ = kill(child, Signal::SIGKILL);
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+extern "C" fn exit_on_signal(sig: nix::libc::c_int) {
+    // SAFETY: `_exit` is async-signal-safe.
+    unsafe { nix::libc::_exit(128 + sig) }
+}
+
+/// Private mount propagation, a private tmpfs for netns names, and a `/proc` of the new PID
+/// namespace.
+fn prepare_mounts() -> Result<(), SandboxError> {
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(setup_err("make / private"))?;
+    let tmpfs_opts = Some("mode=0755,size=16m");
+    if Path::new(NETNS_RUN_DIR).is_dir() {
+        mount(
+            Some("podpath"),
+            NETNS_RUN_DIR,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            tmpfs_opts,
+        )
+        .map_err(setup_err(format!("mount tmpfs on {NETNS_RUN_DIR}")))?;
+    } else {
+        // Creating /run/netns on the host would show up there; cover /run instead. Nothing the
+        // sandbox runs needs the host's /run.
+        mount(
+            Some("podpath"),
+            "/run",
+            Some("tmpfs"),
+            MsFlags::empty(),
+            tmpfs_opts,
+        )
+        .map_err(setup_err("mount tmpfs on /run"))?;
+        fs::create_dir(NETNS_RUN_DIR).map_err(|source| SandboxError::Setup {
+            what: format!("create {NETNS_RUN_DIR}"),
+            source,
+        })?;
+    }
+    // A /proc that shows the sandbox's PID namespace. Where the kernel refuses (an outer /proc
+    // with masked entries), the host's view stays: only PID listings are affected.
+    let _ = mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        none,
+    );
+    Ok(())
+}
+
+/// Whether a child's exit status was a signal, for callers that spawn tools.
+pub fn describe_status(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "unknown status".into(),
+    }
+}

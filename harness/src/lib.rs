@@ -3,3 +3,5 @@
 pub mod case;
 pub mod diag;
 pub mod plan;
+pub mod suite;
+pub mod verdict;

@@ -1,1 +1,226 @@
-fn main() {}
+//! The `podpath` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use netns_runtime::Cluster;
+use podpath::suite::{self, CaseRun};
+
+#[derive(Parser)]
+#[command(
+    name = "podpath",
+    version,
+    about = "Kubernetes pod-network conformance on real network namespaces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build each case's cluster, run its flows and judge them.
+    Run {
+        /// Case files or directories of cases [default: cases/]
+        paths: Vec<PathBuf>,
+        /// Only run flows whose `<case>::<flow>` name contains this
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Print a case's resolved plan (every address, route, neighbour and FDB entry) without
+    /// building anything. Needs no privileges.
+    Plan {
+        /// The case file
+        case: PathBuf,
+    },
+    /// Build a case's cluster and open a shell inside the sandbox, where `ip netns exec node1 ...`
+    /// works. Everything disappears when the shell exits.
+    Shell {
+        /// The case file
+        case: PathBuf,
+        /// Run this command instead of an interactive shell
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plan { case } => plan(case),
+        Command::Run { paths, filter } => {
+            if let Err(code) = enter_sandbox() {
+                return code;
+            }
+            run(paths, filter)
+        }
+        Command::Shell { case, command } => {
+            if let Err(code) = enter_sandbox() {
+                return code;
+            }
+            shell(case, command)
+        }
+    }
+}
+
+fn enter_sandbox() -> Result<(), ExitCode> {
+    netns_runtime::sandbox::enter().map(drop).map_err(|e| {
+        eprintln!("podpath: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn plan(case: PathBuf) -> ExitCode {
+    match podpath::plan::load(&case) {
+        Ok(plan) => {
+            print!("{plan}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("cases")]
+    } else {
+        paths
+    };
+    let cases = match suite::load(&paths) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("podpath: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut failures = Vec::new();
+    for case in cases {
+        let plan = match case.plan {
+            Ok(p) => p,
+            Err(e) => {
+                println!("FAIL {} (invalid case)", case.id);
+                failures.push(format!("{}:\n{e}", case.id));
+                failed += 1;
+                continue;
+            }
+        };
+        let selected: Vec<usize> = (0..plan.flows.len())
+            .filter(|&i| {
+                let name = format!("{}::{}", case.id, plan.flows[i].name);
+                filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
+            })
+            .collect();
+        if selected.is_empty() {
+            continue;
+        }
+        // One case at a time: namespaces keep their plain names (node1, pod-a).
+        let run = CaseRun::new(plan, selected.len(), String::new());
+        for i in selected {
+            let name = format!("{}::{}", case.id, run.plan.flows[i].name);
+            match run.run_flow(i) {
+                Ok(v) if v.passed => {
+                    println!("ok   {name}: {}", v.observed);
+                    passed += 1;
+                }
+                Ok(v) => {
+                    println!("FAIL {name}");
+                    failures.push(format!("{name}:\n{}", v.render(&run.plan.flows[i])));
+                    failed += 1;
+                }
+                Err(e) => {
+                    println!("FAIL {name}");
+                    failures.push(format!("{name}:\n{e}"));
+                    failed += 1;
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        println!("\nfailures:");
+        for f in &failures {
+            println!("\n{f}");
+        }
+    }
+    println!("\n{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn shell(case: PathBuf, command: Vec<String>) -> ExitCode {
+    let plan = match podpath::plan::load(&case) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cluster = match Cluster::build(&plan.topology) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("podpath: building {}: {e}", case.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let topo = cluster.topology();
+    let interactive = command.is_empty();
+    if interactive {
+        eprintln!("podpath: cluster '{}' is up inside the sandbox.", plan.name);
+        let names: Vec<&str> = std::iter::once(topo.underlay.netns.as_str())
+            .chain(topo.nodes.iter().map(|n| n.name.as_str()))
+            .chain(topo.pods.iter().map(|p| p.name.as_str()))
+            .collect();
+        eprintln!("  namespaces: {}", names.join(" "));
+        if let (Some(a), Some(b)) = (topo.pods.first(), topo.pods.last()) {
+            eprintln!(
+                "  try: ip netns exec {} ping -c1 {}",
+                a.name,
+                b.eth0.addr.addr()
+            );
+        }
+        eprintln!("  exit the shell to take everything down.");
+    }
+    let (program, args) = if interactive {
+        (
+            std::env::var("SHELL").unwrap_or_else(|_| "/bin/bash".into()),
+            Vec::new(),
+        )
+    } else {
+        (command[0].clone(), command[1..].to_vec())
+    };
+    // The main thread never left the sandbox's own namespace: the shell starts there.
+    let status = std::process::Command::new(&program)
+        .args(&args)
+        .env("PODPATH_CLUSTER", &plan.name)
+        .env("PS1", format!("[podpath {}] \\w # ", plan.name))
+        .status();
+    let code = match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            if !interactive {
+                eprintln!(
+                    "podpath: {program}: {}",
+                    netns_runtime::sandbox::describe_status(s)
+                );
+            }
+            ExitCode::from(s.code().unwrap_or(1).clamp(1, 255) as u8)
+        }
+        Err(e) => {
+            eprintln!("podpath: {program}: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    if let Err(errors) = cluster.teardown() {
+        for e in errors {
+            eprintln!("podpath: teardown: {e}");
+        }
+    }
+    code
+}

@@ -60,6 +60,7 @@ pub struct Cluster {
     nodes: Vec<Netns>,
     pods: Vec<Netns>,
     pod_index: HashMap<String, usize>,
+    prefix: String,
 }
 
 /// Kernel objects made so far, so a failed build is taken down like a finished one.
@@ -76,9 +77,19 @@ enum ListenerSocket {
 }
 
 impl Cluster {
-    /// Builds `topology` in the sandbox. On error, whatever was built is removed again.
+    /// Builds `topology` in the sandbox, each namespace named as in the topology (`node1`,
+    /// `pod-a`, `underlay`), so `ip netns exec node1 ...` works. On error, whatever was built is
+    /// removed again.
     pub fn build(topology: &Topology) -> Result<Cluster, BuildError> {
+        Cluster::build_prefixed(topology, "")
+    }
+
+    /// Like [`Cluster::build`], with every namespace name prefixed (`case.node1`), so that
+    /// several clusters can live side by side in one sandbox.
+    pub fn build_prefixed(topology: &Topology, prefix: &str) -> Result<Cluster, BuildError> {
         let topo = topology.clone();
+        let prefix = prefix.to_string();
+        let thread_prefix = prefix.clone();
         let built = std::thread::Builder::new()
             .name("podpath-build".into())
             .spawn(move || {
@@ -88,7 +99,7 @@ impl Cluster {
                     pods: Vec::new(),
                     listeners: Vec::new(),
                 };
-                let result = build_on_this_thread(&topo, &mut parts);
+                let result = build_on_this_thread(&topo, &thread_prefix, &mut parts);
                 (topo, parts, result)
             })
             .map_err(|e| BuildError::Thread(e.to_string()))?
@@ -107,6 +118,7 @@ impl Cluster {
             underlay: parts.underlay,
             nodes: parts.nodes,
             pods: parts.pods,
+            prefix,
         };
         result?;
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
@@ -132,7 +144,8 @@ impl Cluster {
 
     /// A node's network namespace.
     pub fn node_netns(&self, node: &str) -> Option<&Netns> {
-        self.nodes.iter().find(|n| n.name() == node)
+        let i = self.topology.nodes.iter().position(|n| n.name == node)?;
+        self.nodes.get(i)
     }
 
     /// The underlay's network namespace.
@@ -144,7 +157,16 @@ impl Cluster {
     pub fn netns(&self, name: &str) -> Option<&Netns> {
         self.pod_netns(name)
             .or_else(|| self.node_netns(name))
-            .or_else(|| self.underlay.as_ref().filter(|u| u.name() == name))
+            .or_else(|| {
+                self.underlay
+                    .as_ref()
+                    .filter(|_| self.topology.underlay.netns == name)
+            })
+    }
+
+    /// What every namespace name of this cluster starts with (empty unless built prefixed).
+    pub fn netns_prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Sends one probe from inside `pod` and reports what came of it.
@@ -265,13 +287,18 @@ fn nl_err(netns: &str) -> impl Fn(NetlinkError) -> BuildError + '_ {
     }
 }
 
-fn build_on_this_thread(topo: &Topology, parts: &mut Parts) -> Result<(), BuildError> {
+fn build_on_this_thread(
+    topo: &Topology,
+    prefix: &str,
+    parts: &mut Parts,
+) -> Result<(), BuildError> {
+    let named = |name: &str| format!("{prefix}{name}");
     let home: OwnedFd = netns::current().map_err(|source| BuildError::Netns {
         netns: "sandbox".into(),
         source,
     })?;
     let u = &topo.underlay;
-    let (underlay, mut nl_u, _) = create_netns(&u.netns, home.as_fd(), &[], &[])?;
+    let (underlay, mut nl_u, _) = create_netns(&named(&u.netns), home.as_fd(), &[], &[])?;
     parts.underlay = Some(underlay);
     let bridge = nl_u
         .add_bridge(&u.bridge, Mac([0x02, 0x50, 0x50, 0, 0, 1]), u.mtu)
@@ -280,7 +307,7 @@ fn build_on_this_thread(topo: &Topology, parts: &mut Parts) -> Result<(), BuildE
 
     let mut node_links = Vec::with_capacity(topo.nodes.len());
     for node in &topo.nodes {
-        let (ns, mut nl, _) = create_netns(&node.name, home.as_fd(), &node.sysctls, &[])?;
+        let (ns, mut nl, _) = create_netns(&named(&node.name), home.as_fd(), &node.sysctls, &[])?;
         let port = nl_u
             .add_veth(
                 &node.underlay_port,
@@ -299,7 +326,8 @@ fn build_on_this_thread(topo: &Topology, parts: &mut Parts) -> Result<(), BuildE
     }
 
     for pod in &topo.pods {
-        let (ns, mut nl, sockets) = create_netns(&pod.name, home.as_fd(), &[], &pod.listeners)?;
+        let (ns, mut nl, sockets) =
+            create_netns(&named(&pod.name), home.as_fd(), &[], &pod.listeners)?;
         let name: Arc<str> = Arc::from(pod.name.as_str());
         parts
             .listeners

@@ -6,6 +6,7 @@ pub mod echo;
 pub mod netlink;
 pub mod netns;
 pub mod probe;
+pub mod proxy;
 pub mod sandbox;
 pub mod topology;
 

@@ -1,0 +1,1 @@
+//! kube-proxy iptables mode: `ServiceTable` -> `iptables-restore` input.

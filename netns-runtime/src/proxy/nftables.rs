@@ -1,0 +1,1 @@
+//! kube-proxy nftables mode: `ServiceTable` -> `nft -f` input (table ip kube-proxy).

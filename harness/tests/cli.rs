@@ -1,0 +1,182 @@
+//! The `podpath` binary from the outside: located errors, `plan` without privileges, and a
+//! sandbox that leaves nothing behind when podpath is killed.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn podpath() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_podpath"))
+}
+
+fn case(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cases")
+        .join(name)
+}
+
+fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+fn temp_case(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("podpath-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const BAD_NODE: &str = "\
+nodes: [node1, node2]
+pods:
+  - { name: pod-a, node: node1 }
+  - { name: pod-b, node: node9 }
+";
+
+#[test]
+fn plan_reports_a_malformed_case_with_file_line_and_column() {
+    let path = temp_case("bad-node.yaml", BAD_NODE);
+    let out = podpath().arg("plan").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:4:26:", path.display());
+    assert!(stderr.contains(&want), "expected {want} in: {stderr}");
+    assert!(stderr.contains("node9"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing is planned for an invalid case"
+    );
+}
+
+#[test]
+fn run_fails_an_invalid_case_without_building_it() {
+    let path = temp_case("bad-run.yaml", BAD_NODE);
+    let out = podpath().arg("run").arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if out.status.code() == Some(2) {
+        // No sandbox here (neither root nor user namespaces): nothing to check.
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL bad-run (invalid case)"), "{stdout}");
+    assert!(stdout.contains(":4:26:"), "{stdout}");
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn plan_works_unprivileged() {
+    let mut cmd = if is_root() {
+        // Drop to nobody for this one command.
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(env!("CARGO_BIN_EXE_podpath"));
+        c
+    } else {
+        podpath()
+    };
+    // The case is copied where nobody can read it.
+    let text = std::fs::read_to_string(case("cross-node-vxlan.yaml")).unwrap();
+    let path = std::env::temp_dir().join(format!("podpath-plan-{}.yaml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    let out = cmd.arg("plan").arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "flannel.1  10.244.1.0/32",
+        "route      10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink",
+        "fdb        0e:2a:ac:12:00:03 dst 172.18.0.3 dev flannel.1",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
+/// What the host's network looks like, as `ip` and the netfilter tools show it.
+fn host_state() -> String {
+    let mut state = String::new();
+    for cmd in [
+        "ip netns list",
+        "ip -o link show",
+        "ip -o addr show",
+        "ip route show table all",
+        "iptables-save 2>/dev/null | grep -v '^#'",
+        "nft list ruleset 2>/dev/null",
+    ] {
+        let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+        state.push_str(&format!(
+            "$ {cmd}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    state
+}
+
+/// Processes whose environment carries `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(env) = std::fs::read(entry.path().join("environ"))
+            && env
+                .split(|b| *b == 0)
+                .any(|kv| kv == format!("PODPATH_TEST_MARKER={marker}").as_bytes())
+        {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
+    let before = host_state();
+    let marker = format!("sigkill-{}", std::process::id());
+    let mut child = podpath()
+        .arg("shell")
+        .arg(case("three-nodes.yaml"))
+        .args(["--", "sh", "-c", "ip netns list | wc -l; exec sleep 60"])
+        .env("PODPATH_TEST_MARKER", &marker)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.trim().is_empty() {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(2), "podpath shell failed: {err}");
+        return; // No sandbox possible here.
+    }
+    // underlay + 3 nodes + 3 pods are up inside the sandbox.
+    assert_eq!(line.trim(), "7", "namespaces inside the sandbox");
+    assert!(!processes_with(&marker).is_empty());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        processes_with(&marker),
+        Vec::<String>::new(),
+        "every process of the sandbox dies with podpath"
+    );
+    assert_eq!(host_state(), before);
+}

@@ -67,21 +67,29 @@ fn run_fails_an_invalid_case_without_building_it() {
 
 #[test]
 fn plan_works_unprivileged() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The binary and the case are copied where an unprivileged user can read them, whatever
+    // the permissions of the checkout's directories.
+    let dir = std::env::temp_dir().join(format!("podpath-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.join("podpath");
+    std::fs::copy(env!("CARGO_BIN_EXE_podpath"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("case.yaml");
+    std::fs::copy(case("cross-node-vxlan.yaml"), &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut cmd = if is_root() {
         // Drop to nobody for this one command.
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-        c.arg(env!("CARGO_BIN_EXE_podpath"));
+        c.arg(&bin);
         c
     } else {
-        podpath()
+        Command::new(&bin)
     };
-    // The case is copied where nobody can read it.
-    let text = std::fs::read_to_string(case("cross-node-vxlan.yaml")).unwrap();
-    let path = std::env::temp_dir().join(format!("podpath-plan-{}.yaml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    let out = cmd.arg("plan").arg(&path).output().unwrap();
-    let _ = std::fs::remove_file(&path);
+    let out = cmd.arg("plan").arg(&path).current_dir(&dir).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

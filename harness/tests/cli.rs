@@ -88,7 +88,12 @@ fn plan_works_unprivileged() {
     } else {
         Command::new(&bin)
     };
-    let out = cmd.arg("plan").arg(&path).current_dir(&dir).output().unwrap();
+    let out = cmd
+        .arg("plan")
+        .arg(&path)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -153,6 +153,36 @@ fn main() {
                 },
             )
         }),
+        Trial::ignorable_test("tool-output-stdin-and-failure", || {
+            let here = netns::current().map_err(|e| e.to_string())?;
+            let t = Duration::from_secs(5);
+            let out = netns_runtime::tool::run(&here, "cat", &[], Some(b"rules\n"), t)
+                .map_err(|e| e.to_string())?;
+            check(out == "rules\n", format!("cat echoed {out:?}"))?;
+            let err =
+                netns_runtime::tool::run(&here, "sh", &["-c", "echo bad >&2; exit 3"], None, t)
+                    .expect_err("exit 3 is a failure")
+                    .to_string();
+            check(
+                err.contains("exit code 3") && err.contains("bad"),
+                format!("failure says code and stderr: {err}"),
+            )?;
+            Ok(Completion::Completed)
+        }),
+        Trial::ignorable_test("tool-timeout-kills", || {
+            let here = netns::current().map_err(|e| e.to_string())?;
+            let start = std::time::Instant::now();
+            let err =
+                netns_runtime::tool::run(&here, "sleep", &["10"], None, Duration::from_millis(200))
+                    .expect_err("sleep outlives its timeout")
+                    .to_string();
+            check(err.contains("killed after"), err)?;
+            check(
+                start.elapsed() < Duration::from_secs(5),
+                format!("took {:?}", start.elapsed()),
+            )?;
+            Ok(Completion::Completed)
+        }),
     ];
     if let Err(e) = sandbox {
         let reason = e.to_string();

@@ -8,6 +8,7 @@ pub mod netns;
 pub mod probe;
 pub mod proxy;
 pub mod sandbox;
+pub mod tool;
 pub mod topology;
 
 pub use cluster::{BuildError, Cluster};

@@ -1,0 +1,115 @@
+//! Running an external tool (`iptables-restore`, `nft`, a user's proxy command) inside a
+//! namespace, always with a timeout, feeding it standard input and keeping what it said.
+
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::AsFd;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::netns::command_in;
+
+/// The default limit for one tool call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{program}: could not start: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("{program}: killed after {timeout:?} without finishing")]
+    Timeout { program: String, timeout: Duration },
+    #[error("{program}: {status}\n{stderr}")]
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{program}: {source}")]
+    Io { program: String, source: io::Error },
+}
+
+/// Runs `program args...` inside `ns`, writes `stdin` to it, and returns its standard output.
+/// A non-zero exit is an error carrying its standard error.
+pub fn run(
+    ns: &impl AsFd,
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<String, ToolError> {
+    let mut child = command_in(ns, program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ToolError::Spawn {
+            program: program.to_string(),
+            source,
+        })?;
+    let io_err = |source| ToolError::Io {
+        program: program.to_string(),
+        source,
+    };
+    // Readers on their own threads, so a tool that fills a pipe never blocks the writer.
+    let mut out_pipe = child.stdout.take().expect("piped");
+    let mut err_pipe = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("piped");
+        if let Err(e) = pipe.write_all(input)
+            && e.kind() != io::ErrorKind::BrokenPipe
+        {
+            let _ = child.kill();
+            return Err(io_err(e));
+        }
+    }
+    let status = wait_with_timeout(&mut child, timeout).map_err(io_err)?;
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    match status {
+        None => Err(ToolError::Timeout {
+            program: program.to_string(),
+            timeout,
+        }),
+        Some(s) if s.success() => Ok(stdout),
+        Some(s) => Err(ToolError::Failed {
+            program: program.to_string(),
+            status: crate::sandbox::describe_status(s),
+            stderr: stderr.trim_end().to_string(),
+        }),
+    }
+}
+
+/// Waits for `child`; kills it and returns `None` when `timeout` passes first.
+fn wait_with_timeout(
+    child: &mut Child,
+    timeout: Duration,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}

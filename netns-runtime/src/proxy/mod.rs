@@ -12,6 +12,7 @@ use crate::topology::Proto;
 
 pub mod iptables;
 pub mod nftables;
+pub mod normalise;
 
 /// Everything kube-proxy on one node knows: the node, the cluster, and every Service port with
 /// its endpoints (as EndpointSlices give them).

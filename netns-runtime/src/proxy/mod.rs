@@ -71,9 +71,15 @@ pub struct Endpoint {
 }
 
 impl ServicePort {
-    /// kube-proxy's `ServicePortName` string: `namespace/name:portname`.
+    /// kube-proxy's `ServicePortName` string: `namespace/name:portname`, or `namespace/name`
+    /// for an unnamed port (kube-proxy adds the colon only before a non-empty port name; this
+    /// string is hashed into the iptables chain names and written into rule comments).
     pub fn port_name_string(&self) -> String {
-        format!("{}/{}:{}", self.namespace, self.name, self.port_name)
+        if self.port_name.is_empty() {
+            format!("{}/{}", self.namespace, self.name)
+        } else {
+            format!("{}/{}:{}", self.namespace, self.name, self.port_name)
+        }
     }
 
     /// Whether an endpoint is local to `node`.

@@ -16,6 +16,8 @@ use crate::echo::EchoServers;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::netns::{self, Netns};
 use crate::probe::{self, Outcome, ProbeTarget};
+use crate::proxy::ServiceTable;
+use crate::proxy::driver::{ProxyError, ServiceProxy};
 use crate::topology::{Listener, Mac, Node, Pod, Proto, Route, Topology};
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +183,98 @@ impl Cluster {
                 detail: format!("entering pod {pod}: {e}"),
             }
         })
+    }
+
+    /// Programs every node's Services with `proxy` (one table per node, by `node_name`).
+    pub fn apply_proxy(
+        &self,
+        proxy: &dyn ServiceProxy,
+        tables: &[ServiceTable],
+    ) -> Result<(), ProxyError> {
+        for table in tables {
+            let Some(ns) = self.node_netns(&table.node_name) else {
+                continue;
+            };
+            proxy.apply(ns, table)?;
+        }
+        Ok(())
+    }
+
+    /// A node's rule tables as `proxy` sees them, normalised for snapshots.
+    pub fn node_rules(&self, proxy: &dyn ServiceProxy, node: &str) -> Result<String, String> {
+        let ns = self
+            .node_netns(node)
+            .ok_or_else(|| format!("no node {node} in this cluster"))?;
+        proxy.rules(ns, node).map_err(|e| e.to_string())
+    }
+
+    /// A node's routes, permanent neighbours and FDB entries of its VXLAN devices, in `ip`'s
+    /// words and a stable order: the parts of a node's state an overlay programs.
+    pub fn node_state(&self, node: &str) -> Result<String, String> {
+        let ns = self
+            .node_netns(node)
+            .ok_or_else(|| format!("no node {node} in this cluster"))?;
+        netns::run_in(ns.as_fd(), || -> Result<String, NetlinkError> {
+            let mut nl = Netlink::open()?;
+            let links = nl.links()?;
+            let name = |i: u32| {
+                links
+                    .iter()
+                    .find(|l| l.index == i)
+                    .map(|l| l.name.clone())
+                    .unwrap_or_else(|| format!("if{i}"))
+            };
+            let mut routes: Vec<String> = nl
+                .routes()?
+                .iter()
+                .map(|r| {
+                    let mut line = r.dst.to_string();
+                    if let Some(gw) = r.gateway {
+                        line.push_str(&format!(" via {gw}"));
+                    }
+                    if let Some(oif) = r.oif {
+                        line.push_str(&format!(" dev {}", name(oif)));
+                    }
+                    if r.onlink() {
+                        line.push_str(" onlink");
+                    }
+                    if let Some(src) = r.prefsrc {
+                        line.push_str(&format!(" src {src}"));
+                    }
+                    line
+                })
+                .collect();
+            routes.sort();
+            let mut neigh: Vec<String> = nl
+                .neighbours()?
+                .iter()
+                .filter(|n| n.permanent())
+                .map(|n| {
+                    let mac = n.mac.map(|m| m.to_string()).unwrap_or_default();
+                    format!("{} dev {} lladdr {mac} PERMANENT", n.ip, name(n.ifindex))
+                })
+                .collect();
+            neigh.sort();
+            let mut fdb = Vec::new();
+            for l in links.iter().filter(|l| l.vxlan.is_some()) {
+                for f in nl.fdb(l.index)?.iter().filter(|f| f.permanent()) {
+                    let dst = f.dst.map(|d| format!(" dst {d}")).unwrap_or_default();
+                    fdb.push(format!("{} dev {}{dst} self permanent", f.mac, l.name));
+                }
+            }
+            fdb.sort();
+            let mut out = String::from("# routes\n");
+            for section in [(&routes, ""), (&neigh, "# neighbours\n"), (&fdb, "# fdb\n")] {
+                out.push_str(section.1);
+                for line in section.0 {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            Ok(out)
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
     }
 
     /// Takes the cluster down, reporting every name that could not be removed.

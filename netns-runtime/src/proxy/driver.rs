@@ -1,0 +1,151 @@
+//! Service proxies: the seam where kube-proxy (builtin, in either mode) or an implementation
+//! under test programs a node's Services.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::netns::Netns;
+use crate::proxy::{ServiceTable, iptables, nftables, normalise};
+use crate::tool::{self, ToolError};
+
+/// How long one rule-table load or dump may take.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("node {node}: {proxy} proxy: {source}")]
+    Tool {
+        node: String,
+        proxy: String,
+        source: ToolError,
+    },
+}
+
+/// The builtin proxy modes a case can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProxyMode {
+    /// kube-proxy `--proxy-mode=iptables`, loaded with `iptables-restore --noflush`.
+    Iptables,
+    /// kube-proxy `--proxy-mode=nftables`, loaded with `nft -f`.
+    Nftables,
+}
+
+impl ProxyMode {
+    pub const ALL: [ProxyMode; 2] = [ProxyMode::Iptables, ProxyMode::Nftables];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProxyMode> {
+        ProxyMode::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// The builtin proxy for this mode.
+    pub fn builtin(self) -> Box<dyn ServiceProxy> {
+        match self {
+            ProxyMode::Iptables => Box::new(IptablesProxy),
+            ProxyMode::Nftables => Box::new(NftablesProxy),
+        }
+    }
+}
+
+impl fmt::Display for ProxyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Programs Services into a node, and shows what it programmed.
+pub trait ServiceProxy: Send + Sync {
+    /// Short name for trial names and reports.
+    fn name(&self) -> &str;
+    /// Programs `table` into the node namespace `node`.
+    fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError>;
+    /// The node's rule tables as this proxy sees them, normalised for snapshots.
+    fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError>;
+}
+
+fn tool_err<'a>(node: &'a str, proxy: &'a str) -> impl FnOnce(ToolError) -> ProxyError + 'a {
+    move |source| ProxyError::Tool {
+        node: node.to_string(),
+        proxy: proxy.to_string(),
+        source,
+    }
+}
+
+/// kube-proxy in iptables mode.
+pub struct IptablesProxy;
+
+impl ServiceProxy for IptablesProxy {
+    fn name(&self) -> &str {
+        "iptables"
+    }
+
+    fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError> {
+        let rules = iptables::render(table);
+        tool::run(
+            node,
+            "iptables-restore",
+            &["-w", "5", "--noflush"],
+            Some(rules.as_bytes()),
+            TOOL_TIMEOUT,
+        )
+        .map(drop)
+        .map_err(tool_err(&table.node_name, self.name()))
+    }
+
+    fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError> {
+        tool::run(node, "iptables-save", &[], None, TOOL_TIMEOUT)
+            .map(|s| normalise::iptables_save(&s))
+            .map_err(tool_err(node_name, self.name()))
+    }
+}
+
+/// kube-proxy in nftables mode.
+pub struct NftablesProxy;
+
+impl ServiceProxy for NftablesProxy {
+    fn name(&self) -> &str {
+        "nftables"
+    }
+
+    fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError> {
+        let rules = nftables::render(table);
+        tool::run(
+            node,
+            "nft",
+            &["-f", "-"],
+            Some(rules.as_bytes()),
+            TOOL_TIMEOUT,
+        )
+        .map(drop)
+        .map_err(tool_err(&table.node_name, self.name()))
+    }
+
+    fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError> {
+        tool::run(node, "nft", &["list", "ruleset"], None, TOOL_TIMEOUT)
+            .map(|s| normalise::nft_ruleset(&s))
+            .map_err(tool_err(node_name, self.name()))
+    }
+}
+
+/// No service proxy: Services exist in the plan but nothing programs them.
+pub struct NoProxy;
+
+impl ServiceProxy for NoProxy {
+    fn name(&self) -> &str {
+        "none"
+    }
+
+    fn apply(&self, _node: &Netns, _table: &ServiceTable) -> Result<(), ProxyError> {
+        Ok(())
+    }
+
+    fn rules(&self, _node: &Netns, _node_name: &str) -> Result<String, ProxyError> {
+        Ok(String::new())
+    }
+}

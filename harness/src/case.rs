@@ -25,6 +25,7 @@ pub struct Case {
     pub nodes: Option<Spanned<Vec<Spanned<NodeEntry>>>>,
     pub pods: Option<Vec<Spanned<PodSpec>>>,
     pub flows: Option<Vec<Spanned<FlowSpec>>>,
+    pub services: Option<Vec<Spanned<ServiceSpec>>>,
 }
 
 /// Cluster-wide settings; every one has a default.
@@ -39,6 +40,8 @@ pub struct ClusterSpec {
     pub node_cidr: Option<Spanned<String>>,
     pub overlay: Option<Spanned<String>>,
     pub mtu: Option<Spanned<String>>,
+    #[serde(rename = "serviceCIDR")]
+    pub service_cidr: Option<Spanned<String>>,
 }
 
 /// An entry of `nodes`: a bare name or a mapping. Read it through [`NodeEntry::spec`].
@@ -82,8 +85,91 @@ pub struct PodSpec {
     pub ip: Option<Spanned<String>>,
     pub labels: Option<Spanned<BTreeMap<String, String>>>,
     pub ready: Option<Spanned<bool>>,
-    /// `8080/tcp`, `5353/udp` or a bare port (tcp).
-    pub listen: Option<Vec<Spanned<String>>>,
+    /// `8080/tcp`, `5353/udp`, a bare port (tcp), or `{ port, protocol, name }`.
+    pub listen: Option<Vec<Spanned<ListenEntry>>>,
+}
+
+/// An entry of a pod's `listen`: `8080/tcp` (text) or a mapping that can also name the port
+/// (a container port name, for Services' named `targetPort`).
+#[derive(Debug, Clone)]
+pub enum ListenEntry {
+    Text(String),
+    Spec(Box<ListenSpec>),
+}
+
+/// A listener written as a mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSpec {
+    pub port: Option<Spanned<String>>,
+    pub protocol: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+}
+
+/// Lets a text listener be compared with what was written (`listen[0].value == "8080/tcp"`).
+impl PartialEq<&str> for ListenEntry {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, ListenEntry::Text(text) if text == other)
+    }
+}
+
+/// A Kubernetes Service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+    /// `ClusterIP` (default) or `NodePort`.
+    #[serde(rename = "type")]
+    pub service_type: Option<Spanned<String>>,
+    /// A fixed address in the service CIDR, or `None` (headless).
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: Option<Spanned<String>>,
+    pub selector: Option<Spanned<BTreeMap<String, String>>>,
+    pub ports: Option<Spanned<Vec<Spanned<ServicePortSpec>>>>,
+    /// `None` (default) or `ClientIP`.
+    #[serde(rename = "sessionAffinity")]
+    pub session_affinity: Option<Spanned<String>>,
+    /// Seconds, with `sessionAffinity: ClientIP`.
+    #[serde(rename = "sessionAffinityTimeout")]
+    pub session_affinity_timeout: Option<Spanned<String>>,
+    #[serde(rename = "externalTrafficPolicy")]
+    pub external_traffic_policy: Option<Spanned<String>>,
+    #[serde(rename = "internalTrafficPolicy")]
+    pub internal_traffic_policy: Option<Spanned<String>>,
+    /// Endpoints of a Service without a selector: pod names or `{ ip, port, node }`.
+    pub endpoints: Option<Spanned<Vec<Spanned<EndpointEntry>>>>,
+}
+
+/// One port of a Service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePortSpec {
+    pub name: Option<Spanned<String>>,
+    /// `TCP` (default) or `UDP`.
+    pub protocol: Option<Spanned<String>>,
+    pub port: Option<Spanned<String>>,
+    /// A port number or a listener (container port) name; default: `port`.
+    #[serde(rename = "targetPort")]
+    pub target_port: Option<Spanned<String>>,
+    #[serde(rename = "nodePort")]
+    pub node_port: Option<Spanned<String>>,
+}
+
+/// An entry of a Service's `endpoints`: a pod name or a mapping (see [`EndpointEntry::pod`]).
+#[derive(Debug, Clone)]
+pub enum EndpointEntry {
+    Pod(String),
+    Spec(Box<EndpointSpec>),
+}
+
+/// An endpoint written as a mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    pub ip: Option<Spanned<String>>,
+    pub port: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
 }
 
 /// A flow: traffic from a pod to a target, and what must happen to it.
@@ -92,10 +178,13 @@ pub struct PodSpec {
 pub struct FlowSpec {
     pub name: Option<Spanned<String>>,
     pub from: Option<Spanned<String>>,
-    /// `pod:port`, `a.b.c.d:port`, `pod` or `a.b.c.d`.
+    /// `pod:port`, `a.b.c.d:port`, `pod`, `a.b.c.d`, `svc/name:port`, `svc/ns/name:port`,
+    /// `node:port` or `node`.
     pub to: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
+    /// How many times the flow is sent; default 1.
+    pub attempts: Option<Spanned<String>>,
     pub expect: Option<Spanned<ExpectSpec>>,
 }
 
@@ -107,6 +196,8 @@ pub struct ExpectSpec {
     #[serde(rename = "seenSource")]
     pub seen_source: Option<Spanned<String>>,
     pub fail: Option<Spanned<String>>,
+    /// Every attempt must be answered by the same pod.
+    pub sticky: Option<Spanned<bool>>,
 }
 
 /// One pod name or a list of them. Read it through [`PodNames::names`].
@@ -214,6 +305,64 @@ impl<'de> Deserialize<'de> for NodeEntry {
                 // (an untagged enum would buffer them and lose them).
                 NodeSpec::deserialize(de::value::MapAccessDeserializer::new(map))
                     .map(|spec| NodeEntry::Spec(Box::new(spec)))
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = ListenEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a listener (8080/tcp) or a mapping with `port`")
+            }
+
+            scalars_as_text!(ListenEntry::Text);
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ListenEntry, A::Error> {
+                ListenSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|spec| ListenEntry::Spec(Box::new(spec)))
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+impl EndpointEntry {
+    /// The entry as written: a pod name (with the entry's location) or a mapping.
+    pub fn pod(entry: &Spanned<EndpointEntry>) -> Option<Spanned<String>> {
+        match &entry.value {
+            EndpointEntry::Pod(name) => {
+                Some(Spanned::new(name.clone(), entry.referenced, entry.defined))
+            }
+            EndpointEntry::Spec(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EndpointEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = EndpointEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a pod name or a mapping with `ip`")
+            }
+
+            scalars_as_text!(EndpointEntry::Pod);
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EndpointEntry, A::Error> {
+                EndpointSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|spec| EndpointEntry::Spec(Box::new(spec)))
             }
         }
 

@@ -5,7 +5,7 @@
 //! privileges. Validation reports every problem of a file, each at the value it is about. The
 //! rules are written down in `docs/case-format.md`; keep the two in step.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -20,13 +20,27 @@ use netns_runtime::topology::{
 };
 use serde_saphyr::Spanned;
 
-use crate::case::{self, Case, ClusterSpec, ExpectSpec, FlowSpec, NodeEntry, PodNames, PodSpec};
+use crate::case::{
+    self, Case, ClusterSpec, ExpectSpec, FlowSpec, ListenEntry, ListenSpec, NodeEntry, PodNames,
+    PodSpec,
+};
 use crate::diag::{CaseError, Diagnostic, Diagnostics, Location};
+
+mod services;
+
+pub use netns_runtime::proxy::{ServiceTable, TrafficPolicy};
+pub use services::{
+    DEFAULT_AFFINITY_TIMEOUT, MAX_AFFINITY_TIMEOUT, NODE_PORT_RANGE, PortEndpoint,
+    RESERVED_SERVICE_HOSTS, ServiceEndpoint, ServicePlan, ServicePortPlan, ServiceType, TargetPort,
+    proxy_tables,
+};
 
 /// Default cluster pod network (kind's and flannel's).
 pub const DEFAULT_POD_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 244, 0, 0), 16);
 /// Default per-node pod subnet prefix length (flannel's `SubnetLen`).
 pub const DEFAULT_SUBNET_LEN: u8 = 24;
+/// Default Service network (kubeadm's and kind's `--service-cluster-ip-range`).
+pub const DEFAULT_SERVICE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 96, 0, 0), 12);
 /// Default underlay network (kind's docker network).
 pub const DEFAULT_NODE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(172, 18, 0, 0), 16);
 /// Default underlay MTU.
@@ -71,6 +85,13 @@ pub struct Plan {
     pub stem: String,
     pub topology: Topology,
     pub flows: Vec<FlowPlan>,
+    /// The cluster's Service network (`serviceCIDR`).
+    pub service_cidr: Ipv4Net,
+    /// Every Service, in declared order, with its address, ports and endpoints.
+    pub services: Vec<ServicePlan>,
+    /// What the service proxy (kube-proxy) of each node knows, one table per node in node
+    /// order: what the proxy renderers turn into rules.
+    pub proxy: Vec<ServiceTable>,
 }
 
 /// One flow, resolved to addresses.
@@ -258,6 +279,7 @@ enum Overlay {
 /// checks depending on it are skipped instead of piling up consequences of one mistake.
 struct ClusterParams {
     pod_cidr: Option<Ipv4Net>,
+    service_cidr: Option<Ipv4Net>,
     subnet_len: Option<u8>,
     node_cidr: Option<Ipv4Net>,
     overlay: Option<Overlay>,
@@ -280,6 +302,10 @@ struct PodDraft {
     name: Option<String>,
     at: YamlLocation,
     namespace: String,
+    labels: BTreeMap<String, String>,
+    ready: bool,
+    /// Listener (container port) names, for Services' named `targetPort`.
+    port_names: Vec<(String, Listener)>,
     node: Option<usize>,
     fixed_ip: Option<Ipv4Addr>,
     ip: Option<Ipv4Addr>,
@@ -352,22 +378,43 @@ impl Planner {
             .as_ref()
             .map(|c| c.value.clone())
             .unwrap_or_default();
-        let cluster = self.cluster(&spec, root);
+        let has_services = case.services.as_ref().is_some_and(|s| !s.is_empty());
+        let cluster = self.cluster(&spec, root, has_services);
         let nodes = self.nodes(case, &cluster, root);
         let mut pods = self.pods(case.pods.as_deref().unwrap_or_default(), &nodes);
         self.allocate(&mut pods, &nodes);
-        let flows = self.flows(case.flows.as_deref().unwrap_or_default(), &nodes, &pods);
+        let services = self.services(
+            case.services.as_deref().unwrap_or_default(),
+            &cluster,
+            &nodes,
+            &pods,
+        );
+        let flows = self.flows(
+            case.flows.as_deref().unwrap_or_default(),
+            &nodes,
+            &pods,
+            &services,
+        );
 
         if !self.found.is_empty() {
             return Err(CaseError::Invalid(self.found.into_sorted()));
         }
-        match build_topology(&cluster, &nodes, &pods) {
-            Some(topology) => Ok(Plan {
+        let built = build_topology(&cluster, &nodes, &pods).and_then(|topology| {
+            let (pod_cidr, service_cidr) = (cluster.pod_cidr?, cluster.service_cidr?);
+            let services: Vec<ServicePlan> = services.into_iter().map(|s| s.plan).collect();
+            let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
+            Some((topology, service_cidr, services, proxy))
+        });
+        match built {
+            Some((topology, service_cidr, services, proxy)) => Ok(Plan {
                 name,
                 file: self.file,
                 stem,
                 topology,
                 flows,
+                service_cidr,
+                services,
+                proxy,
             }),
             None => {
                 // Unreachable when validation is complete; reported rather than panicking.
@@ -382,7 +429,12 @@ impl Planner {
 
     // --- cluster ---------------------------------------------------------------------------
 
-    fn cluster(&mut self, spec: &ClusterSpec, root: YamlLocation) -> ClusterParams {
+    fn cluster(
+        &mut self,
+        spec: &ClusterSpec,
+        root: YamlLocation,
+        has_services: bool,
+    ) -> ClusterParams {
         let pod_cidr = match &spec.pod_cidr {
             Some(v) => self.cidr("podCIDR", v),
             None => Some(DEFAULT_POD_CIDR),
@@ -490,13 +542,82 @@ impl Planner {
             None => Some(DEFAULT_MTU),
         };
 
+        let service_cidr = self.service_cidr(spec, root, pod_cidr, node_cidr, has_services);
+
         ClusterParams {
             pod_cidr,
+            service_cidr,
             subnet_len,
             node_cidr,
             overlay,
             mtu,
         }
+    }
+
+    /// The Service network: at most a /12 (as kube-apiserver requires), not overlapping the
+    /// pod or node networks. The default one is only checked for overlaps when the case has
+    /// Services, so that a case without any may use, say, podCIDR 10.100.0.0/16.
+    fn service_cidr(
+        &mut self,
+        spec: &ClusterSpec,
+        root: YamlLocation,
+        pod_cidr: Option<Ipv4Net>,
+        node_cidr: Option<Ipv4Net>,
+        has_services: bool,
+    ) -> Option<Ipv4Net> {
+        let cidr = match &spec.service_cidr {
+            None => DEFAULT_SERVICE_CIDR,
+            Some(v) => {
+                let cidr = self.cidr("serviceCIDR", v)?;
+                if cidr.prefix_len() < 12 {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "serviceCIDR {cidr} is too large: Kubernetes accepts at most a /12"
+                        ),
+                    );
+                    return None;
+                }
+                if cidr.prefix_len() > 30 {
+                    self.error(
+                        v.referenced,
+                        format!("serviceCIDR {cidr} is too small: use /30 or shorter, so a Service can get an address (the first host is never allocated)"),
+                    );
+                    return None;
+                }
+                cidr
+            }
+        };
+        if spec.service_cidr.is_none() && !has_services {
+            return Some(cidr);
+        }
+        let overlaps =
+            |other: Ipv4Net| cidr.contains(&other.network()) || other.contains(&cidr.network());
+        let mut ok = true;
+        for (what, other, other_at) in [
+            ("podCIDR", pod_cidr, &spec.pod_cidr),
+            ("nodeCIDR", node_cidr, &spec.node_cidr),
+        ] {
+            if let Some(other) = other
+                && overlaps(other)
+            {
+                let at = spec
+                    .service_cidr
+                    .as_ref()
+                    .or(other_at.as_ref())
+                    .map_or(root, |v| v.referenced);
+                let message = if spec.service_cidr.is_some() {
+                    format!("serviceCIDR {cidr} overlaps {what} {other}")
+                } else {
+                    format!(
+                        "the default serviceCIDR {cidr} overlaps {what} {other}: set serviceCIDR"
+                    )
+                };
+                self.error(at, message);
+                ok = false;
+            }
+        }
+        ok.then_some(cidr)
     }
 
     // --- nodes -----------------------------------------------------------------------------
@@ -818,11 +939,19 @@ impl Planner {
                 Some(addr)
             });
 
-            let listeners = self.listeners(spec.listen.as_deref().unwrap_or_default());
+            let (listeners, port_names) =
+                self.listeners(spec.listen.as_deref().unwrap_or_default());
             drafts.push(PodDraft {
                 name,
                 at: entry.referenced,
                 namespace,
+                labels: spec
+                    .labels
+                    .as_ref()
+                    .map(|l| l.value.clone())
+                    .unwrap_or_default(),
+                ready: spec.ready.as_ref().is_none_or(|r| r.value),
+                port_names,
                 node,
                 fixed_ip,
                 ip: None,
@@ -885,20 +1014,102 @@ impl Planner {
         None
     }
 
-    fn listeners(&mut self, entries: &[Spanned<String>]) -> Vec<Listener> {
+    /// A pod's listeners, sorted, and the names given to some of them.
+    fn listeners(
+        &mut self,
+        entries: &[Spanned<ListenEntry>],
+    ) -> (Vec<Listener>, Vec<(String, Listener)>) {
         let mut listeners: Vec<Listener> = Vec::with_capacity(entries.len());
+        let mut names: Vec<(String, Listener)> = Vec::new();
         for entry in entries {
-            let Some(listener) = self.listener(entry) else {
+            let (listener, name) = match &entry.value {
+                ListenEntry::Text(text) => (
+                    self.listener(&Spanned::new(text.clone(), entry.referenced, entry.defined)),
+                    None,
+                ),
+                ListenEntry::Spec(spec) => self.listener_spec(spec, entry.referenced),
+            };
+            let Some(listener) = listener else {
                 continue;
             };
             if listeners.contains(&listener) {
                 self.error(entry.referenced, format!("duplicate listener {listener}"));
-            } else {
-                listeners.push(listener);
+                continue;
+            }
+            listeners.push(listener);
+            if let Some(name) = name {
+                if names.iter().any(|(n, _)| *n == name.value) {
+                    self.error(
+                        name.referenced,
+                        format!(
+                            "duplicate listener name {} in this pod (like container port names, listener names are unique in a pod)",
+                            quoted(&name.value)
+                        ),
+                    );
+                } else {
+                    names.push((name.value.clone(), listener));
+                }
             }
         }
         listeners.sort();
-        listeners
+        (listeners, names)
+    }
+
+    /// `{ port: 8080, protocol: tcp, name: http }`; the name is checked here and returned
+    /// only when valid.
+    fn listener_spec(
+        &mut self,
+        spec: &ListenSpec,
+        at: YamlLocation,
+    ) -> (Option<Listener>, Option<Spanned<String>>) {
+        let port = match &spec.port {
+            None => {
+                self.error(at, "listener has no `port`");
+                None
+            }
+            Some(v) => match parse_port(&v.value) {
+                Ok(port) => Some(port),
+                Err(problem) => {
+                    self.error(
+                        v.referenced,
+                        format!("listener port {} {problem}", quoted(&v.value)),
+                    );
+                    None
+                }
+            },
+        };
+        let proto = match &spec.protocol {
+            None => Some(Proto::Tcp),
+            Some(v) => match v.value.as_str() {
+                "tcp" => Some(Proto::Tcp),
+                "udp" => Some(Proto::Udp),
+                other => {
+                    self.error(
+                        v.referenced,
+                        format!("listener protocol {} is not tcp or udp", quoted(other)),
+                    );
+                    None
+                }
+            },
+        };
+        let name = spec
+            .name
+            .as_ref()
+            .and_then(|name| match iana_svc_name_problem(&name.value) {
+                Some(problem) => {
+                    self.error(
+                        name.referenced,
+                        format!("listener name {} {problem}", quoted(&name.value)),
+                    );
+                    None
+                }
+                None => Some(name.clone()),
+            });
+        let listener = match (port, proto) {
+            (Some(port), Some(proto)) => Some(Listener { port, proto }),
+            _ => None,
+        };
+        (listener, name)
     }
 
     fn listener(&mut self, entry: &Spanned<String>) -> Option<Listener> {
@@ -996,6 +1207,7 @@ impl Planner {
         specs: &[Spanned<FlowSpec>],
         nodes: &[NodeDraft],
         pods: &[PodDraft],
+        services: &[services::ServiceDraft],
     ) -> Vec<FlowPlan> {
         let pod_index: HashMap<&str, usize> = pods
             .iter()
@@ -1008,6 +1220,7 @@ impl Planner {
             pod_index: &pod_index,
             nodes,
             pods,
+            services,
         };
         for entry in specs {
             if let Some(plan) = self.flow(entry, &refs, &mut names) {
@@ -1486,6 +1699,8 @@ struct Refs<'a> {
     pod_index: &'a HashMap<&'a str, usize>,
     nodes: &'a [NodeDraft],
     pods: &'a [PodDraft],
+    #[allow(dead_code)] // used by flows to Services, next
+    services: &'a [services::ServiceDraft],
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1676,6 +1891,33 @@ fn dns_label_problem(name: &str, max: usize) -> Option<String> {
         return Some(
             "is not a DNS-1123 label: it must start and end with a letter or digit".to_owned(),
         );
+    }
+    None
+}
+
+/// Why `name` is not an IANA service name (what Kubernetes requires of container port names
+/// and of a `targetPort` given by name), if it is not: at most 15 lowercase letters, digits and
+/// '-', at least one letter, no '-' at either end or twice in a row.
+fn iana_svc_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    let length = name.chars().count();
+    if length > 15 {
+        return Some(format!(
+            "is {length} characters long, more than 15 (a port name is an IANA service name)"
+        ));
+    }
+    let rule = "is not a port name: use lowercase letters, digits and '-' (at least one letter, no '-' at either end or twice in a row)";
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || !name.bytes().any(|b| b.is_ascii_lowercase())
+        || name.starts_with('-')
+        || name.ends_with('-')
+        || name.contains("--")
+    {
+        return Some(rule.to_owned());
     }
     None
 }

@@ -47,6 +47,8 @@ pub const DEFAULT_NODE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(172, 18
 pub const DEFAULT_MTU: u32 = 1500;
 /// Default time a flow is given before it counts as timed out.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most attempts a flow may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
 /// Longest timeout a flow may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Smallest and largest underlay MTU accepted (IPv4's minimum datagram size; jumbo frames).
@@ -105,6 +107,48 @@ pub struct FlowPlan {
     pub expect: Expect,
     /// Where the flow is declared.
     pub location: Location,
+    /// `to` as written (`svc/myapp:80`, `node2:30080`, `pod-b:8080`, `10.96.0.2:80`), so
+    /// reports can name the target the way the case does.
+    pub target_label: String,
+    /// The Service port the flow goes to: when `to` names a Service, its ClusterIP and one of
+    /// its ports, or a node and one of its NodePorts. `target` then holds the ClusterIP or the
+    /// node's address.
+    pub service: Option<FlowService>,
+    /// How many times the flow is sent (`attempts`, default 1); each attempt is a new
+    /// connection (tcp) or a new socket (udp), so each is balanced anew.
+    pub attempts: u32,
+    /// `expect.sticky`: every attempt must be answered by the same pod.
+    pub sticky: bool,
+}
+
+impl FlowPlan {
+    /// Whether every pod of `expect.reach` must answer at least once: with several attempts
+    /// and without `sticky`. Otherwise each answer must come from one of them (and, when
+    /// `sticky`, all from the same one).
+    pub fn each_reach_pod_answers(&self) -> bool {
+        self.attempts > 1 && !self.sticky
+    }
+}
+
+/// The Service port a flow goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowService {
+    /// Index into [`Plan::services`].
+    pub service: usize,
+    /// Index into that Service's [`ServicePlan::ports`].
+    pub port: usize,
+    pub namespace: String,
+    pub name: String,
+    pub via: ServiceVia,
+}
+
+/// How a flow enters a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceVia {
+    /// Its ClusterIP and port.
+    ClusterIp,
+    /// A NodePort on this node's address.
+    NodePort { node: String },
 }
 
 /// Where a flow goes and how.
@@ -317,6 +361,15 @@ struct PodDraft {
 enum Destination {
     Pod(usize),
     Addr(Ipv4Addr),
+    Node(usize),
+    Service(usize),
+}
+
+/// The Service port a flow's target resolved to (indices into the drafts).
+struct ServiceHit {
+    service: usize,
+    port: usize,
+    via: ServiceVia,
 }
 
 /// The port part of a flow's `to`.
@@ -1276,16 +1329,20 @@ impl Planner {
             }
             Some(from) => self.pod_ref(from, "from", refs).map(|_| from.value.clone()),
         };
+        let from_pod = from
+            .as_deref()
+            .and_then(|f| refs.pod_index.get(f).copied())
+            .map(|p| &refs.pods[p]);
 
         let (destination, port) = match &spec.to {
             None => {
                 self.error(
                     entry.referenced,
-                    "flow has no `to`: write pod:port, a.b.c.d:port, pod or a.b.c.d",
+                    "flow has no `to`: write pod:port, svc/name:port, node:port, a.b.c.d:port, pod or a.b.c.d",
                 );
                 (None, PortPart::Invalid)
             }
-            Some(to) => self.destination(to, refs),
+            Some(to) => self.destination(to, from_pod.map(|p| p.namespace.as_str()), refs),
         };
         let to_at = spec
             .to
@@ -1295,10 +1352,26 @@ impl Planner {
         let target_pod = match &destination {
             Some(Destination::Pod(p)) => Some(*p),
             Some(Destination::Addr(ip)) => refs.pods.iter().position(|pod| pod.ip == Some(*ip)),
-            None => None,
+            Some(Destination::Node(_) | Destination::Service(_)) | None => None,
         };
 
         let protocol = self.protocol(spec, port, to_at);
+        let (service, protocol) =
+            self.flow_service(spec, destination.as_ref(), port, protocol, to_at, refs);
+        let attempts = match &spec.attempts {
+            None => Some(1),
+            Some(v) => self.number("attempts", v).and_then(|n| {
+                if (1..=u64::from(MAX_ATTEMPTS)).contains(&n) {
+                    Some(n as u32)
+                } else {
+                    self.error(
+                        v.referenced,
+                        format!("attempts {n} is out of range 1..={MAX_ATTEMPTS}"),
+                    );
+                    None
+                }
+            }),
+        };
         let timeout = match &spec.timeout {
             None => Some(DEFAULT_TIMEOUT),
             Some(v) => match parse_timeout(&v.value) {
@@ -1321,8 +1394,15 @@ impl Planner {
                 );
                 None
             }
-            Some(expect) => self.expect(expect, protocol, target_pod, refs),
+            Some(expect) => {
+                let to_service = ToService {
+                    hit: service.as_ref(),
+                    from_node: from_pod.and_then(|p| refs.nodes.get(p.node?)?.name.as_deref()),
+                };
+                self.expect(expect, protocol, target_pod, &to_service, refs)
+            }
         };
+        let sticky = self.sticky(spec, &expect, attempts);
 
         // A pod that does not listen can only refuse: expecting it to answer is a mistake in
         // the case, not something to find out by running it.
@@ -1348,6 +1428,8 @@ impl Planner {
         let ip = match destination? {
             Destination::Pod(p) => refs.pods[p].ip?,
             Destination::Addr(ip) => ip,
+            Destination::Node(n) => refs.nodes[n].address?,
+            Destination::Service(s) => refs.services[s].plan.cluster_ip?,
         };
         let target = match (protocol?, port) {
             (Protocol::Tcp, PortPart::Port(port)) => Target::Tcp(SocketAddrV4::new(ip, port)),
@@ -1363,7 +1445,190 @@ impl Planner {
             expect: expect?,
             location: Location::from_yaml(entry.referenced)
                 .unwrap_or(Location { line: 0, column: 0 }),
+            target_label: spec.to.as_ref()?.value.clone(),
+            service: service.map(|hit| {
+                let plan = &refs.services[hit.service].plan;
+                FlowService {
+                    service: hit.service,
+                    port: hit.port,
+                    namespace: plan.namespace.clone(),
+                    name: plan.name.clone(),
+                    via: hit.via,
+                }
+            }),
+            attempts: attempts?,
+            sticky: sticky?,
         })
+    }
+
+    /// `expect.sticky`, checked against `attempts` and `reach`; `attempts` is checked against
+    /// the number of pods every one of which must answer.
+    fn sticky(
+        &mut self,
+        spec: &FlowSpec,
+        expect: &Option<Expect>,
+        attempts: Option<u32>,
+    ) -> Option<bool> {
+        let expect_spec = spec.expect.as_ref().map(|e| &e.value);
+        let sticky = expect_spec.and_then(|e| e.sticky.as_ref());
+        match (sticky, expect) {
+            (Some(v), _) if v.value && expect_spec.is_some_and(|e| e.fail.is_some()) => {
+                self.error(
+                    v.referenced,
+                    "`sticky` goes with `reach`: it says every attempt is answered by the same pod",
+                );
+                None
+            }
+            (Some(v), Some(Expect::Reach { .. })) if v.value => {
+                if attempts.is_some_and(|n| n < 2) {
+                    self.error(
+                        v.referenced,
+                        "`sticky` needs `attempts` of 2 or more: a single attempt is always answered by one pod",
+                    );
+                    return None;
+                }
+                Some(true)
+            }
+            (_, Some(Expect::Reach { pods, .. })) => {
+                if let (Some(n), Some(v)) = (attempts, &spec.attempts)
+                    && n > 1
+                    && (n as usize) < pods.len()
+                {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "attempts {n} is fewer than the {} pods of `reach`, each of which must answer at least once",
+                            pods.len()
+                        ),
+                    );
+                    return None;
+                }
+                Some(false)
+            }
+            _ => Some(sticky.is_some_and(|v| v.value)),
+        }
+    }
+
+    /// The Service port a flow's target is, if any, and the flow's protocol: a Service port
+    /// that is UDP only makes a flow that does not say its protocol udp.
+    fn flow_service(
+        &mut self,
+        spec: &FlowSpec,
+        destination: Option<&Destination>,
+        port: PortPart,
+        protocol: Option<Protocol>,
+        to_at: YamlLocation,
+        refs: &Refs<'_>,
+    ) -> (Option<ServiceHit>, Option<Protocol>) {
+        let written = spec.protocol.is_some();
+        // Candidate (service, port, via) for the destination and port number.
+        let mut candidates: Vec<ServiceHit> = Vec::new();
+        let number = port.port();
+        match destination {
+            None | Some(Destination::Pod(_)) => return (None, protocol),
+            Some(Destination::Service(s)) => {
+                let draft = &refs.services[*s];
+                let id = draft.plan.id();
+                if draft.plan.cluster_ip.is_none() {
+                    if draft.complete {
+                        self.error(
+                            to_at,
+                            format!("Service {id} is headless (clusterIP: None): it has no address to connect to; target one of its pods"),
+                        );
+                    }
+                    return (None, None);
+                }
+                let Some(number) = number else {
+                    if port == PortPart::Absent {
+                        self.error(
+                            to_at,
+                            format!("a flow to a Service needs a port: write svc/{id}:PORT"),
+                        );
+                    }
+                    return (None, None);
+                };
+                for (i, p) in draft.plan.ports.iter().enumerate() {
+                    if p.port == number {
+                        candidates.push(ServiceHit {
+                            service: *s,
+                            port: i,
+                            via: ServiceVia::ClusterIp,
+                        });
+                    }
+                }
+            }
+            Some(Destination::Addr(_) | Destination::Node(_)) => {
+                let ip = match destination {
+                    Some(Destination::Addr(ip)) => Some(*ip),
+                    Some(Destination::Node(n)) => refs.nodes[*n].address,
+                    _ => None,
+                };
+                let (Some(ip), Some(number)) = (ip, number) else {
+                    return (None, protocol);
+                };
+                let node = refs.nodes.iter().find(|n| n.address == Some(ip));
+                for (s, draft) in refs.services.iter().enumerate() {
+                    for (i, p) in draft.plan.ports.iter().enumerate() {
+                        if draft.plan.cluster_ip == Some(ip) && p.port == number {
+                            candidates.push(ServiceHit {
+                                service: s,
+                                port: i,
+                                via: ServiceVia::ClusterIp,
+                            });
+                        }
+                        if let Some(node) = node
+                            && p.node_port == Some(number)
+                        {
+                            candidates.push(ServiceHit {
+                                service: s,
+                                port: i,
+                                via: ServiceVia::NodePort {
+                                    node: node.name.clone().unwrap_or_default(),
+                                },
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let proto_of = |hit: &ServiceHit| refs.services[hit.service].plan.ports[hit.port].protocol;
+        let protocol = match protocol {
+            Some(Protocol::Tcp)
+                if !written
+                    && !candidates.iter().any(|h| proto_of(h) == Proto::Tcp)
+                    && candidates.iter().any(|h| proto_of(h) == Proto::Udp) =>
+            {
+                Some(Protocol::Udp)
+            }
+            other => other,
+        };
+        let wanted = protocol.and_then(transport);
+        let hit = candidates.into_iter().find(|h| Some(proto_of(h)) == wanted);
+        if hit.is_none()
+            && let Some(Destination::Service(s)) = destination
+            && let (Some(proto), Some(number)) = (wanted, number)
+        {
+            let draft = &refs.services[*s];
+            if draft.complete {
+                let ports: Vec<String> = draft.plan.ports.iter().map(|p| p.label()).collect();
+                let clusterip = draft.plan.cluster_ip.map_or_else(String::new, |ip| {
+                    format!(
+                        "; to send to a port it does not have, target its ClusterIP {ip}:{number}"
+                    )
+                });
+                self.error(
+                    to_at,
+                    format!(
+                        "Service {} has no port {number}/{} (ports: {}){clusterip}",
+                        draft.plan.id(),
+                        services::proto_upper(proto),
+                        ports.join(", ")
+                    ),
+                );
+            }
+            return (None, None);
+        }
+        (hit, protocol)
     }
 
     /// A pod named by a flow; `None` (reported) when there is no such pod.
@@ -1382,10 +1647,13 @@ impl Planner {
         None
     }
 
-    /// Parses `to`: `pod:port`, `a.b.c.d:port`, `pod` or `a.b.c.d`.
+    /// Parses `to`: `pod:port`, `svc/name:port`, `svc/namespace/name:port`, `node:port`,
+    /// `a.b.c.d:port`, `pod`, `node` or `a.b.c.d`. `from_ns` is the namespace of `from`, where
+    /// `svc/name` is looked up; `None` when `from` is unknown (reported already).
     fn destination(
         &mut self,
         to: &Spanned<String>,
+        from_ns: Option<&str>,
         refs: &Refs<'_>,
     ) -> (Option<Destination>, PortPart) {
         let text = to.value.as_str();
@@ -1405,21 +1673,69 @@ impl Planner {
                 }
             },
         };
+        if let Some(service) = host.strip_prefix("svc/") {
+            return (self.service_ref(to, service, from_ns, refs), port);
+        }
         if let Ok(ip) = host.parse::<Ipv4Addr>() {
             return (Some(Destination::Addr(ip)), port);
         }
         if let Some(&p) = refs.pod_index.get(host) {
             return (Some(Destination::Pod(p)), port);
         }
+        if let Some(n) = refs
+            .nodes
+            .iter()
+            .position(|n| n.name.as_deref() == Some(host))
+        {
+            return (Some(Destination::Node(n)), port);
+        }
         let known = known_names(refs.pods.iter().filter_map(|p| p.name.as_deref()));
+        let nodes = known_names(refs.nodes.iter().filter_map(|n| n.name.as_deref()));
         self.error(
             to.referenced,
             format!(
-                "unknown pod {} in `to` (pods: {known}); `to` is pod:port, a.b.c.d:port, pod or a.b.c.d",
+                "unknown pod {} in `to` (pods: {known}; nodes: {nodes}); `to` is pod:port, svc/name:port, node:port, a.b.c.d:port, pod, node or a.b.c.d",
                 quoted(host)
             ),
         );
         (None, port)
+    }
+
+    /// `name` or `namespace/name` after `svc/`.
+    fn service_ref(
+        &mut self,
+        to: &Spanned<String>,
+        text: &str,
+        from_ns: Option<&str>,
+        refs: &Refs<'_>,
+    ) -> Option<Destination> {
+        let (namespace, name) = match text.split_once('/') {
+            Some((namespace, name)) => (namespace, name),
+            // In the namespace of `from`, as a bare Service name resolves in DNS.
+            None => (from_ns?, text),
+        };
+        if let Some(s) = refs
+            .services
+            .iter()
+            .position(|s| s.plan.namespace == namespace && s.plan.name == name)
+        {
+            return Some(Destination::Service(s));
+        }
+        let ids: Vec<String> = refs
+            .services
+            .iter()
+            .filter(|s| !s.plan.name.is_empty())
+            .map(|s| s.plan.id())
+            .collect();
+        let known = known_names(ids.iter().map(String::as_str));
+        self.error(
+            to.referenced,
+            format!(
+                "unknown Service {} in `to` (Services: {known}); write svc/NAME:PORT for a Service in the namespace of `from`, or svc/NAMESPACE/NAME:PORT",
+                quoted(&format!("{namespace}/{name}"))
+            ),
+        );
+        None
     }
 
     fn protocol(
@@ -1475,6 +1791,7 @@ impl Planner {
         expect: &Spanned<ExpectSpec>,
         protocol: Option<Protocol>,
         target_pod: Option<usize>,
+        to_service: &ToService<'_>,
         refs: &Refs<'_>,
     ) -> Option<Expect> {
         let spec = &expect.value;
@@ -1561,6 +1878,11 @@ impl Planner {
                 );
                 complete = false;
             }
+            if let Some(hit) = to_service.hit
+                && !self.reach_service(name, p, hit, to_service.from_node, refs)
+            {
+                complete = false;
+            }
             pods.push(name.value.clone());
         }
 
@@ -1576,6 +1898,82 @@ impl Planner {
             Some(source) => Some(self.seen_source(source, refs)?),
         };
         complete.then_some(Expect::Reach { pods, seen_source })
+    }
+
+    /// A pod of `reach` for a flow to a Service port: one of its ready endpoints, allowed by its
+    /// internalTrafficPolicy, listening on its target port. `false` when reported.
+    fn reach_service(
+        &mut self,
+        name: &Spanned<String>,
+        pod: usize,
+        hit: &ServiceHit,
+        from_node: Option<&str>,
+        refs: &Refs<'_>,
+    ) -> bool {
+        let draft = &refs.services[hit.service];
+        if !draft.complete {
+            return true;
+        }
+        let plan = &draft.plan;
+        let port = &plan.ports[hit.port];
+        let label = format!("Service {} port {}", plan.id(), port.label());
+        let endpoints: Vec<&PortEndpoint> = port
+            .endpoints
+            .iter()
+            .filter(|e| e.pod.as_deref() == Some(name.value.as_str()))
+            .collect();
+        let ready = services::ready_pods(port);
+        let problem = if endpoints.is_empty() {
+            let ready = if ready.is_empty() {
+                "none".to_owned()
+            } else {
+                ready.join(", ")
+            };
+            Some(format!(
+                "`reach` names {}, which is not an endpoint of {label} (ready endpoints: {ready})",
+                name.value
+            ))
+        } else if !endpoints.iter().any(|e| e.ready) {
+            Some(format!(
+                "`reach` names {}, an endpoint of {label} that is not ready: it gets no traffic",
+                name.value
+            ))
+        } else if let (TrafficPolicy::Local, ServiceVia::ClusterIp, Some(from_node)) =
+            (plan.internal_traffic_policy, &hit.via, from_node)
+            && let Some(e) = endpoints
+                .iter()
+                .find(|e| e.ready && e.node.as_deref() != Some(from_node))
+        {
+            Some(format!(
+                "`reach` names {}, which runs on {}, but {} has internalTrafficPolicy Local: only its endpoints on {from_node} (the node of `from`) answer",
+                name.value,
+                e.node.as_deref().unwrap_or("no known node"),
+                plan.id()
+            ))
+        } else {
+            let listeners = &refs.pods[pod].listeners;
+            endpoints
+                .iter()
+                .filter(|e| e.ready)
+                .map(|e| Listener {
+                    port: e.port,
+                    proto: port.protocol,
+                })
+                .find(|l| !listeners.contains(l))
+                .map(|l| {
+                    format!(
+                        "{} does not listen on {l}, its target port for {label}, so it could never answer: add {l} to its `listen`",
+                        name.value
+                    )
+                })
+        };
+        match problem {
+            Some(message) => {
+                self.error(name.referenced, message);
+                false
+            }
+            None => true,
+        }
     }
 
     fn seen_source(&mut self, value: &Spanned<String>, refs: &Refs<'_>) -> Option<SeenSource> {
@@ -1694,12 +2092,18 @@ fn transport(protocol: Protocol) -> Option<Proto> {
     }
 }
 
+/// The Service port a flow goes to, for checking `reach`.
+struct ToService<'a> {
+    hit: Option<&'a ServiceHit>,
+    /// The node of the pod the flow starts in.
+    from_node: Option<&'a str>,
+}
+
 /// What flows may refer to.
 struct Refs<'a> {
     pod_index: &'a HashMap<&'a str, usize>,
     nodes: &'a [NodeDraft],
     pods: &'a [PodDraft],
-    #[allow(dead_code)] // used by flows to Services, next
     services: &'a [services::ServiceDraft],
 }
 
@@ -2093,11 +2497,32 @@ impl fmt::Display for Plan {
                 writeln!(f, "  {:<10} {}", "listen", listen.join(" "))?;
             }
         }
+        for service in &self.services {
+            write_service(f, service)?;
+        }
         for flow in &self.flows {
-            let owner = topo
-                .owner_of(flow.target.ip())
-                .map_or_else(String::new, |name| format!(" ({name})"));
-            writeln!(
+            let owner = match &flow.service {
+                Some(svc) => {
+                    let port = self
+                        .services
+                        .get(svc.service)
+                        .and_then(|s| s.ports.get(svc.port))
+                        .map_or_else(String::new, |p| format!(" port {}", p.label()));
+                    match &svc.via {
+                        ServiceVia::ClusterIp => {
+                            format!(" (Service {}/{}{port})", svc.namespace, svc.name)
+                        }
+                        ServiceVia::NodePort { node } => format!(
+                            " ({node}'s NodePort to Service {}/{}{port})",
+                            svc.namespace, svc.name
+                        ),
+                    }
+                }
+                None => topo
+                    .owner_of(flow.target.ip())
+                    .map_or_else(String::new, |name| format!(" ({name})")),
+            };
+            write!(
                 f,
                 "flow {} (line {}): {} -> {}{owner}, timeout {}",
                 flow.name,
@@ -2106,10 +2531,85 @@ impl fmt::Display for Plan {
                 flow.target,
                 DisplayDuration(flow.timeout)
             )?;
-            writeln!(f, "  expect {}", flow.expect)?;
+            if flow.attempts > 1 {
+                write!(f, ", {} attempts", flow.attempts)?;
+            }
+            writeln!(f)?;
+            write!(f, "  expect {}", flow.expect)?;
+            if flow.sticky {
+                write!(f, ", every attempt answered by the same pod")?;
+            } else if flow.each_reach_pod_answers() && matches!(flow.expect, Expect::Reach { .. }) {
+                write!(f, ", each of them at least once")?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
+}
+
+fn write_service(f: &mut fmt::Formatter<'_>, service: &ServicePlan) -> fmt::Result {
+    write!(f, "service {} {}", service.id(), service.service_type)?;
+    match service.cluster_ip {
+        Some(ip) => write!(f, " {ip}")?,
+        None => write!(f, " headless (clusterIP None)")?,
+    }
+    writeln!(f, " (line {})", service.location.line)?;
+    match &service.selector {
+        Some(selector) => {
+            let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(f, "  {:<10} {}", "selector", labels.join(","))?;
+        }
+        None => writeln!(f, "  {:<10} none (endpoints listed)", "selector")?,
+    }
+    if let Some(timeout) = service.session_affinity {
+        writeln!(f, "  {:<10} ClientIP {timeout}s", "affinity")?;
+    }
+    if service.service_type == ServiceType::NodePort {
+        writeln!(
+            f,
+            "  {:<10} external {:?}, internal {:?}",
+            "policy", service.external_traffic_policy, service.internal_traffic_policy
+        )?;
+    } else if service.internal_traffic_policy != TrafficPolicy::Cluster {
+        writeln!(
+            f,
+            "  {:<10} internal {:?}",
+            "policy", service.internal_traffic_policy
+        )?;
+    }
+    for port in &service.ports {
+        write!(f, "  {:<10} {}", "port", port.label())?;
+        if let Some(node_port) = port.node_port {
+            write!(f, " nodePort {node_port}")?;
+        }
+        writeln!(f, " -> targetPort {}", port.target_port)?;
+        for e in &port.endpoints {
+            write!(f, "    endpoint {}:{}", e.ip, e.port)?;
+            if let Some(pod) = &e.pod {
+                write!(f, " {pod}")?;
+            }
+            if let Some(node) = &e.node {
+                write!(f, " on {node}")?;
+            }
+            writeln!(f, "{}", if e.ready { "" } else { " (not ready)" })?;
+        }
+        if port.endpoints.is_empty() {
+            writeln!(f, "    no endpoints")?;
+        }
+    }
+    if service.ports.is_empty() {
+        for e in &service.endpoints {
+            write!(f, "  {:<10} {}", "endpoint", e.ip)?;
+            if let Some(pod) = &e.pod {
+                write!(f, " {pod}")?;
+            }
+            if let Some(node) = &e.node {
+                write!(f, " on {node}")?;
+            }
+            writeln!(f, "{}", if e.ready { "" } else { " (not ready)" })?;
+        }
+    }
+    Ok(())
 }
 
 fn write_iface(f: &mut fmt::Formatter<'_>, iface: &Iface) -> fmt::Result {
@@ -2575,6 +3075,10 @@ flows:
                 timeout: Duration::from_secs(2),
                 expect: reach_b(Some(("a", "10.244.1.2"))),
                 location: Location { line: 6, column: 5 },
+                target_label: "b:8080".into(),
+                service: None,
+                attempts: 1,
+                sticky: false,
             }
         );
         assert_eq!(

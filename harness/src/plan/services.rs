@@ -1122,7 +1122,6 @@ pub fn proxy_tables(
 
 /// Pods a flow to this Service port could be answered by (ready endpoints that are pods), for
 /// messages.
-#[allow(dead_code)] // used by flows to Services, next
 pub(super) fn ready_pods(port: &ServicePortPlan) -> Vec<&str> {
     let mut seen = HashSet::new();
     port.endpoints

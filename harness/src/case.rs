@@ -441,6 +441,48 @@ flows:
     }
 
     #[test]
+    fn services_and_listen_mappings_keep_their_locations() {
+        let text = "\
+pods:
+  - { name: b, listen: [8080, { port: 53, protocol: udp, name: dns }] }
+services:
+  - name: web
+    clusterIP: None
+    selector: { app: web }
+    ports: [{ name: http, port: 80, targetPort: http, nodePort: 30080 }]
+    endpoints: [b, { ip: 192.0.2.1, port: 80, node: node1 }]
+flows:
+  - { name: f, attempts: 3, expect: { reach: b, sticky: true } }
+";
+        let case = parse(text).unwrap().value;
+        let listen = case.pods.unwrap()[0].value.listen.clone().unwrap();
+        assert_eq!(listen[0].value, "8080");
+        let ListenEntry::Spec(spec) = &listen[1].value else {
+            panic!("a mapping listener")
+        };
+        assert_eq!(at(spec.name.as_ref().unwrap()), (2, 64));
+        let services = case.services.unwrap();
+        let web = &services[0].value;
+        assert_eq!(at(&services[0]), (4, 5));
+        assert_eq!(web.cluster_ip.as_ref().unwrap().value, "None");
+        let ports = &web.ports.as_ref().unwrap().value;
+        assert_eq!(at(ports[0].value.target_port.as_ref().unwrap()), (7, 49));
+        assert_eq!(at(ports[0].value.node_port.as_ref().unwrap()), (7, 65));
+        let endpoints = &web.endpoints.as_ref().unwrap().value;
+        assert_eq!(EndpointEntry::pod(&endpoints[0]).unwrap().value, "b");
+        assert_eq!(at(&endpoints[0]), (8, 17));
+        let EndpointEntry::Spec(spec) = &endpoints[1].value else {
+            panic!("a mapping endpoint")
+        };
+        assert_eq!(at(spec.node.as_ref().unwrap()), (8, 53));
+        let flow = &case.flows.unwrap()[0].value;
+        assert_eq!(flow.attempts.as_ref().unwrap().value, "3");
+        let sticky = flow.expect.as_ref().unwrap().value.sticky.as_ref().unwrap();
+        assert!(sticky.value);
+        assert_eq!(at(sticky), (10, 57));
+    }
+
+    #[test]
     fn a_single_reach_name_gets_the_value_location() {
         let text = "flows:\n  - expect:\n      reach: pod-b\n";
         let case = parse(text).unwrap().value;
@@ -455,6 +497,30 @@ flows:
     #[rstest]
     #[case::unknown_top_key("nodes: [a]\nbogus: 1\n", 2, 1, "unknown field `bogus`")]
     #[case::unknown_node_key("nodes:\n  - name: a\n    zone: x\n", 3, 5, "unknown field `zone`")]
+    #[case::unknown_service_key(
+        "services:\n  - { name: a, externalIPs: [1.2.3.4] }\n",
+        2,
+        16,
+        "unknown field `externalIPs`"
+    )]
+    #[case::unknown_service_port_key(
+        "services:\n  - { name: a, ports: [{ port: 80, appProtocol: http }] }\n",
+        2,
+        36,
+        "unknown field `appProtocol`"
+    )]
+    #[case::unknown_listener_key(
+        "pods: [{ listen: [{ port: 80, host: x }] }]\n",
+        1,
+        31,
+        "unknown field `host`"
+    )]
+    #[case::unknown_endpoint_key(
+        "services: [{ endpoints: [{ ip: 1.2.3.4, zone: a }] }]\n",
+        1,
+        41,
+        "unknown field `zone`"
+    )]
     #[case::unknown_expect_key(
         "flows:\n  - expect: { reach: a, via: b }\n",
         2,

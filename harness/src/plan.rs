@@ -2551,7 +2551,7 @@ fn write_service(f: &mut fmt::Formatter<'_>, service: &ServicePlan) -> fmt::Resu
     write!(f, "service {} {}", service.id(), service.service_type)?;
     match service.cluster_ip {
         Some(ip) => write!(f, " {ip}")?,
-        None => write!(f, " headless (clusterIP None)")?,
+        None => write!(f, " None (headless)")?,
     }
     writeln!(f, " (line {})", service.location.line)?;
     match &service.selector {

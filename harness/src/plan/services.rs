@@ -1639,6 +1639,123 @@ flows:
         );
     }
 
+    #[test]
+    fn the_plan_renders_services_and_flows_to_them() {
+        let plan = plan(&format!(
+            "{PODS}services:
+  - {{ name: web, type: NodePort, selector: {{ app: web }}, sessionAffinity: ClientIP, ports: [{{ name: http, port: 80, targetPort: 8080, nodePort: 30080 }}, {{ name: dns, port: 53, protocol: UDP, targetPort: dns }}] }}
+  - {{ name: ext, internalTrafficPolicy: Local, endpoints: [{{ ip: 192.0.2.1, port: 9000 }}], ports: [{{ port: 80 }}] }}
+  - {{ name: hl, clusterIP: None, selector: {{ app: web }} }}
+  - {{ name: empty, selector: {{ app: none }}, ports: [{{ port: 80 }}] }}
+flows:
+  - {{ name: f, from: a, to: svc/web:80, attempts: 4, expect: {{ reach: b }} }}
+  - {{ name: g, from: a, to: node1:30080, attempts: 3, expect: {{ reach: b, sticky: true }} }}
+"
+        ));
+        let text = plan.to_string();
+        let services = &text[text.find("service default/web").unwrap()..];
+        assert_eq!(
+            services,
+            "service default/web NodePort 10.96.0.2 (line 7)
+  selector   app=web
+  affinity   ClientIP 10800s
+  policy     external Cluster, internal Cluster
+  port       http 80/TCP nodePort 30080 -> targetPort 8080
+    endpoint 10.244.2.2:8080 b on node2
+    endpoint 10.244.1.3:8080 c on node1 (not ready)
+  port       dns 53/UDP nodePort 30000 -> targetPort dns
+    endpoint 10.244.2.2:53 b on node2
+service default/ext ClusterIP 10.96.0.3 (line 8)
+  selector   none (endpoints listed)
+  policy     internal Local
+  port       80/TCP -> targetPort 80
+    endpoint 192.0.2.1:9000
+service default/hl ClusterIP None (headless) (line 9)
+  selector   app=web
+  endpoint   10.244.2.2 b on node2
+  endpoint   10.244.1.3 c on node1 (not ready)
+service default/empty ClusterIP 10.96.0.4 (line 10)
+  selector   app=none
+  port       80/TCP -> targetPort 80
+    no endpoints
+flow f (line 12): a -> tcp 10.96.0.2:80 (Service default/web port http 80/TCP), timeout 2s, 4 attempts
+  expect reach b, each of them at least once
+flow g (line 13): a -> tcp 172.18.0.2:30080 (node1's NodePort to Service default/web port http 80/TCP), timeout 2s, 3 attempts
+  expect reach b, every attempt answered by the same pod
+"
+        );
+    }
+
+    /// Deterministic mutations of a valid case with Services must never panic, and whatever
+    /// they break must be reported with a location.
+    #[test]
+    fn mutated_service_cases_never_panic() {
+        let valid = "cluster: { serviceCIDR: 10.96.0.0/24 }
+nodes: [node1, node2]
+pods:
+  - { name: a, node: node1 }
+  - { name: b, node: node2, labels: { app: web }, listen: [{ port: 8080, name: http }, { port: 53, protocol: udp, name: dns }] }
+  - { name: c, node: node1, labels: { app: web }, ready: false, listen: [{ port: 8080, name: http }] }
+services:
+  - name: web
+    type: NodePort
+    selector: { app: web }
+    sessionAffinity: ClientIP
+    sessionAffinityTimeout: 30
+    externalTrafficPolicy: Local
+    ports: [{ name: http, port: 80, targetPort: http, nodePort: 30080 }, { name: dns, port: 53, protocol: UDP, targetPort: dns }]
+  - { name: ext, clusterIP: 10.96.0.50, endpoints: [b, { ip: 192.0.2.1, port: 8080, node: node1 }], ports: [{ port: 80 }] }
+  - { name: hl, clusterIP: None, selector: { app: web } }
+flows:
+  - { name: f, from: a, to: svc/web:80, attempts: 3, expect: { reach: c } }
+  - { name: g, from: a, to: node2:30080, attempts: 2, expect: { reach: b, sticky: true } }
+  - { name: h, from: a, to: svc/default/ext:80, protocol: tcp, expect: { fail: refused } }
+";
+        // c is not ready: the first flow is an error, the rest plans.
+        assert!(load_str(Path::new(FILE), valid).is_err());
+        let valid = valid.replace("reach: c", "reach: [b]");
+        plan(&valid);
+        let pieces = [
+            ":", "{", "}", "[", "]", "-", ",", "\n", " ", "0", "99999", "a", "~", "/", ".", "svc/",
+            "None", "NodePort", "UDP", "b", "node1", "30080", "http",
+        ];
+        let chars: Vec<char> = valid.chars().collect();
+        let mut seed: u64 = 0x5e41_ce5;
+        let mut next = |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        for round in 0..3000 {
+            let mut text = chars.clone();
+            for _ in 0..=next(3) {
+                let at = next(text.len() + 1);
+                match next(3) {
+                    0 => {
+                        let end = (at + next(8)).min(text.len());
+                        text.drain(at..end);
+                    }
+                    1 => {
+                        let piece = pieces[next(pieces.len())];
+                        text.splice(at..at, piece.chars());
+                    }
+                    _ => {
+                        let end = (at + next(40)).min(text.len());
+                        let copy: Vec<char> = text[at..end].to_vec();
+                        text.splice(at..at, copy);
+                    }
+                }
+            }
+            let text: String = text.into_iter().collect();
+            if let Err(err) = load_str(Path::new(FILE), &text) {
+                for d in err.diagnostics() {
+                    assert!(d.location.is_some(), "round {round}: unlocated {d}\n{text}");
+                }
+            }
+        }
+    }
+
     // --- validation ----------------------------------------------------------------------
 
     /// One mistake, one diagnostic, at the offending value. `cluster` (when given) goes in

@@ -1720,7 +1720,7 @@ flows:
             "None", "NodePort", "UDP", "b", "node1", "30080", "http",
         ];
         let chars: Vec<char> = valid.chars().collect();
-        let mut seed: u64 = 0x5e41_ce5;
+        let mut seed: u64 = 0x05e4_1ce5;
         let mut next = |bound: usize| {
             seed ^= seed << 13;
             seed ^= seed >> 7;

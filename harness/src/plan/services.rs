@@ -1756,6 +1756,22 @@ flows:
         }
     }
 
+    #[test]
+    fn the_example_of_the_case_format_plans() {
+        let doc = include_str!("../../../docs/case-format.md");
+        let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let plan = plan(&doc[start..end]);
+        assert_eq!(plan.services.len(), 2);
+        assert_eq!(plan.services[1].ports[0].node_port, Some(30000));
+        assert_eq!(plan.services[1].ports[0].endpoints[0].port, 8443);
+        let node_port = plan.flows.iter().find(|f| f.name == "node-port").unwrap();
+        assert_eq!(
+            node_port.target,
+            Target::Tcp("172.18.0.20:30000".parse().unwrap())
+        );
+    }
+
     // --- validation ----------------------------------------------------------------------
 
     /// One mistake, one diagnostic, at the offending value. `cluster` (when given) goes in

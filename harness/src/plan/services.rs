@@ -1772,6 +1772,34 @@ flows:
         );
     }
 
+    #[test]
+    fn every_service_error_of_a_file_is_reported_in_file_order() {
+        let yaml = format!(
+            "{PODS}services:
+  - {{ name: web, type: NodePort, clusterIP: 10.200.0.1, ports: [{{ port: 80, protocol: tcp, nodePort: 99 }}] }}
+  - {{ name: Api, selector: {{}}, ports: [{{ port: 0 }}] }}
+flows:
+  - {{ name: f, from: a, to: svc/nope:80, attempts: 0, expect: {{ reach: b, sticky: true }} }}
+"
+        );
+        let err = load_str(Path::new(FILE), &yaml).unwrap_err();
+        let got: Vec<String> = err
+            .diagnostics()
+            .iter()
+            .map(|d| {
+                let at = d.location.unwrap();
+                format!("{}:{}", at.line, at.column)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "7:45", "7:87", "7:102", "8:13", "8:28", "8:48", "10:29", "10:52"
+            ],
+            "{err}"
+        );
+    }
+
     // --- validation ----------------------------------------------------------------------
 
     /// One mistake, one diagnostic, at the offending value. `cluster` (when given) goes in

@@ -25,6 +25,7 @@ pub struct Case {
     pub nodes: Option<Spanned<Vec<Spanned<NodeEntry>>>>,
     pub pods: Option<Vec<Spanned<PodSpec>>>,
     pub flows: Option<Vec<Spanned<FlowSpec>>>,
+    pub services: Option<Vec<Spanned<ServiceSpec>>>,
 }
 
 /// Cluster-wide settings; every one has a default.
@@ -39,6 +40,8 @@ pub struct ClusterSpec {
     pub node_cidr: Option<Spanned<String>>,
     pub overlay: Option<Spanned<String>>,
     pub mtu: Option<Spanned<String>>,
+    #[serde(rename = "serviceCIDR")]
+    pub service_cidr: Option<Spanned<String>>,
 }
 
 /// An entry of `nodes`: a bare name or a mapping. Read it through [`NodeEntry::spec`].
@@ -82,8 +85,91 @@ pub struct PodSpec {
     pub ip: Option<Spanned<String>>,
     pub labels: Option<Spanned<BTreeMap<String, String>>>,
     pub ready: Option<Spanned<bool>>,
-    /// `8080/tcp`, `5353/udp` or a bare port (tcp).
-    pub listen: Option<Vec<Spanned<String>>>,
+    /// `8080/tcp`, `5353/udp`, a bare port (tcp), or `{ port, protocol, name }`.
+    pub listen: Option<Vec<Spanned<ListenEntry>>>,
+}
+
+/// An entry of a pod's `listen`: `8080/tcp` (text) or a mapping that can also name the port
+/// (a container port name, for Services' named `targetPort`).
+#[derive(Debug, Clone)]
+pub enum ListenEntry {
+    Text(String),
+    Spec(Box<ListenSpec>),
+}
+
+/// A listener written as a mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSpec {
+    pub port: Option<Spanned<String>>,
+    pub protocol: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+}
+
+/// Lets a text listener be compared with what was written (`listen[0].value == "8080/tcp"`).
+impl PartialEq<&str> for ListenEntry {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, ListenEntry::Text(text) if text == other)
+    }
+}
+
+/// A Kubernetes Service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: Option<Spanned<String>>,
+    pub namespace: Option<Spanned<String>>,
+    /// `ClusterIP` (default) or `NodePort`.
+    #[serde(rename = "type")]
+    pub service_type: Option<Spanned<String>>,
+    /// A fixed address in the service CIDR, or `None` (headless).
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: Option<Spanned<String>>,
+    pub selector: Option<Spanned<BTreeMap<String, String>>>,
+    pub ports: Option<Spanned<Vec<Spanned<ServicePortSpec>>>>,
+    /// `None` (default) or `ClientIP`.
+    #[serde(rename = "sessionAffinity")]
+    pub session_affinity: Option<Spanned<String>>,
+    /// Seconds, with `sessionAffinity: ClientIP`.
+    #[serde(rename = "sessionAffinityTimeout")]
+    pub session_affinity_timeout: Option<Spanned<String>>,
+    #[serde(rename = "externalTrafficPolicy")]
+    pub external_traffic_policy: Option<Spanned<String>>,
+    #[serde(rename = "internalTrafficPolicy")]
+    pub internal_traffic_policy: Option<Spanned<String>>,
+    /// Endpoints of a Service without a selector: pod names or `{ ip, port, node }`.
+    pub endpoints: Option<Spanned<Vec<Spanned<EndpointEntry>>>>,
+}
+
+/// One port of a Service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePortSpec {
+    pub name: Option<Spanned<String>>,
+    /// `TCP` (default) or `UDP`.
+    pub protocol: Option<Spanned<String>>,
+    pub port: Option<Spanned<String>>,
+    /// A port number or a listener (container port) name; default: `port`.
+    #[serde(rename = "targetPort")]
+    pub target_port: Option<Spanned<String>>,
+    #[serde(rename = "nodePort")]
+    pub node_port: Option<Spanned<String>>,
+}
+
+/// An entry of a Service's `endpoints`: a pod name or a mapping (see [`EndpointEntry::pod`]).
+#[derive(Debug, Clone)]
+pub enum EndpointEntry {
+    Pod(String),
+    Spec(Box<EndpointSpec>),
+}
+
+/// An endpoint written as a mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    pub ip: Option<Spanned<String>>,
+    pub port: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
 }
 
 /// A flow: traffic from a pod to a target, and what must happen to it.
@@ -92,10 +178,13 @@ pub struct PodSpec {
 pub struct FlowSpec {
     pub name: Option<Spanned<String>>,
     pub from: Option<Spanned<String>>,
-    /// `pod:port`, `a.b.c.d:port`, `pod` or `a.b.c.d`.
+    /// `pod:port`, `a.b.c.d:port`, `pod`, `a.b.c.d`, `svc/name:port`, `svc/ns/name:port`,
+    /// `node:port` or `node`.
     pub to: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
+    /// How many times the flow is sent; default 1.
+    pub attempts: Option<Spanned<String>>,
     pub expect: Option<Spanned<ExpectSpec>>,
 }
 
@@ -107,6 +196,8 @@ pub struct ExpectSpec {
     #[serde(rename = "seenSource")]
     pub seen_source: Option<Spanned<String>>,
     pub fail: Option<Spanned<String>>,
+    /// Every attempt must be answered by the same pod.
+    pub sticky: Option<Spanned<bool>>,
 }
 
 /// One pod name or a list of them. Read it through [`PodNames::names`].
@@ -221,6 +312,64 @@ impl<'de> Deserialize<'de> for NodeEntry {
     }
 }
 
+impl<'de> Deserialize<'de> for ListenEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = ListenEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a listener (8080/tcp) or a mapping with `port`")
+            }
+
+            scalars_as_text!(ListenEntry::Text);
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ListenEntry, A::Error> {
+                ListenSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|spec| ListenEntry::Spec(Box::new(spec)))
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+impl EndpointEntry {
+    /// The entry as written: a pod name (with the entry's location) or a mapping.
+    pub fn pod(entry: &Spanned<EndpointEntry>) -> Option<Spanned<String>> {
+        match &entry.value {
+            EndpointEntry::Pod(name) => {
+                Some(Spanned::new(name.clone(), entry.referenced, entry.defined))
+            }
+            EndpointEntry::Spec(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EndpointEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = EndpointEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a pod name or a mapping with `ip`")
+            }
+
+            scalars_as_text!(EndpointEntry::Pod);
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EndpointEntry, A::Error> {
+                EndpointSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|spec| EndpointEntry::Spec(Box::new(spec)))
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
 impl<'de> Deserialize<'de> for PodNames {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NamesVisitor;
@@ -292,6 +441,48 @@ flows:
     }
 
     #[test]
+    fn services_and_listen_mappings_keep_their_locations() {
+        let text = "\
+pods:
+  - { name: b, listen: [8080, { port: 53, protocol: udp, name: dns }] }
+services:
+  - name: web
+    clusterIP: None
+    selector: { app: web }
+    ports: [{ name: http, port: 80, targetPort: http, nodePort: 30080 }]
+    endpoints: [b, { ip: 192.0.2.1, port: 80, node: node1 }]
+flows:
+  - { name: f, attempts: 3, expect: { reach: b, sticky: true } }
+";
+        let case = parse(text).unwrap().value;
+        let listen = case.pods.unwrap()[0].value.listen.clone().unwrap();
+        assert_eq!(listen[0].value, "8080");
+        let ListenEntry::Spec(spec) = &listen[1].value else {
+            panic!("a mapping listener")
+        };
+        assert_eq!(at(spec.name.as_ref().unwrap()), (2, 64));
+        let services = case.services.unwrap();
+        let web = &services[0].value;
+        assert_eq!(at(&services[0]), (4, 5));
+        assert_eq!(web.cluster_ip.as_ref().unwrap().value, "None");
+        let ports = &web.ports.as_ref().unwrap().value;
+        assert_eq!(at(ports[0].value.target_port.as_ref().unwrap()), (7, 49));
+        assert_eq!(at(ports[0].value.node_port.as_ref().unwrap()), (7, 65));
+        let endpoints = &web.endpoints.as_ref().unwrap().value;
+        assert_eq!(EndpointEntry::pod(&endpoints[0]).unwrap().value, "b");
+        assert_eq!(at(&endpoints[0]), (8, 17));
+        let EndpointEntry::Spec(spec) = &endpoints[1].value else {
+            panic!("a mapping endpoint")
+        };
+        assert_eq!(at(spec.node.as_ref().unwrap()), (8, 53));
+        let flow = &case.flows.unwrap()[0].value;
+        assert_eq!(flow.attempts.as_ref().unwrap().value, "3");
+        let sticky = flow.expect.as_ref().unwrap().value.sticky.as_ref().unwrap();
+        assert!(sticky.value);
+        assert_eq!(at(sticky), (10, 57));
+    }
+
+    #[test]
     fn a_single_reach_name_gets_the_value_location() {
         let text = "flows:\n  - expect:\n      reach: pod-b\n";
         let case = parse(text).unwrap().value;
@@ -306,6 +497,30 @@ flows:
     #[rstest]
     #[case::unknown_top_key("nodes: [a]\nbogus: 1\n", 2, 1, "unknown field `bogus`")]
     #[case::unknown_node_key("nodes:\n  - name: a\n    zone: x\n", 3, 5, "unknown field `zone`")]
+    #[case::unknown_service_key(
+        "services:\n  - { name: a, externalIPs: [1.2.3.4] }\n",
+        2,
+        16,
+        "unknown field `externalIPs`"
+    )]
+    #[case::unknown_service_port_key(
+        "services:\n  - { name: a, ports: [{ port: 80, appProtocol: http }] }\n",
+        2,
+        36,
+        "unknown field `appProtocol`"
+    )]
+    #[case::unknown_listener_key(
+        "pods: [{ listen: [{ port: 80, host: x }] }]\n",
+        1,
+        31,
+        "unknown field `host`"
+    )]
+    #[case::unknown_endpoint_key(
+        "services: [{ endpoints: [{ ip: 1.2.3.4, zone: a }] }]\n",
+        1,
+        41,
+        "unknown field `zone`"
+    )]
     #[case::unknown_expect_key(
         "flows:\n  - expect: { reach: a, via: b }\n",
         2,

@@ -5,7 +5,7 @@
 //! privileges. Validation reports every problem of a file, each at the value it is about. The
 //! rules are written down in `docs/case-format.md`; keep the two in step.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io;
@@ -20,19 +20,35 @@ use netns_runtime::topology::{
 };
 use serde_saphyr::Spanned;
 
-use crate::case::{self, Case, ClusterSpec, ExpectSpec, FlowSpec, NodeEntry, PodNames, PodSpec};
+use crate::case::{
+    self, Case, ClusterSpec, ExpectSpec, FlowSpec, ListenEntry, ListenSpec, NodeEntry, PodNames,
+    PodSpec,
+};
 use crate::diag::{CaseError, Diagnostic, Diagnostics, Location};
+
+mod services;
+
+pub use netns_runtime::proxy::{ServiceTable, TrafficPolicy};
+pub use services::{
+    DEFAULT_AFFINITY_TIMEOUT, MAX_AFFINITY_TIMEOUT, NODE_PORT_RANGE, PortEndpoint,
+    RESERVED_SERVICE_HOSTS, ServiceEndpoint, ServicePlan, ServicePortPlan, ServiceType, TargetPort,
+    proxy_tables,
+};
 
 /// Default cluster pod network (kind's and flannel's).
 pub const DEFAULT_POD_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 244, 0, 0), 16);
 /// Default per-node pod subnet prefix length (flannel's `SubnetLen`).
 pub const DEFAULT_SUBNET_LEN: u8 = 24;
+/// Default Service network (kubeadm's and kind's `--service-cluster-ip-range`).
+pub const DEFAULT_SERVICE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 96, 0, 0), 12);
 /// Default underlay network (kind's docker network).
 pub const DEFAULT_NODE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(172, 18, 0, 0), 16);
 /// Default underlay MTU.
 pub const DEFAULT_MTU: u32 = 1500;
 /// Default time a flow is given before it counts as timed out.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most attempts a flow may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
 /// Longest timeout a flow may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Smallest and largest underlay MTU accepted (IPv4's minimum datagram size; jumbo frames).
@@ -71,6 +87,13 @@ pub struct Plan {
     pub stem: String,
     pub topology: Topology,
     pub flows: Vec<FlowPlan>,
+    /// The cluster's Service network (`serviceCIDR`).
+    pub service_cidr: Ipv4Net,
+    /// Every Service, in declared order, with its address, ports and endpoints.
+    pub services: Vec<ServicePlan>,
+    /// What the service proxy (kube-proxy) of each node knows, one table per node in node
+    /// order: what the proxy renderers turn into rules.
+    pub proxy: Vec<ServiceTable>,
 }
 
 /// One flow, resolved to addresses.
@@ -84,6 +107,48 @@ pub struct FlowPlan {
     pub expect: Expect,
     /// Where the flow is declared.
     pub location: Location,
+    /// `to` as written (`svc/myapp:80`, `node2:30080`, `pod-b:8080`, `10.96.0.2:80`), so
+    /// reports can name the target the way the case does.
+    pub target_label: String,
+    /// The Service port the flow goes to: when `to` names a Service, its ClusterIP and one of
+    /// its ports, or a node and one of its NodePorts. `target` then holds the ClusterIP or the
+    /// node's address.
+    pub service: Option<FlowService>,
+    /// How many times the flow is sent (`attempts`, default 1); each attempt is a new
+    /// connection (tcp) or a new socket (udp), so each is balanced anew.
+    pub attempts: u32,
+    /// `expect.sticky`: every attempt must be answered by the same pod.
+    pub sticky: bool,
+}
+
+impl FlowPlan {
+    /// Whether every pod of `expect.reach` must answer at least once: with several attempts
+    /// and without `sticky`. Otherwise each answer must come from one of them (and, when
+    /// `sticky`, all from the same one).
+    pub fn each_reach_pod_answers(&self) -> bool {
+        self.attempts > 1 && !self.sticky
+    }
+}
+
+/// The Service port a flow goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowService {
+    /// Index into [`Plan::services`].
+    pub service: usize,
+    /// Index into that Service's [`ServicePlan::ports`].
+    pub port: usize,
+    pub namespace: String,
+    pub name: String,
+    pub via: ServiceVia,
+}
+
+/// How a flow enters a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceVia {
+    /// Its ClusterIP and port.
+    ClusterIp,
+    /// A NodePort on this node's address.
+    NodePort { node: String },
 }
 
 /// Where a flow goes and how.
@@ -258,6 +323,7 @@ enum Overlay {
 /// checks depending on it are skipped instead of piling up consequences of one mistake.
 struct ClusterParams {
     pod_cidr: Option<Ipv4Net>,
+    service_cidr: Option<Ipv4Net>,
     subnet_len: Option<u8>,
     node_cidr: Option<Ipv4Net>,
     overlay: Option<Overlay>,
@@ -280,6 +346,10 @@ struct PodDraft {
     name: Option<String>,
     at: YamlLocation,
     namespace: String,
+    labels: BTreeMap<String, String>,
+    ready: bool,
+    /// Listener (container port) names, for Services' named `targetPort`.
+    port_names: Vec<(String, Listener)>,
     node: Option<usize>,
     fixed_ip: Option<Ipv4Addr>,
     ip: Option<Ipv4Addr>,
@@ -291,6 +361,15 @@ struct PodDraft {
 enum Destination {
     Pod(usize),
     Addr(Ipv4Addr),
+    Node(usize),
+    Service(usize),
+}
+
+/// The Service port a flow's target resolved to (indices into the drafts).
+struct ServiceHit {
+    service: usize,
+    port: usize,
+    via: ServiceVia,
 }
 
 /// The port part of a flow's `to`.
@@ -352,22 +431,43 @@ impl Planner {
             .as_ref()
             .map(|c| c.value.clone())
             .unwrap_or_default();
-        let cluster = self.cluster(&spec, root);
+        let has_services = case.services.as_ref().is_some_and(|s| !s.is_empty());
+        let cluster = self.cluster(&spec, root, has_services);
         let nodes = self.nodes(case, &cluster, root);
         let mut pods = self.pods(case.pods.as_deref().unwrap_or_default(), &nodes);
         self.allocate(&mut pods, &nodes);
-        let flows = self.flows(case.flows.as_deref().unwrap_or_default(), &nodes, &pods);
+        let services = self.services(
+            case.services.as_deref().unwrap_or_default(),
+            &cluster,
+            &nodes,
+            &pods,
+        );
+        let flows = self.flows(
+            case.flows.as_deref().unwrap_or_default(),
+            &nodes,
+            &pods,
+            &services,
+        );
 
         if !self.found.is_empty() {
             return Err(CaseError::Invalid(self.found.into_sorted()));
         }
-        match build_topology(&cluster, &nodes, &pods) {
-            Some(topology) => Ok(Plan {
+        let built = build_topology(&cluster, &nodes, &pods).and_then(|topology| {
+            let (pod_cidr, service_cidr) = (cluster.pod_cidr?, cluster.service_cidr?);
+            let services: Vec<ServicePlan> = services.into_iter().map(|s| s.plan).collect();
+            let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
+            Some((topology, service_cidr, services, proxy))
+        });
+        match built {
+            Some((topology, service_cidr, services, proxy)) => Ok(Plan {
                 name,
                 file: self.file,
                 stem,
                 topology,
                 flows,
+                service_cidr,
+                services,
+                proxy,
             }),
             None => {
                 // Unreachable when validation is complete; reported rather than panicking.
@@ -382,7 +482,12 @@ impl Planner {
 
     // --- cluster ---------------------------------------------------------------------------
 
-    fn cluster(&mut self, spec: &ClusterSpec, root: YamlLocation) -> ClusterParams {
+    fn cluster(
+        &mut self,
+        spec: &ClusterSpec,
+        root: YamlLocation,
+        has_services: bool,
+    ) -> ClusterParams {
         let pod_cidr = match &spec.pod_cidr {
             Some(v) => self.cidr("podCIDR", v),
             None => Some(DEFAULT_POD_CIDR),
@@ -490,13 +595,82 @@ impl Planner {
             None => Some(DEFAULT_MTU),
         };
 
+        let service_cidr = self.service_cidr(spec, root, pod_cidr, node_cidr, has_services);
+
         ClusterParams {
             pod_cidr,
+            service_cidr,
             subnet_len,
             node_cidr,
             overlay,
             mtu,
         }
+    }
+
+    /// The Service network: at most a /12 (as kube-apiserver requires), not overlapping the
+    /// pod or node networks. The default one is only checked for overlaps when the case has
+    /// Services, so that a case without any may use, say, podCIDR 10.100.0.0/16.
+    fn service_cidr(
+        &mut self,
+        spec: &ClusterSpec,
+        root: YamlLocation,
+        pod_cidr: Option<Ipv4Net>,
+        node_cidr: Option<Ipv4Net>,
+        has_services: bool,
+    ) -> Option<Ipv4Net> {
+        let cidr = match &spec.service_cidr {
+            None => DEFAULT_SERVICE_CIDR,
+            Some(v) => {
+                let cidr = self.cidr("serviceCIDR", v)?;
+                if cidr.prefix_len() < 12 {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "serviceCIDR {cidr} is too large: Kubernetes accepts at most a /12"
+                        ),
+                    );
+                    return None;
+                }
+                if cidr.prefix_len() > 30 {
+                    self.error(
+                        v.referenced,
+                        format!("serviceCIDR {cidr} is too small: use /30 or shorter, so a Service can get an address (the first host is never allocated)"),
+                    );
+                    return None;
+                }
+                cidr
+            }
+        };
+        if spec.service_cidr.is_none() && !has_services {
+            return Some(cidr);
+        }
+        let overlaps =
+            |other: Ipv4Net| cidr.contains(&other.network()) || other.contains(&cidr.network());
+        let mut ok = true;
+        for (what, other, other_at) in [
+            ("podCIDR", pod_cidr, &spec.pod_cidr),
+            ("nodeCIDR", node_cidr, &spec.node_cidr),
+        ] {
+            if let Some(other) = other
+                && overlaps(other)
+            {
+                let at = spec
+                    .service_cidr
+                    .as_ref()
+                    .or(other_at.as_ref())
+                    .map_or(root, |v| v.referenced);
+                let message = if spec.service_cidr.is_some() {
+                    format!("serviceCIDR {cidr} overlaps {what} {other}")
+                } else {
+                    format!(
+                        "the default serviceCIDR {cidr} overlaps {what} {other}: set serviceCIDR"
+                    )
+                };
+                self.error(at, message);
+                ok = false;
+            }
+        }
+        ok.then_some(cidr)
     }
 
     // --- nodes -----------------------------------------------------------------------------
@@ -818,11 +992,19 @@ impl Planner {
                 Some(addr)
             });
 
-            let listeners = self.listeners(spec.listen.as_deref().unwrap_or_default());
+            let (listeners, port_names) =
+                self.listeners(spec.listen.as_deref().unwrap_or_default());
             drafts.push(PodDraft {
                 name,
                 at: entry.referenced,
                 namespace,
+                labels: spec
+                    .labels
+                    .as_ref()
+                    .map(|l| l.value.clone())
+                    .unwrap_or_default(),
+                ready: spec.ready.as_ref().is_none_or(|r| r.value),
+                port_names,
                 node,
                 fixed_ip,
                 ip: None,
@@ -885,20 +1067,102 @@ impl Planner {
         None
     }
 
-    fn listeners(&mut self, entries: &[Spanned<String>]) -> Vec<Listener> {
+    /// A pod's listeners, sorted, and the names given to some of them.
+    fn listeners(
+        &mut self,
+        entries: &[Spanned<ListenEntry>],
+    ) -> (Vec<Listener>, Vec<(String, Listener)>) {
         let mut listeners: Vec<Listener> = Vec::with_capacity(entries.len());
+        let mut names: Vec<(String, Listener)> = Vec::new();
         for entry in entries {
-            let Some(listener) = self.listener(entry) else {
+            let (listener, name) = match &entry.value {
+                ListenEntry::Text(text) => (
+                    self.listener(&Spanned::new(text.clone(), entry.referenced, entry.defined)),
+                    None,
+                ),
+                ListenEntry::Spec(spec) => self.listener_spec(spec, entry.referenced),
+            };
+            let Some(listener) = listener else {
                 continue;
             };
             if listeners.contains(&listener) {
                 self.error(entry.referenced, format!("duplicate listener {listener}"));
-            } else {
-                listeners.push(listener);
+                continue;
+            }
+            listeners.push(listener);
+            if let Some(name) = name {
+                if names.iter().any(|(n, _)| *n == name.value) {
+                    self.error(
+                        name.referenced,
+                        format!(
+                            "duplicate listener name {} in this pod (like container port names, listener names are unique in a pod)",
+                            quoted(&name.value)
+                        ),
+                    );
+                } else {
+                    names.push((name.value.clone(), listener));
+                }
             }
         }
         listeners.sort();
-        listeners
+        (listeners, names)
+    }
+
+    /// `{ port: 8080, protocol: tcp, name: http }`; the name is checked here and returned
+    /// only when valid.
+    fn listener_spec(
+        &mut self,
+        spec: &ListenSpec,
+        at: YamlLocation,
+    ) -> (Option<Listener>, Option<Spanned<String>>) {
+        let port = match &spec.port {
+            None => {
+                self.error(at, "listener has no `port`");
+                None
+            }
+            Some(v) => match parse_port(&v.value) {
+                Ok(port) => Some(port),
+                Err(problem) => {
+                    self.error(
+                        v.referenced,
+                        format!("listener port {} {problem}", quoted(&v.value)),
+                    );
+                    None
+                }
+            },
+        };
+        let proto = match &spec.protocol {
+            None => Some(Proto::Tcp),
+            Some(v) => match v.value.as_str() {
+                "tcp" => Some(Proto::Tcp),
+                "udp" => Some(Proto::Udp),
+                other => {
+                    self.error(
+                        v.referenced,
+                        format!("listener protocol {} is not tcp or udp", quoted(other)),
+                    );
+                    None
+                }
+            },
+        };
+        let name = spec
+            .name
+            .as_ref()
+            .and_then(|name| match iana_svc_name_problem(&name.value) {
+                Some(problem) => {
+                    self.error(
+                        name.referenced,
+                        format!("listener name {} {problem}", quoted(&name.value)),
+                    );
+                    None
+                }
+                None => Some(name.clone()),
+            });
+        let listener = match (port, proto) {
+            (Some(port), Some(proto)) => Some(Listener { port, proto }),
+            _ => None,
+        };
+        (listener, name)
     }
 
     fn listener(&mut self, entry: &Spanned<String>) -> Option<Listener> {
@@ -996,6 +1260,7 @@ impl Planner {
         specs: &[Spanned<FlowSpec>],
         nodes: &[NodeDraft],
         pods: &[PodDraft],
+        services: &[services::ServiceDraft],
     ) -> Vec<FlowPlan> {
         let pod_index: HashMap<&str, usize> = pods
             .iter()
@@ -1008,6 +1273,7 @@ impl Planner {
             pod_index: &pod_index,
             nodes,
             pods,
+            services,
         };
         for entry in specs {
             if let Some(plan) = self.flow(entry, &refs, &mut names) {
@@ -1063,16 +1329,20 @@ impl Planner {
             }
             Some(from) => self.pod_ref(from, "from", refs).map(|_| from.value.clone()),
         };
+        let from_pod = from
+            .as_deref()
+            .and_then(|f| refs.pod_index.get(f).copied())
+            .map(|p| &refs.pods[p]);
 
         let (destination, port) = match &spec.to {
             None => {
                 self.error(
                     entry.referenced,
-                    "flow has no `to`: write pod:port, a.b.c.d:port, pod or a.b.c.d",
+                    "flow has no `to`: write pod:port, svc/name:port, node:port, a.b.c.d:port, pod or a.b.c.d",
                 );
                 (None, PortPart::Invalid)
             }
-            Some(to) => self.destination(to, refs),
+            Some(to) => self.destination(to, from_pod.map(|p| p.namespace.as_str()), refs),
         };
         let to_at = spec
             .to
@@ -1082,10 +1352,26 @@ impl Planner {
         let target_pod = match &destination {
             Some(Destination::Pod(p)) => Some(*p),
             Some(Destination::Addr(ip)) => refs.pods.iter().position(|pod| pod.ip == Some(*ip)),
-            None => None,
+            Some(Destination::Node(_) | Destination::Service(_)) | None => None,
         };
 
         let protocol = self.protocol(spec, port, to_at);
+        let (service, protocol) =
+            self.flow_service(spec, destination.as_ref(), port, protocol, to_at, refs);
+        let attempts = match &spec.attempts {
+            None => Some(1),
+            Some(v) => self.number("attempts", v).and_then(|n| {
+                if (1..=u64::from(MAX_ATTEMPTS)).contains(&n) {
+                    Some(n as u32)
+                } else {
+                    self.error(
+                        v.referenced,
+                        format!("attempts {n} is out of range 1..={MAX_ATTEMPTS}"),
+                    );
+                    None
+                }
+            }),
+        };
         let timeout = match &spec.timeout {
             None => Some(DEFAULT_TIMEOUT),
             Some(v) => match parse_timeout(&v.value) {
@@ -1108,8 +1394,15 @@ impl Planner {
                 );
                 None
             }
-            Some(expect) => self.expect(expect, protocol, target_pod, refs),
+            Some(expect) => {
+                let to_service = ToService {
+                    hit: service.as_ref(),
+                    from_node: from_pod.and_then(|p| refs.nodes.get(p.node?)?.name.as_deref()),
+                };
+                self.expect(expect, protocol, target_pod, &to_service, refs)
+            }
         };
+        let sticky = self.sticky(spec, &expect, attempts);
 
         // A pod that does not listen can only refuse: expecting it to answer is a mistake in
         // the case, not something to find out by running it.
@@ -1135,6 +1428,8 @@ impl Planner {
         let ip = match destination? {
             Destination::Pod(p) => refs.pods[p].ip?,
             Destination::Addr(ip) => ip,
+            Destination::Node(n) => refs.nodes[n].address?,
+            Destination::Service(s) => refs.services[s].plan.cluster_ip?,
         };
         let target = match (protocol?, port) {
             (Protocol::Tcp, PortPart::Port(port)) => Target::Tcp(SocketAddrV4::new(ip, port)),
@@ -1150,7 +1445,190 @@ impl Planner {
             expect: expect?,
             location: Location::from_yaml(entry.referenced)
                 .unwrap_or(Location { line: 0, column: 0 }),
+            target_label: spec.to.as_ref()?.value.clone(),
+            service: service.map(|hit| {
+                let plan = &refs.services[hit.service].plan;
+                FlowService {
+                    service: hit.service,
+                    port: hit.port,
+                    namespace: plan.namespace.clone(),
+                    name: plan.name.clone(),
+                    via: hit.via,
+                }
+            }),
+            attempts: attempts?,
+            sticky: sticky?,
         })
+    }
+
+    /// `expect.sticky`, checked against `attempts` and `reach`; `attempts` is checked against
+    /// the number of pods every one of which must answer.
+    fn sticky(
+        &mut self,
+        spec: &FlowSpec,
+        expect: &Option<Expect>,
+        attempts: Option<u32>,
+    ) -> Option<bool> {
+        let expect_spec = spec.expect.as_ref().map(|e| &e.value);
+        let sticky = expect_spec.and_then(|e| e.sticky.as_ref());
+        match (sticky, expect) {
+            (Some(v), _) if v.value && expect_spec.is_some_and(|e| e.fail.is_some()) => {
+                self.error(
+                    v.referenced,
+                    "`sticky` goes with `reach`: it says every attempt is answered by the same pod",
+                );
+                None
+            }
+            (Some(v), Some(Expect::Reach { .. })) if v.value => {
+                if attempts.is_some_and(|n| n < 2) {
+                    self.error(
+                        v.referenced,
+                        "`sticky` needs `attempts` of 2 or more: a single attempt is always answered by one pod",
+                    );
+                    return None;
+                }
+                Some(true)
+            }
+            (_, Some(Expect::Reach { pods, .. })) => {
+                if let (Some(n), Some(v)) = (attempts, &spec.attempts)
+                    && n > 1
+                    && (n as usize) < pods.len()
+                {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "attempts {n} is fewer than the {} pods of `reach`, each of which must answer at least once",
+                            pods.len()
+                        ),
+                    );
+                    return None;
+                }
+                Some(false)
+            }
+            _ => Some(sticky.is_some_and(|v| v.value)),
+        }
+    }
+
+    /// The Service port a flow's target is, if any, and the flow's protocol: a Service port
+    /// that is UDP only makes a flow that does not say its protocol udp.
+    fn flow_service(
+        &mut self,
+        spec: &FlowSpec,
+        destination: Option<&Destination>,
+        port: PortPart,
+        protocol: Option<Protocol>,
+        to_at: YamlLocation,
+        refs: &Refs<'_>,
+    ) -> (Option<ServiceHit>, Option<Protocol>) {
+        let written = spec.protocol.is_some();
+        // Candidate (service, port, via) for the destination and port number.
+        let mut candidates: Vec<ServiceHit> = Vec::new();
+        let number = port.port();
+        match destination {
+            None | Some(Destination::Pod(_)) => return (None, protocol),
+            Some(Destination::Service(s)) => {
+                let draft = &refs.services[*s];
+                let id = draft.plan.id();
+                if draft.plan.cluster_ip.is_none() {
+                    if draft.complete {
+                        self.error(
+                            to_at,
+                            format!("Service {id} is headless (clusterIP: None): it has no address to connect to; target one of its pods"),
+                        );
+                    }
+                    return (None, None);
+                }
+                let Some(number) = number else {
+                    if port == PortPart::Absent {
+                        self.error(
+                            to_at,
+                            format!("a flow to a Service needs a port: write svc/{id}:PORT"),
+                        );
+                    }
+                    return (None, None);
+                };
+                for (i, p) in draft.plan.ports.iter().enumerate() {
+                    if p.port == number {
+                        candidates.push(ServiceHit {
+                            service: *s,
+                            port: i,
+                            via: ServiceVia::ClusterIp,
+                        });
+                    }
+                }
+            }
+            Some(Destination::Addr(_) | Destination::Node(_)) => {
+                let ip = match destination {
+                    Some(Destination::Addr(ip)) => Some(*ip),
+                    Some(Destination::Node(n)) => refs.nodes[*n].address,
+                    _ => None,
+                };
+                let (Some(ip), Some(number)) = (ip, number) else {
+                    return (None, protocol);
+                };
+                let node = refs.nodes.iter().find(|n| n.address == Some(ip));
+                for (s, draft) in refs.services.iter().enumerate() {
+                    for (i, p) in draft.plan.ports.iter().enumerate() {
+                        if draft.plan.cluster_ip == Some(ip) && p.port == number {
+                            candidates.push(ServiceHit {
+                                service: s,
+                                port: i,
+                                via: ServiceVia::ClusterIp,
+                            });
+                        }
+                        if let Some(node) = node
+                            && p.node_port == Some(number)
+                        {
+                            candidates.push(ServiceHit {
+                                service: s,
+                                port: i,
+                                via: ServiceVia::NodePort {
+                                    node: node.name.clone().unwrap_or_default(),
+                                },
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let proto_of = |hit: &ServiceHit| refs.services[hit.service].plan.ports[hit.port].protocol;
+        let protocol = match protocol {
+            Some(Protocol::Tcp)
+                if !written
+                    && !candidates.iter().any(|h| proto_of(h) == Proto::Tcp)
+                    && candidates.iter().any(|h| proto_of(h) == Proto::Udp) =>
+            {
+                Some(Protocol::Udp)
+            }
+            other => other,
+        };
+        let wanted = protocol.and_then(transport);
+        let hit = candidates.into_iter().find(|h| Some(proto_of(h)) == wanted);
+        if hit.is_none()
+            && let Some(Destination::Service(s)) = destination
+            && let (Some(proto), Some(number)) = (wanted, number)
+        {
+            let draft = &refs.services[*s];
+            if draft.complete {
+                let ports: Vec<String> = draft.plan.ports.iter().map(|p| p.label()).collect();
+                let clusterip = draft.plan.cluster_ip.map_or_else(String::new, |ip| {
+                    format!(
+                        "; to send to a port it does not have, target its ClusterIP {ip}:{number}"
+                    )
+                });
+                self.error(
+                    to_at,
+                    format!(
+                        "Service {} has no port {number}/{} (ports: {}){clusterip}",
+                        draft.plan.id(),
+                        services::proto_upper(proto),
+                        ports.join(", ")
+                    ),
+                );
+            }
+            return (None, None);
+        }
+        (hit, protocol)
     }
 
     /// A pod named by a flow; `None` (reported) when there is no such pod.
@@ -1169,10 +1647,13 @@ impl Planner {
         None
     }
 
-    /// Parses `to`: `pod:port`, `a.b.c.d:port`, `pod` or `a.b.c.d`.
+    /// Parses `to`: `pod:port`, `svc/name:port`, `svc/namespace/name:port`, `node:port`,
+    /// `a.b.c.d:port`, `pod`, `node` or `a.b.c.d`. `from_ns` is the namespace of `from`, where
+    /// `svc/name` is looked up; `None` when `from` is unknown (reported already).
     fn destination(
         &mut self,
         to: &Spanned<String>,
+        from_ns: Option<&str>,
         refs: &Refs<'_>,
     ) -> (Option<Destination>, PortPart) {
         let text = to.value.as_str();
@@ -1192,21 +1673,69 @@ impl Planner {
                 }
             },
         };
+        if let Some(service) = host.strip_prefix("svc/") {
+            return (self.service_ref(to, service, from_ns, refs), port);
+        }
         if let Ok(ip) = host.parse::<Ipv4Addr>() {
             return (Some(Destination::Addr(ip)), port);
         }
         if let Some(&p) = refs.pod_index.get(host) {
             return (Some(Destination::Pod(p)), port);
         }
+        if let Some(n) = refs
+            .nodes
+            .iter()
+            .position(|n| n.name.as_deref() == Some(host))
+        {
+            return (Some(Destination::Node(n)), port);
+        }
         let known = known_names(refs.pods.iter().filter_map(|p| p.name.as_deref()));
+        let nodes = known_names(refs.nodes.iter().filter_map(|n| n.name.as_deref()));
         self.error(
             to.referenced,
             format!(
-                "unknown pod {} in `to` (pods: {known}); `to` is pod:port, a.b.c.d:port, pod or a.b.c.d",
+                "unknown pod {} in `to` (pods: {known}; nodes: {nodes}); `to` is pod:port, svc/name:port, node:port, a.b.c.d:port, pod, node or a.b.c.d",
                 quoted(host)
             ),
         );
         (None, port)
+    }
+
+    /// `name` or `namespace/name` after `svc/`.
+    fn service_ref(
+        &mut self,
+        to: &Spanned<String>,
+        text: &str,
+        from_ns: Option<&str>,
+        refs: &Refs<'_>,
+    ) -> Option<Destination> {
+        let (namespace, name) = match text.split_once('/') {
+            Some((namespace, name)) => (namespace, name),
+            // In the namespace of `from`, as a bare Service name resolves in DNS.
+            None => (from_ns?, text),
+        };
+        if let Some(s) = refs
+            .services
+            .iter()
+            .position(|s| s.plan.namespace == namespace && s.plan.name == name)
+        {
+            return Some(Destination::Service(s));
+        }
+        let ids: Vec<String> = refs
+            .services
+            .iter()
+            .filter(|s| !s.plan.name.is_empty())
+            .map(|s| s.plan.id())
+            .collect();
+        let known = known_names(ids.iter().map(String::as_str));
+        self.error(
+            to.referenced,
+            format!(
+                "unknown Service {} in `to` (Services: {known}); write svc/NAME:PORT for a Service in the namespace of `from`, or svc/NAMESPACE/NAME:PORT",
+                quoted(&format!("{namespace}/{name}"))
+            ),
+        );
+        None
     }
 
     fn protocol(
@@ -1262,6 +1791,7 @@ impl Planner {
         expect: &Spanned<ExpectSpec>,
         protocol: Option<Protocol>,
         target_pod: Option<usize>,
+        to_service: &ToService<'_>,
         refs: &Refs<'_>,
     ) -> Option<Expect> {
         let spec = &expect.value;
@@ -1348,6 +1878,11 @@ impl Planner {
                 );
                 complete = false;
             }
+            if let Some(hit) = to_service.hit
+                && !self.reach_service(name, p, hit, to_service.from_node, refs)
+            {
+                complete = false;
+            }
             pods.push(name.value.clone());
         }
 
@@ -1363,6 +1898,82 @@ impl Planner {
             Some(source) => Some(self.seen_source(source, refs)?),
         };
         complete.then_some(Expect::Reach { pods, seen_source })
+    }
+
+    /// A pod of `reach` for a flow to a Service port: one of its ready endpoints, allowed by its
+    /// internalTrafficPolicy, listening on its target port. `false` when reported.
+    fn reach_service(
+        &mut self,
+        name: &Spanned<String>,
+        pod: usize,
+        hit: &ServiceHit,
+        from_node: Option<&str>,
+        refs: &Refs<'_>,
+    ) -> bool {
+        let draft = &refs.services[hit.service];
+        if !draft.complete {
+            return true;
+        }
+        let plan = &draft.plan;
+        let port = &plan.ports[hit.port];
+        let label = format!("Service {} port {}", plan.id(), port.label());
+        let endpoints: Vec<&PortEndpoint> = port
+            .endpoints
+            .iter()
+            .filter(|e| e.pod.as_deref() == Some(name.value.as_str()))
+            .collect();
+        let ready = services::ready_pods(port);
+        let problem = if endpoints.is_empty() {
+            let ready = if ready.is_empty() {
+                "none".to_owned()
+            } else {
+                ready.join(", ")
+            };
+            Some(format!(
+                "`reach` names {}, which is not an endpoint of {label} (ready endpoints: {ready})",
+                name.value
+            ))
+        } else if !endpoints.iter().any(|e| e.ready) {
+            Some(format!(
+                "`reach` names {}, an endpoint of {label} that is not ready: it gets no traffic",
+                name.value
+            ))
+        } else if let (TrafficPolicy::Local, ServiceVia::ClusterIp, Some(from_node)) =
+            (plan.internal_traffic_policy, &hit.via, from_node)
+            && let Some(e) = endpoints
+                .iter()
+                .find(|e| e.ready && e.node.as_deref() != Some(from_node))
+        {
+            Some(format!(
+                "`reach` names {}, which runs on {}, but {} has internalTrafficPolicy Local: only its endpoints on {from_node} (the node of `from`) answer",
+                name.value,
+                e.node.as_deref().unwrap_or("no known node"),
+                plan.id()
+            ))
+        } else {
+            let listeners = &refs.pods[pod].listeners;
+            endpoints
+                .iter()
+                .filter(|e| e.ready)
+                .map(|e| Listener {
+                    port: e.port,
+                    proto: port.protocol,
+                })
+                .find(|l| !listeners.contains(l))
+                .map(|l| {
+                    format!(
+                        "{} does not listen on {l}, its target port for {label}, so it could never answer: add {l} to its `listen`",
+                        name.value
+                    )
+                })
+        };
+        match problem {
+            Some(message) => {
+                self.error(name.referenced, message);
+                false
+            }
+            None => true,
+        }
     }
 
     fn seen_source(&mut self, value: &Spanned<String>, refs: &Refs<'_>) -> Option<SeenSource> {
@@ -1481,11 +2092,19 @@ fn transport(protocol: Protocol) -> Option<Proto> {
     }
 }
 
+/// The Service port a flow goes to, for checking `reach`.
+struct ToService<'a> {
+    hit: Option<&'a ServiceHit>,
+    /// The node of the pod the flow starts in.
+    from_node: Option<&'a str>,
+}
+
 /// What flows may refer to.
 struct Refs<'a> {
     pod_index: &'a HashMap<&'a str, usize>,
     nodes: &'a [NodeDraft],
     pods: &'a [PodDraft],
+    services: &'a [services::ServiceDraft],
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1680,6 +2299,33 @@ fn dns_label_problem(name: &str, max: usize) -> Option<String> {
     None
 }
 
+/// Why `name` is not an IANA service name (what Kubernetes requires of container port names
+/// and of a `targetPort` given by name), if it is not: at most 15 lowercase letters, digits and
+/// '-', at least one letter, no '-' at either end or twice in a row.
+fn iana_svc_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    let length = name.chars().count();
+    if length > 15 {
+        return Some(format!(
+            "is {length} characters long, more than 15 (a port name is an IANA service name)"
+        ));
+    }
+    let rule = "is not a port name: use lowercase letters, digits and '-' (at least one letter, no '-' at either end or twice in a row)";
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || !name.bytes().any(|b| b.is_ascii_lowercase())
+        || name.starts_with('-')
+        || name.ends_with('-')
+        || name.contains("--")
+    {
+        return Some(rule.to_owned());
+    }
+    None
+}
+
 /// Flow names end up in test names and report file names: keep them plain.
 fn flow_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
@@ -1851,11 +2497,32 @@ impl fmt::Display for Plan {
                 writeln!(f, "  {:<10} {}", "listen", listen.join(" "))?;
             }
         }
+        for service in &self.services {
+            write_service(f, service)?;
+        }
         for flow in &self.flows {
-            let owner = topo
-                .owner_of(flow.target.ip())
-                .map_or_else(String::new, |name| format!(" ({name})"));
-            writeln!(
+            let owner = match &flow.service {
+                Some(svc) => {
+                    let port = self
+                        .services
+                        .get(svc.service)
+                        .and_then(|s| s.ports.get(svc.port))
+                        .map_or_else(String::new, |p| format!(" port {}", p.label()));
+                    match &svc.via {
+                        ServiceVia::ClusterIp => {
+                            format!(" (Service {}/{}{port})", svc.namespace, svc.name)
+                        }
+                        ServiceVia::NodePort { node } => format!(
+                            " ({node}'s NodePort to Service {}/{}{port})",
+                            svc.namespace, svc.name
+                        ),
+                    }
+                }
+                None => topo
+                    .owner_of(flow.target.ip())
+                    .map_or_else(String::new, |name| format!(" ({name})")),
+            };
+            write!(
                 f,
                 "flow {} (line {}): {} -> {}{owner}, timeout {}",
                 flow.name,
@@ -1864,10 +2531,85 @@ impl fmt::Display for Plan {
                 flow.target,
                 DisplayDuration(flow.timeout)
             )?;
-            writeln!(f, "  expect {}", flow.expect)?;
+            if flow.attempts > 1 {
+                write!(f, ", {} attempts", flow.attempts)?;
+            }
+            writeln!(f)?;
+            write!(f, "  expect {}", flow.expect)?;
+            if flow.sticky {
+                write!(f, ", every attempt answered by the same pod")?;
+            } else if flow.each_reach_pod_answers() && matches!(flow.expect, Expect::Reach { .. }) {
+                write!(f, ", each of them at least once")?;
+            }
+            writeln!(f)?;
         }
         Ok(())
     }
+}
+
+fn write_service(f: &mut fmt::Formatter<'_>, service: &ServicePlan) -> fmt::Result {
+    write!(f, "service {} {}", service.id(), service.service_type)?;
+    match service.cluster_ip {
+        Some(ip) => write!(f, " {ip}")?,
+        None => write!(f, " None (headless)")?,
+    }
+    writeln!(f, " (line {})", service.location.line)?;
+    match &service.selector {
+        Some(selector) => {
+            let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(f, "  {:<10} {}", "selector", labels.join(","))?;
+        }
+        None => writeln!(f, "  {:<10} none (endpoints listed)", "selector")?,
+    }
+    if let Some(timeout) = service.session_affinity {
+        writeln!(f, "  {:<10} ClientIP {timeout}s", "affinity")?;
+    }
+    if service.service_type == ServiceType::NodePort {
+        writeln!(
+            f,
+            "  {:<10} external {:?}, internal {:?}",
+            "policy", service.external_traffic_policy, service.internal_traffic_policy
+        )?;
+    } else if service.internal_traffic_policy != TrafficPolicy::Cluster {
+        writeln!(
+            f,
+            "  {:<10} internal {:?}",
+            "policy", service.internal_traffic_policy
+        )?;
+    }
+    for port in &service.ports {
+        write!(f, "  {:<10} {}", "port", port.label())?;
+        if let Some(node_port) = port.node_port {
+            write!(f, " nodePort {node_port}")?;
+        }
+        writeln!(f, " -> targetPort {}", port.target_port)?;
+        for e in &port.endpoints {
+            write!(f, "    endpoint {}:{}", e.ip, e.port)?;
+            if let Some(pod) = &e.pod {
+                write!(f, " {pod}")?;
+            }
+            if let Some(node) = &e.node {
+                write!(f, " on {node}")?;
+            }
+            writeln!(f, "{}", if e.ready { "" } else { " (not ready)" })?;
+        }
+        if port.endpoints.is_empty() {
+            writeln!(f, "    no endpoints")?;
+        }
+    }
+    if service.ports.is_empty() {
+        for e in &service.endpoints {
+            write!(f, "  {:<10} {}", "endpoint", e.ip)?;
+            if let Some(pod) = &e.pod {
+                write!(f, " {pod}")?;
+            }
+            if let Some(node) = &e.node {
+                write!(f, " on {node}")?;
+            }
+            writeln!(f, "{}", if e.ready { "" } else { " (not ready)" })?;
+        }
+    }
+    Ok(())
 }
 
 fn write_iface(f: &mut fmt::Formatter<'_>, iface: &Iface) -> fmt::Result {
@@ -2333,6 +3075,10 @@ flows:
                 timeout: Duration::from_secs(2),
                 expect: reach_b(Some(("a", "10.244.1.2"))),
                 location: Location { line: 6, column: 5 },
+                target_label: "b:8080".into(),
+                service: None,
+                attempts: 1,
+                sticky: false,
             }
         );
         assert_eq!(

@@ -42,6 +42,8 @@ pub struct ClusterSpec {
     pub mtu: Option<Spanned<String>>,
     #[serde(rename = "serviceCIDR")]
     pub service_cidr: Option<Spanned<String>>,
+    /// The service proxy mode, or a list of modes (each runs as its own trial).
+    pub proxy: Option<Spanned<PodNames>>,
 }
 
 /// An entry of `nodes`: a bare name or a mapping. Read it through [`NodeEntry::spec`].
@@ -200,7 +202,8 @@ pub struct ExpectSpec {
     pub sticky: Option<Spanned<bool>>,
 }
 
-/// One pod name or a list of them. Read it through [`PodNames::names`].
+/// One name or a list of them (pod names in `reach`, modes in `proxy`). Read it through
+/// [`PodNames::names`].
 #[derive(Debug, Clone)]
 pub enum PodNames {
     One(String),

@@ -109,33 +109,35 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
                 continue;
             }
         };
-        let selected: Vec<usize> = (0..plan.flows.len())
-            .filter(|&i| {
-                let name = format!("{}::{}", case.id, plan.flows[i].name);
-                filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
-            })
-            .collect();
-        if selected.is_empty() {
-            continue;
-        }
-        // One case at a time: namespaces keep their plain names (node1, pod-a).
-        let run = CaseRun::new(plan, selected.len(), String::new());
-        for i in selected {
-            let name = format!("{}::{}", case.id, run.plan.flows[i].name);
-            match run.run_flow(i) {
-                Ok(v) if v.passed => {
-                    println!("ok   {name}: {}", v.observed);
-                    passed += 1;
-                }
-                Ok(v) => {
-                    println!("FAIL {name}");
-                    failures.push(format!("{name}:\n{}", v.render(&run.plan.flows[i])));
-                    failed += 1;
-                }
-                Err(e) => {
-                    println!("FAIL {name}");
-                    failures.push(format!("{name}:\n{e}"));
-                    failed += 1;
+        for kind in suite::runs_of(&case.id, &plan) {
+            let selected: Vec<usize> = (0..plan.flows.len())
+                .filter(|&i| {
+                    let name = format!("{}::{}", kind.name, plan.flows[i].name);
+                    filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
+                })
+                .collect();
+            if selected.is_empty() {
+                continue;
+            }
+            // One run at a time: namespaces keep their plain names (node1, pod-a).
+            let run = CaseRun::new(plan.clone(), kind.proxy, selected.len(), String::new());
+            for i in selected {
+                let name = format!("{}::{}", kind.name, run.plan.flows[i].name);
+                match run.run_flow(i) {
+                    Ok(v) if v.passed => {
+                        println!("ok   {name}: {}", v.observed);
+                        passed += 1;
+                    }
+                    Ok(v) => {
+                        println!("FAIL {name}");
+                        failures.push(format!("{name}:\n{}", v.render(&run.plan.flows[i])));
+                        failed += 1;
+                    }
+                    Err(e) => {
+                        println!("FAIL {name}");
+                        failures.push(format!("{name}:\n{e}"));
+                        failed += 1;
+                    }
                 }
             }
         }

@@ -28,6 +28,7 @@ use crate::diag::{CaseError, Diagnostic, Diagnostics, Location};
 
 mod services;
 
+pub use netns_runtime::proxy::driver::ProxyMode;
 pub use netns_runtime::proxy::{ServiceTable, TrafficPolicy};
 pub use services::{
     DEFAULT_AFFINITY_TIMEOUT, MAX_AFFINITY_TIMEOUT, NODE_PORT_RANGE, PortEndpoint,
@@ -94,6 +95,9 @@ pub struct Plan {
     /// What the service proxy (kube-proxy) of each node knows, one table per node in node
     /// order: what the proxy renderers turn into rules.
     pub proxy: Vec<ServiceTable>,
+    /// The service proxy modes the case runs in (each its own cluster and trials); empty when
+    /// the case has no proxy.
+    pub proxy_modes: Vec<ProxyMode>,
 }
 
 /// One flow, resolved to addresses.
@@ -328,6 +332,8 @@ struct ClusterParams {
     node_cidr: Option<Ipv4Net>,
     overlay: Option<Overlay>,
     mtu: Option<u32>,
+    /// The proxy modes the case runs in; empty: no service proxy.
+    proxy_modes: Vec<ProxyMode>,
 }
 
 struct NodeDraft {
@@ -468,6 +474,7 @@ impl Planner {
                 service_cidr,
                 services,
                 proxy,
+                proxy_modes: cluster.proxy_modes.clone(),
             }),
             None => {
                 // Unreachable when validation is complete; reported rather than panicking.
@@ -596,6 +603,7 @@ impl Planner {
         };
 
         let service_cidr = self.service_cidr(spec, root, pod_cidr, node_cidr, has_services);
+        let proxy_modes = self.proxy_modes(spec, has_services);
 
         ClusterParams {
             pod_cidr,
@@ -604,7 +612,52 @@ impl Planner {
             node_cidr,
             overlay,
             mtu,
+            proxy_modes,
         }
+    }
+
+    /// `proxy`: one mode or a list; `none` alone means no proxy. Without it, a case with
+    /// Services runs in both kube-proxy modes and a case without runs with no proxy.
+    fn proxy_modes(&mut self, spec: &ClusterSpec, has_services: bool) -> Vec<ProxyMode> {
+        let Some(written) = &spec.proxy else {
+            return if has_services {
+                ProxyMode::ALL.to_vec()
+            } else {
+                Vec::new()
+            };
+        };
+        let names = PodNames::names(written);
+        let mut modes = Vec::new();
+        for name in &names {
+            match name.value.as_str() {
+                "none" if names.len() == 1 => {}
+                "none" => self.error(
+                    name.referenced,
+                    "proxy `none` cannot be listed with other modes",
+                ),
+                other => match ProxyMode::parse(other) {
+                    Some(m) if modes.contains(&m) => self.error(
+                        name.referenced,
+                        format!("proxy mode {} is listed twice", quoted(other)),
+                    ),
+                    Some(m) => modes.push(m),
+                    None => self.error(
+                        name.referenced,
+                        format!(
+                            "unknown proxy mode {}: expected iptables, nftables or none",
+                            quoted(other)
+                        ),
+                    ),
+                },
+            }
+        }
+        if names.is_empty() {
+            self.error(
+                written.referenced,
+                "`proxy` lists no mode: write none for no proxy",
+            );
+        }
+        modes
     }
 
     /// The Service network: at most a /12 (as kube-apiserver requires), not overlapping the
@@ -839,6 +892,8 @@ impl Planner {
             "is the network address of"
         } else if addr == nodes.broadcast() {
             "is the broadcast address of"
+        } else if addr == underlay_gateway(nodes) {
+            "is the underlay gateway (the nodes' default route) of"
         } else {
             return Some(addr);
         };
@@ -2110,6 +2165,26 @@ struct Refs<'a> {
 // ---------------------------------------------------------------------------------------------
 // Building the topology from validated drafts.
 
+/// The underlay's gateway, the first host of nodeCIDR (kind's docker network gateway): every
+/// node's default route points at it.
+pub fn underlay_gateway(node_cidr: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(node_cidr.network()).saturating_add(1))
+}
+
+/// What a node's kernel is set to: forwarding on; with a service proxy, bridged traffic through
+/// netfilter too (`br_netfilter`, a kubeadm prerequisite), so the proxy's rules see traffic
+/// between pods of one node.
+fn node_sysctls(cluster: &ClusterParams) -> Vec<(String, String)> {
+    let mut sysctls = vec![("net/ipv4/ip_forward".to_owned(), "1".to_owned())];
+    if !cluster.proxy_modes.is_empty() {
+        sysctls.push((
+            "net/bridge/bridge-nf-call-iptables".to_owned(),
+            "1".to_owned(),
+        ));
+    }
+    sysctls
+}
+
 fn build_topology(
     cluster: &ClusterParams,
     nodes: &[NodeDraft],
@@ -2187,6 +2262,14 @@ fn build_topology(
             }
             Overlay::None => None,
         };
+        // Every node has a default route, as a real one does: pod traffic nothing else claims
+        // (a Service port no rule matches, a peer subnet without an overlay) leaves by it.
+        routes.push(Route {
+            dst: Ipv4Net::default(),
+            via: Some(underlay_gateway(node_cidr)),
+            dev: ETH0.to_owned(),
+            onlink: false,
+        });
         topo_nodes.push(Node {
             name: name.clone(),
             eth0: Iface {
@@ -2207,7 +2290,7 @@ fn build_topology(
             routes,
             neighbours,
             fdb,
-            sysctls: vec![("net/ipv4/ip_forward".to_owned(), "1".to_owned())],
+            sysctls: node_sysctls(cluster),
         });
     }
 
@@ -2931,7 +3014,9 @@ mod tests {
         for (i, node) in nodes.iter().enumerate() {
             assert_eq!(node.neighbours.len(), 2, "{}", node.name);
             assert_eq!(node.fdb.len(), 2, "{}", node.name);
-            assert_eq!(node.routes.len(), 2, "{}", node.name);
+            // One route per peer, then the default route via the underlay gateway.
+            assert_eq!(node.routes.len(), 3, "{}", node.name);
+            assert_eq!(node.routes[2], default_route(), "{}", node.name);
             for (j, peer) in nodes.iter().enumerate().filter(|(j, _)| *j != i) {
                 let peer_ip = peer.eth0.addr.addr();
                 let peer_vtep = Mac::from_ip([0x0e, 0x2a], peer_ip);
@@ -3000,8 +3085,18 @@ mod tests {
                     dev: "eth0".into(),
                     onlink: false,
                 },
+                default_route(),
             ]
         );
+    }
+
+    fn default_route() -> Route {
+        Route {
+            dst: cidr("0.0.0.0/0"),
+            via: Some(ip("172.18.0.1")),
+            dev: "eth0".into(),
+            onlink: false,
+        }
     }
 
     #[test]
@@ -3009,7 +3104,8 @@ mod tests {
         let plan = plan("cluster: { overlay: none }\nnodes: [node1, node2]\n");
         for node in &plan.topology.nodes {
             assert_eq!(node.vxlan, None);
-            assert!(node.routes.is_empty() && node.neighbours.is_empty() && node.fdb.is_empty());
+            assert_eq!(node.routes, [default_route()]);
+            assert!(node.neighbours.is_empty() && node.fdb.is_empty());
         }
     }
 
@@ -3501,6 +3597,12 @@ flows:
         40,
         "node address 172.18.255.255 is the broadcast address of nodeCIDR"
     )]
+    #[case::node_address_gateway(
+        "nodes: [node1, { name: node2, address: 172.18.0.1 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "node address 172.18.0.1 is the underlay gateway (the nodes' default route) of nodeCIDR"
+    )]
     #[case::node_address_duplicate(
         "nodes: [node1, { name: node2, address: 172.18.0.2 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
         1,
@@ -3903,6 +4005,7 @@ node node1 (pod subnet 10.244.1.0/24)
   cni0       10.244.1.1/24 0a:58:0a:f4:01:01 mtu 1450
   flannel.1  10.244.1.0/32 0e:2a:ac:12:00:02 mtu 1450 vni 1 port 8472 local 172.18.0.2 dev eth0 learning off
   route      10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink
+  route      default via 172.18.0.1 dev eth0
   neigh      10.244.2.0 lladdr 0e:2a:ac:12:00:03 dev flannel.1
   fdb        0e:2a:ac:12:00:03 dst 172.18.0.3 dev flannel.1
   sysctl     net/ipv4/ip_forward=1
@@ -3911,6 +4014,7 @@ node node2 (pod subnet 10.244.2.0/24)
   cni0       10.244.2.1/24 0a:58:0a:f4:02:01 mtu 1450
   flannel.1  10.244.2.0/32 0e:2a:ac:12:00:03 mtu 1450 vni 1 port 8472 local 172.18.0.3 dev eth0 learning off
   route      10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink
+  route      default via 172.18.0.1 dev eth0
   neigh      10.244.1.0 lladdr 0e:2a:ac:12:00:02 dev flannel.1
   fdb        0e:2a:ac:12:00:02 dst 172.18.0.2 dev flannel.1
   sysctl     net/ipv4/ip_forward=1

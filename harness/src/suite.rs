@@ -4,6 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::{Cluster, ProbeTarget};
 
 use crate::diag::CaseError;
@@ -56,6 +57,39 @@ fn case_id(base: &Path, path: &Path) -> String {
         .join("/")
 }
 
+/// One way a case runs: with no proxy, or in one proxy mode.
+pub struct RunKind {
+    /// Starts every trial name of this run: `<case>` or `<case>::<mode>`.
+    pub name: String,
+    /// Names its snapshots: `<case>__<mode>` with `/` as `__`.
+    pub snapshot_base: String,
+    /// Namespace-name prefix that keeps this run's cluster apart from the others.
+    pub netns_prefix: String,
+    pub proxy: Option<ProxyMode>,
+}
+
+/// The runs of a case: one per proxy mode, or a single one without a proxy.
+pub fn runs_of(case_id: &str, plan: &Plan) -> Vec<RunKind> {
+    let flat = case_id.replace('/', "__");
+    if plan.proxy_modes.is_empty() {
+        return vec![RunKind {
+            name: case_id.to_string(),
+            snapshot_base: flat,
+            netns_prefix: netns_prefix(case_id),
+            proxy: None,
+        }];
+    }
+    plan.proxy_modes
+        .iter()
+        .map(|&mode| RunKind {
+            name: format!("{case_id}::{mode}"),
+            snapshot_base: format!("{flat}__{mode}"),
+            netns_prefix: format!("{}{mode}.", netns_prefix(case_id)),
+            proxy: Some(mode),
+        })
+        .collect()
+}
+
 /// The probe a flow sends.
 pub fn probe_target(flow: &FlowPlan) -> ProbeTarget {
     match flow.target {
@@ -72,45 +106,60 @@ enum ClusterState {
     Released,
 }
 
-/// One case's run: its cluster is built when the first flow needs it, shared by its flows (one at
-/// a time, so observations never mix), and taken down after the last expected flow.
+/// One case's run in one proxy mode: its cluster is built when the first trial needs it,
+/// shared by its trials (one at a time, so observations never mix), and taken down after the
+/// last expected trial.
 pub struct CaseRun {
     pub plan: Plan,
+    /// The service proxy programmed on every node; `None` when the case has no proxy.
+    pub proxy: Option<ProxyMode>,
     netns_prefix: String,
     state: Mutex<(ClusterState, usize)>,
 }
 
 impl CaseRun {
-    /// `pending` is how many of the case's flows will run; the cluster goes down after them.
+    /// `pending` is how many trials of this run will happen; the cluster goes down after them.
     /// `netns_prefix` starts every namespace name of the case's cluster, so that cases run side
     /// by side in one sandbox (empty when cases run one at a time).
-    pub fn new(plan: Plan, pending: usize, netns_prefix: String) -> CaseRun {
+    pub fn new(
+        plan: Plan,
+        proxy: Option<ProxyMode>,
+        pending: usize,
+        netns_prefix: String,
+    ) -> CaseRun {
         CaseRun {
             plan,
+            proxy,
             netns_prefix,
             state: Mutex::new((ClusterState::NotBuilt, pending)),
         }
     }
 
-    /// Runs flow `index`, building the cluster first if no flow has yet.
-    pub fn run_flow(&self, index: usize) -> Result<Verdict, String> {
+    fn build(&self) -> Result<Cluster, String> {
+        let file = self.plan.file.display();
+        let cluster = Cluster::build_prefixed(&self.plan.topology, &self.netns_prefix)
+            .map_err(|e| format!("building the cluster of {file} failed: {e}"))?;
+        if let Some(mode) = self.proxy {
+            cluster
+                .apply_proxy(mode.builtin().as_ref(), &self.plan.proxy)
+                .map_err(|e| format!("programming Services of {file} failed: {e}"))?;
+        }
+        Ok(cluster)
+    }
+
+    /// Runs `f` on the case's cluster, building it first if no trial has yet, and taking it down
+    /// when this was the last pending trial.
+    pub fn with_cluster<R>(&self, f: impl FnOnce(&Cluster) -> R) -> Result<R, String> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (state, pending) = &mut *guard;
         if matches!(state, ClusterState::NotBuilt) {
-            *state = match Cluster::build_prefixed(&self.plan.topology, &self.netns_prefix) {
+            *state = match self.build() {
                 Ok(c) => ClusterState::Built(Box::new(c)),
-                Err(e) => ClusterState::Failed(format!(
-                    "building the cluster of {} failed: {e}",
-                    self.plan.file.display()
-                )),
+                Err(e) => ClusterState::Failed(e),
             };
         }
         let result = match state {
-            ClusterState::Built(cluster) => {
-                let flow = &self.plan.flows[index];
-                let outcome = cluster.probe(&flow.from, probe_target(flow), flow.timeout);
-                Ok(judge(flow, cluster.topology(), &outcome))
-            }
+            ClusterState::Built(cluster) => Ok(f(cluster)),
             ClusterState::Failed(e) => Err(e.clone()),
             ClusterState::Released => Err("the cluster was already taken down".into()),
             ClusterState::NotBuilt => unreachable!("built above"),
@@ -127,5 +176,30 @@ impl CaseRun {
             }
         }
         result
+    }
+
+    /// Runs flow `index`: every attempt, then the verdict.
+    pub fn run_flow(&self, index: usize) -> Result<Verdict, String> {
+        let flow = &self.plan.flows[index];
+        self.with_cluster(|cluster| {
+            let outcomes: Vec<_> = (0..flow.attempts.max(1))
+                .map(|_| cluster.probe(&flow.from, probe_target(flow), flow.timeout))
+                .collect();
+            judge(flow, cluster.topology(), &outcomes)
+        })
+    }
+
+    /// What a snapshot keeps of `node`: its rule tables as the proxy shows them, then the
+    /// routes, neighbours and FDB entries the overlay programmed.
+    pub fn node_snapshot(&self, node: &str) -> Result<String, String> {
+        let proxy = self.proxy;
+        self.with_cluster(|cluster| {
+            let mut out = String::new();
+            if let Some(mode) = proxy {
+                out.push_str(&cluster.node_rules(mode.builtin().as_ref(), node)?);
+            }
+            out.push_str(&cluster.node_state(node)?);
+            Ok(out)
+        })?
     }
 }

@@ -27,7 +27,7 @@ fn flow_passes(cluster: &Cluster, plan: &Plan, flow: &str, timeout: Duration) ->
         .find(|f| f.name == flow)
         .expect("flow exists");
     let outcome = cluster.probe(&f.from, probe_target(f), timeout);
-    let v = judge(f, cluster.topology(), &outcome);
+    let v = judge(f, cluster.topology(), std::slice::from_ref(&outcome));
     (v.passed, v.observed)
 }
 

@@ -1531,7 +1531,8 @@ services:
             "{PODS}services: [{{ name: web, selector: {{ app: web }}, ports: [{{ port: 80 }}] }}]\n"
         ));
         assert_eq!(plan.proxy[0].services[0].port_name, "");
-        assert_eq!(plan.proxy[0].services[0].port_name_string(), "default/web:");
+        // kube-proxy's ServicePortName of an unnamed port has no colon.
+        assert_eq!(plan.proxy[0].services[0].port_name_string(), "default/web");
         let plan = super::super::load_str(Path::new(FILE), PODS).unwrap();
         assert_eq!(plan.proxy.len(), 2);
         assert!(plan.proxy.iter().all(|t| t.services.is_empty()));

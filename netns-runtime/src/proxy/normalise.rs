@@ -72,12 +72,30 @@ fn strip_rule_counters(line: &str) -> String {
     line.to_string()
 }
 
-/// Normalises `nft list ruleset` (or `nft list table ...`) output.
+/// Normalises `nft list ruleset` (or `nft list table ...`) output. The elements of dynamic
+/// sets (session affinity) are dropped: traffic, not the proxy, put them there.
 pub fn nft_ruleset(text: &str) -> String {
     let mut out = String::new();
+    let mut dynamic_set = false;
+    let mut skipping_elements = false;
     for line in text.lines() {
         let line = line.trim_end();
-        if line.trim().is_empty() {
+        let trimmed = line.trim_start();
+        if skipping_elements {
+            skipping_elements = !trimmed.contains('}');
+            continue;
+        }
+        if trimmed.starts_with("set ") || trimmed.starts_with("map ") || trimmed == "}" {
+            dynamic_set = false;
+        }
+        if trimmed.starts_with("flags ") && trimmed.contains("dynamic") {
+            dynamic_set = true;
+        }
+        if dynamic_set && trimmed.starts_with("elements = ") {
+            skipping_elements = !trimmed.contains('}');
+            continue;
+        }
+        if trimmed.is_empty() {
             continue;
         }
         let mut l = remove_counter_values(line);
@@ -127,9 +145,109 @@ fn remove_clock(line: &str, marker: &str) -> String {
     out
 }
 
+/// Targets of `-j`/`-g` in normalised `iptables-save` text that are neither a chain declared
+/// in the same table nor a builtin target: a ruleset that jumps nowhere.
+pub fn missing_jump_targets(save: &str) -> Vec<String> {
+    const BUILTIN: &[&str] = &[
+        "ACCEPT",
+        "DROP",
+        "RETURN",
+        "REJECT",
+        "DNAT",
+        "SNAT",
+        "MASQUERADE",
+        "MARK",
+        "LOG",
+        "CONNMARK",
+        "NFLOG",
+        "NOTRACK",
+        "CT",
+        "TRACE",
+        "REDIRECT",
+        "NFQUEUE",
+        "TCPMSS",
+    ];
+    let mut missing = Vec::new();
+    let mut declared: Vec<String> = Vec::new();
+    let mut jumps: Vec<String> = Vec::new();
+    let mut flush = |declared: &mut Vec<String>, jumps: &mut Vec<String>| {
+        for j in jumps.drain(..) {
+            if !declared.contains(&j) && !BUILTIN.contains(&j.as_str()) && !missing.contains(&j) {
+                missing.push(j);
+            }
+        }
+        declared.clear();
+    };
+    for line in save.lines() {
+        if line.starts_with('*') {
+            flush(&mut declared, &mut jumps);
+        } else if let Some(decl) = line.strip_prefix(':') {
+            declared.push(
+                decl.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        } else if line.starts_with("-A ") || line.starts_with("-I ") {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for w in words.windows(2) {
+                if w[0] == "-j" || w[0] == "-g" {
+                    jumps.push(w[1].to_string());
+                }
+            }
+        }
+    }
+    flush(&mut declared, &mut jumps);
+    missing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_set_elements_stay_multi_line_dynamic_ones_go() {
+        let listed = "\
+table ip kube-proxy {
+\tset cluster-ips {
+\t\ttype ipv4_addr
+\t\telements = { 10.96.0.2,
+\t\t\t     10.96.0.3 }
+\t}
+\tset affinity-X {
+\t\ttype ipv4_addr
+\t\tflags dynamic,timeout
+\t\telements = { 10.244.1.2 timeout 3h expires 1h,
+\t\t\t     10.244.1.3 timeout 3h expires 2h }
+\t}
+}
+";
+        assert_eq!(
+            nft_ruleset(listed),
+            "\
+table ip kube-proxy {
+\tset cluster-ips {
+\t\ttype ipv4_addr
+\t\telements = { 10.96.0.2,
+\t\t\t     10.96.0.3 }
+\t}
+\tset affinity-X {
+\t\ttype ipv4_addr
+\t\tflags dynamic,timeout
+\t}
+}
+"
+        );
+    }
+
+    #[test]
+    fn jumps_to_undeclared_chains_are_found() {
+        let save = "*nat\n:KUBE-SERVICES -\n:KUBE-SVC-A -\n-A KUBE-SERVICES -j KUBE-SVC-A\n-A KUBE-SERVICES -j KUBE-SVC-GONE\n-A KUBE-SVC-A -j DNAT --to-destination 10.0.0.1:80\nCOMMIT\n*filter\n:X -\n-A X -j KUBE-SVC-A\nCOMMIT\n";
+        assert_eq!(
+            missing_jump_targets(save),
+            vec!["KUBE-SVC-GONE", "KUBE-SVC-A"]
+        );
+    }
 
     #[test]
     fn iptables_save_drops_noise_and_sorts_chains_keeping_rule_order() {
@@ -177,7 +295,7 @@ COMMIT
     }
 
     #[test]
-    fn nft_counters_and_expiry_clocks_are_removed() {
+    fn nft_counters_and_dynamic_elements_are_removed() {
         let listed = "\
 table ip kube-proxy {
 \tset affinity-X {
@@ -201,7 +319,6 @@ table ip kube-proxy {
 \t\ttype ipv4_addr
 \t\tflags dynamic,timeout
 \t\ttimeout 3h
-\t\telements = { 10.244.1.2 timeout 3h }
 \t}
 \tchain masquerading {
 \t\tmeta mark & 0x00004000 == 0x00000000 return

@@ -194,10 +194,8 @@ impl CaseRun {
     pub fn node_snapshot(&self, node: &str) -> Result<String, String> {
         let proxy = self.proxy;
         self.with_cluster(|cluster| {
-            let mut out = String::new();
-            if let Some(mode) = proxy {
-                out.push_str(&cluster.node_rules(mode.builtin().as_ref(), node)?);
-            }
+            let builtin = proxy.map(ProxyMode::builtin);
+            let mut out = cluster.node_rules(builtin.as_deref(), node)?;
             out.push_str(&cluster.node_state(node)?);
             Ok(out)
         })?

@@ -40,6 +40,11 @@ pub enum BuildError {
     },
     #[error("echo servers: {0}")]
     Echo(io::Error),
+    #[error("node {node}: flannel's masquerade rules: {source}")]
+    Masquerade {
+        node: String,
+        source: crate::tool::ToolError,
+    },
     #[error("the build thread failed: {0}")]
     Thread(String),
 }
@@ -61,6 +66,7 @@ pub struct Cluster {
     underlay: Option<Netns>,
     nodes: Vec<Netns>,
     pods: Vec<Netns>,
+    external: Option<Netns>,
     pod_index: HashMap<String, usize>,
     prefix: String,
 }
@@ -70,6 +76,7 @@ struct Parts {
     underlay: Option<Netns>,
     nodes: Vec<Netns>,
     pods: Vec<Netns>,
+    external: Option<Netns>,
     listeners: Vec<(Arc<str>, ListenerSocket)>,
 }
 
@@ -99,6 +106,7 @@ impl Cluster {
                     underlay: None,
                     nodes: Vec::new(),
                     pods: Vec::new(),
+                    external: None,
                     listeners: Vec::new(),
                 };
                 let result = build_on_this_thread(&topo, &thread_prefix, &mut parts);
@@ -120,9 +128,26 @@ impl Cluster {
             underlay: parts.underlay,
             nodes: parts.nodes,
             pods: parts.pods,
+            external: parts.external,
             prefix,
         };
         result?;
+        for (node, ns) in cluster.topology.nodes.iter().zip(&cluster.nodes) {
+            if let Some(cidr) = node.ip_masq {
+                let rules = crate::flannel::ip_masq_rules(cidr, node.pod_cidr);
+                crate::tool::run(
+                    ns,
+                    "iptables-restore",
+                    &["-w", "5", "--noflush"],
+                    Some(rules.as_bytes()),
+                    crate::tool::DEFAULT_TIMEOUT,
+                )
+                .map_err(|source| BuildError::Masquerade {
+                    node: node.name.clone(),
+                    source,
+                })?;
+            }
+        }
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
         for (pod, socket) in parts.listeners {
             match socket {
@@ -155,10 +180,23 @@ impl Cluster {
         self.underlay.as_ref()
     }
 
+    /// The external host's network namespace, when the cluster has one.
+    pub fn external_netns(&self) -> Option<&Netns> {
+        self.external.as_ref()
+    }
+
     /// Any namespace of the cluster by name.
     pub fn netns(&self, name: &str) -> Option<&Netns> {
         self.pod_netns(name)
             .or_else(|| self.node_netns(name))
+            .or_else(|| {
+                self.external.as_ref().filter(|_| {
+                    self.topology
+                        .external
+                        .as_ref()
+                        .is_some_and(|e| e.name == name)
+                })
+            })
             .or_else(|| {
                 self.underlay
                     .as_ref()
@@ -171,9 +209,16 @@ impl Cluster {
         &self.prefix
     }
 
-    /// Sends one probe from inside `pod` and reports what came of it.
+    /// Sends one probe from inside `pod` (or the external host) and reports what came of it.
     pub fn probe(&self, pod: &str, target: ProbeTarget, timeout: Duration) -> Outcome {
-        let Some(ns) = self.pod_netns(pod) else {
+        let Some(ns) = self.pod_netns(pod).or_else(|| {
+            self.external.as_ref().filter(|_| {
+                self.topology
+                    .external
+                    .as_ref()
+                    .is_some_and(|e| e.name == pod)
+            })
+        }) else {
             return Outcome::Error {
                 detail: format!("no pod {pod} in this cluster"),
             };
@@ -200,12 +245,28 @@ impl Cluster {
         Ok(())
     }
 
-    /// A node's rule tables as `proxy` sees them, normalised for snapshots.
-    pub fn node_rules(&self, proxy: &dyn ServiceProxy, node: &str) -> Result<String, String> {
+    /// A node's rule tables, normalised for snapshots: `iptables-save` (flanneld's rules, and
+    /// kube-proxy's in iptables mode), then what `proxy` shows when that is something else
+    /// (nftables mode's `table ip kube-proxy`).
+    pub fn node_rules(
+        &self,
+        proxy: Option<&dyn ServiceProxy>,
+        node: &str,
+    ) -> Result<String, String> {
         let ns = self
             .node_netns(node)
             .ok_or_else(|| format!("no node {node} in this cluster"))?;
-        proxy.rules(ns, node).map_err(|e| e.to_string())
+        let mut out = String::new();
+        let save = crate::proxy::driver::iptables_rules(ns, node).map_err(|e| e.to_string())?;
+        if !save.is_empty() {
+            out.push_str("# iptables-save\n");
+            out.push_str(&save);
+        }
+        if let Some(proxy) = proxy.filter(|p| !p.rules_are_iptables_save()) {
+            out.push_str(&format!("# {} proxy\n", proxy.name()));
+            out.push_str(&proxy.rules(ns, node).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
     }
 
     /// A node's routes, permanent neighbours and FDB entries of its VXLAN devices, in `ip`'s
@@ -288,6 +349,7 @@ impl Cluster {
         let all = self
             .pods
             .drain(..)
+            .chain(self.external.take())
             .chain(self.nodes.drain(..))
             .chain(self.underlay.take());
         for ns in all {
@@ -417,6 +479,32 @@ fn build_on_this_thread(
         nl_u.set_up(port).map_err(nl_err(&u.netns))?;
         let cni0 = program_node(node, &mut nl)?;
         node_links.push((nl, cni0));
+    }
+
+    if let Some(ext) = &topo.external {
+        let (ns, mut nl, sockets) =
+            create_netns(&named(&ext.name), home.as_fd(), &[], &ext.listeners)?;
+        let name: Arc<str> = Arc::from(ext.name.as_str());
+        parts
+            .listeners
+            .extend(sockets.into_iter().map(|s| (name.clone(), s)));
+        let port = nl_u
+            .add_veth(
+                &ext.underlay_port,
+                None,
+                &ext.eth0.name,
+                Some(ext.eth0.mac),
+                Some(ns.as_fd()),
+                ext.eth0.mtu,
+            )
+            .map_err(nl_err(&u.netns))?;
+        parts.external = Some(ns);
+        nl_u.set_master(port, bridge).map_err(nl_err(&u.netns))?;
+        nl_u.set_up(port).map_err(nl_err(&u.netns))?;
+        let err = nl_err(&ext.name);
+        let eth0 = nl.link_index(&ext.eth0.name).map_err(&err)?;
+        nl.add_addr(eth0, ext.eth0.addr).map_err(&err)?;
+        nl.set_up(eth0).map_err(&err)?;
     }
 
     for pod in &topo.pods {

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod echo;
+pub mod flannel;
 pub mod netlink;
 pub mod netns;
 pub mod probe;

@@ -21,6 +21,26 @@ pub struct Topology {
     pub underlay: Underlay,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
+    /// A host on the underlay outside the cluster, at the nodes' default gateway: the client
+    /// of NodePorts from outside and the server pods reach when they leave the cluster.
+    pub external: Option<External>,
+}
+
+/// Name of the external host's network namespace, and how cases refer to it.
+pub const EXTERNAL_HOST: &str = "external";
+
+/// A host outside the cluster, on the underlay segment. It does not forward: it is the end of
+/// the line for anything sent to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    /// Always [`EXTERNAL_HOST`]; also the name of its network namespace.
+    pub name: String,
+    /// Its interface on the underlay.
+    pub eth0: Iface,
+    /// Name of the other end of `eth0`'s veth pair, a port of the underlay bridge.
+    pub underlay_port: String,
+    /// Echo servers it runs.
+    pub listeners: Vec<Listener>,
 }
 
 /// The L2 segment joining every node's `eth0` (a bridge in its own namespace).
@@ -55,6 +75,9 @@ pub struct Node {
     pub fdb: Vec<FdbEntry>,
     /// Sysctls written inside the node, as (`net/ipv4/ip_forward`, `1`).
     pub sysctls: Vec<(String, String)>,
+    /// flannel's `--ip-masq`: masquerade pod traffic leaving the cluster network (`Some(cluster
+    /// pod CIDR)`), as flanneld's FLANNEL-POSTRTG and FLANNEL-FWD chains do.
+    pub ip_masq: Option<Ipv4Net>,
 }
 
 /// A pod: a network namespace whose `eth0` is one end of a veth pair into its node's `cni0`.
@@ -199,10 +222,13 @@ impl Topology {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// The pod or node owning an address, by name.
+    /// The pod, node or external host owning an address, by name.
     pub fn owner_of(&self, ip: Ipv4Addr) -> Option<&str> {
         if let Some(p) = self.pods.iter().find(|p| p.eth0.addr.addr() == ip) {
             return Some(&p.name);
+        }
+        if let Some(e) = self.external.as_ref().filter(|e| e.eth0.addr.addr() == ip) {
+            return Some(&e.name);
         }
         self.nodes
             .iter()

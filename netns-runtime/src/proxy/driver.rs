@@ -67,6 +67,17 @@ pub trait ServiceProxy: Send + Sync {
     fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError>;
     /// The node's rule tables as this proxy sees them, normalised for snapshots.
     fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError>;
+    /// Whether [`ServiceProxy::rules`] is `iptables-save` (which every snapshot shows anyway).
+    fn rules_are_iptables_save(&self) -> bool {
+        false
+    }
+}
+
+/// A node's `iptables-save`, normalised: kube-proxy's iptables mode and flanneld's rules.
+pub fn iptables_rules(node: &Netns, node_name: &str) -> Result<String, ProxyError> {
+    tool::run(node, "iptables-save", &[], None, TOOL_TIMEOUT)
+        .map(|s| normalise::iptables_save(&s))
+        .map_err(tool_err(node_name, "iptables"))
 }
 
 fn tool_err<'a>(node: &'a str, proxy: &'a str) -> impl FnOnce(ToolError) -> ProxyError + 'a {
@@ -99,9 +110,11 @@ impl ServiceProxy for IptablesProxy {
     }
 
     fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError> {
-        tool::run(node, "iptables-save", &[], None, TOOL_TIMEOUT)
-            .map(|s| normalise::iptables_save(&s))
-            .map_err(tool_err(node_name, self.name()))
+        iptables_rules(node, node_name)
+    }
+
+    fn rules_are_iptables_save(&self) -> bool {
+        true
     }
 }
 
@@ -127,9 +140,15 @@ impl ServiceProxy for NftablesProxy {
     }
 
     fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError> {
-        tool::run(node, "nft", &["list", "ruleset"], None, TOOL_TIMEOUT)
-            .map(|s| normalise::nft_ruleset(&s))
-            .map_err(tool_err(node_name, self.name()))
+        tool::run(
+            node,
+            "nft",
+            &["list", "table", "ip", "kube-proxy"],
+            None,
+            TOOL_TIMEOUT,
+        )
+        .map(|s| normalise::nft_ruleset(&s))
+        .map_err(tool_err(node_name, self.name()))
     }
 }
 

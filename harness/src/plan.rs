@@ -2291,6 +2291,12 @@ fn build_topology(
             neighbours,
             fdb,
             sysctls: node_sysctls(cluster),
+            // flannel's backends run with --ip-masq (its default manifest); no overlay, no
+            // flannel.
+            ip_masq: match overlay {
+                Overlay::Vxlan | Overlay::HostGw => Some(cluster.pod_cidr?),
+                Overlay::None => None,
+            },
         });
     }
 
@@ -2329,6 +2335,7 @@ fn build_topology(
         },
         nodes: topo_nodes,
         pods: topo_pods,
+        external: None,
     })
 }
 

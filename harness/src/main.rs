@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use netns_runtime::Cluster;
+use netns_runtime::proxy::driver::ProxyMode;
 use podpath::suite::{self, CaseRun};
 
 #[derive(Parser)]
@@ -39,6 +40,10 @@ enum Command {
     Shell {
         /// The case file
         case: PathBuf,
+        /// The service proxy mode to program (iptables, nftables or none) [default: the case's
+        /// first mode]
+        #[arg(long)]
+        proxy: Option<String>,
         /// Run this command instead of an interactive shell
         #[arg(last = true)]
         command: Vec<String>,
@@ -55,11 +60,15 @@ fn main() -> ExitCode {
             }
             run(paths, filter)
         }
-        Command::Shell { case, command } => {
+        Command::Shell {
+            case,
+            proxy,
+            command,
+        } => {
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            shell(case, command)
+            shell(case, proxy, command)
         }
     }
 }
@@ -156,13 +165,26 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
     }
 }
 
-fn shell(case: PathBuf, command: Vec<String>) -> ExitCode {
+fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>) -> ExitCode {
     let plan = match podpath::plan::load(&case) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
+    };
+    let mode = match proxy.as_deref() {
+        None => plan.proxy_modes.first().copied(),
+        Some("none") => None,
+        Some(name) => match ProxyMode::parse(name) {
+            Some(m) => Some(m),
+            None => {
+                eprintln!(
+                    "podpath: unknown proxy mode {name:?}: expected iptables, nftables or none"
+                );
+                return ExitCode::from(2);
+            }
+        },
     };
     let cluster = match Cluster::build(&plan.topology) {
         Ok(c) => c,
@@ -171,10 +193,20 @@ fn shell(case: PathBuf, command: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(mode) = mode
+        && let Err(e) = cluster.apply_proxy(mode.builtin().as_ref(), &plan.proxy)
+    {
+        eprintln!("podpath: programming Services of {}: {e}", case.display());
+        return ExitCode::FAILURE;
+    }
     let topo = cluster.topology();
     let interactive = command.is_empty();
     if interactive {
-        eprintln!("podpath: cluster '{}' is up inside the sandbox.", plan.name);
+        eprintln!(
+            "podpath: cluster '{}' is up inside the sandbox (service proxy: {}).",
+            plan.name,
+            mode.map_or("none", ProxyMode::name)
+        );
         let names: Vec<&str> = std::iter::once(topo.underlay.netns.as_str())
             .chain(topo.nodes.iter().map(|n| n.name.as_str()))
             .chain(topo.pods.iter().map(|p| p.name.as_str()))

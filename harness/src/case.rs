@@ -26,6 +26,37 @@ pub struct Case {
     pub pods: Option<Vec<Spanned<PodSpec>>>,
     pub flows: Option<Vec<Spanned<FlowSpec>>>,
     pub services: Option<Vec<Spanned<ServiceSpec>>>,
+    /// A host outside the cluster on the underlay. `external:` alone (null) declares it too,
+    /// like `external: {}`; read it through [`Case::external_host`].
+    #[serde(default, deserialize_with = "declared")]
+    pub external: Option<Spanned<Option<ExternalSpec>>>,
+}
+
+impl Case {
+    /// The external host, if the case declares one (`external: {}`, `external:` or a mapping
+    /// with `listen`), with the location of its value.
+    pub fn external_host(&self) -> Option<Spanned<ExternalSpec>> {
+        self.external
+            .as_ref()
+            .map(|e| Spanned::new(e.value.clone().unwrap_or_default(), e.referenced, e.defined))
+    }
+}
+
+/// Keeps a key that is present with a null value (`external:`) apart from an absent one.
+fn declared<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The external host: a host outside the cluster, on the underlay, at the nodes' gateway.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalSpec {
+    /// Echo servers it runs, written as a pod's `listen`.
+    pub listen: Option<Vec<Spanned<ListenEntry>>>,
 }
 
 /// Cluster-wide settings; every one has a default.
@@ -485,6 +516,37 @@ flows:
         assert_eq!(at(sticky), (10, 57));
     }
 
+    #[rstest]
+    #[case::absent("nodes: [a]\n", None)]
+    #[case::empty_mapping("nodes: [a]\nexternal: {}\n", Some(((2, 11), 0)))]
+    #[case::null("nodes: [a]\nexternal:\nflows: []\n", Some(((2, 9), 0)))]
+    #[case::tilde("external: ~\n", Some(((1, 11), 0)))]
+    #[case::listeners(
+        "external:\n  listen: [8080/tcp, { port: 53, protocol: udp }]\n",
+        Some(((2, 3), 2))
+    )]
+    fn the_external_host_is_declared_by_its_key(
+        #[case] text: &str,
+        #[case] expected: Option<((u64, u64), usize)>,
+    ) {
+        let case = parse(text).unwrap().value;
+        let got = case.external_host().map(|e| {
+            let listeners = e.value.listen.as_ref().map_or(0, Vec::len);
+            (at(&e), listeners)
+        });
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn external_listeners_keep_their_locations() {
+        let text = "external: { listen: [8080/tcp, 53/udp] }\n";
+        let case = parse(text).unwrap().value;
+        let external = case.external_host().unwrap();
+        let listen = external.value.listen.unwrap();
+        assert_eq!(listen[1].value, "53/udp");
+        assert_eq!(at(&listen[1]), (1, 32));
+    }
+
     #[test]
     fn a_single_reach_name_gets_the_value_location() {
         let text = "flows:\n  - expect:\n      reach: pod-b\n";
@@ -530,6 +592,13 @@ flows:
         25,
         "unknown field `via`"
     )]
+    #[case::unknown_external_key(
+        "external: { listen: [80], address: 1.2.3.4 }\n",
+        1,
+        27,
+        "unknown field `address`"
+    )]
+    #[case::external_list("external: [80]\n", 1, 11, "expected a mapping")]
     #[case::syntax("nodes: [a\n", 1, 8, "unclosed bracket")]
     #[case::list_at_top("- a\n- b\n", 1, 1, "expected a mapping")]
     #[case::scalar_for_list("nodes: 3\n", 1, 8, "expected a list")]

@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use netns_runtime::topology::{
-    FdbEntry, Iface, Listener, Mac, Neighbour, Node, Pod, Proto, Route, Topology, UNDERLAY_BRIDGE,
-    UNDERLAY_NETNS, Underlay, Vxlan,
+    EXTERNAL_HOST, External, FdbEntry, Iface, Listener, Mac, Neighbour, Node, Pod, Proto, Route,
+    Topology, UNDERLAY_BRIDGE, UNDERLAY_NETNS, Underlay, Vxlan,
 };
 use serde_saphyr::Spanned;
 
 use crate::case::{
-    self, Case, ClusterSpec, ExpectSpec, FlowSpec, ListenEntry, ListenSpec, NodeEntry, PodNames,
-    PodSpec,
+    self, Case, ClusterSpec, ExpectSpec, ExternalSpec, FlowSpec, ListenEntry, ListenSpec,
+    NodeEntry, PodNames, PodSpec,
 };
 use crate::diag::{CaseError, Diagnostic, Diagnostics, Location};
 
@@ -72,8 +72,8 @@ pub const VXLAN_VNI: u32 = 1;
 /// flannel's VXLAN UDP port (the Linux default, not IANA's 4789).
 pub const VXLAN_PORT: u16 = 8472;
 
-/// MAC prefixes: Docker's for node interfaces, the CNI bridge plugin's for pods and gateways,
-/// and a locally administered one for VTEPs.
+/// MAC prefixes: Docker's for node interfaces (and the external host's, kind's docker host),
+/// the CNI bridge plugin's for pods and gateways, and a locally administered one for VTEPs.
 const NODE_MAC: [u8; 2] = [0x02, 0x42];
 const POD_MAC: [u8; 2] = [0x0a, 0x58];
 const VTEP_MAC: [u8; 2] = [0x0e, 0x2a];
@@ -104,7 +104,7 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowPlan {
     pub name: String,
-    /// Name of the pod the flow starts in.
+    /// Name of the pod the flow starts in, or [`EXTERNAL_HOST`] for the external host.
     pub from: String,
     pub target: Target,
     pub timeout: Duration,
@@ -185,7 +185,7 @@ impl fmt::Display for Target {
 /// What must happen to a flow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expect {
-    /// The flow is answered, by one of `pods`.
+    /// The flow is answered, by one of `pods` (pod names, or [`EXTERNAL_HOST`]).
     Reach {
         pods: Vec<String>,
         seen_source: Option<SeenSource>,
@@ -212,9 +212,10 @@ impl fmt::Display for Expect {
 /// The source address the answering server must have seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenSource {
-    /// As written: a pod, a node or an address.
+    /// As written: a pod, a node, `external` or an address.
     pub name: String,
-    /// Resolved: a pod's or a node's `eth0` address, or the address itself.
+    /// Resolved: a pod's, a node's or the external host's `eth0` address, or the address
+    /// itself.
     pub addr: Ipv4Addr,
 }
 
@@ -363,12 +364,35 @@ struct PodDraft {
     listeners: Vec<Listener>,
 }
 
+/// The external host as declared.
+struct ExternalDraft {
+    /// The underlay gateway; `None` when `nodeCIDR` is invalid (reported).
+    addr: Option<Ipv4Addr>,
+    listeners: Vec<Listener>,
+}
+
 /// What a flow's `to` names.
 enum Destination {
     Pod(usize),
     Addr(Ipv4Addr),
     Node(usize),
     Service(usize),
+    External,
+}
+
+/// Who can answer a flow: a pod (index into the drafts) or the external host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answerer {
+    Pod(usize),
+    External,
+}
+
+/// Where a flow starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin<'a> {
+    /// A pod, on this node (`None` when its node is unknown, reported).
+    Pod(Option<&'a str>),
+    External,
 }
 
 /// The Service port a flow's target resolved to (indices into the drafts).
@@ -439,6 +463,9 @@ impl Planner {
             .unwrap_or_default();
         let has_services = case.services.as_ref().is_some_and(|s| !s.is_empty());
         let cluster = self.cluster(&spec, root, has_services);
+        let external = case
+            .external_host()
+            .map(|spec| self.external(&spec.value, &cluster));
         let nodes = self.nodes(case, &cluster, root);
         let mut pods = self.pods(case.pods.as_deref().unwrap_or_default(), &nodes);
         self.allocate(&mut pods, &nodes);
@@ -450,20 +477,23 @@ impl Planner {
         );
         let flows = self.flows(
             case.flows.as_deref().unwrap_or_default(),
+            &cluster,
             &nodes,
             &pods,
             &services,
+            external.as_ref(),
         );
 
         if !self.found.is_empty() {
             return Err(CaseError::Invalid(self.found.into_sorted()));
         }
-        let built = build_topology(&cluster, &nodes, &pods).and_then(|topology| {
-            let (pod_cidr, service_cidr) = (cluster.pod_cidr?, cluster.service_cidr?);
-            let services: Vec<ServicePlan> = services.into_iter().map(|s| s.plan).collect();
-            let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
-            Some((topology, service_cidr, services, proxy))
-        });
+        let built =
+            build_topology(&cluster, &nodes, &pods, external.as_ref()).and_then(|topology| {
+                let (pod_cidr, service_cidr) = (cluster.pod_cidr?, cluster.service_cidr?);
+                let services: Vec<ServicePlan> = services.into_iter().map(|s| s.plan).collect();
+                let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
+                Some((topology, service_cidr, services, proxy))
+            });
         match built {
             Some((topology, service_cidr, services, proxy)) => Ok(Plan {
                 name,
@@ -726,6 +756,17 @@ impl Planner {
         ok.then_some(cidr)
     }
 
+    // --- the external host -----------------------------------------------------------------
+
+    /// The external host: at the underlay gateway, with its listeners.
+    fn external(&mut self, spec: &ExternalSpec, cluster: &ClusterParams) -> ExternalDraft {
+        let (listeners, _) = self.listeners(spec.listen.as_deref().unwrap_or_default());
+        ExternalDraft {
+            addr: cluster.node_cidr.map(underlay_gateway),
+            listeners,
+        }
+    }
+
     // --- nodes -----------------------------------------------------------------------------
 
     fn nodes(
@@ -811,6 +852,14 @@ impl Planner {
                 name.referenced,
                 format!(
                     "node name {} is reserved for the underlay network namespace",
+                    quoted(text)
+                ),
+            );
+        } else if text == EXTERNAL_HOST {
+            self.error(
+                name.referenced,
+                format!(
+                    "node name {} is reserved for the external host (`external:`), whether the case declares it or not",
                     quoted(text)
                 ),
             );
@@ -1085,6 +1134,11 @@ impl Planner {
                 name.referenced,
                 format!("pod name {shown} is reserved for the underlay network namespace"),
             );
+        } else if text == EXTERNAL_HOST {
+            self.error(
+                name.referenced,
+                format!("pod name {shown} is reserved for the external host (`external:`), whether the case declares it or not"),
+            );
         } else if nodes.contains_key(text.as_str()) {
             self.error(
                 name.referenced,
@@ -1313,9 +1367,11 @@ impl Planner {
     fn flows(
         &mut self,
         specs: &[Spanned<FlowSpec>],
+        cluster: &ClusterParams,
         nodes: &[NodeDraft],
         pods: &[PodDraft],
         services: &[services::ServiceDraft],
+        external: Option<&ExternalDraft>,
     ) -> Vec<FlowPlan> {
         let pod_index: HashMap<&str, usize> = pods
             .iter()
@@ -1329,6 +1385,8 @@ impl Planner {
             nodes,
             pods,
             services,
+            external,
+            ip_masq: matches!(cluster.overlay, Some(Overlay::Vxlan | Overlay::HostGw)),
         };
         for entry in specs {
             if let Some(plan) = self.flow(entry, &refs, &mut names) {
@@ -1378,35 +1436,57 @@ impl Planner {
             None => {
                 self.error(
                     entry.referenced,
-                    "flow has no `from`: name the pod it starts in",
+                    "flow has no `from`: name the pod it starts in, or external",
                 );
                 None
             }
-            Some(from) => self.pod_ref(from, "from", refs).map(|_| from.value.clone()),
+            Some(from) => self
+                .answerer_ref(from, "from", refs)
+                .map(|a| (a, from.value.clone())),
         };
-        let from_pod = from
-            .as_deref()
-            .and_then(|f| refs.pod_index.get(f).copied())
-            .map(|p| &refs.pods[p]);
+        let origin = from.as_ref().map(|(a, _)| match a {
+            Answerer::Pod(p) => Origin::Pod(
+                refs.pods[*p]
+                    .node
+                    .and_then(|n| refs.nodes.get(n)?.name.as_deref()),
+            ),
+            Answerer::External => Origin::External,
+        });
+        // Where `svc/name` is looked up: the namespace of the pod `from`; the external host is
+        // in none, and takes `default`.
+        let from_ns = from.as_ref().map(|(a, _)| match a {
+            Answerer::Pod(p) => refs.pods[*p].namespace.as_str(),
+            Answerer::External => "default",
+        });
 
         let (destination, port) = match &spec.to {
             None => {
                 self.error(
                     entry.referenced,
-                    "flow has no `to`: write pod:port, svc/name:port, node:port, a.b.c.d:port, pod or a.b.c.d",
+                    "flow has no `to`: write pod:port, svc/name:port, node:port, external:port, a.b.c.d:port, pod, node, external or a.b.c.d",
                 );
                 (None, PortPart::Invalid)
             }
-            Some(to) => self.destination(to, from_pod.map(|p| p.namespace.as_str()), refs),
+            Some(to) => self.destination(to, from_ns, refs),
         };
         let to_at = spec
             .to
             .as_ref()
             .map_or(entry.referenced, |to| to.referenced);
-        // Direct pod target: `to` names a pod, or the address of one.
-        let target_pod = match &destination {
-            Some(Destination::Pod(p)) => Some(*p),
-            Some(Destination::Addr(ip)) => refs.pods.iter().position(|pod| pod.ip == Some(*ip)),
+        // Direct target: `to` names a pod or the external host, or the address of one.
+        let direct = match &destination {
+            Some(Destination::Pod(p)) => Some(Answerer::Pod(*p)),
+            Some(Destination::External) => Some(Answerer::External),
+            Some(Destination::Addr(ip)) => refs
+                .pods
+                .iter()
+                .position(|pod| pod.ip == Some(*ip))
+                .map(Answerer::Pod)
+                .or_else(|| {
+                    refs.external
+                        .filter(|e| e.addr == Some(*ip))
+                        .map(|_| Answerer::External)
+                }),
             Some(Destination::Node(_) | Destination::Service(_)) | None => None,
         };
 
@@ -1452,29 +1532,25 @@ impl Planner {
             Some(expect) => {
                 let to_service = ToService {
                     hit: service.as_ref(),
-                    from_node: from_pod.and_then(|p| refs.nodes.get(p.node?)?.name.as_deref()),
+                    origin,
                 };
-                self.expect(expect, protocol, target_pod, &to_service, refs)
+                self.expect(expect, protocol, direct, &to_service, refs)
             }
         };
         let sticky = self.sticky(spec, &expect, attempts);
 
-        // A pod that does not listen can only refuse: expecting it to answer is a mistake in
-        // the case, not something to find out by running it.
-        if let (Some(Expect::Reach { .. }), Some(p), Some(port), Some(proto)) = (
-            &expect,
-            target_pod,
-            port.port(),
-            protocol.and_then(transport),
-        ) {
-            let pod = &refs.pods[p];
+        // A pod (or the external host) that does not listen can only refuse: expecting it to
+        // answer is a mistake in the case, not something to find out by running it.
+        if let (Some(Expect::Reach { .. }), Some(answerer), Some(port), Some(proto)) =
+            (&expect, direct, port.port(), protocol.and_then(transport))
+        {
             let listener = Listener { port, proto };
-            if !pod.listeners.contains(&listener) {
-                let pod_name = pod.name.as_deref().unwrap_or_default();
+            if !refs.listeners(answerer).contains(&listener) {
+                let name = refs.name(answerer);
                 self.error(
                     to_at,
                     format!(
-                        "{pod_name} does not listen on {listener}, so it could never answer: add {listener} to its `listen`, or expect `fail: refused`"
+                        "{name} does not listen on {listener}, so it could never answer: add {listener} to its `listen`, or expect `fail: refused`"
                     ),
                 );
             }
@@ -1485,6 +1561,7 @@ impl Planner {
             Destination::Addr(ip) => ip,
             Destination::Node(n) => refs.nodes[n].address?,
             Destination::Service(s) => refs.services[s].plan.cluster_ip?,
+            Destination::External => refs.external?.addr?,
         };
         let target = match (protocol?, port) {
             (Protocol::Tcp, PortPart::Port(port)) => Target::Tcp(SocketAddrV4::new(ip, port)),
@@ -1494,7 +1571,7 @@ impl Planner {
         };
         Some(FlowPlan {
             name: name?,
-            from: from?,
+            from: from?.1,
             target,
             timeout: timeout?,
             expect: expect?,
@@ -1580,7 +1657,7 @@ impl Planner {
         let mut candidates: Vec<ServiceHit> = Vec::new();
         let number = port.port();
         match destination {
-            None | Some(Destination::Pod(_)) => return (None, protocol),
+            None | Some(Destination::Pod(_) | Destination::External) => return (None, protocol),
             Some(Destination::Service(s)) => {
                 let draft = &refs.services[*s];
                 let id = draft.plan.id();
@@ -1686,25 +1763,61 @@ impl Planner {
         (hit, protocol)
     }
 
-    /// A pod named by a flow; `None` (reported) when there is no such pod.
-    fn pod_ref(&mut self, value: &Spanned<String>, field: &str, refs: &Refs<'_>) -> Option<usize> {
+    /// A pod or the external host named by a flow (`from`, `reach`); `None` (reported) when
+    /// there is no such pod, or the case declares no external host.
+    fn answerer_ref(
+        &mut self,
+        value: &Spanned<String>,
+        field: &str,
+        refs: &Refs<'_>,
+    ) -> Option<Answerer> {
+        if value.value == EXTERNAL_HOST {
+            return self
+                .external_ref(value, field, refs)
+                .map(|_| Answerer::External);
+        }
         if let Some(&p) = refs.pod_index.get(value.value.as_str()) {
-            return Some(p);
+            return Some(Answerer::Pod(p));
         }
         let known = known_names(refs.pods.iter().filter_map(|p| p.name.as_deref()));
+        let or_external = if refs.external.is_some() {
+            "; or external, the external host"
+        } else {
+            ""
+        };
         self.error(
             value.referenced,
             format!(
-                "unknown pod {} in `{field}` (pods: {known})",
+                "unknown pod {} in `{field}` (pods: {known}{or_external})",
                 quoted(&value.value)
             ),
         );
         None
     }
 
+    /// `external` in a flow: the external host, or an error (located at `value`) when the case
+    /// declares none.
+    fn external_ref<'r>(
+        &mut self,
+        value: &Spanned<String>,
+        field: &str,
+        refs: &Refs<'r>,
+    ) -> Option<&'r ExternalDraft> {
+        if refs.external.is_none() {
+            self.error(
+                value.referenced,
+                format!(
+                    "`{field}` names the external host, but the case declares no external host: add `external: {{}}` at the top level (with `listen` for the ports it serves)"
+                ),
+            );
+        }
+        refs.external
+    }
+
     /// Parses `to`: `pod:port`, `svc/name:port`, `svc/namespace/name:port`, `node:port`,
-    /// `a.b.c.d:port`, `pod`, `node` or `a.b.c.d`. `from_ns` is the namespace of `from`, where
-    /// `svc/name` is looked up; `None` when `from` is unknown (reported already).
+    /// `external:port`, `a.b.c.d:port`, `pod`, `node`, `external` or `a.b.c.d`. `from_ns` is
+    /// the namespace where `svc/name` is looked up (that of `from`, `default` for the external
+    /// host); `None` when `from` is unknown (reported already).
     fn destination(
         &mut self,
         to: &Spanned<String>,
@@ -1734,6 +1847,10 @@ impl Planner {
         if let Ok(ip) = host.parse::<Ipv4Addr>() {
             return (Some(Destination::Addr(ip)), port);
         }
+        if host == EXTERNAL_HOST {
+            let external = self.external_ref(to, "to", refs);
+            return (external.map(|_| Destination::External), port);
+        }
         if let Some(&p) = refs.pod_index.get(host) {
             return (Some(Destination::Pod(p)), port);
         }
@@ -1749,7 +1866,7 @@ impl Planner {
         self.error(
             to.referenced,
             format!(
-                "unknown pod {} in `to` (pods: {known}; nodes: {nodes}); `to` is pod:port, svc/name:port, node:port, a.b.c.d:port, pod, node or a.b.c.d",
+                "unknown pod {} in `to` (pods: {known}; nodes: {nodes}); `to` is pod:port, svc/name:port, node:port, external:port, a.b.c.d:port, pod, node, external or a.b.c.d",
                 quoted(host)
             ),
         );
@@ -1845,7 +1962,7 @@ impl Planner {
         &mut self,
         expect: &Spanned<ExpectSpec>,
         protocol: Option<Protocol>,
-        target_pod: Option<usize>,
+        direct: Option<Answerer>,
         to_service: &ToService<'_>,
         refs: &Refs<'_>,
     ) -> Option<Expect> {
@@ -1908,7 +2025,7 @@ impl Planner {
         let mut pods: Vec<String> = Vec::with_capacity(names.len());
         let mut complete = !names.is_empty();
         for name in &names {
-            let Some(p) = self.pod_ref(name, "reach", refs) else {
+            let Some(answerer) = self.answerer_ref(name, "reach", refs) else {
                 complete = false;
                 continue;
             };
@@ -1920,10 +2037,10 @@ impl Planner {
                 complete = false;
                 continue;
             }
-            if let Some(target) = target_pod
-                && target != p
+            if let Some(target) = direct
+                && target != answerer
             {
-                let target_name = refs.pods[target].name.as_deref().unwrap_or_default();
+                let target_name = refs.name(target);
                 self.error(
                     name.referenced,
                     format!(
@@ -1934,7 +2051,7 @@ impl Planner {
                 complete = false;
             }
             if let Some(hit) = to_service.hit
-                && !self.reach_service(name, p, hit, to_service.from_node, refs)
+                && !self.reach_service(name, answerer, hit, to_service.origin, refs)
             {
                 complete = false;
             }
@@ -1955,14 +2072,15 @@ impl Planner {
         complete.then_some(Expect::Reach { pods, seen_source })
     }
 
-    /// A pod of `reach` for a flow to a Service port: one of its ready endpoints, allowed by its
-    /// internalTrafficPolicy, listening on its target port. `false` when reported.
+    /// A pod (or the external host) of `reach` for a flow to a Service port: one of its ready
+    /// endpoints (the external host is one when its address is), allowed by the Service's
+    /// traffic policies, listening on its target port. `false` when reported.
     fn reach_service(
         &mut self,
         name: &Spanned<String>,
-        pod: usize,
+        answerer: Answerer,
         hit: &ServiceHit,
-        from_node: Option<&str>,
+        origin: Option<Origin<'_>>,
         refs: &Refs<'_>,
     ) -> bool {
         let draft = &refs.services[hit.service];
@@ -1972,13 +2090,21 @@ impl Planner {
         let plan = &draft.plan;
         let port = &plan.ports[hit.port];
         let label = format!("Service {} port {}", plan.id(), port.label());
+        let external_addr = refs.external.and_then(|e| e.addr);
+        let is_external = |e: &PortEndpoint| e.pod.is_none() && Some(e.ip) == external_addr;
         let endpoints: Vec<&PortEndpoint> = port
             .endpoints
             .iter()
-            .filter(|e| e.pod.as_deref() == Some(name.value.as_str()))
+            .filter(|e| match answerer {
+                Answerer::Pod(_) => e.pod.as_deref() == Some(name.value.as_str()),
+                Answerer::External => is_external(e),
+            })
             .collect();
-        let ready = services::ready_pods(port);
         let problem = if endpoints.is_empty() {
+            let mut ready = services::ready_pods(port);
+            if port.endpoints.iter().any(|e| e.ready && is_external(e)) {
+                ready.push(EXTERNAL_HOST);
+            }
             let ready = if ready.is_empty() {
                 "none".to_owned()
             } else {
@@ -1993,20 +2119,12 @@ impl Planner {
                 "`reach` names {}, an endpoint of {label} that is not ready: it gets no traffic",
                 name.value
             ))
-        } else if let (TrafficPolicy::Local, ServiceVia::ClusterIp, Some(from_node)) =
-            (plan.internal_traffic_policy, &hit.via, from_node)
-            && let Some(e) = endpoints
-                .iter()
-                .find(|e| e.ready && e.node.as_deref() != Some(from_node))
+        } else if let Some(message) =
+            self.traffic_policy_problem(name, &endpoints, hit, origin, refs)
         {
-            Some(format!(
-                "`reach` names {}, which runs on {}, but {} has internalTrafficPolicy Local: only its endpoints on {from_node} (the node of `from`) answer",
-                name.value,
-                e.node.as_deref().unwrap_or("no known node"),
-                plan.id()
-            ))
+            Some(message)
         } else {
-            let listeners = &refs.pods[pod].listeners;
+            let listeners = refs.listeners(answerer);
             endpoints
                 .iter()
                 .filter(|e| e.ready)
@@ -2031,10 +2149,81 @@ impl Planner {
         }
     }
 
+    /// Why a traffic policy keeps `name`'s endpoints from answering, if it does:
+    ///
+    /// - `internalTrafficPolicy: Local` and a ClusterIP: only endpoints on the node of `from`;
+    /// - `externalTrafficPolicy: Local` and a NodePort reached from outside the cluster: only
+    ///   endpoints on the NodePort's node. From outside means from the external host, or from
+    ///   a pod on another node when flannel masquerades pod traffic leaving the pod network
+    ///   (its `--ip-masq`, with the vxlan and host-gw overlays): it then arrives from that
+    ///   node's address. A pod's traffic to its own node's NodePort is pod traffic, which
+    ///   kube-proxy sends to every endpoint.
+    fn traffic_policy_problem(
+        &self,
+        name: &Spanned<String>,
+        endpoints: &[&PortEndpoint],
+        hit: &ServiceHit,
+        origin: Option<Origin<'_>>,
+        refs: &Refs<'_>,
+    ) -> Option<String> {
+        let plan = &refs.services[hit.service].plan;
+        let (local_node, why) = match (&hit.via, origin?) {
+            (ServiceVia::ClusterIp, Origin::Pod(Some(from_node)))
+                if plan.internal_traffic_policy == TrafficPolicy::Local =>
+            {
+                (
+                    from_node,
+                    format!(
+                        "{} has internalTrafficPolicy Local: only its endpoints on {from_node} (the node of `from`) answer",
+                        plan.id()
+                    ),
+                )
+            }
+            (ServiceVia::NodePort { node }, Origin::External)
+                if plan.external_traffic_policy == TrafficPolicy::Local =>
+            {
+                (
+                    node.as_str(),
+                    format!(
+                        "{} has externalTrafficPolicy Local: traffic from outside the cluster to {node}'s NodePort only goes to its endpoints on {node}",
+                        plan.id()
+                    ),
+                )
+            }
+            (ServiceVia::NodePort { node }, Origin::Pod(Some(from_node)))
+                if plan.external_traffic_policy == TrafficPolicy::Local
+                    && refs.ip_masq
+                    && from_node != node =>
+            {
+                (
+                    node.as_str(),
+                    format!(
+                        "{} has externalTrafficPolicy Local, and traffic from {from_node} (the node of `from`) to {node}'s NodePort comes from outside the cluster (flannel masquerades it to {from_node}'s address): only its endpoints on {node} answer",
+                        plan.id()
+                    ),
+                )
+            }
+            _ => return None,
+        };
+        let elsewhere = endpoints
+            .iter()
+            .find(|e| e.ready && e.node.as_deref() != Some(local_node))?;
+        let runs_on = match &elsewhere.node {
+            Some(node) => format!("runs on {node}"),
+            None => "is on no node".to_owned(),
+        };
+        Some(format!(
+            "`reach` names {}, which {runs_on}, but {why}",
+            name.value
+        ))
+    }
+
     fn seen_source(&mut self, value: &Spanned<String>, refs: &Refs<'_>) -> Option<SeenSource> {
         let name = value.value.as_str();
         let addr = if let Ok(ip) = name.parse::<Ipv4Addr>() {
             Some(ip)
+        } else if name == EXTERNAL_HOST {
+            self.external_ref(value, "seenSource", refs)?.addr
         } else if let Some(&p) = refs.pod_index.get(name) {
             refs.pods[p].ip
         } else if let Some(node) = refs.nodes.iter().find(|n| n.name.as_deref() == Some(name)) {
@@ -2042,10 +2231,15 @@ impl Planner {
         } else {
             let pods = refs.pods.iter().filter_map(|p| p.name.as_deref());
             let nodes = refs.nodes.iter().filter_map(|n| n.name.as_deref());
+            let or_external = if refs.external.is_some() {
+                ", external"
+            } else {
+                ""
+            };
             self.error(
                 value.referenced,
                 format!(
-                    "unknown pod or node {} in `seenSource` (pods: {}; nodes: {}); an IPv4 address is also accepted",
+                    "unknown pod or node {} in `seenSource` (pods: {}; nodes: {}); an IPv4 address{or_external} is also accepted",
                     quoted(name),
                     known_names(pods),
                     known_names(nodes)
@@ -2150,8 +2344,8 @@ fn transport(protocol: Protocol) -> Option<Proto> {
 /// The Service port a flow goes to, for checking `reach`.
 struct ToService<'a> {
     hit: Option<&'a ServiceHit>,
-    /// The node of the pod the flow starts in.
-    from_node: Option<&'a str>,
+    /// Where the flow starts; `None` when `from` is unknown (reported).
+    origin: Option<Origin<'a>>,
 }
 
 /// What flows may refer to.
@@ -2160,6 +2354,27 @@ struct Refs<'a> {
     nodes: &'a [NodeDraft],
     pods: &'a [PodDraft],
     services: &'a [services::ServiceDraft],
+    external: Option<&'a ExternalDraft>,
+    /// Whether flannel masquerades pod traffic leaving the pod network (vxlan and host-gw).
+    ip_masq: bool,
+}
+
+impl Refs<'_> {
+    /// What a pod or the external host listens on.
+    fn listeners(&self, answerer: Answerer) -> &[Listener] {
+        match answerer {
+            Answerer::Pod(p) => &self.pods[p].listeners,
+            Answerer::External => self.external.map_or(&[], |e| &e.listeners),
+        }
+    }
+
+    /// The name of a pod or of the external host.
+    fn name(&self, answerer: Answerer) -> &str {
+        match answerer {
+            Answerer::Pod(p) => self.pods[p].name.as_deref().unwrap_or_default(),
+            Answerer::External => EXTERNAL_HOST,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2189,6 +2404,7 @@ fn build_topology(
     cluster: &ClusterParams,
     nodes: &[NodeDraft],
     pods: &[PodDraft],
+    external: Option<&ExternalDraft>,
 ) -> Option<Topology> {
     let node_cidr = cluster.node_cidr?;
     let subnet_len = cluster.subnet_len?;
@@ -2335,7 +2551,27 @@ fn build_topology(
         },
         nodes: topo_nodes,
         pods: topo_pods,
-        external: None,
+        external: match external {
+            Some(e) => Some(external_host(e, node_cidr, mtu)?),
+            None => None,
+        },
+    })
+}
+
+/// The external host: on the underlay at its gateway (kind's docker host), with a
+/// Docker-style MAC like the nodes'.
+fn external_host(draft: &ExternalDraft, node_cidr: Ipv4Net, mtu: u32) -> Option<External> {
+    let addr = draft.addr?;
+    Some(External {
+        name: EXTERNAL_HOST.to_owned(),
+        eth0: Iface {
+            name: ETH0.to_owned(),
+            mac: Mac::from_ip(NODE_MAC, addr),
+            addr: Ipv4Net::new(addr, node_cidr.prefix_len()).ok()?,
+            mtu,
+        },
+        underlay_port: EXTERNAL_HOST.to_owned(),
+        listeners: draft.listeners.clone(),
     })
 }
 
@@ -2565,6 +2801,16 @@ impl fmt::Display for Plan {
                 writeln!(f, "  {:<10} {key}={value}", "sysctl")?;
             }
         }
+        if let Some(external) = &topo.external {
+            writeln!(
+                f,
+                "{} (a host outside the cluster, at the underlay gateway)",
+                external.name
+            )?;
+            write_iface(f, &external.eth0)?;
+            writeln!(f, " (underlay port {})", external.underlay_port)?;
+            write_listeners(f, &external.listeners)?;
+        }
         for pod in &topo.pods {
             let node = topo.nodes.get(pod.node).map_or("?", |n| n.name.as_str());
             writeln!(
@@ -2582,10 +2828,7 @@ impl fmt::Display for Plan {
             for route in &pod.routes {
                 write_route(f, route)?;
             }
-            if !pod.listeners.is_empty() {
-                let listen: Vec<String> = pod.listeners.iter().map(Listener::to_string).collect();
-                writeln!(f, "  {:<10} {}", "listen", listen.join(" "))?;
-            }
+            write_listeners(f, &pod.listeners)?;
         }
         for service in &self.services {
             write_service(f, service)?;
@@ -2700,6 +2943,14 @@ fn write_service(f: &mut fmt::Formatter<'_>, service: &ServicePlan) -> fmt::Resu
         }
     }
     Ok(())
+}
+
+fn write_listeners(f: &mut fmt::Formatter<'_>, listeners: &[Listener]) -> fmt::Result {
+    if listeners.is_empty() {
+        return Ok(());
+    }
+    let listen: Vec<String> = listeners.iter().map(Listener::to_string).collect();
+    writeln!(f, "  {:<10} {}", "listen", listen.join(" "))
 }
 
 fn write_iface(f: &mut fmt::Formatter<'_>, iface: &Iface) -> fmt::Result {
@@ -3255,6 +3506,341 @@ flows:
             (Err(got), Err(want)) => assert!(got.contains(want), "{got}"),
             (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
         }
+    }
+
+    // --- the external host ---------------------------------------------------------------
+
+    #[rstest]
+    #[case::absent("nodes: [node1]\n", None)]
+    #[case::empty(
+        "external: {}\nnodes: [node1]\n",
+        Some(("172.18.0.1/16", "02:42:ac:12:00:01", 1500, ""))
+    )]
+    #[case::null(
+        "nodes: [node1]\nexternal:\n",
+        Some(("172.18.0.1/16", "02:42:ac:12:00:01", 1500, ""))
+    )]
+    #[case::listeners_sorted_and_other_underlay(
+        "cluster: { nodeCIDR: 192.168.10.0/24, mtu: 9000 }\nexternal: { listen: [8080/tcp, 53/udp, { port: 443, name: https }] }\nnodes: [node1]\n",
+        Some(("192.168.10.1/24", "02:42:c0:a8:0a:01", 9000, "53/udp 443/tcp 8080/tcp"))
+    )]
+    fn the_external_host_sits_at_the_underlay_gateway(
+        #[case] yaml: &str,
+        #[case] expected: Option<(&str, &str, u32, &str)>,
+    ) {
+        let plan = plan(yaml);
+        let mac = expected.map(|(_, mac, _, _)| mac);
+        let expected = expected.map(|(addr, _, mtu, listen)| External {
+            name: "external".into(),
+            eth0: Iface {
+                name: "eth0".into(),
+                mac: Mac::from_ip([0x02, 0x42], cidr(addr).addr()),
+                addr: addr.parse().unwrap(),
+                mtu,
+            },
+            underlay_port: "external".into(),
+            listeners: listen
+                .split_whitespace()
+                .map(|l| {
+                    let (port, proto) = l.split_once('/').unwrap();
+                    Listener {
+                        port: port.parse().unwrap(),
+                        proto: if proto == "udp" {
+                            Proto::Udp
+                        } else {
+                            Proto::Tcp
+                        },
+                    }
+                })
+                .collect(),
+        });
+        assert_eq!(plan.topology.external, expected);
+        if let Some(external) = &plan.topology.external {
+            assert_eq!(Some(external.eth0.mac.to_string().as_str()), mac);
+            // The nodes' default route points at it.
+            let default = plan.topology.nodes[0].routes.last().unwrap();
+            assert_eq!(default.via, Some(external.eth0.addr.addr()));
+        }
+    }
+
+    #[test]
+    fn flows_go_from_and_to_the_external_host() {
+        let plan = plan(
+            "external: { listen: [8080/tcp, 53/udp] }
+nodes: [node1, node2]
+pods:
+  - { name: a, node: node1, namespace: shop }
+  - { name: web, node: node2, labels: { app: web }, listen: [8080] }
+services:
+  - { name: web, type: NodePort, selector: { app: web }, ports: [{ port: 80, targetPort: 8080, nodePort: 30100 }] }
+  - { name: local, type: NodePort, externalTrafficPolicy: Local, selector: { app: web }, ports: [{ port: 80, targetPort: 8080, nodePort: 30200 }] }
+  - { name: outside, endpoints: [{ ip: 172.18.0.1, port: 8080 }], ports: [{ port: 80 }] }
+flows:
+  - { name: node-port, from: external, to: node2:30100, expect: { reach: web, seenSource: 10.244.2.1 } }
+  - { name: local, from: external, to: node2:30200, expect: { reach: web, seenSource: external } }
+  - { name: by-svc, from: external, to: svc/web:80, expect: { fail: unreachable } }
+  - { name: out, from: a, to: external:8080, expect: { reach: external, seenSource: node1 } }
+  - { name: out-udp, from: a, to: external:53, protocol: udp, expect: { reach: [external] } }
+  - { name: ping, from: a, to: external, expect: { reach: external } }
+  - { name: by-address, from: a, to: 172.18.0.1:8080, expect: { reach: external } }
+  - { name: closed, from: a, to: external:9090, expect: { fail: refused } }
+  - { name: via-service, from: a, to: svc/default/outside:80, expect: { reach: external, seenSource: node1 } }
+  - { name: pod-local, from: a, to: node2:30200, expect: { reach: web, seenSource: node1 } }
+  - { name: to-itself, from: external, to: external:8080, expect: { reach: external } }
+",
+        );
+        let flows = &plan.flows;
+        let reach = |who: &str, seen: Option<(&str, &str)>| Expect::Reach {
+            pods: vec![who.into()],
+            seen_source: seen.map(|(name, addr)| SeenSource {
+                name: name.into(),
+                addr: ip(addr),
+            }),
+        };
+        let node_port = |service: usize, name: &str| {
+            Some(FlowService {
+                service,
+                port: 0,
+                namespace: "default".into(),
+                name: name.into(),
+                via: ServiceVia::NodePort {
+                    node: "node2".into(),
+                },
+            })
+        };
+        assert_eq!(flows[0].from, "external");
+        assert_eq!(
+            flows[0].target,
+            Target::Tcp("172.18.0.3:30100".parse().unwrap())
+        );
+        assert_eq!(flows[0].service, node_port(0, "web"));
+        assert_eq!(
+            flows[0].expect,
+            reach("web", Some(("10.244.2.1", "10.244.2.1")))
+        );
+        assert_eq!(flows[1].service, node_port(1, "local"));
+        assert_eq!(
+            flows[1].expect,
+            reach("web", Some(("external", "172.18.0.1")))
+        );
+        // From the external host, `svc/web` is looked up in `default`.
+        assert_eq!(
+            flows[2].target,
+            Target::Tcp("10.96.0.2:80".parse().unwrap())
+        );
+        assert_eq!(flows[2].service.as_ref().unwrap().namespace, "default");
+        assert_eq!(
+            flows[3].target,
+            Target::Tcp("172.18.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(flows[3].service, None);
+        assert_eq!(
+            flows[3].expect,
+            reach("external", Some(("node1", "172.18.0.2")))
+        );
+        assert_eq!(flows[3].target_label, "external:8080");
+        assert_eq!(
+            flows[4].target,
+            Target::Udp("172.18.0.1:53".parse().unwrap())
+        );
+        assert_eq!(flows[4].expect, reach("external", None));
+        assert_eq!(flows[5].target, Target::Icmp(ip("172.18.0.1")));
+        assert_eq!(
+            flows[6].target,
+            Target::Tcp("172.18.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(flows[7].expect, Expect::Fail(FailKind::Refused));
+        assert_eq!(
+            flows[8].target,
+            Target::Tcp("10.96.0.4:80".parse().unwrap())
+        );
+        assert_eq!(
+            flows[8].expect,
+            reach("external", Some(("node1", "172.18.0.2")))
+        );
+        assert_eq!(flows[9].expect, reach("web", Some(("node1", "172.18.0.2"))));
+        assert_eq!(flows[10].from, "external");
+        assert_eq!(flows.len(), 11);
+    }
+
+    #[test]
+    fn external_traffic_policy_local_narrows_flows_from_outside_the_cluster_only() {
+        // web runs on node1: a NodePort of node2 with externalTrafficPolicy Local cannot send
+        // outside traffic to it, but a pod's traffic to its own node's NodePort goes anywhere;
+        // without an overlay flannel does not masquerade, so a pod's traffic stays pod traffic.
+        let case = |overlay: &str| {
+            format!(
+                "cluster: {{ overlay: {overlay} }}
+external: {{}}
+nodes: [node1, node2]
+pods:
+  - {{ name: a, node: node2 }}
+  - {{ name: b, node: node1 }}
+  - {{ name: web, node: node1, labels: {{ app: web }}, listen: [8080] }}
+services:
+  - {{ name: local, type: NodePort, externalTrafficPolicy: Local, selector: {{ app: web }}, ports: [{{ port: 80, targetPort: 8080 }}] }}
+flows:
+  - {{ name: own-node, from: a, to: node2:30000, expect: {{ reach: web }} }}
+  - {{ name: from-outside-local, from: external, to: node1:30000, expect: {{ reach: web }} }}
+  - {{ name: other-node-local, from: a, to: node1:30000, expect: {{ reach: web }} }}
+  - {{ name: from-outside, from: external, to: node2:30000, expect: {{ fail: timeout }} }}
+  - {{ name: other-node, from: b, to: 172.18.0.3:30000, expect: {{ fail: timeout }} }}
+"
+            )
+        };
+        assert_eq!(plan(&case("vxlan")).flows.len(), 5);
+        let reach_web = |text: String, flow: &str| {
+            let old = format!("{flow}, expect: {{ fail: timeout }}");
+            text.replace(&old, &format!("{flow}, expect: {{ reach: web }}"))
+        };
+        let from_b = "from: b, to: 172.18.0.3:30000";
+        assert_eq!(plan(&reach_web(case("none"), from_b)).flows.len(), 5);
+        let found = diagnostics(&reach_web(
+            reach_web(case("vxlan"), from_b),
+            "from: external, to: node2:30000",
+        ));
+        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
+        assert_eq!(
+            all,
+            [
+                "cases/t.yaml:14:77: `reach` names web, which runs on node1, but default/local has externalTrafficPolicy Local: traffic from outside the cluster to node2's NodePort only goes to its endpoints on node2",
+                "cases/t.yaml:15:73: `reach` names web, which runs on node1, but default/local has externalTrafficPolicy Local, and traffic from node1 (the node of `from`) to node2's NodePort comes from outside the cluster (flannel masquerades it to node1's address): only its endpoints on node2 answer",
+            ]
+        );
+    }
+
+    /// Each mistake about the external host: one diagnostic, at the offending value.
+    #[rstest]
+    #[case::node_named_external(
+        "nodes: [node1, external]\n",
+        1,
+        16,
+        "node name `external` is reserved for the external host"
+    )]
+    #[case::node_named_external_when_declared(
+        "external: {}\nnodes: [external]\n",
+        2,
+        9,
+        "node name `external` is reserved for the external host"
+    )]
+    #[case::pod_named_external(
+        "nodes: [node1]\npods: [{ name: external, node: node1 }]\n",
+        2,
+        16,
+        "pod name `external` is reserved for the external host"
+    )]
+    #[case::from_external_undeclared(
+        "nodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: external, to: a, expect: { fail: timeout } }]\n",
+        3,
+        26,
+        "`from` names the external host, but the case declares no external host"
+    )]
+    #[case::to_external_undeclared(
+        "nodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: a, to: external:8080, expect: { fail: timeout } }]\n",
+        3,
+        33,
+        "`to` names the external host, but the case declares no external host"
+    )]
+    #[case::ping_external_undeclared(
+        "nodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: a, to: external, expect: { fail: timeout } }]\n",
+        3,
+        33,
+        "the case declares no external host"
+    )]
+    #[case::reach_external_undeclared(
+        "nodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: a, to: 192.0.2.1:80, expect: { reach: external } }]\n",
+        3,
+        64,
+        "`reach` names the external host, but the case declares no external host"
+    )]
+    #[case::seen_source_external_undeclared(
+        "nodes: [node1]\npods: [{ name: a, node: node1, listen: [80] }]\nflows: [{ name: f, from: a, to: a:80, expect: { reach: a, seenSource: external } }]\n",
+        3,
+        71,
+        "`seenSource` names the external host, but the case declares no external host"
+    )]
+    #[case::external_not_listening(
+        "external: { listen: [8080] }\nnodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: a, to: external:9090, expect: { reach: external } }]\n",
+        4,
+        33,
+        "external does not listen on 9090/tcp, so it could never answer"
+    )]
+    #[case::external_not_listening_udp(
+        "external: { listen: [8080] }\nnodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: a, to: external:8080, protocol: udp, expect: { reach: external } }]\n",
+        4,
+        33,
+        "external does not listen on 8080/udp"
+    )]
+    #[case::external_address_not_listening(
+        "external: {}\nnodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: a, to: 172.18.0.1:80, expect: { reach: external } }]\n",
+        4,
+        33,
+        "external does not listen on 80/tcp"
+    )]
+    #[case::reach_pod_for_external_target(
+        "external: { listen: [80] }\nnodes: [node1]\npods: [{ name: a, node: node1, listen: [80] }]\nflows: [{ name: f, from: a, to: external:80, expect: { reach: a } }]\n",
+        4,
+        63,
+        "`reach` names a, but the flow goes straight to external: only external can answer"
+    )]
+    #[case::reach_external_for_pod_target(
+        "external: { listen: [80] }\nnodes: [node1]\npods: [{ name: a, node: node1, listen: [80] }]\nflows: [{ name: f, from: external, to: a:80, expect: { reach: external } }]\n",
+        4,
+        63,
+        "`reach` names external, but the flow goes straight to a: only a can answer"
+    )]
+    #[case::external_listener_duplicate(
+        "external: { listen: [80, 80/tcp] }\nnodes: [node1]\n",
+        1,
+        26,
+        "duplicate listener 80/tcp"
+    )]
+    #[case::external_listener_bad(
+        "external:\n  listen: [http]\nnodes: [node1]\n",
+        2,
+        12,
+        "listener `http` is not a port number"
+    )]
+    #[case::unknown_reach_mentions_external(
+        "external: {}\nnodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: a, to: 192.0.2.1:80, expect: { reach: extern } }]\n",
+        4,
+        64,
+        "unknown pod `extern` in `reach` (pods: a; or external, the external host)"
+    )]
+    #[case::external_not_an_endpoint(
+        "external: { listen: [80] }\nnodes: [node1]\npods: [{ name: a, node: node1, labels: { app: a }, listen: [80] }]\nservices: [{ name: s, selector: { app: a }, ports: [{ port: 80 }] }]\nflows: [{ name: f, from: a, to: svc/s:80, expect: { reach: external } }]\n",
+        5,
+        60,
+        "`reach` names external, which is not an endpoint of Service default/s port 80/TCP (ready endpoints: a)"
+    )]
+    #[case::external_endpoint_not_listening(
+        "external: { listen: [80] }\nnodes: [node1]\npods: [{ name: a, node: node1 }]\nservices: [{ name: s, endpoints: [{ ip: 172.18.0.1, port: 8080 }], ports: [{ port: 80 }] }]\nflows: [{ name: f, from: a, to: svc/s:80, expect: { reach: external } }]\n",
+        5,
+        60,
+        "external does not listen on 8080/tcp, its target port for Service default/s port 80/TCP"
+    )]
+    #[case::external_with_a_bad_node_cidr(
+        "cluster: { nodeCIDR: 172.18.0.1/16 }\nexternal: { listen: [80] }\nnodes: [node1]\npods: [{ name: a, node: node1 }]\nflows: [{ name: f, from: a, to: external:80, expect: { reach: external, seenSource: a } }]\n",
+        1,
+        22,
+        "nodeCIDR 172.18.0.1/16 has host bits set"
+    )]
+
+    fn external_host_errors_are_located(
+        #[case] yaml: &str,
+        #[case] line: u64,
+        #[case] column: u64,
+        #[case] message: &str,
+    ) {
+        let found = diagnostics(yaml);
+        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
+        assert_eq!(found.len(), 1, "{all:#?}");
+        assert_eq!(
+            found[0].location,
+            Some(Location { line, column }),
+            "{all:#?}"
+        );
+        assert!(found[0].message.contains(message), "{all:#?}");
     }
 
     // --- validation ----------------------------------------------------------------------
@@ -3844,9 +4430,12 @@ pods:
     node: node2
     namespace: default
     listen: [8080/tcp, 5353/udp, 9000]
+external: { listen: [80, { port: 53, protocol: udp }] }
 flows:
   - { name: f, from: a, to: b:8080, protocol: tcp, timeout: 2s, expect: { reach: b, seenSource: a } }
   - { name: g, from: a, to: b:9999, expect: { fail: refused } }
+  - { name: h, from: external, to: node2:30000, expect: { fail: timeout } }
+  - { name: i, from: b, to: external:80, expect: { reach: external, seenSource: node2 } }
 ";
         plan(valid);
         let pieces = [
@@ -4041,5 +4630,37 @@ flow g (line 8): a -> udp 10.244.2.2:53 (b), timeout 500ms
 "
         );
         assert_eq!(plan.to_string(), expected);
+    }
+
+    #[test]
+    fn the_plan_renders_the_external_host_and_flows_from_it() {
+        let plan = plan(
+            "external: { listen: [8080, 53/udp] }
+nodes: [node1]
+pods:
+  - { name: a, node: node1, listen: [80] }
+flows:
+  - { name: in, from: external, to: node1:30000, expect: { fail: refused } }
+  - { name: out, from: a, to: external:8080, expect: { reach: external, seenSource: node1 } }
+",
+        );
+        let text = plan.to_string();
+        let external = &text[text.find("external (").unwrap()..text.find("pod a").unwrap()];
+        assert_eq!(
+            external,
+            "external (a host outside the cluster, at the underlay gateway)
+  eth0       172.18.0.1/16 02:42:ac:12:00:01 mtu 1500 (underlay port external)
+  listen     53/udp 8080/tcp
+"
+        );
+        let flows = &text[text.find("flow in").unwrap()..];
+        assert_eq!(
+            flows,
+            "flow in (line 6): external -> tcp 172.18.0.2:30000 (node1), timeout 2s
+  expect fail: refused
+flow out (line 7): a -> tcp 172.18.0.1:8080 (external), timeout 2s
+  expect reach external, seen source node1 (172.18.0.2)
+"
+        );
     }
 }

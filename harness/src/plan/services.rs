@@ -1771,6 +1771,18 @@ flows:
             node_port.target,
             Target::Tcp("172.18.0.20:30000".parse().unwrap())
         );
+        let from_outside = plan
+            .flows
+            .iter()
+            .find(|f| f.name == "from-outside")
+            .unwrap();
+        assert_eq!(from_outside.from, "external");
+        assert_eq!(from_outside.service, node_port.service);
+        let to_outside = plan.flows.iter().find(|f| f.name == "to-outside").unwrap();
+        assert_eq!(
+            to_outside.target,
+            Target::Tcp("172.18.0.1:8080".parse().unwrap())
+        );
     }
 
     #[test]

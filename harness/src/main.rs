@@ -51,6 +51,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix filter: `podpath plan case.yaml | head` ends quietly when the pipe closes.
+    // SAFETY: restoring the default disposition installs no handler code.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let cli = Cli::parse();
     match cli.command {
         Command::Plan { case } => plan(case),

@@ -15,8 +15,7 @@ pub mod server;
 pub mod wire;
 
 pub use records::{
-    Answer, ClusterDns, Endpoint, Pod, Port, RData, Rcode, Record, RecordTable, RecordType,
-    Service,
+    Answer, ClusterDns, Endpoint, Pod, Port, RData, Rcode, Record, RecordTable, RecordType, Service,
 };
 pub use server::{DnsServer, SharedTable};
 pub use wire::Transport;

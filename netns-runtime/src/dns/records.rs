@@ -33,7 +33,8 @@ pub const DEFAULT_TTL: u32 = 30;
 /// podpath's is deterministic: the caller bumps it when it swaps in a changed table.
 pub const DEFAULT_SERIAL: u32 = 1;
 /// The namespaces every cluster has.
-pub const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-node-lease", "kube-public", "kube-system"];
+pub const DEFAULT_NAMESPACES: [&str; 4] =
+    ["default", "kube-node-lease", "kube-public", "kube-system"];
 /// The Kubernetes DNS schema version, served as `dns-version.<zone>. TXT`.
 pub const SCHEMA_VERSION: &str = "1.1.0";
 /// CoreDNS serves the schema TXT record with this TTL, whatever `ttl` says.
@@ -950,9 +951,15 @@ impl RecordTable {
             return Ok(Vec::new());
         }
         let ip = if podname.matches('-').count() == 3 && !podname.contains("--") {
-            podname.replace('-', ".").parse::<Ipv4Addr>().map(IpAddr::V4)
+            podname
+                .replace('-', ".")
+                .parse::<Ipv4Addr>()
+                .map(IpAddr::V4)
         } else {
-            podname.replace('-', ":").parse::<Ipv6Addr>().map(IpAddr::V6)
+            podname
+                .replace('-', ":")
+                .parse::<Ipv6Addr>()
+                .map(IpAddr::V6)
         };
         let ip = ip.map_err(|_| NameError)?;
         Ok(vec![Item {
@@ -972,7 +979,8 @@ impl RecordTable {
         let mut found = false;
         let mut items = Vec::new();
         for svc in self.services.iter().filter(|s| {
-            s.namespace.eq_ignore_ascii_case(&r.namespace) && s.name.eq_ignore_ascii_case(&r.service)
+            s.namespace.eq_ignore_ascii_case(&r.namespace)
+                && s.name.eq_ignore_ascii_case(&r.service)
         }) {
             let base = service_name(svc, zone);
             match svc.cluster_ip {
@@ -1185,11 +1193,7 @@ fn address_from_reverse(name: &str) -> Option<IpAddr> {
     if let Some(rest) = name.strip_suffix(&format!(".{REVERSE_V4}")) {
         let mut labels: Vec<&str> = rest.split('.').collect();
         labels.reverse();
-        return labels
-            .join(".")
-            .parse::<Ipv4Addr>()
-            .ok()
-            .map(IpAddr::V4);
+        return labels.join(".").parse::<Ipv4Addr>().ok().map(IpAddr::V4);
     }
     let rest = name.strip_suffix(&format!(".{REVERSE_V6}"))?;
     let mut labels: Vec<&str> = rest.split('.').collect();

@@ -30,7 +30,10 @@ impl SharedTable {
 
     /// The current table.
     pub fn load(&self) -> Arc<RecordTable> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the table; questions already being answered finish with the old one.

@@ -51,10 +51,9 @@ pub fn respond(table: &RecordTable, request: &[u8], transport: Transport) -> Opt
     let question = query.queries()[0].clone();
     let limit = match transport {
         Transport::Tcp => TCP_MAX_SIZE,
-        Transport::Udp => query
-            .extensions()
-            .as_ref()
-            .map_or(UDP_MIN_SIZE, |e| usize::from(e.max_payload()).max(UDP_MIN_SIZE)),
+        Transport::Udp => query.extensions().as_ref().map_or(UDP_MIN_SIZE, |e| {
+            usize::from(e.max_payload()).max(UDP_MIN_SIZE)
+        }),
     };
 
     let mut reply = reply_to(&query, &question);
@@ -62,7 +61,11 @@ pub fn respond(table: &RecordTable, request: &[u8], transport: Transport) -> Opt
         reply.set_response_code(ResponseCode::Refused);
         return encode(reply, limit);
     }
-    if query.extensions().as_ref().is_some_and(|e| e.version() != 0) {
+    if query
+        .extensions()
+        .as_ref()
+        .is_some_and(|e| e.version() != 0)
+    {
         // CoreDNS answers with a fresh OPT record of version 0 and nothing else.
         reply.set_response_code(ResponseCode::BADVERS);
         reply.set_edns(Edns::new());
@@ -187,7 +190,11 @@ pub fn to_wire(record: &Record) -> Result<rr::Record, String> {
             *minimum,
         )),
     };
-    Ok(rr::Record::from_rdata(name(&record.name)?, record.ttl, data))
+    Ok(rr::Record::from_rdata(
+        name(&record.name)?,
+        record.ttl,
+        data,
+    ))
 }
 
 /// Encodes `message` within `limit` bytes: when the whole does not fit, as many records as fit
@@ -202,7 +209,11 @@ fn encode(mut message: Message, limit: usize) -> Option<Vec<u8>> {
     let authority = message.take_name_servers();
     let additional = message.take_additionals();
     let (na, nn) = (answers.len(), authority.len());
-    let records: Vec<rr::Record> = answers.into_iter().chain(authority).chain(additional).collect();
+    let records: Vec<rr::Record> = answers
+        .into_iter()
+        .chain(authority)
+        .chain(additional)
+        .collect();
     let with_prefix = |keep: usize| {
         let mut m = message.clone();
         for (i, r) in records.iter().take(keep).enumerate() {

@@ -19,22 +19,28 @@ fn port(name: &str, protocol: Proto, number: u16) -> Port {
     }
 }
 
-fn ep(addr: &str, ready: bool, ports: &[Port]) -> Endpoint {
+fn ep(addr: &str, ready: bool, ports: Vec<Port>) -> Endpoint {
     Endpoint {
         ip: ip(addr),
         hostname: None,
         pod: None,
         ready,
-        ports: ports.to_vec(),
+        ports,
     }
 }
 
-fn svc(ns: &str, name: &str, cluster_ip: Option<&str>, ports: &[Port], eps: Vec<Endpoint>) -> Service {
+fn svc(
+    ns: &str,
+    name: &str,
+    cluster_ip: Option<&str>,
+    ports: Vec<Port>,
+    eps: Vec<Endpoint>,
+) -> Service {
     Service {
         namespace: ns.into(),
         name: name.into(),
         cluster_ip: cluster_ip.map(ip),
-        ports: ports.to_vec(),
+        ports,
         endpoints: eps,
     }
 }
@@ -48,9 +54,9 @@ fn cluster() -> ClusterDns {
         port("dns-tcp", Proto::Tcp, 53),
         port("metrics", Proto::Tcp, 9153),
     ];
-    let mut web0 = ep("10.244.1.10", true, &[http8080.clone()]);
+    let mut web0 = ep("10.244.1.10", true, vec![http8080.clone()]);
     web0.pod = Some("web-0".into());
-    let mut named = ep("10.244.2.13", true, &[http8080.clone()]);
+    let mut named = ep("10.244.2.13", true, vec![http8080.clone()]);
     named.hostname = Some("db-primary".into());
     ClusterDns {
         services: vec![
@@ -58,39 +64,51 @@ fn cluster() -> ClusterDns {
                 "default",
                 "myapp",
                 Some("10.96.1.20"),
-                &[http80.clone()],
+                vec![http80.clone()],
                 vec![
-                    ep("10.244.2.6", true, &[http8080.clone()]),
-                    ep("10.244.1.7", false, &[http8080.clone()]),
+                    ep("10.244.2.6", true, vec![http8080.clone()]),
+                    ep("10.244.1.7", false, vec![http8080.clone()]),
                 ],
             ),
             svc(
                 "default",
                 "multi",
                 Some("10.96.1.30"),
-                &[http80.clone(), port("https", Proto::Tcp, 443)],
+                vec![http80.clone(), port("https", Proto::Tcp, 443)],
                 vec![],
             ),
             svc(
                 "default",
                 "web",
                 None,
-                &[http80.clone()],
+                vec![http80.clone()],
                 vec![
                     web0,
-                    ep("10.244.2.11", true, &[http8080.clone()]),
-                    ep("10.244.2.12", false, &[http8080.clone()]),
+                    ep("10.244.2.11", true, vec![http8080.clone()]),
+                    ep("10.244.2.12", false, vec![http8080.clone()]),
                     named,
                 ],
             ),
-            svc("default", "empty", None, &[http80.clone()], vec![ep("10.244.2.20", false, &[])]),
-            svc("default", "portless", None, &[], vec![ep("10.244.2.21", true, &[])]),
+            svc(
+                "default",
+                "empty",
+                None,
+                vec![http80.clone()],
+                vec![ep("10.244.2.20", false, vec![])],
+            ),
+            svc(
+                "default",
+                "portless",
+                None,
+                vec![],
+                vec![ep("10.244.2.21", true, vec![])],
+            ),
             svc(
                 "kube-system",
                 "kube-dns",
                 Some("10.96.0.10"),
-                &dns_ports,
-                vec![ep("10.244.1.5", true, &dns_ports)],
+                dns_ports.to_vec(),
+                vec![ep("10.244.1.5", true, dns_ports.to_vec())],
             ),
         ],
         pods: vec![
@@ -163,7 +181,10 @@ fn ask(name: &str, qtype: &str) -> String {
 #[case::hostname_from_pod_subdomain("web-0.web.default.svc.cluster.local.", answer(&["web-0.web.default.svc.cluster.local. 30 IN A 10.244.1.10"]))]
 #[case::hostname_of_the_endpoint("db-primary.web.default.svc.cluster.local.", answer(&["db-primary.web.default.svc.cluster.local. 30 IN A 10.244.2.13"]))]
 #[case::endpoint_without_hostname_by_dashed_ip("10-244-2-11.web.default.svc.cluster.local.", answer(&["10-244-2-11.web.default.svc.cluster.local. 30 IN A 10.244.2.11"]))]
-#[case::endpoint_with_hostname_not_by_dashed_ip("10-244-1-10.web.default.svc.cluster.local.", nxdomain())]
+#[case::endpoint_with_hostname_not_by_dashed_ip(
+    "10-244-1-10.web.default.svc.cluster.local.",
+    nxdomain()
+)]
 #[case::not_ready_endpoint("10-244-2-12.web.default.svc.cluster.local.", nxdomain())]
 #[case::endpoint_of_a_cluster_ip_service("10-244-2-6.myapp.default.svc.cluster.local.", answer(&["10-244-2-6.myapp.default.svc.cluster.local. 30 IN A 10.244.2.6"]))]
 #[case::headless_without_ready_endpoints("empty.default.svc.cluster.local.", nxdomain())]
@@ -180,6 +201,9 @@ fn ask(name: &str, qtype: &str) -> String {
 #[case::too_long("a.b.c.myapp.default.svc.cluster.local.", nxdomain())]
 #[case::pod_subdomain_without_its_service("lonely.nothing.apps.svc.cluster.local.", nxdomain())]
 #[case::schema_name_has_no_a("dns-version.cluster.local.", nxdomain())]
+// CoreDNS dropped wildcard labels in 1.9.0: `*` is just a name that does not exist.
+#[case::no_wildcards("*.default.svc.cluster.local.", nxdomain())]
+#[case::no_wildcard_namespace("myapp.*.svc.cluster.local.", nxdomain())]
 #[case::name_server("ns.dns.cluster.local.", answer(&["ns.dns.cluster.local. 30 IN A 10.96.0.10"]))]
 fn a_records(#[case] name: &str, #[case] expected: Vec<String>) {
     assert_eq!(ask(name, "A"), expected.join("\n"));
@@ -193,7 +217,11 @@ fn a_records(#[case] name: &str, #[case] expected: Vec<String>) {
 #[case::unknown_type_on_missing_name("nosuch.default.svc.cluster.local.", "TYPE13", nxdomain())]
 #[case::cname_on_cluster_ip_service("myapp.default.svc.cluster.local.", "CNAME", nodata())]
 #[case::any("web.default.svc.cluster.local.", "ANY", nodata())]
-#[case::soa_below_the_apex_is_nodata_even_when_missing("nosuch.default.svc.cluster.local.", "SOA", nodata())]
+#[case::soa_below_the_apex_is_nodata_even_when_missing(
+    "nosuch.default.svc.cluster.local.",
+    "SOA",
+    nodata()
+)]
 #[case::soa_at_the_apex("cluster.local.", "SOA", answer(&[SOA]))]
 #[case::ns_below_the_apex("svc.cluster.local.", "NS", nodata())]
 #[case::ns_below_the_apex_missing("foo.svc.cluster.local.", "NS", nxdomain())]
@@ -225,7 +253,10 @@ fn soa_follows_ttl_serial_and_zone() {
     let table = RecordTable::new(&dns);
     assert_eq!(table.zone(), "example.test.");
     assert_eq!(
-        table.lookup("nothing.example.test", RecordType::A).authority[0].to_string(),
+        table
+            .lookup("nothing.example.test", RecordType::A)
+            .authority[0]
+            .to_string(),
         "example.test. 5 IN SOA ns.dns.example.test. hostmaster.example.test. 1499347823 7200 1800 86400 5"
     );
     // The SOA's own TTL is capped at 300 s; its minimum is the ttl option.
@@ -255,6 +286,14 @@ fn soa_follows_ttl_serial_and_zone() {
     answer(&[
         "multi.default.svc.cluster.local. 30 IN SRV 0 50 80 multi.default.svc.cluster.local.",
         "multi.default.svc.cluster.local. 30 IN SRV 0 50 443 multi.default.svc.cluster.local.",
+    ]),
+    &["multi.default.svc.cluster.local. 30 IN A 10.96.1.30"],
+))]
+// A bare underscore strips to an empty port name, which CoreDNS matches with any port.
+#[case::empty_port_label_matches_every_port("_._tcp.multi.default.svc.cluster.local.", with_additional(
+    answer(&[
+        "_._tcp.multi.default.svc.cluster.local. 30 IN SRV 0 50 80 multi.default.svc.cluster.local.",
+        "_._tcp.multi.default.svc.cluster.local. 30 IN SRV 0 50 443 multi.default.svc.cluster.local.",
     ]),
     &["multi.default.svc.cluster.local. 30 IN A 10.96.1.30"],
 ))]
@@ -315,7 +354,10 @@ fn ptr_records(#[case] name: &str, #[case] targets: &[&str]) {
         .iter()
         .map(|t| format!("{name} 30 IN PTR {t}"))
         .collect();
-    assert_eq!(got.to_string(), answer(&expected.iter().map(String::as_str).collect::<Vec<_>>()).join("\n"));
+    assert_eq!(
+        got.to_string(),
+        answer(&expected.iter().map(String::as_str).collect::<Vec<_>>()).join("\n")
+    );
 }
 
 #[rstest]
@@ -328,15 +370,28 @@ fn ptr_nxdomain(#[case] name: &str) {
     let got = table().lookup(name, RecordType::Ptr);
     assert_eq!(got.rcode, Rcode::NxDomain, "{got}");
     assert!(got.answers.is_empty());
-    let zone = if name.ends_with("ip6.arpa.") { "ip6.arpa." } else { "in-addr.arpa." };
+    let zone = if name.ends_with("ip6.arpa.") {
+        "ip6.arpa."
+    } else {
+        "in-addr.arpa."
+    };
     assert_eq!(got.authority[0].name, zone);
 }
 
 #[test]
 fn ptr_in_reverse_zone_apex_and_in_cluster_zone() {
-    assert_eq!(ask("in-addr.arpa.", "PTR"), lines(&["NOERROR aa", ";; AUTHORITY", SOA_V4]).join("\n"));
-    assert_eq!(ask("myapp.default.svc.cluster.local.", "PTR"), nodata().join("\n"));
-    assert_eq!(ask("nosuch.default.svc.cluster.local.", "PTR"), nxdomain().join("\n"));
+    assert_eq!(
+        ask("in-addr.arpa.", "PTR"),
+        lines(&["NOERROR aa", ";; AUTHORITY", SOA_V4]).join("\n")
+    );
+    assert_eq!(
+        ask("myapp.default.svc.cluster.local.", "PTR"),
+        nodata().join("\n")
+    );
+    assert_eq!(
+        ask("nosuch.default.svc.cluster.local.", "PTR"),
+        nxdomain().join("\n")
+    );
     // A reverse name asked for another type is NXDOMAIN, in the reverse zone.
     assert_eq!(
         ask("20.1.96.10.in-addr.arpa.", "A"),
@@ -348,7 +403,13 @@ fn ptr_in_reverse_zone_apex_and_in_cluster_zone() {
 fn reverse_lists_every_service_an_endpoint_belongs_to() {
     let mut dns = cluster();
     let http = port("http", Proto::Tcp, 8080);
-    dns.services.push(svc("default", "other", None, &[], vec![ep("10.244.2.11", true, &[http])]));
+    dns.services.push(svc(
+        "default",
+        "other",
+        None,
+        vec![],
+        vec![ep("10.244.2.11", true, vec![http])],
+    ));
     let table = RecordTable::new(&dns);
     assert_eq!(
         table.reverse(IpAddr::V4(ip("10.244.2.11"))),
@@ -357,7 +418,10 @@ fn reverse_lists_every_service_an_endpoint_belongs_to() {
             "10-244-2-11.other.default.svc.cluster.local.".to_string(),
         ]
     );
-    assert_eq!(table.reverse(IpAddr::V4(ip("10.96.1.20"))), vec!["myapp.default.svc.cluster.local.".to_string()]);
+    assert_eq!(
+        table.reverse(IpAddr::V4(ip("10.96.1.20"))),
+        vec!["myapp.default.svc.cluster.local.".to_string()]
+    );
     assert!(table.reverse(IpAddr::V4(ip("10.244.2.12"))).is_empty());
     assert!(table.reverse("::1".parse().unwrap()).is_empty());
 }
@@ -367,6 +431,8 @@ fn reverse_lists_every_service_an_endpoint_belongs_to() {
 #[case::a_pod("10-244-1-10.default.pod.cluster.local.", "A", answer(&["10-244-1-10.default.pod.cluster.local. 30 IN A 10.244.1.10"]))]
 #[case::upper_case("10-244-1-10.DEFAULT.POD.cluster.local.", "A", answer(&["10-244-1-10.DEFAULT.POD.cluster.local. 30 IN A 10.244.1.10"]))]
 #[case::namespace_known_only_by_a_pod("1-2-3-4.apps.pod.cluster.local.", "A", answer(&["1-2-3-4.apps.pod.cluster.local. 30 IN A 1.2.3.4"]))]
+// CoreDNS reads the address from the label before the namespace and ignores any other.
+#[case::extra_label_is_ignored("x.1-2-3-4.default.pod.cluster.local.", "A", answer(&["x.1-2-3-4.default.pod.cluster.local. 30 IN A 1.2.3.4"]))]
 #[case::unknown_namespace("1-2-3-4.nosuch.pod.cluster.local.", "A", nxdomain())]
 #[case::not_an_address("blah.default.pod.cluster.local.", "A", nxdomain())]
 #[case::leading_zero("01-2-3-4.default.pod.cluster.local.", "A", nxdomain())]
@@ -402,7 +468,10 @@ fn ns_at_the_apex_names_the_dns_service() {
         )
         .join("\n")
     );
-    assert_eq!(ask("Cluster.Local.", "NS").lines().nth(2), Some("Cluster.Local. 30 IN NS kube-dns.kube-system.svc.Cluster.Local."));
+    assert_eq!(
+        ask("Cluster.Local.", "NS").lines().nth(2),
+        Some("Cluster.Local. 30 IN NS kube-dns.kube-system.svc.Cluster.Local.")
+    );
 }
 
 #[test]
@@ -420,7 +489,9 @@ fn ns_without_a_dns_service_is_the_server_itself() {
         .join("\n")
     );
     assert_eq!(
-        table.lookup("ns.dns.cluster.local", RecordType::A).to_string(),
+        table
+            .lookup("ns.dns.cluster.local", RecordType::A)
+            .to_string(),
         answer(&["ns.dns.cluster.local. 30 IN A 127.0.0.1"]).join("\n")
     );
     // No addresses at all: nothing to name.
@@ -445,13 +516,22 @@ fn refused(#[case] name: &str, #[case] qtype: RecordType) {
 fn endpoint_hostname_needs_subdomain_equal_to_the_service() {
     let mut dns = cluster();
     // web-0's subdomain is `web`: under another Service it is only its dashed address.
-    let mut other = ep("10.244.1.10", true, &[]);
+    let mut other = ep("10.244.1.10", true, vec![]);
     other.pod = Some("web-0".into());
-    dns.services.push(svc("default", "other", None, &[], vec![other]));
+    dns.services
+        .push(svc("default", "other", None, vec![], vec![other]));
     let table = RecordTable::new(&dns);
-    assert_eq!(table.lookup("web-0.other.default.svc.cluster.local", RecordType::A).rcode, Rcode::NxDomain);
     assert_eq!(
-        table.lookup("10-244-1-10.other.default.svc.cluster.local", RecordType::A).answers.len(),
+        table
+            .lookup("web-0.other.default.svc.cluster.local", RecordType::A)
+            .rcode,
+        Rcode::NxDomain
+    );
+    assert_eq!(
+        table
+            .lookup("10-244-1-10.other.default.svc.cluster.local", RecordType::A)
+            .answers
+            .len(),
         1
     );
 }
@@ -476,6 +556,10 @@ fn labels_split_at_unescaped_dots() {
 
 #[test]
 fn zone_transfer_lists_the_zone() {
-    let text: Vec<String> = table().zone_transfer().iter().map(ToString::to_string).collect();
+    let text: Vec<String> = table()
+        .zone_transfer()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     insta::assert_snapshot!(text.join("\n"));
 }

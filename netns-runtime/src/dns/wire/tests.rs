@@ -56,7 +56,9 @@ fn query(name: &str, qtype: WireType, edns: Option<(u16, u8)>) -> Message {
         .add_query(Query::query(Name::from_str(name).unwrap(), qtype));
     if let Some((size, version)) = edns {
         let mut e = Edns::new();
-        e.set_max_payload(size).set_version(version).set_dnssec_ok(true);
+        e.set_max_payload(size)
+            .set_version(version)
+            .set_dnssec_ok(true);
         m.set_edns(e);
     }
     m
@@ -80,7 +82,10 @@ fn answer_header_mirrors_the_question() {
     assert_eq!(r.response_code(), ResponseCode::NoError);
     assert_eq!(r.queries(), q.queries());
     assert_eq!(r.answers().len(), 1);
-    assert_eq!(r.answers()[0].to_string(), "myapp.default.svc.cluster.local. 30 IN A 10.96.1.20");
+    assert_eq!(
+        r.answers()[0].to_string(),
+        "myapp.default.svc.cluster.local. 30 IN A 10.96.1.20"
+    );
     assert!(r.extensions().is_none());
 }
 
@@ -98,7 +103,11 @@ fn nxdomain_has_the_soa_in_authority() {
 
 #[test]
 fn edns_is_echoed_with_the_client_s_size_and_do_bit() {
-    let q = query("myapp.default.svc.cluster.local.", WireType::A, Some((1232, 0)));
+    let q = query(
+        "myapp.default.svc.cluster.local.",
+        WireType::A,
+        Some((1232, 0)),
+    );
     let (_, r) = ask(&table(0), &q, Transport::Udp);
     let edns = r.extensions().as_ref().expect("an OPT record");
     assert_eq!(edns.max_payload(), 1232);
@@ -108,7 +117,11 @@ fn edns_is_echoed_with_the_client_s_size_and_do_bit() {
 
 #[test]
 fn edns_version_1_is_badvers() {
-    let q = query("myapp.default.svc.cluster.local.", WireType::A, Some((1232, 1)));
+    let q = query(
+        "myapp.default.svc.cluster.local.",
+        WireType::A,
+        Some((1232, 1)),
+    );
     let (_, r) = ask(&table(0), &q, Transport::Udp);
     // BADVERS and BADSIG share the number 16; hickory decodes it as the latter.
     assert_eq!(u16::from(r.response_code()), 16);
@@ -137,7 +150,10 @@ fn names_outside_the_zones_are_refused() {
 fn responses_and_runts_get_no_answer() {
     let mut q = query("myapp.default.svc.cluster.local.", WireType::A, None);
     q.set_message_type(MessageType::Response);
-    assert_eq!(respond(&table(0), &q.to_vec().unwrap(), Transport::Udp), None);
+    assert_eq!(
+        respond(&table(0), &q.to_vec().unwrap(), Transport::Udp),
+        None
+    );
     assert_eq!(respond(&table(0), &[0, 1, 2], Transport::Udp), None);
 }
 
@@ -171,10 +187,18 @@ fn big_udp_answers_are_truncated_to_512_bytes_without_edns() {
     let (len, r) = ask(&t, &q, Transport::Udp);
     assert!(r.truncated());
     assert!(len <= 512, "{len} bytes");
-    assert!(!r.answers().is_empty() && r.answers().len() < 100, "{}", r.answers().len());
+    assert!(
+        !r.answers().is_empty() && r.answers().len() < 100,
+        "{}",
+        r.answers().len()
+    );
     // As many records as fit: one more would not.
     let per_record = 16;
-    assert!(len + per_record > 512, "{len} bytes with {} records", r.answers().len());
+    assert!(
+        len + per_record > 512,
+        "{len} bytes with {} records",
+        r.answers().len()
+    );
 
     let (len, r) = ask(&t, &q, Transport::Tcp);
     assert!(!r.truncated());
@@ -188,7 +212,11 @@ fn big_udp_answers_are_truncated_to_512_bytes_without_edns() {
 #[case::large_buffer(4096, false)]
 fn udp_answers_fit_the_advertised_buffer(#[case] size: u16, #[case] truncated: bool) {
     let t = table(100);
-    let q = query("big.default.svc.cluster.local.", WireType::A, Some((size, 0)));
+    let q = query(
+        "big.default.svc.cluster.local.",
+        WireType::A,
+        Some((size, 0)),
+    );
     let (len, r) = ask(&t, &q, Transport::Udp);
     assert_eq!(r.truncated(), truncated);
     assert!(len <= usize::from(size).max(512), "{len} bytes");
@@ -201,7 +229,11 @@ fn srv_additional_records_are_dropped_first() {
     // 30 SRV records and their 30 A records do not fit 512 bytes; the answer section is kept
     // in order and the cut falls where the budget runs out.
     let t = table(30);
-    let q = query("_http._tcp.big.default.svc.cluster.local.", WireType::SRV, None);
+    let q = query(
+        "_http._tcp.big.default.svc.cluster.local.",
+        WireType::SRV,
+        None,
+    );
     let (len, r) = ask(&t, &q, Transport::Udp);
     assert!(r.truncated());
     assert!(len <= 512);

@@ -2539,6 +2539,9 @@ fn build_topology(
                 onlink: false,
             }],
             listeners: pod.listeners.clone(),
+            // Filled in by the cluster DNS planning, when the case has DNS.
+            resolv_conf: None,
+            hosts: None,
         });
     }
 
@@ -2555,6 +2558,7 @@ fn build_topology(
             Some(e) => Some(external_host(e, node_cidr, mtu)?),
             None => None,
         },
+        dns: None,
     })
 }
 

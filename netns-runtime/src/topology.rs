@@ -24,6 +24,18 @@ pub struct Topology {
     /// A host on the underlay outside the cluster, at the nodes' default gateway: the client
     /// of NodePorts from outside and the server pods reach when they leave the cluster.
     pub external: Option<External>,
+    /// The cluster DNS server, when the case has one: which pod runs it and what it serves.
+    pub dns: Option<ClusterDnsServer>,
+}
+
+/// The builtin cluster DNS (CoreDNS-like): a responder on UDP and TCP port 53 in one pod (the
+/// `coredns` pod behind the `kube-dns` Service), serving the records of the whole cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDnsServer {
+    /// The pod the responder runs in (its netns); that pod runs no echo server on port 53.
+    pub pod: String,
+    /// What it serves.
+    pub records: crate::dns::ClusterDns,
 }
 
 /// Name of the external host's network namespace, and how cases refer to it.
@@ -97,6 +109,11 @@ pub struct Pod {
     pub routes: Vec<Route>,
     /// Echo servers the pod runs.
     pub listeners: Vec<Listener>,
+    /// The pod's `/etc/resolv.conf` as the kubelet writes it (`None`: the cluster has no DNS,
+    /// the pod sees the host's).
+    pub resolv_conf: Option<String>,
+    /// The pod's `/etc/hosts` as the kubelet writes it.
+    pub hosts: Option<String>,
 }
 
 /// An interface with its one IPv4 address.

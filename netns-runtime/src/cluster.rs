@@ -12,12 +12,15 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dns::{DnsServer, RecordTable, SharedTable};
 use crate::echo::EchoServers;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::netns::{self, Netns};
 use crate::probe::{self, Outcome, ProbeTarget};
 use crate::proxy::ServiceTable;
 use crate::proxy::driver::{ProxyError, ServiceProxy};
+use crate::resolver::{self, Resolution, ResolvConf};
+use crate::tool::Finished;
 use crate::topology::{Listener, Mac, Node, Pod, Proto, Route, Topology};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,9 @@ pub struct Cluster {
     topology: Topology,
     // Dropped first: closes every listener socket before the namespaces go.
     echo: Option<EchoServers>,
+    dns: Option<DnsServer>,
+    /// `/etc/netns/<name>` directories written for the pods (resolv.conf, hosts).
+    etc_dirs: Vec<std::path::PathBuf>,
     underlay: Option<Netns>,
     nodes: Vec<Netns>,
     pods: Vec<Netns>,
@@ -83,6 +89,8 @@ struct Parts {
 enum ListenerSocket {
     Tcp(std::net::TcpListener),
     Udp(std::net::UdpSocket),
+    DnsTcp(std::net::TcpListener),
+    DnsUdp(std::net::UdpSocket),
 }
 
 impl Cluster {
@@ -117,6 +125,8 @@ impl Cluster {
         let (topology, parts, result) =
             built.map_err(|_| BuildError::Thread("the build thread panicked".into()))?;
         let mut cluster = Cluster {
+            dns: None,
+            etc_dirs: Vec::new(),
             pod_index: topology
                 .pods
                 .iter()
@@ -149,14 +159,26 @@ impl Cluster {
             }
         }
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
+        let dns = match &cluster.topology.dns {
+            Some(d) => Some(
+                DnsServer::new(SharedTable::new(RecordTable::new(&d.records)))
+                    .map_err(BuildError::Echo)?,
+            ),
+            None => None,
+        };
         for (pod, socket) in parts.listeners {
-            match socket {
-                ListenerSocket::Tcp(l) => echo.serve_tcp(pod, l),
-                ListenerSocket::Udp(s) => echo.serve_udp(pod, s),
+            match (socket, &dns) {
+                (ListenerSocket::Tcp(l), _) => echo.serve_tcp(pod, l),
+                (ListenerSocket::Udp(s), _) => echo.serve_udp(pod, s),
+                (ListenerSocket::DnsTcp(l), Some(d)) => d.serve_tcp(l),
+                (ListenerSocket::DnsUdp(s), Some(d)) => d.serve_udp(s),
+                (ListenerSocket::DnsTcp(_) | ListenerSocket::DnsUdp(_), None) => Ok(()),
             }
             .map_err(BuildError::Echo)?;
         }
         cluster.echo = Some(echo);
+        cluster.dns = dns;
+        cluster.write_pod_files()?;
         Ok(cluster)
     }
 
@@ -338,14 +360,78 @@ impl Cluster {
         .map_err(|e| e.to_string())
     }
 
+    /// Resolves `name` from inside `pod` with its resolv.conf, as glibc would: the queries go to
+    /// the kube-dns ClusterIP through the node's service proxy.
+    pub fn resolve(&self, pod: &str, name: &str, timeout: Duration) -> Result<Resolution, String> {
+        let ns = self
+            .pod_netns(pod)
+            .ok_or_else(|| format!("no pod {pod} in this cluster"))?;
+        let conf = self
+            .topology
+            .pod(pod)
+            .and_then(|p| p.resolv_conf.as_deref())
+            .ok_or_else(|| {
+                format!("pod {pod} has no resolv.conf: the case declares no cluster DNS")
+            })?;
+        let conf = ResolvConf::parse(conf);
+        netns::run_in(ns.as_fd(), || resolver::resolve(&conf, name, timeout))
+            .map_err(|e| format!("entering pod {pod}: {e}"))
+    }
+
+    /// Runs a command inside `pod` the way `kubectl exec` would see it: its network namespace,
+    /// its resolv.conf and hosts (`ip netns exec` bind-mounts them), with a timeout.
+    pub fn exec(&self, pod: &str, argv: &[String], timeout: Duration) -> Result<Finished, String> {
+        if self.pod_netns(pod).is_none() && self.netns(pod).is_none() {
+            return Err(format!("no pod {pod} in this cluster"));
+        }
+        let netns = format!("{}{pod}", self.prefix);
+        let mut args: Vec<&str> = vec!["netns", "exec", &netns];
+        args.extend(argv.iter().map(String::as_str));
+        crate::tool::run_here("ip", &args, timeout).map_err(|e| e.to_string())
+    }
+
     /// Takes the cluster down, reporting every name that could not be removed.
     pub fn teardown(mut self) -> Result<(), Vec<io::Error>> {
         self.take_down()
     }
 
+    /// Each pod's resolv.conf and hosts under `/etc/netns/<netns>/`, where `ip netns exec`
+    /// bind-mounts them over `/etc`: only on the sandbox's private `/etc` overlay.
+    fn write_pod_files(&mut self) -> Result<(), BuildError> {
+        if !crate::sandbox::etc_is_private() {
+            return Ok(());
+        }
+        for pod in &self.topology.pods {
+            let files = [("resolv.conf", &pod.resolv_conf), ("hosts", &pod.hosts)];
+            if files.iter().all(|(_, c)| c.is_none()) {
+                continue;
+            }
+            let dir =
+                std::path::Path::new("/etc/netns").join(format!("{}{}", self.prefix, pod.name));
+            let io_err = |source| BuildError::Netns {
+                netns: pod.name.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&dir).map_err(io_err)?;
+            self.etc_dirs.push(dir.clone());
+            for (file, content) in files {
+                if let Some(content) = content {
+                    std::fs::write(dir.join(file), content).map_err(io_err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn take_down(&mut self) -> Result<(), Vec<io::Error>> {
         drop(self.echo.take());
+        drop(self.dns.take());
         let mut errors = Vec::new();
+        for dir in self.etc_dirs.drain(..) {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                errors.push(e);
+            }
+        }
         let all = self
             .pods
             .drain(..)
@@ -378,11 +464,37 @@ fn create_netns(
     sysctls: &[(String, String)],
     listeners: &[Listener],
 ) -> Result<(Netns, Netlink, Vec<ListenerSocket>), BuildError> {
+    create_netns_with(name, home, sysctls, listeners, false)
+}
+
+fn create_netns_with(
+    name: &str,
+    home: BorrowedFd<'_>,
+    sysctls: &[(String, String)],
+    listeners: &[Listener],
+    dns: bool,
+) -> Result<(Netns, Netlink, Vec<ListenerSocket>), BuildError> {
     let ns = Netns::create_and_enter(name).map_err(|source| BuildError::Netns {
         netns: name.into(),
         source,
     })?;
-    let inside = configure_inside(name, sysctls, listeners);
+    let inside = configure_inside(name, sysctls, listeners).and_then(|(nl, mut sockets)| {
+        if dns {
+            let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 53);
+            let bind_err = |proto, source| BuildError::Listener {
+                netns: name.into(),
+                listener: Listener { port: 53, proto },
+                source,
+            };
+            sockets.push(ListenerSocket::DnsUdp(
+                std::net::UdpSocket::bind(addr).map_err(|e| bind_err(Proto::Udp, e))?,
+            ));
+            sockets.push(ListenerSocket::DnsTcp(
+                std::net::TcpListener::bind(addr).map_err(|e| bind_err(Proto::Tcp, e))?,
+            ));
+        }
+        Ok((nl, sockets))
+    });
     netns::enter(home).map_err(|source| BuildError::Netns {
         netns: name.into(),
         source,
@@ -508,8 +620,14 @@ fn build_on_this_thread(
     }
 
     for pod in &topo.pods {
-        let (ns, mut nl, sockets) =
-            create_netns(&named(&pod.name), home.as_fd(), &[], &pod.listeners)?;
+        let runs_dns = topo.dns.as_ref().is_some_and(|d| d.pod == pod.name);
+        let (ns, mut nl, sockets) = create_netns_with(
+            &named(&pod.name),
+            home.as_fd(),
+            &[],
+            &pod.listeners,
+            runs_dns,
+        )?;
         let name: Arc<str> = Arc::from(pod.name.as_str());
         parts
             .listeners

@@ -9,6 +9,7 @@ pub mod netlink;
 pub mod netns;
 pub mod probe;
 pub mod proxy;
+pub mod resolver;
 pub mod sandbox;
 pub mod tool;
 pub mod topology;

@@ -14,7 +14,6 @@
 use std::fs;
 use std::io;
 use std::os::unix::process::ExitStatusExt as _;
-use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
@@ -87,6 +86,13 @@ fn setup_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError
 /// waits for the child and exits with its status.
 pub fn enter() -> Result<Sandbox, SandboxError> {
     if let Ok(mode) = std::env::var(SANDBOX_ENV) {
+        // Nested (a test binary run from `podpath shell`): is /etc still the overlay?
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let _ = ETC_WRITABLE.set(
+            mounts
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some("/etc") && l.contains(" podpath-etc ")),
+        );
         return Ok(Sandbox {
             mode: SandboxMode::from_env(&mode),
         });
@@ -200,38 +206,39 @@ extern "C" fn exit_on_signal(sig: nix::libc::c_int) {
     unsafe { nix::libc::_exit(128 + sig) }
 }
 
-/// Private mount propagation, a private tmpfs for netns names, and a `/proc` of the new PID
+/// Private mount propagation, a private `/run` (netns names, iptables' lock, the overlay's
+/// upper layer), `/etc` as an overlay whose `/etc/netns/<name>/` podpath may write (so that
+/// `ip netns exec POD` shows the pod's resolv.conf and hosts), and a `/proc` of the new PID
 /// namespace.
 fn prepare_mounts() -> Result<(), SandboxError> {
     let none: Option<&str> = None;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(setup_err("make / private"))?;
-    let tmpfs_opts = Some("mode=0755,size=16m");
-    if Path::new(NETNS_RUN_DIR).is_dir() {
-        mount(
-            Some("podpath"),
-            NETNS_RUN_DIR,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            tmpfs_opts,
-        )
-        .map_err(setup_err(format!("mount tmpfs on {NETNS_RUN_DIR}")))?;
-    } else {
-        // Creating /run/netns on the host would show up there; cover /run instead. Nothing the
-        // sandbox runs needs the host's /run.
-        mount(
-            Some("podpath"),
-            "/run",
-            Some("tmpfs"),
-            MsFlags::empty(),
-            tmpfs_opts,
-        )
-        .map_err(setup_err("mount tmpfs on /run"))?;
-        fs::create_dir(NETNS_RUN_DIR).map_err(|source| SandboxError::Setup {
-            what: format!("create {NETNS_RUN_DIR}"),
+    // Nothing the sandbox runs needs the host's /run; covering it also gives iptables a
+    // private /run/xtables.lock, so the host's iptables never waits for podpath, nor it for them.
+    mount(
+        Some("podpath"),
+        "/run",
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("mode=0755,size=64m"),
+    )
+    .map_err(setup_err("mount tmpfs on /run"))?;
+    for dir in [NETNS_RUN_DIR, ETC_UPPER, ETC_WORK] {
+        fs::create_dir_all(dir).map_err(|source| SandboxError::Setup {
+            what: format!("create {dir}"),
             source,
         })?;
     }
+    let options = format!("lowerdir=/etc,upperdir={ETC_UPPER},workdir={ETC_WORK}");
+    let overlay = mount(
+        Some("podpath-etc"),
+        "/etc",
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    );
+    let _ = ETC_WRITABLE.set(overlay.is_ok());
     // A /proc that shows the sandbox's PID namespace. Where the kernel refuses (an outer /proc
     // with masked entries), the host's view stays: only PID listings are affected.
     let _ = mount(
@@ -242,6 +249,16 @@ fn prepare_mounts() -> Result<(), SandboxError> {
         none,
     );
     Ok(())
+}
+
+const ETC_UPPER: &str = "/run/podpath/etc/upper";
+const ETC_WORK: &str = "/run/podpath/etc/work";
+static ETC_WRITABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether `/etc` inside the sandbox is a private overlay podpath may write to (the kernel may
+/// refuse overlayfs, for instance on an old kernel in a user namespace).
+pub fn etc_is_private() -> bool {
+    ETC_WRITABLE.get().copied().unwrap_or(false)
 }
 
 /// Whether a child's exit status was a signal, for callers that spawn tools.

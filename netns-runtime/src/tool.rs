@@ -27,6 +27,16 @@ pub enum ToolError {
     Io { program: String, source: io::Error },
 }
 
+/// What a command said and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub status: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// Runs `program args...` inside `ns`, writes `stdin` to it, and returns its standard output.
 /// A non-zero exit is an error carrying its standard error.
 pub fn run(
@@ -36,7 +46,38 @@ pub fn run(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<String, ToolError> {
-    let mut child = command_in(ns, program)
+    let done = run_to_end(command_in(ns, program), program, args, stdin, timeout)?;
+    if done.code == Some(0) {
+        Ok(done.stdout)
+    } else {
+        Err(ToolError::Failed {
+            program: program.to_string(),
+            status: done.status,
+            stderr: done.stderr.trim_end().to_string(),
+        })
+    }
+}
+
+/// Runs `program args...` (in the caller's namespaces) and returns how it ended, whatever
+/// the exit code; only a failure to start or the timeout is an error.
+pub fn run_here(program: &str, args: &[&str], timeout: Duration) -> Result<Finished, ToolError> {
+    run_to_end(
+        std::process::Command::new(program),
+        program,
+        args,
+        None,
+        timeout,
+    )
+}
+
+fn run_to_end(
+    mut command: std::process::Command,
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Finished, ToolError> {
+    let mut child = command
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
@@ -84,11 +125,11 @@ pub fn run(
             program: program.to_string(),
             timeout,
         }),
-        Some(s) if s.success() => Ok(stdout),
-        Some(s) => Err(ToolError::Failed {
-            program: program.to_string(),
+        Some(s) => Ok(Finished {
+            code: s.code(),
             status: crate::sandbox::describe_status(s),
-            stderr: stderr.trim_end().to_string(),
+            stdout,
+            stderr,
         }),
     }
 }

@@ -30,6 +30,8 @@ pub struct Case {
     /// like `external: {}`; read it through [`Case::external_host`].
     #[serde(default, deserialize_with = "declared")]
     pub external: Option<Spanned<Option<ExternalSpec>>>,
+    /// The cluster DNS: a `coredns` pod on a node behind the `kube-dns` Service.
+    pub dns: Option<Spanned<DnsSpec>>,
 }
 
 impl Case {
@@ -57,6 +59,20 @@ where
 pub struct ExternalSpec {
     /// Echo servers it runs, written as a pod's `listen`.
     pub listen: Option<Vec<Spanned<ListenEntry>>>,
+}
+
+/// The cluster DNS (`dns:`): where its pod runs, the kube-dns Service's address and the
+/// cluster domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSpec {
+    /// The node the `coredns` pod runs on.
+    pub node: Option<Spanned<String>>,
+    /// The kube-dns Service's ClusterIP; default: the 10th address of the service CIDR.
+    #[serde(rename = "clusterIP")]
+    pub cluster_ip: Option<Spanned<String>>,
+    /// The cluster domain; default `cluster.local`.
+    pub domain: Option<Spanned<String>>,
 }
 
 /// Cluster-wide settings; every one has a default.
@@ -120,6 +136,11 @@ pub struct PodSpec {
     pub ready: Option<Spanned<bool>>,
     /// `8080/tcp`, `5353/udp`, a bare port (tcp), or `{ port, protocol, name }`.
     pub listen: Option<Vec<Spanned<ListenEntry>>>,
+    /// `spec.hostname`: a DNS-1123 label.
+    pub hostname: Option<Spanned<String>>,
+    /// `spec.subdomain`: a DNS-1123 label (with a headless Service of that name, the pod's
+    /// `<hostname>.<subdomain>.<namespace>.svc.<zone>` resolves).
+    pub subdomain: Option<Spanned<String>>,
 }
 
 /// An entry of a pod's `listen`: `8080/tcp` (text) or a mapping that can also name the port
@@ -212,8 +233,11 @@ pub struct FlowSpec {
     pub name: Option<Spanned<String>>,
     pub from: Option<Spanned<String>>,
     /// `pod:port`, `a.b.c.d:port`, `pod`, `a.b.c.d`, `svc/name:port`, `svc/ns/name:port`,
-    /// `node:port` or `node`.
+    /// `node:port` or `node`; or a DNS name (`myapp:80`, `myapp.other:80`), resolved by the
+    /// cluster DNS.
     pub to: Option<Spanned<String>>,
+    /// A command run in the pod of `from` instead of sending to `to`: `[dig, +short, name]`.
+    pub exec: Option<Spanned<Vec<Spanned<String>>>>,
     pub protocol: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     /// How many times the flow is sent; default 1.
@@ -231,6 +255,46 @@ pub struct ExpectSpec {
     pub fail: Option<Spanned<String>>,
     /// Every attempt must be answered by the same pod.
     pub sticky: Option<Spanned<bool>>,
+    /// For a flow to a DNS name: what the name resolves to.
+    pub dns: Option<Spanned<DnsExpectSpec>>,
+    /// For an `exec` flow: the command's exit status (default 0).
+    pub exit: Option<Spanned<String>>,
+    /// For an `exec` flow: lines that must appear in its output, in this order.
+    pub output: Option<Spanned<Vec<Spanned<String>>>>,
+    /// For an `exec` flow: regular expressions each of which must match a line of its output.
+    #[serde(rename = "outputMatches")]
+    pub output_matches: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `expect.dns`: a list of answers (`[svc/myapp, pod-b, 10.96.0.5]`, rcode NOERROR) or a
+/// mapping `{ answers, rcode }`. Read it through [`DnsExpectSpec::parts`].
+#[derive(Debug, Clone)]
+pub enum DnsExpectSpec {
+    Answers(Vec<Spanned<String>>),
+    Spec(Box<DnsExpectMap>),
+}
+
+/// `expect.dns` written as a mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsExpectMap {
+    pub answers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub rcode: Option<Spanned<String>>,
+}
+
+impl DnsExpectSpec {
+    /// The answers (`None`: not written) and the rcode as written.
+    pub fn parts(
+        value: &Spanned<DnsExpectSpec>,
+    ) -> (Option<Vec<Spanned<String>>>, Option<Spanned<String>>) {
+        match &value.value {
+            DnsExpectSpec::Answers(answers) => (Some(answers.clone()), None),
+            DnsExpectSpec::Spec(map) => (
+                map.answers.as_ref().map(|a| a.value.clone()),
+                map.rcode.clone(),
+            ),
+        }
+    }
 }
 
 /// One name or a list of them (pod names in `reach`, modes in `proxy`). Read it through
@@ -427,6 +491,35 @@ impl<'de> Deserialize<'de> for PodNames {
         }
 
         deserializer.deserialize_any(NamesVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for DnsExpectSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DnsVisitor;
+
+        impl<'de> Visitor<'de> for DnsVisitor {
+            type Value = DnsExpectSpec;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of answers or a mapping with `answers` and `rcode`")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DnsExpectSpec, A::Error> {
+                let mut answers = Vec::new();
+                while let Some(answer) = seq.next_element::<Spanned<String>>()? {
+                    answers.push(answer);
+                }
+                Ok(DnsExpectSpec::Answers(answers))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<DnsExpectSpec, A::Error> {
+                DnsExpectMap::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|spec| DnsExpectSpec::Spec(Box::new(spec)))
+            }
+        }
+
+        deserializer.deserialize_any(DnsVisitor)
     }
 }
 

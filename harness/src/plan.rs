@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use netns_runtime::topology::{
-    EXTERNAL_HOST, External, FdbEntry, Iface, Listener, Mac, Neighbour, Node, Pod, Proto, Route,
-    Topology, UNDERLAY_BRIDGE, UNDERLAY_NETNS, Underlay, Vxlan,
+    ClusterDnsServer, EXTERNAL_HOST, External, FdbEntry, Iface, Listener, Mac, Neighbour, Node,
+    Pod, Proto, Route, Topology, UNDERLAY_BRIDGE, UNDERLAY_NETNS, Underlay, Vxlan,
 };
 use serde_saphyr::Spanned;
 
@@ -26,7 +26,14 @@ use crate::case::{
 };
 use crate::diag::{CaseError, Diagnostic, Diagnostics, Location};
 
+mod dns;
 mod services;
+
+pub use dns::{
+    DEFAULT_EXEC_TIMEOUT, DNS_LABEL, DNS_NAMESPACE, DNS_POD, DNS_PORT, DNS_SERVICE,
+    DNS_SERVICE_HOST, NDOTS, NameResolution, RCODES, hosts_file, resolv_conf, resolve_in,
+    search_domains,
+};
 
 pub use netns_runtime::proxy::driver::ProxyMode;
 pub use netns_runtime::proxy::{ServiceTable, TrafficPolicy};
@@ -123,15 +130,81 @@ pub struct FlowPlan {
     pub attempts: u32,
     /// `expect.sticky`: every attempt must be answered by the same pod.
     pub sticky: bool,
+    /// When `to` is a DNS name: the name to resolve, as written (`myapp`, `myapp.other`,
+    /// `myapp.default.svc.cluster.local`), without the port. The pod of `from` resolves it with
+    /// its resolv.conf; `target` holds the address the plan expects it to resolve to, or
+    /// 0.0.0.0 when it cannot tell (several addresses) or the name resolves to none.
+    pub dns_name: Option<String>,
+    /// When `to` is a DNS name: what the cluster DNS answers it with, as the pod's resolver
+    /// asks (search list and ndots), according to the planned records.
+    pub resolution: Option<NameResolution>,
+    /// `expect.dns`: the answer the name must get.
+    pub expect_dns: Option<DnsExpect>,
+    /// An `exec` flow: a command run in the pod of `from` instead of traffic to `to`. `target`
+    /// is then `Target::Icmp(0.0.0.0)` and `expect` an empty `Reach`, both to be ignored.
+    pub exec: Option<ExecPlan>,
 }
 
 impl FlowPlan {
     /// Whether every pod of `expect.reach` must answer at least once: with several attempts
-    /// and without `sticky`. Otherwise each answer must come from one of them (and, when
-    /// `sticky`, all from the same one).
+    /// and without `sticky`, on a flow that sends traffic. Otherwise each answer must come
+    /// from one of them (and, when `sticky`, all from the same one).
     pub fn each_reach_pod_answers(&self) -> bool {
-        self.attempts > 1 && !self.sticky
+        self.attempts > 1 && !self.sticky && self.sends_traffic()
     }
+
+    /// Whether the flow sends traffic to `target`: not for an `exec` flow, nor for a flow to a
+    /// name whose `expect` only has `dns` (its `expect` is a `Reach` naming no pod).
+    pub fn sends_traffic(&self) -> bool {
+        self.exec.is_none()
+            && !matches!(&self.expect, Expect::Reach { pods, .. } if pods.is_empty())
+    }
+}
+
+/// `expect.dns`: the answer a flow's name must get when the pod of `from` resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsExpect {
+    /// The response code, as `dig` prints it: NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...
+    pub rcode: String,
+    /// The answers as written, each with its addresses; the name must resolve to exactly the
+    /// addresses of all of them (in any order). Empty with NOERROR: no address at all.
+    pub answers: Vec<DnsAnswer>,
+}
+
+impl DnsExpect {
+    /// Every address the answers stand for, each once, in the order written.
+    pub fn addrs(&self) -> Vec<Ipv4Addr> {
+        let mut addrs: Vec<Ipv4Addr> = Vec::new();
+        for addr in self.answers.iter().flat_map(|a| &a.addrs) {
+            if !addrs.contains(addr) {
+                addrs.push(*addr);
+            }
+        }
+        addrs
+    }
+}
+
+/// One answer of `expect.dns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAnswer {
+    /// As written: `svc/myapp`, `svc/other/myapp`, a pod name or an address.
+    pub label: String,
+    /// What it stands for: a Service's ClusterIP (a headless Service's ready endpoints'
+    /// addresses), a pod's address, or the address itself.
+    pub addrs: Vec<Ipv4Addr>,
+}
+
+/// An `exec` flow's command and what it must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecPlan {
+    /// The command and its arguments, run in the network namespace of `from` (no shell).
+    pub argv: Vec<String>,
+    /// The exit status it must end with (`expect.exit`, default 0).
+    pub exit: i32,
+    /// Lines that must be whole lines of its stdout, in this order (others may come between).
+    pub output: Vec<String>,
+    /// Regular expressions (`regex` crate syntax) each of which must match a line of stdout.
+    pub output_matches: Vec<String>,
 }
 
 /// The Service port a flow goes to.
@@ -362,6 +435,12 @@ struct PodDraft {
     ip: Option<Ipv4Addr>,
     host_veth: String,
     listeners: Vec<Listener>,
+    /// What the pod answers on, for validation: its listeners, and 53/udp and 53/tcp for the
+    /// cluster DNS pod (whose DNS server the runtime runs).
+    serves: Vec<Listener>,
+    /// `hostname` and `subdomain`, when valid.
+    hostname: Option<String>,
+    subdomain: Option<String>,
 }
 
 /// The external host as declared.
@@ -378,6 +457,19 @@ enum Destination {
     Node(usize),
     Service(usize),
     External,
+    /// A DNS name that resolves to several addresses: only pods with one of them answer, and
+    /// the plan cannot tell which address the resolver picks.
+    Addrs(Vec<Ipv4Addr>),
+    /// A DNS name that resolves to no address (or that the planner could not resolve, because
+    /// what the records need is invalid: reported).
+    Nowhere,
+}
+
+/// A flow's `to` when it is a DNS name.
+struct NameTarget {
+    name: String,
+    /// `None` when the records could not be planned (reported).
+    resolution: Option<NameResolution>,
 }
 
 /// Who can answer a flow: a pod (index into the drafts) or the external host.
@@ -461,34 +553,61 @@ impl Planner {
             .as_ref()
             .map(|c| c.value.clone())
             .unwrap_or_default();
-        let has_services = case.services.as_ref().is_some_and(|s| !s.is_empty());
+        // The cluster DNS brings the kube-dns Service along.
+        let has_services =
+            case.services.as_ref().is_some_and(|s| !s.is_empty()) || case.dns.is_some();
         let cluster = self.cluster(&spec, root, has_services);
         let external = case
             .external_host()
             .map(|spec| self.external(&spec.value, &cluster));
         let nodes = self.nodes(case, &cluster, root);
         let mut pods = self.pods(case.pods.as_deref().unwrap_or_default(), &nodes);
+        let mut dns = case
+            .dns
+            .as_ref()
+            .map(|spec| self.dns(spec, case, &cluster, &nodes));
+        let mut service_specs = case.services.clone().unwrap_or_default();
+        if let Some(dns) = dns.as_mut() {
+            // After the case's own pods and Services, so their addresses do not shift.
+            if let Some(node) = dns.node
+                && dns.names_ok
+            {
+                dns.pod = Some(pods.len());
+                pods.push(dns::dns_pod(node, dns.at));
+            }
+            if let Some(cluster_ip) = &dns.cluster_ip
+                && dns.names_ok
+            {
+                dns.service = Some(service_specs.len());
+                service_specs.push(dns::dns_service(cluster_ip, dns.at));
+            }
+        }
         self.allocate(&mut pods, &nodes);
-        let services = self.services(
-            case.services.as_deref().unwrap_or_default(),
-            &cluster,
-            &nodes,
-            &pods,
-        );
-        let flows = self.flows(
-            case.flows.as_deref().unwrap_or_default(),
-            &cluster,
-            &nodes,
-            &pods,
-            &services,
-            external.as_ref(),
-        );
+        let services = self.services(&service_specs, &cluster, &nodes, &pods);
+        if let Some(dns) = dns.as_mut() {
+            self.plan_records(dns, &pods, &services);
+        }
+        let pod_index: HashMap<&str, usize> = pods
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((p.name.as_deref()?, i)))
+            .collect();
+        let refs = Refs {
+            pod_index: &pod_index,
+            nodes: &nodes,
+            pods: &pods,
+            services: &services,
+            external: external.as_ref(),
+            ip_masq: matches!(cluster.overlay, Some(Overlay::Vxlan | Overlay::HostGw)),
+            dns: dns.as_ref(),
+        };
+        let flows = self.flows(case.flows.as_deref().unwrap_or_default(), &refs);
 
         if !self.found.is_empty() {
             return Err(CaseError::Invalid(self.found.into_sorted()));
         }
-        let built =
-            build_topology(&cluster, &nodes, &pods, external.as_ref()).and_then(|topology| {
+        let built = build_topology(&cluster, &nodes, &pods, external.as_ref(), dns.as_ref())
+            .and_then(|topology| {
                 let (pod_cidr, service_cidr) = (cluster.pod_cidr?, cluster.service_cidr?);
                 let services: Vec<ServicePlan> = services.into_iter().map(|s| s.plan).collect();
                 let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
@@ -1098,6 +1217,14 @@ impl Planner {
 
             let (listeners, port_names) =
                 self.listeners(spec.listen.as_deref().unwrap_or_default());
+            let hostname = spec
+                .hostname
+                .as_ref()
+                .and_then(|v| self.pod_dns_label("hostname", v));
+            let subdomain = spec
+                .subdomain
+                .as_ref()
+                .and_then(|v| self.pod_dns_label("subdomain", v));
             drafts.push(PodDraft {
                 name,
                 at: entry.referenced,
@@ -1113,7 +1240,10 @@ impl Planner {
                 fixed_ip,
                 ip: None,
                 host_veth: String::new(),
+                serves: listeners.clone(),
                 listeners,
+                hostname,
+                subdomain,
             });
         }
         drafts
@@ -1364,32 +1494,11 @@ impl Planner {
 
     // --- flows -----------------------------------------------------------------------------
 
-    fn flows(
-        &mut self,
-        specs: &[Spanned<FlowSpec>],
-        cluster: &ClusterParams,
-        nodes: &[NodeDraft],
-        pods: &[PodDraft],
-        services: &[services::ServiceDraft],
-        external: Option<&ExternalDraft>,
-    ) -> Vec<FlowPlan> {
-        let pod_index: HashMap<&str, usize> = pods
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| Some((p.name.as_deref()?, i)))
-            .collect();
+    fn flows(&mut self, specs: &[Spanned<FlowSpec>], refs: &Refs<'_>) -> Vec<FlowPlan> {
         let mut names: HashMap<String, YamlLocation> = HashMap::new();
         let mut plans = Vec::with_capacity(specs.len());
-        let refs = Refs {
-            pod_index: &pod_index,
-            nodes,
-            pods,
-            services,
-            external,
-            ip_masq: matches!(cluster.overlay, Some(Overlay::Vxlan | Overlay::HostGw)),
-        };
         for entry in specs {
-            if let Some(plan) = self.flow(entry, &refs, &mut names) {
+            if let Some(plan) = self.flow(entry, refs, &mut names) {
                 plans.push(plan);
             }
         }
@@ -1444,6 +1553,9 @@ impl Planner {
                 .answerer_ref(from, "from", refs)
                 .map(|a| (a, from.value.clone())),
         };
+        if let Some(exec) = &spec.exec {
+            return self.exec_flow(entry, exec, name, from.map(|(_, from)| from));
+        }
         let origin = from.as_ref().map(|(a, _)| match a {
             Answerer::Pod(p) => Origin::Pod(
                 refs.pods[*p]
@@ -1459,15 +1571,15 @@ impl Planner {
             Answerer::External => "default",
         });
 
-        let (destination, port) = match &spec.to {
+        let (destination, port, name_target) = match &spec.to {
             None => {
                 self.error(
                     entry.referenced,
-                    "flow has no `to`: write pod:port, svc/name:port, node:port, external:port, a.b.c.d:port, pod, node, external or a.b.c.d",
+                    "flow has no `to`: write pod:port, svc/name:port, node:port, external:port, a.b.c.d:port, pod, node, external or a.b.c.d (or a name, with `dns:`), or run a command with `exec`",
                 );
-                (None, PortPart::Invalid)
+                (None, PortPart::Invalid, None)
             }
-            Some(to) => self.destination(to, from_ns, refs),
+            Some(to) => self.destination(to, from.as_ref().map(|(a, _)| *a), from_ns, refs),
         };
         let to_at = spec
             .to
@@ -1487,7 +1599,13 @@ impl Planner {
                         .filter(|e| e.addr == Some(*ip))
                         .map(|_| Answerer::External)
                 }),
-            Some(Destination::Node(_) | Destination::Service(_)) | None => None,
+            Some(
+                Destination::Node(_)
+                | Destination::Service(_)
+                | Destination::Addrs(_)
+                | Destination::Nowhere,
+            )
+            | None => None,
         };
 
         let protocol = self.protocol(spec, port, to_at);
@@ -1521,6 +1639,7 @@ impl Planner {
             },
         };
 
+        let expect_dns = self.flow_dns_expect(spec, name_target.as_ref(), from_ns, refs);
         let expect = match &spec.expect {
             None => {
                 self.error(
@@ -1534,25 +1653,49 @@ impl Planner {
                     hit: service.as_ref(),
                     origin,
                 };
-                self.expect(expect, protocol, direct, &to_service, refs)
+                let to_name = name_target.as_ref().map(|target| ToName {
+                    name: &target.name,
+                    resolution: target.resolution.as_ref(),
+                    addrs: match &destination {
+                        Some(Destination::Addrs(addrs)) => Some(addrs.as_slice()),
+                        _ => None,
+                    },
+                });
+                self.expect(
+                    expect,
+                    protocol,
+                    direct,
+                    &to_service,
+                    to_name.as_ref(),
+                    refs,
+                )
             }
         };
         let sticky = self.sticky(spec, &expect, attempts);
 
         // A pod (or the external host) that does not listen can only refuse: expecting it to
-        // answer is a mistake in the case, not something to find out by running it.
-        if let (Some(Expect::Reach { .. }), Some(answerer), Some(port), Some(proto)) =
-            (&expect, direct, port.port(), protocol.and_then(transport))
-        {
+        // answer is a mistake in the case, not something to find out by running it. When a
+        // name resolves to several addresses, this holds for each pod of `reach`.
+        let answerers: Vec<Answerer> = match (&expect, &destination) {
+            (Some(Expect::Reach { .. }), _) if direct.is_some() => direct.into_iter().collect(),
+            (Some(Expect::Reach { pods, .. }), Some(Destination::Addrs(_))) => pods
+                .iter()
+                .filter_map(|p| refs.pod_index.get(p.as_str()).map(|&i| Answerer::Pod(i)))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if let (Some(port), Some(proto)) = (port.port(), protocol.and_then(transport)) {
             let listener = Listener { port, proto };
-            if !refs.listeners(answerer).contains(&listener) {
-                let name = refs.name(answerer);
-                self.error(
-                    to_at,
-                    format!(
-                        "{name} does not listen on {listener}, so it could never answer: add {listener} to its `listen`, or expect `fail: refused`"
-                    ),
-                );
+            for answerer in answerers {
+                if !refs.listeners(answerer).contains(&listener) {
+                    let name = refs.name(answerer);
+                    self.error(
+                        to_at,
+                        format!(
+                            "{name} does not listen on {listener}, so it could never answer: add {listener} to its `listen`, or expect `fail: refused`"
+                        ),
+                    );
+                }
             }
         }
 
@@ -1562,12 +1705,17 @@ impl Planner {
             Destination::Node(n) => refs.nodes[n].address?,
             Destination::Service(s) => refs.services[s].plan.cluster_ip?,
             Destination::External => refs.external?.addr?,
+            Destination::Addrs(_) | Destination::Nowhere => Ipv4Addr::UNSPECIFIED,
         };
         let target = match (protocol?, port) {
             (Protocol::Tcp, PortPart::Port(port)) => Target::Tcp(SocketAddrV4::new(ip, port)),
             (Protocol::Udp, PortPart::Port(port)) => Target::Udp(SocketAddrV4::new(ip, port)),
             (Protocol::Icmp, PortPart::Absent) => Target::Icmp(ip),
             _ => return None,
+        };
+        let (name_to_resolve, resolution) = match name_target {
+            Some(target) => (Some(target.name), Some(target.resolution?)),
+            None => (None, None),
         };
         Some(FlowPlan {
             name: name?,
@@ -1590,6 +1738,10 @@ impl Planner {
             }),
             attempts: attempts?,
             sticky: sticky?,
+            dns_name: name_to_resolve,
+            resolution,
+            expect_dns: expect_dns?,
+            exec: None,
         })
     }
 
@@ -1657,7 +1809,13 @@ impl Planner {
         let mut candidates: Vec<ServiceHit> = Vec::new();
         let number = port.port();
         match destination {
-            None | Some(Destination::Pod(_) | Destination::External) => return (None, protocol),
+            None
+            | Some(
+                Destination::Pod(_)
+                | Destination::External
+                | Destination::Addrs(_)
+                | Destination::Nowhere,
+            ) => return (None, protocol),
             Some(Destination::Service(s)) => {
                 let draft = &refs.services[*s];
                 let id = draft.plan.id();
@@ -1672,9 +1830,15 @@ impl Planner {
                 }
                 let Some(number) = number else {
                     if port == PortPart::Absent {
+                        let to = spec.to.as_ref().map_or("", |t| t.value.as_str());
+                        let write = if to.starts_with("svc/") {
+                            format!("svc/{id}:PORT")
+                        } else {
+                            format!("{to}:PORT")
+                        };
                         self.error(
                             to_at,
-                            format!("a flow to a Service needs a port: write svc/{id}:PORT"),
+                            format!("a flow to a Service needs a port: write {write}"),
                         );
                     }
                     return (None, None);
@@ -1815,18 +1979,20 @@ impl Planner {
     }
 
     /// Parses `to`: `pod:port`, `svc/name:port`, `svc/namespace/name:port`, `node:port`,
-    /// `external:port`, `a.b.c.d:port`, `pod`, `node`, `external` or `a.b.c.d`. `from_ns` is
-    /// the namespace where `svc/name` is looked up (that of `from`, `default` for the external
-    /// host); `None` when `from` is unknown (reported already).
+    /// `external:port`, `a.b.c.d:port`, `pod`, `node`, `external` or `a.b.c.d`; any other
+    /// host, or one with a dot, is a DNS name (with `dns:`). `from_ns` is the namespace where
+    /// `svc/name` is looked up (that of `from`, `default` for the external host); `None` when
+    /// `from` is unknown (reported already).
     fn destination(
         &mut self,
         to: &Spanned<String>,
+        from: Option<Answerer>,
         from_ns: Option<&str>,
         refs: &Refs<'_>,
-    ) -> (Option<Destination>, PortPart) {
+    ) -> (Option<Destination>, PortPart, Option<NameTarget>) {
         let text = to.value.as_str();
         if let Ok(ip) = text.parse::<Ipv4Addr>() {
-            return (Some(Destination::Addr(ip)), PortPart::Absent);
+            return (Some(Destination::Addr(ip)), PortPart::Absent, None);
         }
         let (host, port) = match text.rsplit_once(':') {
             None => (text, PortPart::Absent),
@@ -1842,35 +2008,90 @@ impl Planner {
             },
         };
         if let Some(service) = host.strip_prefix("svc/") {
-            return (self.service_ref(to, service, from_ns, refs), port);
+            return (self.service_ref(to, service, from_ns, refs), port, None);
         }
         if let Ok(ip) = host.parse::<Ipv4Addr>() {
-            return (Some(Destination::Addr(ip)), port);
+            return (Some(Destination::Addr(ip)), port, None);
         }
-        if host == EXTERNAL_HOST {
-            let external = self.external_ref(to, "to", refs);
-            return (external.map(|_| Destination::External), port);
+        if !host.contains('.') {
+            if host == EXTERNAL_HOST {
+                let external = self.external_ref(to, "to", refs);
+                return (external.map(|_| Destination::External), port, None);
+            }
+            if let Some(&p) = refs.pod_index.get(host) {
+                return (Some(Destination::Pod(p)), port, None);
+            }
+            if let Some(n) = refs
+                .nodes
+                .iter()
+                .position(|n| n.name.as_deref() == Some(host))
+            {
+                return (Some(Destination::Node(n)), port, None);
+            }
         }
-        if let Some(&p) = refs.pod_index.get(host) {
-            return (Some(Destination::Pod(p)), port);
+        let Some(dns) = refs.dns else {
+            let known = known_names(refs.pods.iter().filter_map(|p| p.name.as_deref()));
+            let nodes = known_names(refs.nodes.iter().filter_map(|n| n.name.as_deref()));
+            self.error(
+                to.referenced,
+                format!(
+                    "unknown pod {} in `to` (pods: {known}; nodes: {nodes}): it is not a pod; names are resolved by the cluster DNS, which this case does not declare (add dns: {{ node: ... }}); `to` is pod:port, svc/name:port, node:port, external:port, a.b.c.d:port, pod, node, external or a.b.c.d",
+                    quoted(host)
+                ),
+            );
+            return (None, port, None);
+        };
+        if let Some(problem) = dns::dns_name_problem(host) {
+            self.error(
+                to.referenced,
+                format!(
+                    "{} in `to` is not a pod, a node or an address, and as a DNS name it {problem}",
+                    quoted(host)
+                ),
+            );
+            return (None, port, None);
         }
-        if let Some(n) = refs
-            .nodes
-            .iter()
-            .position(|n| n.name.as_deref() == Some(host))
-        {
-            return (Some(Destination::Node(n)), port);
-        }
-        let known = known_names(refs.pods.iter().filter_map(|p| p.name.as_deref()));
-        let nodes = known_names(refs.nodes.iter().filter_map(|n| n.name.as_deref()));
-        self.error(
-            to.referenced,
-            format!(
-                "unknown pod {} in `to` (pods: {known}; nodes: {nodes}); `to` is pod:port, svc/name:port, node:port, external:port, a.b.c.d:port, pod, node, external or a.b.c.d",
-                quoted(host)
-            ),
-        );
-        (None, port)
+        let namespace = match from {
+            None => return (None, port, None),
+            Some(Answerer::External) => {
+                self.error(
+                    to.referenced,
+                    format!(
+                        "`to` is the name {}, but names are resolved by a pod's resolver (its resolv.conf points at the cluster DNS), and `from` is the external host: start the flow in a pod, or target an address",
+                        quoted(host)
+                    ),
+                );
+                return (None, port, None);
+            }
+            Some(Answerer::Pod(_)) => from_ns.unwrap_or("default"),
+        };
+        let Some(table) = &dns.table else {
+            // What the records need is invalid (reported): nothing to check against.
+            let target = NameTarget {
+                name: host.to_owned(),
+                resolution: None,
+            };
+            return (Some(Destination::Nowhere), port, Some(target));
+        };
+        let search = dns::search_domains(namespace, dns.zone());
+        let resolution = resolve_in(table, host, &search);
+        let destination = match resolution.addrs.as_slice() {
+            [] => Destination::Nowhere,
+            [ip] => match refs
+                .services
+                .iter()
+                .position(|s| s.plan.cluster_ip == Some(*ip))
+            {
+                Some(s) => Destination::Service(s),
+                None => Destination::Addr(*ip),
+            },
+            addrs => Destination::Addrs(addrs.to_vec()),
+        };
+        let target = NameTarget {
+            name: host.to_owned(),
+            resolution: Some(resolution),
+        };
+        (Some(destination), port, Some(target))
     }
 
     /// `name` or `namespace/name` after `svc/`.
@@ -1964,9 +2185,27 @@ impl Planner {
         protocol: Option<Protocol>,
         direct: Option<Answerer>,
         to_service: &ToService<'_>,
+        to_name: Option<&ToName<'_>>,
         refs: &Refs<'_>,
     ) -> Option<Expect> {
         let spec = &expect.value;
+        for (key, at) in [
+            ("exit", spec.exit.as_ref().map(|v| v.referenced)),
+            ("output", spec.output.as_ref().map(|v| v.referenced)),
+            (
+                "outputMatches",
+                spec.output_matches.as_ref().map(|v| v.referenced),
+            ),
+        ] {
+            if let Some(at) = at {
+                self.error(
+                    at,
+                    format!(
+                        "`{key}` is for flows that run a command (`exec`), not for flows with `to`"
+                    ),
+                );
+            }
+        }
         match (&spec.reach, &spec.fail) {
             (Some(_), Some(_)) => {
                 self.error(
@@ -1975,14 +2214,71 @@ impl Planner {
                 );
                 return None;
             }
+            // A flow to a name may only check what the name resolves to.
+            (None, None) if to_name.is_some() && spec.dns.is_some() => {
+                for (key, at) in [
+                    (
+                        "seenSource",
+                        spec.seen_source.as_ref().map(|v| v.referenced),
+                    ),
+                    ("sticky", spec.sticky.as_ref().map(|v| v.referenced)),
+                ] {
+                    if let Some(at) = at {
+                        self.error(
+                            at,
+                            format!("`{key}` goes with `reach`: with `dns` alone, the flow only resolves its name"),
+                        );
+                        return None;
+                    }
+                }
+                return Some(Expect::Reach {
+                    pods: Vec::new(),
+                    seen_source: None,
+                });
+            }
             (None, None) => {
+                let or_dns = if to_name.is_some() {
+                    ", or `dns: ...` for what the name resolves to"
+                } else {
+                    ""
+                };
                 self.error(
                     expect.referenced,
-                    "`expect` needs `reach: POD` or `fail: refused|timeout|unreachable`",
+                    format!(
+                        "`expect` needs `reach: POD` or `fail: refused|timeout|unreachable`{or_dns}"
+                    ),
                 );
                 return None;
             }
             _ => {}
+        }
+        // Nothing to send to when the name resolves to no address.
+        if let Some(to_name) = to_name
+            && let Some(resolution) = to_name.resolution
+            && resolution.addrs.is_empty()
+        {
+            let at = spec
+                .reach
+                .as_ref()
+                .map(|v| v.referenced)
+                .or(spec.fail.as_ref().map(|v| v.referenced))
+                .unwrap_or(expect.referenced);
+            let key = if spec.reach.is_some() {
+                "reach"
+            } else {
+                "fail"
+            };
+            self.error(
+                at,
+                format!(
+                    "{} resolves to no address ({}, asked {}), so there is nothing to send to: drop `{key}`, and check the answer with `dns: {{ rcode: {} }}`",
+                    quoted(to_name.name),
+                    dns::describe_resolution(resolution),
+                    resolution.asked.join(" "),
+                    resolution.rcode
+                ),
+            );
+            return None;
         }
 
         if let Some(fail) = &spec.fail {
@@ -2036,6 +2332,41 @@ impl Planner {
                 );
                 complete = false;
                 continue;
+            }
+            if let Answerer::Pod(p) = answerer
+                && refs.dns.is_some_and(|d| d.pod == Some(p))
+            {
+                self.error(
+                    name.referenced,
+                    format!(
+                        "`reach` names {}, the cluster DNS pod: it runs the DNS server, not an echo server, so no flow can see it answer; check names with a flow to the name and `dns`, or with `exec: [dig, ...]`",
+                        name.value
+                    ),
+                );
+                complete = false;
+                continue;
+            }
+            if let Some(addrs) = to_name.and_then(|n| n.addrs)
+                && let Answerer::Pod(p) = answerer
+                && !refs.pods[p].ip.is_some_and(|ip| addrs.contains(&ip))
+            {
+                let shown: Vec<String> = addrs
+                    .iter()
+                    .map(|ip| match refs.pods.iter().find(|p| p.ip == Some(*ip)) {
+                        Some(pod) => format!("{ip} ({})", pod.name.as_deref().unwrap_or("?")),
+                        None => ip.to_string(),
+                    })
+                    .collect();
+                self.error(
+                    name.referenced,
+                    format!(
+                        "`reach` names {}, but {} resolves to {}: only those can answer",
+                        name.value,
+                        quoted(to_name.map_or("", |n| n.name)),
+                        shown.join(", ")
+                    ),
+                );
+                complete = false;
             }
             if let Some(target) = direct
                 && target != answerer
@@ -2341,6 +2672,16 @@ fn transport(protocol: Protocol) -> Option<Proto> {
     }
 }
 
+/// A flow's `to` that is a DNS name, for checking `expect`.
+struct ToName<'a> {
+    /// As written.
+    name: &'a str,
+    /// What it resolves to; `None` when the records could not be planned (reported).
+    resolution: Option<&'a NameResolution>,
+    /// The addresses, when it resolves to several: only pods with one of them can answer.
+    addrs: Option<&'a [Ipv4Addr]>,
+}
+
 /// The Service port a flow goes to, for checking `reach`.
 struct ToService<'a> {
     hit: Option<&'a ServiceHit>,
@@ -2357,13 +2698,15 @@ struct Refs<'a> {
     external: Option<&'a ExternalDraft>,
     /// Whether flannel masquerades pod traffic leaving the pod network (vxlan and host-gw).
     ip_masq: bool,
+    /// The cluster DNS, when the case declares one.
+    dns: Option<&'a dns::DnsDraft>,
 }
 
 impl Refs<'_> {
     /// What a pod or the external host listens on.
     fn listeners(&self, answerer: Answerer) -> &[Listener] {
         match answerer {
-            Answerer::Pod(p) => &self.pods[p].listeners,
+            Answerer::Pod(p) => &self.pods[p].serves,
             Answerer::External => self.external.map_or(&[], |e| &e.listeners),
         }
     }
@@ -2405,6 +2748,7 @@ fn build_topology(
     nodes: &[NodeDraft],
     pods: &[PodDraft],
     external: Option<&ExternalDraft>,
+    dns: Option<&dns::DnsDraft>,
 ) -> Option<Topology> {
     let node_cidr = cluster.node_cidr?;
     let subnet_len = cluster.subnet_len?;
@@ -2516,13 +2860,40 @@ fn build_topology(
         });
     }
 
+    // With a cluster DNS, its records, every pod's nameserver and the cluster domain.
+    let dns = match dns {
+        Some(dns) => Some((
+            dns,
+            dns.records.clone()?,
+            dns.nameserver?,
+            dns.zone.clone()?,
+        )),
+        None => None,
+    };
     let mut topo_pods = Vec::with_capacity(pods.len());
-    for pod in pods {
+    for (index, pod) in pods.iter().enumerate() {
         let node = pod.node?;
         let ip = pod.ip?;
+        let name = pod.name.clone()?;
         let (_, subnet, _) = resolved.get(node)?;
+        // The kubelet writes both files; the DNS pod itself has `dnsPolicy: Default` (kubeadm's
+        // CoreDNS manifest): the node's resolv.conf, which podpath leaves alone.
+        let (resolv_conf, hosts) = match &dns {
+            Some((draft, _, nameserver, zone)) => (
+                (draft.pod != Some(index)).then(|| resolv_conf(*nameserver, &pod.namespace, zone)),
+                Some(hosts_file(
+                    ip,
+                    &name,
+                    pod.hostname.as_deref(),
+                    pod.subdomain.as_deref(),
+                    &pod.namespace,
+                    zone,
+                )),
+            ),
+            None => (None, None),
+        };
         topo_pods.push(Pod {
-            name: pod.name.clone()?,
+            name,
             namespace: pod.namespace.clone(),
             node,
             eth0: Iface {
@@ -2539,9 +2910,8 @@ fn build_topology(
                 onlink: false,
             }],
             listeners: pod.listeners.clone(),
-            // Filled in by the cluster DNS planning, when the case has DNS.
-            resolv_conf: None,
-            hosts: None,
+            resolv_conf,
+            hosts,
         });
     }
 
@@ -2558,7 +2928,13 @@ fn build_topology(
             Some(e) => Some(external_host(e, node_cidr, mtu)?),
             None => None,
         },
-        dns: None,
+        dns: dns.map(|(draft, records, _, _)| ClusterDnsServer {
+            pod: draft
+                .pod
+                .and_then(|p| pods.get(p)?.name.clone())
+                .unwrap_or_else(|| DNS_POD.to_owned()),
+            records,
+        }),
     })
 }
 
@@ -2833,11 +3209,21 @@ impl fmt::Display for Plan {
                 write_route(f, route)?;
             }
             write_listeners(f, &pod.listeners)?;
+            if let Some(entry) = pod.hosts.as_deref().and_then(|h| h.lines().last()) {
+                writeln!(f, "  {:<10} {}", "hosts", entry.replace('\t', " "))?;
+            }
         }
         for service in &self.services {
             write_service(f, service)?;
         }
+        if let Some(dns) = &topo.dns {
+            write_dns(f, topo, dns)?;
+        }
         for flow in &self.flows {
+            if let Some(exec) = &flow.exec {
+                write_exec_flow(f, flow, exec)?;
+                continue;
+            }
             let owner = match &flow.service {
                 Some(svc) => {
                     let port = self
@@ -2859,29 +3245,132 @@ impl fmt::Display for Plan {
                     .owner_of(flow.target.ip())
                     .map_or_else(String::new, |name| format!(" ({name})")),
             };
+            let target = match (&flow.dns_name, &flow.resolution) {
+                (Some(name), Some(resolution)) => {
+                    let port = match flow.target {
+                        Target::Tcp(addr) => format!(":{} (tcp)", addr.port()),
+                        Target::Udp(addr) => format!(":{} (udp)", addr.port()),
+                        Target::Icmp(_) => " (icmp)".to_owned(),
+                    };
+                    match resolution.addrs.as_slice() {
+                        [] => format!("{name}{port}, which resolves to no address"),
+                        [_] => format!(
+                            "{name}{port} = {}{owner}, resolved as {}",
+                            flow.target,
+                            resolution.fqdn.as_deref().unwrap_or("?")
+                        ),
+                        _ => format!(
+                            "{name}{port}, resolved as {}",
+                            dns::describe_resolution(resolution)
+                        ),
+                    }
+                }
+                _ => format!("{}{owner}", flow.target),
+            };
             write!(
                 f,
-                "flow {} (line {}): {} -> {}{owner}, timeout {}",
+                "flow {} (line {}): {} -> {target}, timeout {}",
                 flow.name,
                 flow.location.line,
                 flow.from,
-                flow.target,
                 DisplayDuration(flow.timeout)
             )?;
             if flow.attempts > 1 {
                 write!(f, ", {} attempts", flow.attempts)?;
             }
             writeln!(f)?;
-            write!(f, "  expect {}", flow.expect)?;
-            if flow.sticky {
-                write!(f, ", every attempt answered by the same pod")?;
-            } else if flow.each_reach_pod_answers() && matches!(flow.expect, Expect::Reach { .. }) {
-                write!(f, ", each of them at least once")?;
+            if let Some(resolution) = &flow.resolution {
+                writeln!(f, "  {:<10} {}", "asks", resolution.asked.join(" "))?;
             }
-            writeln!(f)?;
+            if let Some(expect) = &flow.expect_dns {
+                writeln!(f, "  expect dns {}", dns::describe_expect(expect))?;
+            }
+            if flow.sends_traffic() {
+                write!(f, "  expect {}", flow.expect)?;
+                if flow.sticky {
+                    write!(f, ", every attempt answered by the same pod")?;
+                } else if flow.each_reach_pod_answers()
+                    && matches!(flow.expect, Expect::Reach { .. })
+                {
+                    write!(f, ", each of them at least once")?;
+                }
+                writeln!(f)?;
+            }
         }
         Ok(())
     }
+}
+
+/// The DNS server, and the resolv.conf of each namespace's pods (the same for all of them).
+fn write_dns(f: &mut fmt::Formatter<'_>, topo: &Topology, dns: &ClusterDnsServer) -> fmt::Result {
+    let records = &dns.records;
+    let server = topo.pod(&dns.pod);
+    let node = server
+        .and_then(|p| topo.nodes.get(p.node))
+        .map_or("?", |n| n.name.as_str());
+    let ips: Vec<String> = records.server_ips.iter().map(Ipv4Addr::to_string).collect();
+    writeln!(
+        f,
+        "dns {} (namespace {}) on {node} at {}: zone {}, ttl {}, {} Services, {} pods",
+        dns.pod,
+        server.map_or("?", |p| p.namespace.as_str()),
+        ips.join(" "),
+        records.zone,
+        records.ttl,
+        records.services.len(),
+        records.pods.len()
+    )?;
+    let mut shown: Vec<&str> = Vec::new();
+    for pod in &topo.pods {
+        let Some(resolv) = &pod.resolv_conf else {
+            continue;
+        };
+        if shown.contains(&pod.namespace.as_str()) {
+            continue;
+        }
+        shown.push(&pod.namespace);
+        let lines: Vec<&str> = resolv.lines().collect();
+        writeln!(
+            f,
+            "  {:<10} namespace {}: {}",
+            "resolv",
+            pod.namespace,
+            lines.join("; ")
+        )?;
+    }
+    Ok(())
+}
+
+/// An `exec` flow: the command and what it must do.
+fn write_exec_flow(f: &mut fmt::Formatter<'_>, flow: &FlowPlan, exec: &ExecPlan) -> fmt::Result {
+    let argv: Vec<String> = exec
+        .argv
+        .iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
+                format!("{a:?}")
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    writeln!(
+        f,
+        "flow {} (line {}): {} runs {}, timeout {}",
+        flow.name,
+        flow.location.line,
+        flow.from,
+        argv.join(" "),
+        DisplayDuration(flow.timeout)
+    )?;
+    write!(f, "  expect exit {}", exec.exit)?;
+    for line in &exec.output {
+        write!(f, ", line {line:?}")?;
+    }
+    for pattern in &exec.output_matches {
+        write!(f, ", a line matching {pattern:?}")?;
+    }
+    writeln!(f)
 }
 
 fn write_service(f: &mut fmt::Formatter<'_>, service: &ServicePlan) -> fmt::Result {
@@ -3437,6 +3926,10 @@ flows:
                 service: None,
                 attempts: 1,
                 sticky: false,
+                dns_name: None,
+                resolution: None,
+                expect_dns: None,
+                exec: None,
             }
         );
         assert_eq!(

@@ -266,10 +266,12 @@ pub struct ExpectSpec {
     pub output_matches: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
-/// `expect.dns`: a list of answers (`[svc/myapp, pod-b, 10.96.0.5]`, rcode NOERROR) or a
-/// mapping `{ answers, rcode }`. Read it through [`DnsExpectSpec::parts`].
+/// `expect.dns`: an answer (`svc/myapp`) or a list of them (`[svc/myapp, pod-b, 10.96.0.5]`),
+/// with rcode NOERROR, or a mapping `{ answers, rcode }`. Read it through
+/// [`DnsExpectSpec::parts`].
 #[derive(Debug, Clone)]
 pub enum DnsExpectSpec {
+    One(String),
     Answers(Vec<Spanned<String>>),
     Spec(Box<DnsExpectMap>),
 }
@@ -288,6 +290,14 @@ impl DnsExpectSpec {
         value: &Spanned<DnsExpectSpec>,
     ) -> (Option<Vec<Spanned<String>>>, Option<Spanned<String>>) {
         match &value.value {
+            DnsExpectSpec::One(answer) => (
+                Some(vec![Spanned::new(
+                    answer.clone(),
+                    value.referenced,
+                    value.defined,
+                )]),
+                None,
+            ),
             DnsExpectSpec::Answers(answers) => (Some(answers.clone()), None),
             DnsExpectSpec::Spec(map) => (
                 map.answers.as_ref().map(|a| a.value.clone()),
@@ -502,8 +512,10 @@ impl<'de> Deserialize<'de> for DnsExpectSpec {
             type Value = DnsExpectSpec;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of answers or a mapping with `answers` and `rcode`")
+                f.write_str("an answer, a list of answers or a mapping with `answers` and `rcode`")
             }
+
+            scalars_as_text!(DnsExpectSpec::One);
 
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DnsExpectSpec, A::Error> {
                 let mut answers = Vec::new();
@@ -652,6 +664,72 @@ flows:
         assert_eq!(at(&names[0]), (3, 14));
     }
 
+    #[test]
+    fn dns_exec_and_their_expectations_keep_their_locations() {
+        let text = "\
+dns: { node: node1, clusterIP: 10.96.0.53, domain: corp.example }
+pods: [{ name: a, hostname: h, subdomain: s }]
+flows:
+  - { name: f, to: 'web:80', expect: { dns: [svc/web, a] } }
+  - { name: g, to: 'x:80', expect: { dns: { rcode: NXDOMAIN, answers: [] } } }
+  - name: h
+    exec: [dig, +short, 53]
+    expect: { exit: 1, output: [a], outputMatches: ['^b$'] }
+";
+        let case = parse(text).unwrap().value;
+        let dns = case.dns.unwrap().value;
+        assert_eq!(at(dns.node.as_ref().unwrap()), (1, 14));
+        assert_eq!(dns.cluster_ip.as_ref().unwrap().value, "10.96.0.53");
+        assert_eq!(at(dns.domain.as_ref().unwrap()), (1, 52));
+        let pod = &case.pods.unwrap()[0].value;
+        assert_eq!(at(pod.hostname.as_ref().unwrap()), (2, 29));
+        assert_eq!(at(pod.subdomain.as_ref().unwrap()), (2, 43));
+        let flows = case.flows.unwrap();
+        let dns_of = |i: usize| {
+            flows[i]
+                .value
+                .expect
+                .as_ref()
+                .unwrap()
+                .value
+                .dns
+                .clone()
+                .unwrap()
+        };
+        let (answers, rcode) = DnsExpectSpec::parts(&dns_of(0));
+        let answers = answers.unwrap();
+        assert_eq!((answers[1].value.as_str(), at(&answers[1])), ("a", (4, 55)));
+        assert!(rcode.is_none());
+        let (answers, rcode) = DnsExpectSpec::parts(&dns_of(1));
+        let one = parse("flows: [{ expect: { dns: svc/web } }]\n")
+            .unwrap()
+            .value;
+        let one = one.flows.unwrap()[0]
+            .value
+            .expect
+            .clone()
+            .unwrap()
+            .value
+            .dns
+            .unwrap();
+        let (answer, _) = DnsExpectSpec::parts(&one);
+        assert_eq!(
+            answer.map(|a| (a[0].value.clone(), at(&a[0]))),
+            Some(("svc/web".into(), (1, 26)))
+        );
+        assert_eq!(answers.map(|a| a.len()), Some(0));
+        assert_eq!(at(&rcode.unwrap()), (5, 52));
+        let exec = flows[2].value.exec.as_ref().unwrap();
+        assert_eq!(at(exec), (7, 11));
+        assert_eq!(exec.value[2].value, "53");
+        let expect = &flows[2].value.expect.as_ref().unwrap().value;
+        assert_eq!(expect.exit.as_ref().unwrap().value, "1");
+        assert_eq!(
+            at(&expect.output_matches.as_ref().unwrap().value[0]),
+            (8, 53)
+        );
+    }
+
     #[rstest]
     #[case::unknown_top_key("nodes: [a]\nbogus: 1\n", 2, 1, "unknown field `bogus`")]
     #[case::unknown_node_key("nodes:\n  - name: a\n    zone: x\n", 3, 5, "unknown field `zone`")]
@@ -692,6 +770,25 @@ flows:
         "unknown field `address`"
     )]
     #[case::external_list("external: [80]\n", 1, 11, "expected a mapping")]
+    #[case::unknown_dns_key(
+        "dns: { node: a, upstream: 1.1.1.1 }\n",
+        1,
+        17,
+        "unknown field `upstream`"
+    )]
+    #[case::unknown_dns_expect_key(
+        "flows: [{ expect: { dns: { rcode: NOERROR, ttl: 30 } } }]\n",
+        1,
+        44,
+        "unknown field `ttl`"
+    )]
+    #[case::dns_expect_sequence_of_lists(
+        "flows: [{ expect: { dns: [[a]] } }]\n",
+        1,
+        27,
+        "expected a single value"
+    )]
+    #[case::exec_scalar("flows: [{ exec: dig }]\n", 1, 17, "expected a list")]
     #[case::syntax("nodes: [a\n", 1, 8, "unclosed bracket")]
     #[case::list_at_top("- a\n- b\n", 1, 1, "expected a mapping")]
     #[case::scalar_for_list("nodes: 3\n", 1, 8, "expected a list")]

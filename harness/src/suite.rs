@@ -8,8 +8,10 @@ use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::{Cluster, ProbeTarget};
 
 use crate::diag::CaseError;
+use crate::plan::Expect;
 use crate::plan::{self, FlowPlan, Plan, Target};
-use crate::verdict::{Verdict, judge};
+use crate::verdict::{Verdict, dns_fault, judge, judge_exec};
+use netns_runtime::resolver::Resolution;
 
 /// A case file and what loading it gave.
 pub struct LoadedCase {
@@ -88,6 +90,46 @@ pub fn runs_of(case_id: &str, plan: &Plan) -> Vec<RunKind> {
             proxy: Some(mode),
         })
         .collect()
+}
+
+/// The same probe to another address (a name's resolved one).
+fn retarget(target: ProbeTarget, ip: std::net::Ipv4Addr) -> ProbeTarget {
+    match target {
+        ProbeTarget::Tcp(a) => ProbeTarget::Tcp(std::net::SocketAddrV4::new(ip, a.port())),
+        ProbeTarget::Udp(a) => ProbeTarget::Udp(std::net::SocketAddrV4::new(ip, a.port())),
+        ProbeTarget::Icmp(_) => ProbeTarget::Icmp(ip),
+    }
+}
+
+/// The verdict of a flow that only resolves its name (or whose name did not resolve).
+fn dns_only_verdict(
+    name: &str,
+    resolution: &Resolution,
+    fault: Option<String>,
+    only_dns: bool,
+) -> Verdict {
+    let observed = match resolution.exchanges.last() {
+        Some(_) => format!(
+            "{name} -> {} {}",
+            resolution.rcode(),
+            resolution
+                .addresses()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        None => format!("{name}: no question was asked"),
+    };
+    let reason = fault.or_else(|| {
+        (!only_dns).then(|| format!("{name} did not resolve, so there was nothing to connect to"))
+    });
+    Verdict {
+        passed: reason.is_none(),
+        expected: format!("{name} resolves as the case says"),
+        observed,
+        reason,
+    }
 }
 
 /// The probe a flow sends.
@@ -178,15 +220,65 @@ impl CaseRun {
         result
     }
 
-    /// Runs flow `index`: every attempt, then the verdict.
+    /// Runs flow `index`: a command in the pod (`exec`), or the name's resolution (a flow to
+    /// a DNS name) and then every attempt, and the verdict.
     pub fn run_flow(&self, index: usize) -> Result<Verdict, String> {
         let flow = &self.plan.flows[index];
         self.with_cluster(|cluster| {
+            if let Some(exec) = &flow.exec {
+                return Ok(match cluster.exec(&flow.from, &exec.argv, flow.timeout) {
+                    Ok(done) => judge_exec(exec, &done),
+                    Err(e) => Verdict {
+                        passed: false,
+                        expected: format!("`{}` succeeds", exec.argv.join(" ")),
+                        observed: e.clone(),
+                        reason: Some(e),
+                    },
+                });
+            }
+            let mut target = probe_target(flow);
+            let mut dns_part = None;
+            if let Some(name) = &flow.dns_name {
+                let resolution = cluster.resolve(&flow.from, name, flow.timeout)?;
+                let want = flow.expect_dns.as_ref().map(|d| {
+                    let answers: Vec<(String, Vec<std::net::Ipv4Addr>)> = d
+                        .answers
+                        .iter()
+                        .map(|a| (a.label.clone(), a.addrs.clone()))
+                        .collect();
+                    (d.rcode.clone(), answers)
+                });
+                let fault = want
+                    .as_ref()
+                    .and_then(|(rcode, answers)| dns_fault(rcode, answers, &resolution));
+                let address = resolution.addresses().first().copied();
+                dns_part = Some((resolution, fault));
+                let only_dns =
+                    matches!(&flow.expect, Expect::Reach { pods, .. } if pods.is_empty());
+                match address {
+                    Some(ip) if !only_dns => target = retarget(target, ip),
+                    _ => {
+                        let (resolution, fault) = dns_part.take().expect("set above");
+                        return Ok(dns_only_verdict(name, &resolution, fault, only_dns));
+                    }
+                }
+            }
             let outcomes: Vec<_> = (0..flow.attempts.max(1))
-                .map(|_| cluster.probe(&flow.from, probe_target(flow), flow.timeout))
+                .map(|_| cluster.probe(&flow.from, target, flow.timeout))
                 .collect();
-            judge(flow, cluster.topology(), &outcomes)
-        })
+            let mut verdict = judge(flow, cluster.topology(), &outcomes);
+            if let Some((resolution, fault)) = dns_part {
+                let answered = resolution
+                    .answered()
+                    .map_or_else(|| "no answer".to_string(), ToString::to_string);
+                verdict.observed = format!("resolved {answered}; {}", verdict.observed);
+                if let Some(fault) = fault {
+                    verdict.passed = false;
+                    verdict.reason = Some(fault);
+                }
+            }
+            Ok(verdict)
+        })?
     }
 
     /// What a snapshot keeps of `node`: its rule tables as the proxy shows them, then the

@@ -253,3 +253,181 @@ pub fn describe(topology: &Topology, outcome: &Outcome) -> String {
         other => other.to_string(),
     }
 }
+
+/// Why a name's resolution does not match the expected rcode and answers, side by side.
+///
+/// `want` lists each expected answer as written (`svc/myapp`) with the addresses it stands
+/// for; the resolution must give exactly the union of them (order aside).
+pub fn dns_fault(
+    want_rcode: &str,
+    want: &[(String, Vec<std::net::Ipv4Addr>)],
+    got: &netns_runtime::resolver::Resolution,
+) -> Option<String> {
+    let got_rcode = got.rcode();
+    let mut want_addrs: Vec<std::net::Ipv4Addr> =
+        want.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+    want_addrs.sort();
+    want_addrs.dedup();
+    let mut got_addrs = got.addresses().to_vec();
+    got_addrs.sort();
+    got_addrs.dedup();
+    if got_rcode == want_rcode && (want.is_empty() || got_addrs == want_addrs) {
+        return None;
+    }
+    let mut out = String::from("the DNS answer differs:\n");
+    let expected: Vec<String> = want
+        .iter()
+        .map(|(label, addrs)| {
+            let a: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            format!("{label} ({})", a.join(" "))
+        })
+        .collect();
+    let observed: Vec<String> = got_addrs.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "          expected                      observed");
+    let _ = writeln!(out, "  rcode   {want_rcode:<30}{got_rcode}");
+    let rows = expected.len().max(observed.len()).max(1);
+    for i in 0..rows {
+        let e = expected.get(i).map_or("", String::as_str);
+        let o = observed.get(i).map_or("", String::as_str);
+        let label = if i == 0 { "  answer" } else { "        " };
+        let _ = writeln!(out, "{label}  {e:<30}{o}");
+    }
+    let _ = write!(out, "  queries:");
+    for ex in &got.exchanges {
+        let _ = write!(out, "\n    {ex}");
+    }
+    Some(out)
+}
+
+/// Why a command's result does not match: exit code, expected lines (a subsequence of its
+/// output's lines), patterns (each must match some line).
+pub fn exec_fault(
+    want_exit: i32,
+    want_lines: &[String],
+    want_matches: &[regex::Regex],
+    done: &netns_runtime::tool::Finished,
+) -> Option<String> {
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    let shown = || {
+        let mut s = format!("\n  stdout:\n    {}", lines.join("\n    "));
+        if !done.stderr.trim().is_empty() {
+            s.push_str(&format!(
+                "\n  stderr:\n    {}",
+                done.stderr.trim_end().replace('\n', "\n    ")
+            ));
+        }
+        s
+    };
+    if done.code != Some(want_exit) {
+        return Some(format!(
+            "expected exit code {want_exit}, the command ended with {}{}",
+            done.status,
+            shown()
+        ));
+    }
+    let mut rest = lines.iter();
+    for want in want_lines {
+        if !rest.any(|l| l.trim_end() == want) {
+            return Some(format!(
+                "expected the line {want:?} (after the ones before it) in the output{}",
+                shown()
+            ));
+        }
+    }
+    for re in want_matches {
+        if !lines.iter().any(|l| re.is_match(l)) {
+            return Some(format!("no line of the output matches /{re}/{}", shown()));
+        }
+    }
+    None
+}
+
+/// Judges an `exec` flow by how its command ended.
+pub fn judge_exec(exec: &crate::plan::ExecPlan, done: &netns_runtime::tool::Finished) -> Verdict {
+    let patterns: Vec<regex::Regex> = exec
+        .output_matches
+        .iter()
+        .filter_map(|p| regex::Regex::new(p).ok())
+        .collect();
+    let reason = exec_fault(exec.exit, &exec.output, &patterns, done);
+    let first = done.stdout.lines().next().unwrap_or("").trim();
+    Verdict {
+        passed: reason.is_none(),
+        expected: format!("`{}` exits {}", exec.argv.join(" "), exec.exit),
+        observed: format!(
+            "{}{}",
+            done.status,
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(", first line: {first}")
+            }
+        ),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netns_runtime::resolver::{Exchange, Resolution};
+    use std::net::Ipv4Addr;
+
+    fn answered(ips: &[[u8; 4]]) -> Resolution {
+        Resolution {
+            exchanges: vec![Exchange {
+                name: "myapp.default.svc.cluster.local.".into(),
+                server: "10.96.0.10:53".parse().unwrap(),
+                rcode: "NOERROR".into(),
+                answers: ips.iter().map(|o| Ipv4Addr::from(*o)).collect(),
+                tcp: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_different_dns_answer_is_shown_side_by_side() {
+        let want = vec![("svc/myapp".to_string(), vec![Ipv4Addr::new(10, 96, 0, 5)])];
+        let fault = dns_fault("NOERROR", &want, &answered(&[[10, 96, 0, 7]])).unwrap();
+        assert!(fault.contains("expected"), "{fault}");
+        let row = fault.lines().find(|l| l.contains("svc/myapp")).unwrap();
+        assert!(
+            row.contains("svc/myapp (10.96.0.5)") && row.contains("10.96.0.7"),
+            "{fault}"
+        );
+        assert!(fault.contains("myapp.default.svc.cluster.local. A? -> NOERROR 10.96.0.7"));
+    }
+
+    #[test]
+    fn the_same_answer_in_another_order_matches() {
+        let want = vec![
+            ("pod-a".to_string(), vec![Ipv4Addr::new(10, 244, 1, 2)]),
+            ("pod-b".to_string(), vec![Ipv4Addr::new(10, 244, 2, 2)]),
+        ];
+        let got = answered(&[[10, 244, 2, 2], [10, 244, 1, 2]]);
+        assert_eq!(dns_fault("NOERROR", &want, &got), None);
+        assert!(dns_fault("NXDOMAIN", &want, &got).is_some());
+    }
+
+    #[test]
+    fn exec_output_lines_are_a_subsequence_and_patterns_match_some_line() {
+        let done = netns_runtime::tool::Finished {
+            code: Some(0),
+            status: "exit code 0".into(),
+            stdout: "a\nb\nc\n".into(),
+            stderr: String::new(),
+        };
+        let re = |p: &str| regex::Regex::new(p).unwrap();
+        assert_eq!(
+            exec_fault(0, &["a".into(), "c".into()], &[re("^b$")], &done),
+            None
+        );
+        assert!(exec_fault(0, &["c".into(), "a".into()], &[], &done).is_some());
+        assert!(exec_fault(0, &[], &[re("^d")], &done).is_some());
+        assert!(
+            exec_fault(1, &[], &[], &done)
+                .unwrap()
+                .contains("exit code 1")
+        );
+    }
+}

@@ -1609,8 +1609,17 @@ impl Planner {
         };
 
         let protocol = self.protocol(spec, port, to_at);
-        let (service, protocol) =
-            self.flow_service(spec, destination.as_ref(), port, protocol, to_at, refs);
+        // A flow to a name that only checks what it resolves to sends nothing: its port need
+        // not be one of a Service's.
+        let resolves_only = name_target.is_some()
+            && spec.expect.as_ref().is_some_and(|e| {
+                e.value.dns.is_some() && e.value.reach.is_none() && e.value.fail.is_none()
+            });
+        let (service, protocol) = if resolves_only {
+            (None, protocol)
+        } else {
+            self.flow_service(spec, destination.as_ref(), port, protocol, to_at, refs)
+        };
         let attempts = match &spec.attempts {
             None => Some(1),
             Some(v) => self.number("attempts", v).and_then(|n| {
@@ -1677,7 +1686,9 @@ impl Planner {
         // answer is a mistake in the case, not something to find out by running it. When a
         // name resolves to several addresses, this holds for each pod of `reach`.
         let answerers: Vec<Answerer> = match (&expect, &destination) {
-            (Some(Expect::Reach { .. }), _) if direct.is_some() => direct.into_iter().collect(),
+            (Some(Expect::Reach { pods, .. }), _) if direct.is_some() && !pods.is_empty() => {
+                direct.into_iter().collect()
+            }
             (Some(Expect::Reach { pods, .. }), Some(Destination::Addrs(_))) => pods
                 .iter()
                 .filter_map(|p| refs.pod_index.get(p.as_str()).map(|&i| Answerer::Pod(i)))

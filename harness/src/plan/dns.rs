@@ -1592,6 +1592,20 @@ services:
         assert_eq!(plan.flows[3].target.ip(), ip("10.244.1.3"));
     }
 
+    #[test]
+    fn a_flow_that_only_resolves_needs_no_service_port_or_listener() {
+        let plan = plan(&with_flows(
+            "  - { name: f, from: client, to: web, expect: { dns: svc/web } }
+  - { name: g, from: client, to: 'web:9999', expect: { dns: svc/web } }
+  - { name: h, from: client, to: 'db-0.db:1', expect: { dns: db-0 } }
+",
+        ));
+        assert_eq!(plan.flows[0].target, Target::Icmp(ip("10.96.0.2")));
+        assert_eq!(plan.flows[1].service, None);
+        assert_eq!(plan.flows[2].target.ip(), ip("10.244.1.3"));
+        assert!(plan.flows.iter().all(|f| !f.sends_traffic()));
+    }
+
     // --- exec ------------------------------------------------------------------------------
 
     #[test]
@@ -1694,6 +1708,36 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
   expect exit 0, line \"10.244.1.3\"
 "
         );
+    }
+
+    #[test]
+    fn the_examples_of_the_case_format_plan() {
+        let doc = include_str!("../../../docs/case-format.md");
+        let section = &doc[doc.find("## Cluster DNS").unwrap()..];
+        let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let end = start + section[start..].find("```").unwrap();
+        let example = plan(&section[start..end]);
+        assert_eq!(example.flows[0].target.ip(), ip("10.96.0.2"));
+        assert_eq!(example.flows[1].target.ip(), ip("10.244.2.3"));
+        assert_eq!(
+            example.flows[2].expect_dns.as_ref().unwrap().rcode,
+            "NXDOMAIN"
+        );
+        assert_eq!(
+            example.flows[3].exec.as_ref().unwrap().output,
+            ["10.96.0.2"]
+        );
+
+        let exec = &doc[doc.find("## `exec`").unwrap()..];
+        let start = exec.find("```yaml\n").unwrap() + "```yaml\n".len();
+        let end = start + exec[start..].find("```").unwrap();
+        let flow: String = exec[start..end]
+            .lines()
+            .map(|line| format!("  {line}\n"))
+            .collect();
+        let with_exec = plan(&with_flows(&flow));
+        let exec = with_exec.flows[0].exec.as_ref().unwrap();
+        assert_eq!(exec.output_matches, ["^10\\.96\\."]);
     }
 
     // --- errors --------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::Failed;
 use netns_runtime::capture::decode::{IPPROTO_UDP, Transport};
 use netns_runtime::capture::{self, CaptureSet, Captured, PointStats, pcapng};
 use netns_runtime::netlink::Netlink;
@@ -24,25 +24,16 @@ use netns_runtime::netns;
 use netns_runtime::probe::echo_request;
 use netns_runtime::topology::{Mac, Vxlan};
 use nix::sched::{CloneFlags, unshare};
-use nix::unistd::{getegid, geteuid};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-type TestResult = Result<(), Failed>;
+mod support;
+
+use support::{Test, TestResult};
 
 /// How long switching kernel timestamps on took, and whether it worked.
 static KEEPER: std::sync::OnceLock<(Duration, Result<(), String>)> = std::sync::OnceLock::new();
-type Test = fn() -> TestResult;
 
 fn main() {
-    // Before anything else, and before any thread exists: leave the host's network namespace.
-    let isolation = isolate();
-    if isolation.is_ok() {
-        // Once per process (CaptureSet::start would do it too); timed for the overhead trial.
-        let t = Instant::now();
-        let on = capture::keep_timestamps_on();
-        let _ = KEEPER.set((t.elapsed(), on));
-    }
-    let args = Arguments::from_args();
     let tests: Vec<(&str, Test)> = vec![
         ("veth_udp_tcp_icmp_arp", veth_udp_tcp_icmp_arp),
         (
@@ -56,57 +47,13 @@ fn main() {
         ),
         ("overhead", overhead),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| match &isolation {
-            Ok(()) => Trial::test(name, move || in_new_netns(test)),
-            Err(reason) => {
-                let reason = reason.clone();
-                Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
-            }
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
-}
-
-/// Moves the process into a private network namespace, or says why it cannot.
-fn isolate() -> Result<(), String> {
-    let mut tried = Vec::new();
-    if geteuid().is_root() {
-        match unshare(CloneFlags::CLONE_NEWNET) {
-            Ok(()) => return Ok(()),
-            Err(e) => tried.push(format!("unshare(CLONE_NEWNET) as root: {e}")),
-        }
-    }
-    let (uid, gid) = (geteuid(), getegid());
-    match unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET) {
-        Ok(()) => {
-            let maps = fs::write("/proc/self/setgroups", "deny")
-                .and_then(|()| fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
-                .and_then(|()| fs::write("/proc/self/gid_map", format!("0 {gid} 1")));
-            match maps {
-                Ok(()) => return Ok(()),
-                Err(e) => tried.push(format!("writing user namespace maps: {e}")),
-            }
-        }
-        Err(e) => tried.push(format!("unshare(CLONE_NEWUSER|CLONE_NEWNET): {e}")),
-    }
-    Err(format!(
-        "cannot get a private network namespace ({})",
-        tried.join("; ")
-    ))
-}
-
-/// Runs `test` on a new thread inside a fresh network namespace; the thread ends with it.
-fn in_new_netns(test: Test) -> TestResult {
-    thread::scope(|s| {
-        s.spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
-            test()
-        })
-        .join()
-        .unwrap_or_else(|p| resume_unwind(p))
-    })
+    support::run_trials(tests, || {
+        // Once per process (CaptureSet::start would do it too); timed for the overhead trial.
+        let t = Instant::now();
+        let on = capture::keep_timestamps_on();
+        let _ = KEEPER.set((t.elapsed(), on));
+        Ok(())
+    });
 }
 
 /// A network namespace held by its fd, made by a thread that ended right after.

@@ -8,37 +8,24 @@
 //! compared with what [`RecordTable::lookup`] says, so the wire path adds nothing and loses
 //! nothing, except where truncation must cut.
 
-use std::fs;
-use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
-use std::panic::resume_unwind;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::Failed;
 use netns_runtime::dns::{
     Answer, ClusterDns, DnsServer, Endpoint, Pod, Port, Rcode, RecordTable, RecordType, Service,
     SharedTable,
 };
 use netns_runtime::topology::Proto;
-use nix::sched::{CloneFlags, unshare};
-use nix::unistd::{getegid, geteuid};
 
-type TestResult = Result<(), Failed>;
-type Test = fn() -> TestResult;
+mod support;
+
+use support::{Test, TestResult};
 
 /// Endpoints of the headless Service whose A answer cannot fit 512 bytes, nor 1232.
 const BIG: u8 = 120;
 
 fn main() {
-    // Before anything else, and before any thread exists: leave the host's network namespace.
-    let isolation = isolate().and_then(|()| {
-        tool(&["dig", "-v"])
-            .map(|_| ())
-            .map_err(|e| format!("dig is not usable: {}", e.message().unwrap_or_default()))
-    });
-    let args = Arguments::from_args();
     let tests: Vec<(&str, Test)> = vec![
         ("answers_match_the_table_over_udp", answers_match_over_udp),
         ("answers_match_the_table_over_tcp", answers_match_over_tcp),
@@ -50,94 +37,29 @@ fn main() {
         ("dig_retries_truncated_over_tcp", dig_retries_over_tcp),
         ("swapped_table_answers_at_once", swapped_table_answers),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| match &isolation {
-            Ok(()) => Trial::test(name, move || in_new_netns(test)),
-            Err(reason) => {
-                let reason = reason.clone();
-                Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
-            }
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
-}
-
-/// Moves the process into a private network namespace, or says why it cannot.
-fn isolate() -> Result<(), String> {
-    let mut tried = Vec::new();
-    if geteuid().is_root() {
-        match unshare(CloneFlags::CLONE_NEWNET) {
-            Ok(()) => return Ok(()),
-            Err(e) => tried.push(format!("unshare(CLONE_NEWNET) as root: {e}")),
-        }
-    }
-    let (uid, gid) = (geteuid(), getegid());
-    match unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET) {
-        Ok(()) => {
-            let maps = fs::write("/proc/self/setgroups", "deny")
-                .and_then(|()| fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
-                .and_then(|()| fs::write("/proc/self/gid_map", format!("0 {gid} 1")));
-            match maps {
-                Ok(()) => return Ok(()),
-                Err(e) => tried.push(format!("writing user namespace maps: {e}")),
-            }
-        }
-        Err(e) => tried.push(format!("unshare(CLONE_NEWUSER|CLONE_NEWNET): {e}")),
-    }
-    Err(format!(
-        "cannot get a private network namespace ({})",
-        tried.join("; ")
-    ))
-}
-
-/// Runs `test` on a new thread inside a fresh network namespace; the thread ends with it.
-fn in_new_netns(test: Test) -> TestResult {
-    thread::scope(|s| {
-        s.spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
-            test()
-        })
-        .join()
-        .unwrap_or_else(|p| resume_unwind(p))
-    })
-}
-
-/// Runs a tool in the calling thread's network namespace, killed after 20 seconds.
-fn tool(argv: &[&str]) -> Result<String, Failed> {
-    let shown = argv.join(" ");
-    let mut child = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{shown}: {e}"))?;
-    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let out_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
+    support::run_trials(tests, || {
+        tool(&["dig", "-v"])
+            .map(|_| ())
+            .map_err(|e| format!("dig is not usable: {}", e.message().unwrap_or_default()))
     });
-    let mut err = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| format!("{shown}: {e}"))? {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("`{shown}` timed out").into());
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let _ = stderr.read_to_string(&mut err);
-    let out = out_reader.join().unwrap_or_default();
-    if !status.success() {
-        return Err(format!("`{shown}` failed ({status}): {err}{out}").into());
+}
+
+/// How long a `dig` or `ip` call may take before it is killed.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs a tool in the calling thread's network namespace, killed after [`TOOL_TIMEOUT`]; when it
+/// fails, the error shows its standard output after its standard error (`dig` explains itself
+/// there).
+fn tool(argv: &[&str]) -> Result<String, Failed> {
+    let done = support::run(argv, TOOL_TIMEOUT)?;
+    if done.code != Some(0) {
+        return Err(support::failed(
+            argv,
+            &done,
+            &format!("{}{}", done.stderr, done.stdout),
+        ));
     }
-    Ok(out)
+    Ok(done.stdout)
 }
 
 // --- the cluster ------------------------------------------------------------------------------

@@ -10,19 +10,18 @@
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::panic::resume_unwind;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::{Arguments, Failed, Trial};
 use netns_runtime::proxy::iptables::{self, Options};
 use netns_runtime::proxy::{Endpoint, ServicePort, ServiceTable, TrafficPolicy};
 use netns_runtime::topology::Proto;
-use nix::sched::{CloneFlags, unshare};
-use nix::unistd::{getegid, geteuid};
 
-type TestResult = Result<(), Failed>;
+mod support;
+
+use support::TestResult;
 
 /// One iptables backend: its restore and save commands.
 #[derive(Clone, Copy)]
@@ -47,7 +46,7 @@ type Test = fn(Backend) -> TestResult;
 
 fn main() {
     // Before anything else, and before any thread exists: leave the host's network namespace.
-    let isolation = isolate();
+    let isolation = support::isolate();
     let args = Arguments::from_args();
     let tests: [(&str, Test); 4] = [
         ("render_restores_every_chain", render_restores_every_chain),
@@ -63,14 +62,11 @@ fn main() {
                 .into_iter()
                 .find(|tool| !on_path(tool));
             trials.push(match (&isolation, missing) {
-                (Ok(()), None) => Trial::test(name, move || in_new_netns(test, backend)),
-                (Err(reason), _) => {
-                    let reason = reason.clone();
-                    Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
+                (Ok(()), None) => {
+                    Trial::test(name, move || support::in_new_netns(|| test(backend)))
                 }
-                (_, Some(tool)) => Trial::ignorable_test(name, move || {
-                    Ok(Completion::ignored_with(format!("{tool} is not installed")))
-                }),
+                (Err(reason), _) => support::ignored(name, reason.clone()),
+                (_, Some(tool)) => support::ignored(name, format!("{tool} is not installed")),
             });
         }
     }
@@ -86,34 +82,6 @@ fn lock_file() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("podpath-xtables-{}.lock", std::process::id()))
 }
 
-/// Moves the process into a private network namespace, or says why it cannot.
-fn isolate() -> Result<(), String> {
-    let mut tried = Vec::new();
-    if geteuid().is_root() {
-        match unshare(CloneFlags::CLONE_NEWNET) {
-            Ok(()) => return Ok(()),
-            Err(e) => tried.push(format!("unshare(CLONE_NEWNET) as root: {e}")),
-        }
-    }
-    let (uid, gid) = (geteuid(), getegid());
-    match unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET) {
-        Ok(()) => {
-            let maps = fs::write("/proc/self/setgroups", "deny")
-                .and_then(|()| fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
-                .and_then(|()| fs::write("/proc/self/gid_map", format!("0 {gid} 1")));
-            match maps {
-                Ok(()) => return Ok(()),
-                Err(e) => tried.push(format!("writing user namespace maps: {e}")),
-            }
-        }
-        Err(e) => tried.push(format!("unshare(CLONE_NEWUSER|CLONE_NEWNET): {e}")),
-    }
-    Err(format!(
-        "cannot get a private network namespace ({})",
-        tried.join("; ")
-    ))
-}
-
 fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
@@ -121,18 +89,6 @@ fn on_path(tool: &str) -> bool {
         || ["/usr/sbin", "/sbin"]
             .iter()
             .any(|d| std::path::Path::new(d).join(tool).is_file())
-}
-
-/// Runs `test` on a new thread inside a fresh network namespace; the thread ends with it.
-fn in_new_netns(test: Test, backend: Backend) -> TestResult {
-    thread::scope(|s| {
-        s.spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
-            test(backend)
-        })
-        .join()
-        .unwrap_or_else(|p| resume_unwind(p))
-    })
 }
 
 /// Runs a tool in the calling thread's network namespace, feeding it `stdin`, with a timeout.

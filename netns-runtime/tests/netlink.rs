@@ -6,30 +6,29 @@
 //! trials running in parallel do not see each other's links. The `ip` and `bridge` tools,
 //! started from that thread, inherit its network namespace and check what the kernel did.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::Failed;
 use netns_runtime::netlink::{LinkInfo, NTF_SELF, Netlink, NetlinkError, RTNH_F_ONLINK};
 use netns_runtime::topology::{Mac, Vxlan};
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, unshare};
-use nix::unistd::{getegid, geteuid};
 
-type TestResult = Result<(), Failed>;
-type Test = fn() -> TestResult;
+mod support;
+
+use support::{Test, TestResult};
+
+/// How long an `ip` or `bridge` call may take before it is killed.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() {
-    // Before anything else, and before any thread exists: leave the host's network namespace.
-    let isolation = isolate();
-    let args = Arguments::from_args();
     let tests: Vec<(&str, Test)> = vec![
         (
             "lookup_loopback_and_missing_link",
@@ -57,57 +56,7 @@ fn main() {
             bulk_dumps_span_many_datagrams,
         ),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| match &isolation {
-            Ok(()) => Trial::test(name, move || in_new_netns(test)),
-            Err(reason) => {
-                let reason = reason.clone();
-                Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
-            }
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
-}
-
-/// Moves the process into a private network namespace, or says why it cannot.
-fn isolate() -> Result<(), String> {
-    let mut tried = Vec::new();
-    if geteuid().is_root() {
-        match unshare(CloneFlags::CLONE_NEWNET) {
-            Ok(()) => return Ok(()),
-            Err(e) => tried.push(format!("unshare(CLONE_NEWNET) as root: {e}")),
-        }
-    }
-    let (uid, gid) = (geteuid(), getegid());
-    match unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET) {
-        Ok(()) => {
-            let maps = fs::write("/proc/self/setgroups", "deny")
-                .and_then(|()| fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
-                .and_then(|()| fs::write("/proc/self/gid_map", format!("0 {gid} 1")));
-            match maps {
-                Ok(()) => return Ok(()),
-                Err(e) => tried.push(format!("writing user namespace maps: {e}")),
-            }
-        }
-        Err(e) => tried.push(format!("unshare(CLONE_NEWUSER|CLONE_NEWNET): {e}")),
-    }
-    Err(format!(
-        "cannot get a private network namespace ({})",
-        tried.join("; ")
-    ))
-}
-
-/// Runs `test` on a new thread inside a fresh network namespace; the thread ends with it.
-fn in_new_netns(test: Test) -> TestResult {
-    thread::scope(|s| {
-        s.spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
-            test()
-        })
-        .join()
-        .unwrap_or_else(|p| resume_unwind(p))
-    })
+    support::run_trials(tests, || Ok(()));
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -175,23 +124,10 @@ impl Drop for PeerNetns {
     }
 }
 
-/// Runs a tool (`ip`, `bridge`) in the calling thread's network namespace.
+/// Runs a tool (`ip`, `bridge`), given as one line of words, in the calling thread's network
+/// namespace.
 fn tool(cmd: &str) -> Result<String, Failed> {
-    let mut words = cmd.split_whitespace();
-    let program = words.next().unwrap();
-    let out = Command::new(program)
-        .args(words)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{cmd}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    support::tool(&cmd.split_whitespace().collect::<Vec<_>>(), TOOL_TIMEOUT)
 }
 
 /// Checks that `haystack` (the output of `what`) contains every one of `needles`.

@@ -1,0 +1,109 @@
+//! What every kernel-facing test target shares: leaving the host's network namespace, running
+//! each trial on a thread of its own in a fresh network namespace, and running a tool (`ip`,
+//! `nft`, `dig`, ...) from that thread with a timeout.
+//!
+//! Each target includes this with `mod support;` and uses only part of it.
+#![allow(dead_code)]
+
+use std::fs;
+use std::panic::resume_unwind;
+use std::thread;
+use std::time::Duration;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use netns_runtime::tool::{Finished, ToolError, run_here};
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::{getegid, geteuid};
+
+pub type TestResult = Result<(), Failed>;
+pub type Test = fn() -> TestResult;
+
+/// The whole `main` of a target whose trials all take no arguments: leaves the host's network
+/// namespace (before anything else, and before any thread exists), then runs `prepare` once
+/// (a check that a tool is usable, a warm-up) and, when both worked, every trial in a fresh
+/// network namespace; otherwise every trial is ignored with the reason.
+pub fn run_trials(tests: Vec<(&'static str, Test)>, prepare: impl FnOnce() -> Result<(), String>) {
+    let isolation = isolate().and_then(|()| prepare());
+    let args = Arguments::from_args();
+    let trials = tests
+        .into_iter()
+        .map(|(name, test)| match &isolation {
+            Ok(()) => Trial::test(name, move || in_new_netns(test)),
+            Err(reason) => ignored(name, reason.clone()),
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// A trial that is ignored, saying why.
+pub fn ignored(name: impl Into<String>, reason: String) -> Trial {
+    Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
+}
+
+/// Moves the process into a private network namespace, or says why it cannot.
+pub fn isolate() -> Result<(), String> {
+    let mut tried = Vec::new();
+    if geteuid().is_root() {
+        match unshare(CloneFlags::CLONE_NEWNET) {
+            Ok(()) => return Ok(()),
+            Err(e) => tried.push(format!("unshare(CLONE_NEWNET) as root: {e}")),
+        }
+    }
+    let (uid, gid) = (geteuid(), getegid());
+    match unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET) {
+        Ok(()) => {
+            let maps = fs::write("/proc/self/setgroups", "deny")
+                .and_then(|()| fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
+                .and_then(|()| fs::write("/proc/self/gid_map", format!("0 {gid} 1")));
+            match maps {
+                Ok(()) => return Ok(()),
+                Err(e) => tried.push(format!("writing user namespace maps: {e}")),
+            }
+        }
+        Err(e) => tried.push(format!("unshare(CLONE_NEWUSER|CLONE_NEWNET): {e}")),
+    }
+    Err(format!(
+        "cannot get a private network namespace ({})",
+        tried.join("; ")
+    ))
+}
+
+/// Runs `test` on a new thread inside a fresh network namespace; the thread ends with it.
+pub fn in_new_netns(test: impl FnOnce() -> TestResult + Send) -> TestResult {
+    thread::scope(|s| {
+        s.spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
+            test()
+        })
+        .join()
+        .unwrap_or_else(|p| resume_unwind(p))
+    })
+}
+
+/// Runs `argv` in the calling thread's network namespace, killed after `timeout`, and returns
+/// how it ended whatever its exit code; only a failure to start or the timeout is an error.
+pub fn run(argv: &[&str], timeout: Duration) -> Result<Finished, Failed> {
+    let shown = argv.join(" ");
+    run_here(argv[0], &argv[1..], timeout).map_err(|e| match e {
+        ToolError::Timeout { .. } => format!("`{shown}` timed out").into(),
+        ToolError::Spawn { source, .. } | ToolError::Io { source, .. } => {
+            format!("{shown}: {source}").into()
+        }
+        other => other.to_string().into(),
+    })
+}
+
+/// Like [`run`], and a non-zero exit is an error with the command, its status and what it
+/// wrote to standard error; returns its standard output.
+pub fn tool(argv: &[&str], timeout: Duration) -> Result<String, Failed> {
+    let done = run(argv, timeout)?;
+    if done.code != Some(0) {
+        return Err(failed(argv, &done, &done.stderr));
+    }
+    Ok(done.stdout)
+}
+
+/// The error for `argv` ending as `done`, with `said` (what it wrote) after it.
+pub fn failed(argv: &[&str], done: &Finished, said: &str) -> Failed {
+    format!("`{}` failed ({}): {said}", argv.join(" "), done.status).into()
+}

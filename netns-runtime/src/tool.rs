@@ -108,16 +108,25 @@ fn run_to_end(
         let _ = err_pipe.read_to_string(&mut s);
         s
     });
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("piped");
-        if let Err(e) = pipe.write_all(input)
-            && e.kind() != io::ErrorKind::BrokenPipe
-        {
-            let _ = child.kill();
-            return Err(io_err(e));
+    // The input is written on its own thread too: a tool that reads as it works (or stops
+    // reading) must not hold the caller past the timeout.
+    let writer = match (stdin, child.stdin.take()) {
+        (Some(input), Some(mut pipe)) => {
+            let input = input.to_vec();
+            Some(std::thread::spawn(move || match pipe.write_all(&input) {
+                Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e),
+                _ => Ok(()),
+            }))
         }
-    }
+        _ => None,
+    };
     let status = wait_with_timeout(&mut child, timeout).map_err(io_err)?;
+    if let Some(writer) = writer
+        && let Ok(Err(e)) = writer.join()
+        && status.is_some_and(|s| s.success())
+    {
+        return Err(io_err(e));
+    }
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
     match status {

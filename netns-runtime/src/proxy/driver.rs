@@ -8,8 +8,14 @@ use crate::netns::Netns;
 use crate::proxy::{ServiceTable, iptables, nftables, normalise};
 use crate::tool::{self, ToolError};
 
-/// How long one rule-table load or dump may take.
+/// How long one rule-table dump may take.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long loading a node's rules may take: loads grow with the table (10,000 Services take
+/// minutes in either mode on a small machine, see docs/performance.md), so the limit does too.
+fn load_timeout(table: &ServiceTable) -> Duration {
+    TOOL_TIMEOUT + Duration::from_millis(100) * table.services.len() as u32
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -103,7 +109,7 @@ impl ServiceProxy for IptablesProxy {
             "iptables-restore",
             &["-w", "5", "--noflush"],
             Some(rules.as_bytes()),
-            TOOL_TIMEOUT,
+            load_timeout(table),
         )
         .map(drop)
         .map_err(tool_err(&table.node_name, self.name()))

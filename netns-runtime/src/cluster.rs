@@ -46,10 +46,13 @@ pub enum BuildError {
 ///
 /// The clusters are IPv4-only; with IPv6 off, no router solicitation, MLD report or DAD probe
 /// appears in captures, so what is observed on an interface is the flow and nothing else.
-const IPV6_OFF: [(&str, &str); 2] = [
+pub(crate) const IPV6_OFF: [(&str, &str); 2] = [
     ("net/ipv6/conf/all/disable_ipv6", "1"),
     ("net/ipv6/conf/default/disable_ipv6", "1"),
 ];
+
+/// The underlay bridge's MAC, fixed so that it does not follow its ports'.
+pub const UNDERLAY_BRIDGE_MAC: Mac = Mac([0x02, 0x50, 0x50, 0, 0, 1]);
 
 /// A built cluster. Dropping it removes every namespace it made.
 pub struct Cluster {
@@ -274,7 +277,7 @@ fn build_on_this_thread(topo: &Topology, parts: &mut Parts) -> Result<(), BuildE
     let (underlay, mut nl_u, _) = create_netns(&u.netns, home.as_fd(), &[], &[])?;
     parts.underlay = Some(underlay);
     let bridge = nl_u
-        .add_bridge(&u.bridge, Mac([0x02, 0x50, 0x50, 0, 0, 1]), u.mtu)
+        .add_bridge(&u.bridge, UNDERLAY_BRIDGE_MAC, u.mtu)
         .map_err(nl_err(&u.netns))?;
     nl_u.set_up(bridge).map_err(nl_err(&u.netns))?;
 

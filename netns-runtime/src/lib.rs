@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod echo;
+pub mod ipbatch;
 pub mod netlink;
 pub mod netns;
 pub mod probe;

@@ -1,1 +1,5 @@
 //! podpath: the case format, the planner, the runner and the CLI over `netns-runtime`.
+
+pub mod case;
+pub mod diag;
+pub mod plan;

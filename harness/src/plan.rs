@@ -1,0 +1,3188 @@
+//! Validation and planning: a parsed case becomes a [`Plan`], pure data naming every address,
+//! MAC, route, neighbour and FDB entry of the cluster, and every flow with its resolved target.
+//!
+//! Planning is deterministic (the same file always gives the same plan) and needs no
+//! privileges. Validation reports every problem of a file, each at the value it is about. The
+//! rules are written down in `docs/case-format.md`; keep the two in step.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use netns_runtime::topology::{
+    FdbEntry, Iface, Listener, Mac, Neighbour, Node, Pod, Proto, Route, Topology, UNDERLAY_BRIDGE,
+    UNDERLAY_NETNS, Underlay, Vxlan,
+};
+use serde_saphyr::Spanned;
+
+use crate::case::{self, Case, ClusterSpec, ExpectSpec, FlowSpec, NodeEntry, PodNames, PodSpec};
+use crate::diag::{CaseError, Diagnostic, Diagnostics, Location};
+
+/// Default cluster pod network (kind's and flannel's).
+pub const DEFAULT_POD_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 244, 0, 0), 16);
+/// Default per-node pod subnet prefix length (flannel's `SubnetLen`).
+pub const DEFAULT_SUBNET_LEN: u8 = 24;
+/// Default underlay network (kind's docker network).
+pub const DEFAULT_NODE_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(172, 18, 0, 0), 16);
+/// Default underlay MTU.
+pub const DEFAULT_MTU: u32 = 1500;
+/// Default time a flow is given before it counts as timed out.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest timeout a flow may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Smallest and largest underlay MTU accepted (IPv4's minimum datagram size; jumbo frames).
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 576..=9000;
+/// What flannel's VXLAN encapsulation costs (outer IPv4, UDP, VXLAN and Ethernet headers).
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// Longest node name: it also names the node's port on the underlay bridge (IFNAMSIZ - 1).
+pub const MAX_NODE_NAME: usize = 15;
+/// Longest pod, namespace and flow name (a DNS-1123 label).
+pub const MAX_NAME: usize = 63;
+
+/// Name of a node's and a pod's primary interface.
+pub const ETH0: &str = "eth0";
+/// Name of the bridge pods attach to in every node.
+pub const POD_BRIDGE: &str = "cni0";
+/// Name of flannel's VXLAN device.
+pub const VXLAN_DEV: &str = "flannel.1";
+/// flannel's VXLAN network identifier.
+pub const VXLAN_VNI: u32 = 1;
+/// flannel's VXLAN UDP port (the Linux default, not IANA's 4789).
+pub const VXLAN_PORT: u16 = 8472;
+
+/// MAC prefixes: Docker's for node interfaces, the CNI bridge plugin's for pods and gateways,
+/// and a locally administered one for VTEPs.
+const NODE_MAC: [u8; 2] = [0x02, 0x42];
+const POD_MAC: [u8; 2] = [0x0a, 0x58];
+const VTEP_MAC: [u8; 2] = [0x0e, 0x2a];
+
+/// A validated case: the cluster to build and the flows to run on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The case's `name`, or the file stem.
+    pub name: String,
+    pub file: PathBuf,
+    /// The file stem, used in trial names.
+    pub stem: String,
+    pub topology: Topology,
+    pub flows: Vec<FlowPlan>,
+}
+
+/// One flow, resolved to addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowPlan {
+    pub name: String,
+    /// Name of the pod the flow starts in.
+    pub from: String,
+    pub target: Target,
+    pub timeout: Duration,
+    pub expect: Expect,
+    /// Where the flow is declared.
+    pub location: Location,
+}
+
+/// Where a flow goes and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Tcp(SocketAddrV4),
+    Udp(SocketAddrV4),
+    Icmp(Ipv4Addr),
+}
+
+impl Target {
+    pub fn ip(&self) -> Ipv4Addr {
+        match self {
+            Target::Tcp(addr) | Target::Udp(addr) => *addr.ip(),
+            Target::Icmp(ip) => *ip,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(addr) => write!(f, "tcp {addr}"),
+            Target::Udp(addr) => write!(f, "udp {addr}"),
+            Target::Icmp(ip) => write!(f, "icmp {ip}"),
+        }
+    }
+}
+
+/// What must happen to a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// The flow is answered, by one of `pods`.
+    Reach {
+        pods: Vec<String>,
+        seen_source: Option<SeenSource>,
+    },
+    /// The flow fails this way.
+    Fail(FailKind),
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Reach { pods, seen_source } => {
+                write!(f, "reach {}", pods.join(" or "))?;
+                if let Some(source) = seen_source {
+                    write!(f, ", seen source {source}")?;
+                }
+                Ok(())
+            }
+            Expect::Fail(kind) => write!(f, "fail: {kind}"),
+        }
+    }
+}
+
+/// The source address the answering server must have seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenSource {
+    /// As written: a pod, a node or an address.
+    pub name: String,
+    /// Resolved: a pod's or a node's `eth0` address, or the address itself.
+    pub addr: Ipv4Addr,
+}
+
+impl fmt::Display for SeenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name == self.addr.to_string() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{} ({})", self.name, self.addr)
+        }
+    }
+}
+
+/// How a flow fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailKind {
+    /// The target answers with a TCP reset or an ICMP port unreachable.
+    Refused,
+    /// Nothing comes back before the flow's timeout.
+    Timeout,
+    /// An ICMP host or network unreachable (or a local routing failure) comes back.
+    Unreachable,
+}
+
+impl fmt::Display for FailKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FailKind::Refused => "refused",
+            FailKind::Timeout => "timeout",
+            FailKind::Unreachable => "unreachable",
+        })
+    }
+}
+
+/// Reads, validates and plans the case in `path`.
+pub fn load(path: &Path) -> Result<Plan, CaseError> {
+    let bytes = fs::read(path).map_err(|source| CaseError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => load_str(path, text),
+        Err(err) => Err(CaseError::Invalid(vec![Diagnostic {
+            file: path.to_path_buf(),
+            location: Some(Location::of_byte(&bytes, err.valid_up_to())),
+            message: "the file is not valid UTF-8".into(),
+        }])),
+    }
+}
+
+/// Validates and plans a case given as text; `path` names it in diagnostics and the plan.
+pub fn load_str(path: &Path, text: &str) -> Result<Plan, CaseError> {
+    let case = case::parse(text).map_err(|(location, message)| {
+        CaseError::Invalid(vec![Diagnostic {
+            file: path.to_path_buf(),
+            location,
+            message,
+        }])
+    })?;
+    Planner::new(path).plan(&case)
+}
+
+/// Every `*.yaml` and `*.yml` file under `root`, recursively, sorted; `root` itself when it is
+/// a file. Hidden entries (`.name`) are skipped and symbolic links to directories not followed.
+pub fn discover(root: &Path) -> io::Result<Vec<PathBuf>> {
+    if fs::metadata(root)?.is_file() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut found = Vec::new();
+    walk(root, &mut found)?;
+    found.sort();
+    Ok(found)
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk(&path, found)?;
+        } else if is_case_file(&path) && (kind.is_file() || path.is_file()) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn is_case_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext == "yaml" || ext == "yml")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation and planning.
+
+type YamlLocation = serde_saphyr::Location;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Overlay {
+    Vxlan,
+    HostGw,
+    None,
+}
+
+/// Cluster settings; `None` where the written value is invalid (already reported), so that
+/// checks depending on it are skipped instead of piling up consequences of one mistake.
+struct ClusterParams {
+    pod_cidr: Option<Ipv4Net>,
+    subnet_len: Option<u8>,
+    node_cidr: Option<Ipv4Net>,
+    overlay: Option<Overlay>,
+    mtu: Option<u32>,
+}
+
+struct NodeDraft {
+    name: Option<String>,
+    at: YamlLocation,
+    subnet: Option<Ipv4Net>,
+    /// The written `podCIDR`, or the node entry when it was allocated.
+    subnet_at: YamlLocation,
+    subnet_fixed: bool,
+    address: Option<Ipv4Addr>,
+    address_at: YamlLocation,
+    address_fixed: bool,
+}
+
+struct PodDraft {
+    name: Option<String>,
+    at: YamlLocation,
+    namespace: String,
+    node: Option<usize>,
+    fixed_ip: Option<Ipv4Addr>,
+    ip: Option<Ipv4Addr>,
+    host_veth: String,
+    listeners: Vec<Listener>,
+}
+
+/// What a flow's `to` names.
+enum Destination {
+    Pod(usize),
+    Addr(Ipv4Addr),
+}
+
+/// The port part of a flow's `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortPart {
+    Absent,
+    Port(u16),
+    /// Written but not a port (already reported): checks that need the port are skipped.
+    Invalid,
+}
+
+impl PortPart {
+    fn port(self) -> Option<u16> {
+        match self {
+            PortPart::Port(port) => Some(port),
+            PortPart::Absent | PortPart::Invalid => None,
+        }
+    }
+}
+
+struct Planner {
+    found: Diagnostics,
+    file: PathBuf,
+}
+
+impl Planner {
+    fn new(file: &Path) -> Planner {
+        Planner {
+            found: Diagnostics::new(file),
+            file: file.to_path_buf(),
+        }
+    }
+
+    fn error(&mut self, at: YamlLocation, message: impl Into<String>) {
+        self.found.error(at, message);
+    }
+
+    fn plan(mut self, case: &Spanned<Case>) -> Result<Plan, CaseError> {
+        let root = case.referenced;
+        let case = &case.value;
+        let stem = self
+            .file
+            .file_stem()
+            .map_or_else(|| "case".to_owned(), |s| s.to_string_lossy().into_owned());
+        let name = match &case.name {
+            Some(name) if name.value.trim().is_empty() => {
+                self.error(
+                    name.referenced,
+                    "`name` is empty; leave it out to use the file stem",
+                );
+                stem.clone()
+            }
+            Some(name) => name.value.clone(),
+            None => stem.clone(),
+        };
+
+        let spec = case
+            .cluster
+            .as_ref()
+            .map(|c| c.value.clone())
+            .unwrap_or_default();
+        let cluster = self.cluster(&spec, root);
+        let nodes = self.nodes(case, &cluster, root);
+        let mut pods = self.pods(case.pods.as_deref().unwrap_or_default(), &nodes);
+        self.allocate(&mut pods, &nodes);
+        let flows = self.flows(case.flows.as_deref().unwrap_or_default(), &nodes, &pods);
+
+        if !self.found.is_empty() {
+            return Err(CaseError::Invalid(self.found.into_sorted()));
+        }
+        match build_topology(&cluster, &nodes, &pods) {
+            Some(topology) => Ok(Plan {
+                name,
+                file: self.file,
+                stem,
+                topology,
+                flows,
+            }),
+            None => {
+                // Unreachable when validation is complete; reported rather than panicking.
+                self.error(
+                    root,
+                    "internal error: the case passed validation but could not be planned",
+                );
+                Err(CaseError::Invalid(self.found.into_sorted()))
+            }
+        }
+    }
+
+    // --- cluster ---------------------------------------------------------------------------
+
+    fn cluster(&mut self, spec: &ClusterSpec, root: YamlLocation) -> ClusterParams {
+        let pod_cidr = match &spec.pod_cidr {
+            Some(v) => self.cidr("podCIDR", v),
+            None => Some(DEFAULT_POD_CIDR),
+        };
+        let node_cidr = match &spec.node_cidr {
+            Some(v) => self.cidr("nodeCIDR", v).filter(|cidr| {
+                let ok = cidr.prefix_len() <= 30;
+                if !ok {
+                    self.error(
+                        v.referenced,
+                        format!("nodeCIDR {cidr} is too small: a node needs an address that is neither the network nor the broadcast address (use /30 or shorter)"),
+                    );
+                }
+                ok
+            }),
+            None => Some(DEFAULT_NODE_CIDR),
+        };
+
+        let subnet_len = match &spec.subnet_len {
+            Some(v) => self.number("subnetLen", v).and_then(|n| {
+                if n > 30 {
+                    self.error(
+                        v.referenced,
+                        format!("subnetLen {n} is too long: at most 30, so a node subnet holds its gateway and a pod"),
+                    );
+                    None
+                } else {
+                    u8::try_from(n).ok()
+                }
+            }),
+            None => Some(DEFAULT_SUBNET_LEN),
+        };
+        let subnet_len = match (pod_cidr, subnet_len) {
+            (Some(pods), Some(len)) if len <= pods.prefix_len() => {
+                let at = spec
+                    .subnet_len
+                    .as_ref()
+                    .or(spec.pod_cidr.as_ref())
+                    .map_or(root, |v| v.referenced);
+                self.error(
+                    at,
+                    format!("subnetLen {len} must be longer than the podCIDR prefix /{} (podCIDR {pods} is split into one subnet per node)", pods.prefix_len()),
+                );
+                None
+            }
+            (_, len) => len,
+        };
+
+        if let (Some(pods), Some(nodes)) = (pod_cidr, node_cidr)
+            && (pods.contains(&nodes.network()) || nodes.contains(&pods.network()))
+        {
+            let at = spec
+                .pod_cidr
+                .as_ref()
+                .or(spec.node_cidr.as_ref())
+                .map_or(root, |v| v.referenced);
+            self.error(at, format!("podCIDR {pods} overlaps nodeCIDR {nodes}"));
+        }
+
+        let overlay = match &spec.overlay {
+            Some(v) => match v.value.as_str() {
+                "vxlan" => Some(Overlay::Vxlan),
+                "host-gw" => Some(Overlay::HostGw),
+                "none" => Some(Overlay::None),
+                other => {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "unknown overlay {}: expected vxlan, host-gw or none",
+                            quoted(other)
+                        ),
+                    );
+                    None
+                }
+            },
+            None => Some(Overlay::Vxlan),
+        };
+
+        let mtu = match &spec.mtu {
+            Some(v) => self.number("mtu", v).and_then(|n| {
+                let mtu = u32::try_from(n).ok().filter(|m| MTU_RANGE.contains(m));
+                match mtu {
+                    None => {
+                        self.error(
+                            v.referenced,
+                            format!("mtu {n} is out of range {}..={}", MTU_RANGE.start(), MTU_RANGE.end()),
+                        );
+                        None
+                    }
+                    Some(m) if overlay == Some(Overlay::Vxlan) && m - VXLAN_OVERHEAD < *MTU_RANGE.start() => {
+                        self.error(
+                            v.referenced,
+                            format!(
+                                "mtu {m} is too small for vxlan: pods would get {m} - {VXLAN_OVERHEAD} = {}, below {}; use at least {}",
+                                m - VXLAN_OVERHEAD,
+                                MTU_RANGE.start(),
+                                MTU_RANGE.start() + VXLAN_OVERHEAD
+                            ),
+                        );
+                        None
+                    }
+                    Some(m) => Some(m),
+                }
+            }),
+            None => Some(DEFAULT_MTU),
+        };
+
+        ClusterParams {
+            pod_cidr,
+            subnet_len,
+            node_cidr,
+            overlay,
+            mtu,
+        }
+    }
+
+    // --- nodes -----------------------------------------------------------------------------
+
+    fn nodes(
+        &mut self,
+        case: &Case,
+        cluster: &ClusterParams,
+        root: YamlLocation,
+    ) -> Vec<NodeDraft> {
+        let entries = match &case.nodes {
+            None => {
+                self.error(root, "`nodes` is missing: a case needs at least one node");
+                return Vec::new();
+            }
+            Some(entries) if entries.value.is_empty() => {
+                self.error(
+                    entries.referenced,
+                    "`nodes` is empty: a case needs at least one node",
+                );
+                return Vec::new();
+            }
+            Some(entries) => &entries.value,
+        };
+
+        let mut drafts = Vec::with_capacity(entries.len());
+        let mut names: HashMap<String, YamlLocation> = HashMap::new();
+        for (index, entry) in entries.iter().enumerate() {
+            // Node i (1-based) takes the i-th subnet and host i+1 of the underlay.
+            let ordinal = index as u64 + 1;
+            let spec = NodeEntry::spec(entry);
+            let name = match &spec.name {
+                None => {
+                    self.error(entry.referenced, "node has no `name`");
+                    None
+                }
+                Some(name) => {
+                    self.node_name(name, &mut names);
+                    Some(name.value.clone())
+                }
+            };
+            let label = name.clone().unwrap_or_else(|| format!("node {ordinal}"));
+
+            let (subnet, subnet_at, subnet_fixed) = match &spec.pod_cidr {
+                Some(v) => (self.node_subnet(v, cluster), v.referenced, true),
+                None => (
+                    self.nth_subnet(ordinal, &label, cluster, entry.referenced),
+                    entry.referenced,
+                    false,
+                ),
+            };
+            let (address, address_at, address_fixed) = match &spec.address {
+                Some(v) => (self.node_address(v, cluster), v.referenced, true),
+                None => (
+                    self.nth_address(ordinal, &label, cluster, entry.referenced),
+                    entry.referenced,
+                    false,
+                ),
+            };
+            drafts.push(NodeDraft {
+                name,
+                at: entry.referenced,
+                subnet,
+                subnet_at,
+                subnet_fixed,
+                address,
+                address_at,
+                address_fixed,
+            });
+        }
+
+        self.node_collisions(&drafts);
+        drafts
+    }
+
+    fn node_name(&mut self, name: &Spanned<String>, seen: &mut HashMap<String, YamlLocation>) {
+        let text = &name.value;
+        if let Some(problem) = dns_label_problem(text, MAX_NODE_NAME) {
+            self.error(
+                name.referenced,
+                format!("node name {} {problem} (a node name also names its port on the underlay bridge)", quoted(text)),
+            );
+        } else if text == UNDERLAY_NETNS {
+            self.error(
+                name.referenced,
+                format!(
+                    "node name {} is reserved for the underlay network namespace",
+                    quoted(text)
+                ),
+            );
+        }
+        if let Some(first) = seen.get(text) {
+            self.error(
+                name.referenced,
+                format!(
+                    "duplicate node name {}, first declared at {}",
+                    quoted(text),
+                    at_text(*first)
+                ),
+            );
+        } else {
+            seen.insert(text.clone(), name.referenced);
+        }
+    }
+
+    fn node_subnet(&mut self, value: &Spanned<String>, cluster: &ClusterParams) -> Option<Ipv4Net> {
+        let subnet = self.cidr("node podCIDR", value)?;
+        if let Some(pods) = cluster.pod_cidr
+            && !(pods.contains(&subnet.network()) && subnet.prefix_len() >= pods.prefix_len())
+        {
+            self.error(
+                value.referenced,
+                format!("node podCIDR {subnet} is outside the cluster podCIDR {pods}"),
+            );
+            return None;
+        }
+        if let Some(len) = cluster.subnet_len
+            && subnet.prefix_len() != len
+        {
+            self.error(
+                value.referenced,
+                format!(
+                    "node podCIDR {subnet} is a /{}, but subnetLen is {len}",
+                    subnet.prefix_len()
+                ),
+            );
+            return None;
+        }
+        Some(subnet)
+    }
+
+    fn nth_subnet(
+        &mut self,
+        ordinal: u64,
+        label: &str,
+        cluster: &ClusterParams,
+        at: YamlLocation,
+    ) -> Option<Ipv4Net> {
+        let (pods, len) = (cluster.pod_cidr?, cluster.subnet_len?);
+        let count = 1u64 << (len - pods.prefix_len());
+        let size = 1u64 << (32 - len);
+        if ordinal >= count {
+            self.error(
+                at,
+                format!(
+                    "podCIDR {pods} has no /{len} subnet left for {label}: it holds {count}, the first is never allocated, and node i takes the i-th; give the node a podCIDR or widen the cluster podCIDR"
+                ),
+            );
+            return None;
+        }
+        let network = u64::from(u32::from(pods.network())) + ordinal * size;
+        let network = Ipv4Addr::from(u32::try_from(network).ok()?);
+        Ipv4Net::new(network, len).ok()
+    }
+
+    fn node_address(
+        &mut self,
+        value: &Spanned<String>,
+        cluster: &ClusterParams,
+    ) -> Option<Ipv4Addr> {
+        let addr = self.address("node address", value)?;
+        let nodes = cluster.node_cidr?;
+        let problem = if !nodes.contains(&addr) {
+            "is outside"
+        } else if addr == nodes.network() {
+            "is the network address of"
+        } else if addr == nodes.broadcast() {
+            "is the broadcast address of"
+        } else {
+            return Some(addr);
+        };
+        self.error(
+            value.referenced,
+            format!("node address {addr} {problem} nodeCIDR {nodes}"),
+        );
+        None
+    }
+
+    fn nth_address(
+        &mut self,
+        ordinal: u64,
+        label: &str,
+        cluster: &ClusterParams,
+        at: YamlLocation,
+    ) -> Option<Ipv4Addr> {
+        let nodes = cluster.node_cidr?;
+        let addr = u64::from(u32::from(nodes.network())) + ordinal + 1;
+        if addr >= u64::from(u32::from(nodes.broadcast())) {
+            self.error(
+                at,
+                format!("nodeCIDR {nodes} has no address left for {label} (node i gets host i+1); give the node an address or widen nodeCIDR"),
+            );
+            return None;
+        }
+        Some(Ipv4Addr::from(u32::try_from(addr).ok()?))
+    }
+
+    /// Two nodes with one subnet or one address. Reported at the value that was written when
+    /// only one of the two was, since that is the one to change; otherwise at the later node.
+    fn node_collisions(&mut self, drafts: &[NodeDraft]) {
+        let mut subnets: HashMap<Ipv4Net, usize> = HashMap::new();
+        let mut addresses: HashMap<Ipv4Addr, usize> = HashMap::new();
+        for (index, node) in drafts.iter().enumerate() {
+            if let Some(subnet) = node.subnet {
+                // All subnets have subnetLen's prefix by now, so overlapping means equal.
+                match subnets.get(&subnet) {
+                    Some(&first) => {
+                        let earlier = &drafts[first];
+                        let (at, other) = if earlier.subnet_fixed && !node.subnet_fixed {
+                            (earlier.subnet_at, node)
+                        } else {
+                            (node.subnet_at, earlier)
+                        };
+                        self.error(
+                            at,
+                            format!(
+                                "pod subnet {subnet} is also {}'s (node i gets the i-th subnet of podCIDR unless it sets podCIDR)",
+                                node_label(other)
+                            ),
+                        );
+                    }
+                    None => {
+                        subnets.insert(subnet, index);
+                    }
+                }
+            }
+            if let Some(address) = node.address {
+                match addresses.get(&address) {
+                    Some(&first) => {
+                        let earlier = &drafts[first];
+                        let (at, other) = if earlier.address_fixed && !node.address_fixed {
+                            (earlier.address_at, node)
+                        } else {
+                            (node.address_at, earlier)
+                        };
+                        self.error(
+                            at,
+                            format!(
+                                "duplicate node address {address}: {} has it too (node i gets host i+1 of nodeCIDR unless it sets address)",
+                                node_label(other)
+                            ),
+                        );
+                    }
+                    None => {
+                        addresses.insert(address, index);
+                    }
+                }
+            }
+        }
+    }
+
+    // --- pods ------------------------------------------------------------------------------
+
+    fn pods(&mut self, specs: &[Spanned<PodSpec>], nodes: &[NodeDraft]) -> Vec<PodDraft> {
+        let node_index: HashMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((n.name.as_deref()?, i)))
+            .collect();
+        let mut names: HashMap<String, YamlLocation> = HashMap::new();
+        let mut ips: HashMap<Ipv4Addr, String> = HashMap::new();
+        let mut drafts = Vec::with_capacity(specs.len());
+
+        for entry in specs {
+            let spec = &entry.value;
+            let name = match &spec.name {
+                None => {
+                    self.error(entry.referenced, "pod has no `name`");
+                    None
+                }
+                Some(name) => {
+                    self.pod_name(name, &node_index, &mut names);
+                    Some(name.value.clone())
+                }
+            };
+            let label = name.clone().unwrap_or_else(|| "this pod".to_owned());
+
+            let node = match &spec.node {
+                None => {
+                    self.error(entry.referenced, "pod has no `node`");
+                    None
+                }
+                Some(node) => match node_index.get(node.value.as_str()) {
+                    Some(&index) => Some(index),
+                    None => {
+                        let known = known_names(nodes.iter().filter_map(|n| n.name.as_deref()));
+                        self.error(
+                            node.referenced,
+                            format!("unknown node {} (nodes: {known})", quoted(&node.value)),
+                        );
+                        None
+                    }
+                },
+            };
+
+            let namespace = match &spec.namespace {
+                None => "default".to_owned(),
+                Some(ns) => {
+                    if let Some(problem) = dns_label_problem(&ns.value, MAX_NAME) {
+                        self.error(
+                            ns.referenced,
+                            format!("namespace {} {problem}", quoted(&ns.value)),
+                        );
+                    }
+                    ns.value.clone()
+                }
+            };
+
+            let fixed_ip = spec.ip.as_ref().and_then(|ip| {
+                let addr = self.pod_ip(ip, node.and_then(|i| nodes.get(i)))?;
+                if let Some(other) = ips.get(&addr) {
+                    self.error(
+                        ip.referenced,
+                        format!("duplicate pod ip {addr}: {other} has it too"),
+                    );
+                    return None;
+                }
+                ips.insert(addr, label.clone());
+                Some(addr)
+            });
+
+            let listeners = self.listeners(spec.listen.as_deref().unwrap_or_default());
+            drafts.push(PodDraft {
+                name,
+                at: entry.referenced,
+                namespace,
+                node,
+                fixed_ip,
+                ip: None,
+                host_veth: String::new(),
+                listeners,
+            });
+        }
+        drafts
+    }
+
+    fn pod_name(
+        &mut self,
+        name: &Spanned<String>,
+        nodes: &HashMap<&str, usize>,
+        seen: &mut HashMap<String, YamlLocation>,
+    ) {
+        let text = &name.value;
+        let shown = quoted(text);
+        if let Some(problem) = dns_label_problem(text, MAX_NAME) {
+            self.error(name.referenced, format!("pod name {shown} {problem}"));
+        } else if text == UNDERLAY_NETNS {
+            self.error(
+                name.referenced,
+                format!("pod name {shown} is reserved for the underlay network namespace"),
+            );
+        } else if nodes.contains_key(text.as_str()) {
+            self.error(
+                name.referenced,
+                format!("pod name {shown} is also a node name: both name network namespaces, so they must differ"),
+            );
+        }
+        if let Some(first) = seen.get(text) {
+            self.error(
+                name.referenced,
+                format!("duplicate pod name {shown}, first declared at {} (pod names are unique across namespaces: each names a network namespace)", at_text(*first)),
+            );
+        } else {
+            seen.insert(text.clone(), name.referenced);
+        }
+    }
+
+    fn pod_ip(&mut self, value: &Spanned<String>, node: Option<&NodeDraft>) -> Option<Ipv4Addr> {
+        let addr = self.address("pod ip", value)?;
+        let Some((node, subnet)) = node.and_then(|n| Some((n, n.subnet?))) else {
+            return Some(addr);
+        };
+        let owner = node_label(node);
+        let problem = if !subnet.contains(&addr) {
+            format!("is outside {owner}'s pod subnet {subnet}")
+        } else if addr == subnet.network() {
+            format!("is the network address of {owner}'s pod subnet {subnet}")
+        } else if addr == gateway(subnet) {
+            format!("is {owner}'s gateway (the {POD_BRIDGE} address of pod subnet {subnet})")
+        } else if addr == subnet.broadcast() {
+            format!("is the broadcast address of {owner}'s pod subnet {subnet}")
+        } else {
+            return Some(addr);
+        };
+        self.error(value.referenced, format!("pod ip {addr} {problem}"));
+        None
+    }
+
+    fn listeners(&mut self, entries: &[Spanned<String>]) -> Vec<Listener> {
+        let mut listeners: Vec<Listener> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Some(listener) = self.listener(entry) else {
+                continue;
+            };
+            if listeners.contains(&listener) {
+                self.error(entry.referenced, format!("duplicate listener {listener}"));
+            } else {
+                listeners.push(listener);
+            }
+        }
+        listeners.sort();
+        listeners
+    }
+
+    fn listener(&mut self, entry: &Spanned<String>) -> Option<Listener> {
+        let text = entry.value.as_str();
+        let (port, proto) = text.split_once('/').unwrap_or((text, "tcp"));
+        let proto = match proto {
+            "tcp" => Some(Proto::Tcp),
+            "udp" => Some(Proto::Udp),
+            other => {
+                self.error(
+                    entry.referenced,
+                    format!("listener protocol {} is not tcp or udp", quoted(other)),
+                );
+                None
+            }
+        };
+        let port = match parse_port(port) {
+            Ok(port) => Some(port),
+            Err(problem) => {
+                self.error(
+                    entry.referenced,
+                    format!(
+                        "listener {} {problem} (write 8080, 8080/tcp or 5353/udp)",
+                        quoted(text)
+                    ),
+                );
+                None
+            }
+        };
+        Some(Listener {
+            port: port?,
+            proto: proto?,
+        })
+    }
+
+    /// Gives every pod its address and host-side veth name, node by node in declared order.
+    fn allocate(&mut self, pods: &mut [PodDraft], nodes: &[NodeDraft]) {
+        for (index, node) in nodes.iter().enumerate() {
+            let on_node: Vec<usize> = (0..pods.len())
+                .filter(|&p| pods[p].node == Some(index))
+                .collect();
+
+            let mut veths: HashSet<String> = HashSet::new();
+            for &p in &on_node {
+                let pod = &mut pods[p];
+                let key = format!(
+                    "{}/{}",
+                    pod.namespace,
+                    pod.name.as_deref().unwrap_or_default()
+                );
+                pod.host_veth = host_veth_name(&key, &veths);
+                veths.insert(pod.host_veth.clone());
+            }
+
+            let Some(subnet) = node.subnet else {
+                continue;
+            };
+            let fixed: HashSet<Ipv4Addr> =
+                on_node.iter().filter_map(|&p| pods[p].fixed_ip).collect();
+            let mut next = u32::from(subnet.network()).saturating_add(2);
+            let last = u32::from(subnet.broadcast());
+            for &p in &on_node {
+                let pod = &mut pods[p];
+                if pod.fixed_ip.is_some() {
+                    pod.ip = pod.fixed_ip;
+                    continue;
+                }
+                while next < last && fixed.contains(&Ipv4Addr::from(next)) {
+                    next += 1;
+                }
+                if next >= last {
+                    let capacity =
+                        last.saturating_sub(u32::from(subnet.network()).saturating_add(2));
+                    let label = pod.name.clone().unwrap_or_else(|| "this pod".to_owned());
+                    let at = pod.at;
+                    self.error(
+                        at,
+                        format!(
+                            "{}'s pod subnet {subnet} has no free address left for {label}: it holds {capacity} pod addresses (.1 is the gateway)",
+                            node_label(node)
+                        ),
+                    );
+                    break;
+                }
+                pod.ip = Some(Ipv4Addr::from(next));
+                next += 1;
+            }
+        }
+    }
+
+    // --- flows -----------------------------------------------------------------------------
+
+    fn flows(
+        &mut self,
+        specs: &[Spanned<FlowSpec>],
+        nodes: &[NodeDraft],
+        pods: &[PodDraft],
+    ) -> Vec<FlowPlan> {
+        let pod_index: HashMap<&str, usize> = pods
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((p.name.as_deref()?, i)))
+            .collect();
+        let mut names: HashMap<String, YamlLocation> = HashMap::new();
+        let mut plans = Vec::with_capacity(specs.len());
+        let refs = Refs {
+            pod_index: &pod_index,
+            nodes,
+            pods,
+        };
+        for entry in specs {
+            if let Some(plan) = self.flow(entry, &refs, &mut names) {
+                plans.push(plan);
+            }
+        }
+        plans
+    }
+
+    fn flow(
+        &mut self,
+        entry: &Spanned<FlowSpec>,
+        refs: &Refs<'_>,
+        names: &mut HashMap<String, YamlLocation>,
+    ) -> Option<FlowPlan> {
+        let spec = &entry.value;
+        let name = match &spec.name {
+            None => {
+                self.error(entry.referenced, "flow has no `name`");
+                None
+            }
+            Some(name) => {
+                let text = &name.value;
+                if let Some(problem) = flow_name_problem(text) {
+                    self.error(
+                        name.referenced,
+                        format!("flow name {} {problem}", quoted(text)),
+                    );
+                }
+                if let Some(first) = names.get(text) {
+                    self.error(
+                        name.referenced,
+                        format!(
+                            "duplicate flow name {}, first declared at {}",
+                            quoted(text),
+                            at_text(*first)
+                        ),
+                    );
+                } else {
+                    names.insert(text.clone(), name.referenced);
+                }
+                Some(text.clone())
+            }
+        };
+
+        let from = match &spec.from {
+            None => {
+                self.error(
+                    entry.referenced,
+                    "flow has no `from`: name the pod it starts in",
+                );
+                None
+            }
+            Some(from) => self.pod_ref(from, "from", refs).map(|_| from.value.clone()),
+        };
+
+        let (destination, port) = match &spec.to {
+            None => {
+                self.error(
+                    entry.referenced,
+                    "flow has no `to`: write pod:port, a.b.c.d:port, pod or a.b.c.d",
+                );
+                (None, PortPart::Invalid)
+            }
+            Some(to) => self.destination(to, refs),
+        };
+        let to_at = spec
+            .to
+            .as_ref()
+            .map_or(entry.referenced, |to| to.referenced);
+        // Direct pod target: `to` names a pod, or the address of one.
+        let target_pod = match &destination {
+            Some(Destination::Pod(p)) => Some(*p),
+            Some(Destination::Addr(ip)) => refs.pods.iter().position(|pod| pod.ip == Some(*ip)),
+            None => None,
+        };
+
+        let protocol = self.protocol(spec, port, to_at);
+        let timeout = match &spec.timeout {
+            None => Some(DEFAULT_TIMEOUT),
+            Some(v) => match parse_timeout(&v.value) {
+                Ok(timeout) => Some(timeout),
+                Err(problem) => {
+                    self.error(
+                        v.referenced,
+                        format!("timeout {} {problem}", quoted(&v.value)),
+                    );
+                    None
+                }
+            },
+        };
+
+        let expect = match &spec.expect {
+            None => {
+                self.error(
+                    entry.referenced,
+                    "flow has no `expect`: say `reach: POD` or `fail: refused|timeout|unreachable`",
+                );
+                None
+            }
+            Some(expect) => self.expect(expect, protocol, target_pod, refs),
+        };
+
+        // A pod that does not listen can only refuse: expecting it to answer is a mistake in
+        // the case, not something to find out by running it.
+        if let (Some(Expect::Reach { .. }), Some(p), Some(port), Some(proto)) = (
+            &expect,
+            target_pod,
+            port.port(),
+            protocol.and_then(transport),
+        ) {
+            let pod = &refs.pods[p];
+            let listener = Listener { port, proto };
+            if !pod.listeners.contains(&listener) {
+                let pod_name = pod.name.as_deref().unwrap_or_default();
+                self.error(
+                    to_at,
+                    format!(
+                        "{pod_name} does not listen on {listener}, so it could never answer: add {listener} to its `listen`, or expect `fail: refused`"
+                    ),
+                );
+            }
+        }
+
+        let ip = match destination? {
+            Destination::Pod(p) => refs.pods[p].ip?,
+            Destination::Addr(ip) => ip,
+        };
+        let target = match (protocol?, port) {
+            (Protocol::Tcp, PortPart::Port(port)) => Target::Tcp(SocketAddrV4::new(ip, port)),
+            (Protocol::Udp, PortPart::Port(port)) => Target::Udp(SocketAddrV4::new(ip, port)),
+            (Protocol::Icmp, PortPart::Absent) => Target::Icmp(ip),
+            _ => return None,
+        };
+        Some(FlowPlan {
+            name: name?,
+            from: from?,
+            target,
+            timeout: timeout?,
+            expect: expect?,
+            location: Location::from_yaml(entry.referenced)
+                .unwrap_or(Location { line: 0, column: 0 }),
+        })
+    }
+
+    /// A pod named by a flow; `None` (reported) when there is no such pod.
+    fn pod_ref(&mut self, value: &Spanned<String>, field: &str, refs: &Refs<'_>) -> Option<usize> {
+        if let Some(&p) = refs.pod_index.get(value.value.as_str()) {
+            return Some(p);
+        }
+        let known = known_names(refs.pods.iter().filter_map(|p| p.name.as_deref()));
+        self.error(
+            value.referenced,
+            format!(
+                "unknown pod {} in `{field}` (pods: {known})",
+                quoted(&value.value)
+            ),
+        );
+        None
+    }
+
+    /// Parses `to`: `pod:port`, `a.b.c.d:port`, `pod` or `a.b.c.d`.
+    fn destination(
+        &mut self,
+        to: &Spanned<String>,
+        refs: &Refs<'_>,
+    ) -> (Option<Destination>, PortPart) {
+        let text = to.value.as_str();
+        if let Ok(ip) = text.parse::<Ipv4Addr>() {
+            return (Some(Destination::Addr(ip)), PortPart::Absent);
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            None => (text, PortPart::Absent),
+            Some((host, port)) => match parse_port(port) {
+                Ok(port) => (host, PortPart::Port(port)),
+                Err(problem) => {
+                    self.error(
+                        to.referenced,
+                        format!("port {} in `to` {problem}", quoted(port)),
+                    );
+                    (host, PortPart::Invalid)
+                }
+            },
+        };
+        if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            return (Some(Destination::Addr(ip)), port);
+        }
+        if let Some(&p) = refs.pod_index.get(host) {
+            return (Some(Destination::Pod(p)), port);
+        }
+        let known = known_names(refs.pods.iter().filter_map(|p| p.name.as_deref()));
+        self.error(
+            to.referenced,
+            format!(
+                "unknown pod {} in `to` (pods: {known}); `to` is pod:port, a.b.c.d:port, pod or a.b.c.d",
+                quoted(host)
+            ),
+        );
+        (None, port)
+    }
+
+    fn protocol(
+        &mut self,
+        spec: &FlowSpec,
+        port: PortPart,
+        to_at: YamlLocation,
+    ) -> Option<Protocol> {
+        let Some(value) = &spec.protocol else {
+            // Without a port there is nothing for tcp or udp to connect to: a ping.
+            return Some(match port {
+                PortPart::Absent => Protocol::Icmp,
+                PortPart::Port(_) | PortPart::Invalid => Protocol::Tcp,
+            });
+        };
+        let protocol = match value.value.as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "icmp" => Protocol::Icmp,
+            other => {
+                self.error(
+                    value.referenced,
+                    format!(
+                        "unknown protocol {}: expected tcp, udp or icmp",
+                        quoted(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let to = spec.to.as_ref().map_or("", |t| t.value.as_str());
+        match (protocol, port) {
+            (Protocol::Icmp, PortPart::Port(port)) => {
+                self.error(
+                    to_at,
+                    format!("an icmp flow has no port, but `to` names port {port}: drop it, or set protocol tcp or udp"),
+                );
+                None
+            }
+            (Protocol::Tcp | Protocol::Udp, PortPart::Absent) => {
+                self.error(
+                    to_at,
+                    format!("a {protocol} flow needs a port: write {}:PORT", quoted(to)),
+                );
+                None
+            }
+            _ => Some(protocol),
+        }
+    }
+
+    fn expect(
+        &mut self,
+        expect: &Spanned<ExpectSpec>,
+        protocol: Option<Protocol>,
+        target_pod: Option<usize>,
+        refs: &Refs<'_>,
+    ) -> Option<Expect> {
+        let spec = &expect.value;
+        match (&spec.reach, &spec.fail) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    expect.referenced,
+                    "`expect` has both `reach` and `fail`: a flow is either answered or fails",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.error(
+                    expect.referenced,
+                    "`expect` needs `reach: POD` or `fail: refused|timeout|unreachable`",
+                );
+                return None;
+            }
+            _ => {}
+        }
+
+        if let Some(fail) = &spec.fail {
+            if let Some(source) = &spec.seen_source {
+                self.error(
+                    source.referenced,
+                    "`seenSource` goes with `reach`: a flow that fails has no server to see its source",
+                );
+            }
+            let kind = match fail.value.as_str() {
+                "refused" => FailKind::Refused,
+                "timeout" => FailKind::Timeout,
+                "unreachable" => FailKind::Unreachable,
+                other => {
+                    self.error(
+                        fail.referenced,
+                        format!(
+                            "unknown failure {}: expected refused, timeout or unreachable",
+                            quoted(other)
+                        ),
+                    );
+                    return None;
+                }
+            };
+            if kind == FailKind::Refused && protocol == Some(Protocol::Icmp) {
+                self.error(
+                    fail.referenced,
+                    "an icmp flow cannot be refused (it has no port): expect timeout or unreachable",
+                );
+                return None;
+            }
+            return (spec.seen_source.is_none()).then_some(Expect::Fail(kind));
+        }
+
+        let reach = spec.reach.as_ref()?;
+        let names = PodNames::names(reach);
+        if names.is_empty() {
+            self.error(reach.referenced, "`reach` names no pod");
+        }
+        let mut pods: Vec<String> = Vec::with_capacity(names.len());
+        let mut complete = !names.is_empty();
+        for name in &names {
+            let Some(p) = self.pod_ref(name, "reach", refs) else {
+                complete = false;
+                continue;
+            };
+            if pods.contains(&name.value) {
+                self.error(
+                    name.referenced,
+                    format!("{} is named twice in `reach`", quoted(&name.value)),
+                );
+                complete = false;
+                continue;
+            }
+            if let Some(target) = target_pod
+                && target != p
+            {
+                let target_name = refs.pods[target].name.as_deref().unwrap_or_default();
+                self.error(
+                    name.referenced,
+                    format!(
+                        "`reach` names {}, but the flow goes straight to {target_name}: only {target_name} can answer",
+                        name.value
+                    ),
+                );
+                complete = false;
+            }
+            pods.push(name.value.clone());
+        }
+
+        let seen_source = match &spec.seen_source {
+            None => None,
+            Some(source) if protocol == Some(Protocol::Icmp) => {
+                self.error(
+                    source.referenced,
+                    "`seenSource` is for tcp and udp flows (the echo server reports the source it saw); icmp has no server",
+                );
+                return None;
+            }
+            Some(source) => Some(self.seen_source(source, refs)?),
+        };
+        complete.then_some(Expect::Reach { pods, seen_source })
+    }
+
+    fn seen_source(&mut self, value: &Spanned<String>, refs: &Refs<'_>) -> Option<SeenSource> {
+        let name = value.value.as_str();
+        let addr = if let Ok(ip) = name.parse::<Ipv4Addr>() {
+            Some(ip)
+        } else if let Some(&p) = refs.pod_index.get(name) {
+            refs.pods[p].ip
+        } else if let Some(node) = refs.nodes.iter().find(|n| n.name.as_deref() == Some(name)) {
+            node.address
+        } else {
+            let pods = refs.pods.iter().filter_map(|p| p.name.as_deref());
+            let nodes = refs.nodes.iter().filter_map(|n| n.name.as_deref());
+            self.error(
+                value.referenced,
+                format!(
+                    "unknown pod or node {} in `seenSource` (pods: {}; nodes: {}); an IPv4 address is also accepted",
+                    quoted(name),
+                    known_names(pods),
+                    known_names(nodes)
+                ),
+            );
+            None
+        };
+        Some(SeenSource {
+            name: name.to_owned(),
+            addr: addr?,
+        })
+    }
+
+    // --- scalars ---------------------------------------------------------------------------
+
+    fn cidr(&mut self, what: &str, value: &Spanned<String>) -> Option<Ipv4Net> {
+        let text = value.value.as_str();
+        match text.parse::<Ipv4Net>() {
+            Ok(cidr) if cidr.addr() != cidr.network() => {
+                self.error(
+                    value.referenced,
+                    format!(
+                        "{what} {text} has host bits set: did you mean {}?",
+                        cidr.trunc()
+                    ),
+                );
+                None
+            }
+            Ok(cidr) => Some(cidr),
+            Err(_) => {
+                self.error(
+                    value.referenced,
+                    format!(
+                        "{what} {} is not an IPv4 CIDR (like 10.244.0.0/16)",
+                        quoted(text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn address(&mut self, what: &str, value: &Spanned<String>) -> Option<Ipv4Addr> {
+        let text = value.value.as_str();
+        match text.parse::<Ipv4Addr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                let hint = if text.contains('/') {
+                    " (an address, without a prefix length)"
+                } else {
+                    " (like 10.244.1.5)"
+                };
+                self.error(
+                    value.referenced,
+                    format!("{what} {} is not an IPv4 address{hint}", quoted(text)),
+                );
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, what: &str, value: &Spanned<String>) -> Option<u64> {
+        let text = value.value.as_str();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            // All digits but too big for u64: out of every range we have.
+            return Some(text.parse().unwrap_or(u64::MAX));
+        }
+        self.error(
+            value.referenced,
+            format!("{what} {} is not a whole number", quoted(text)),
+        );
+        None
+    }
+}
+
+/// A flow's protocol as written or defaulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+        })
+    }
+}
+
+fn transport(protocol: Protocol) -> Option<Proto> {
+    match protocol {
+        Protocol::Tcp => Some(Proto::Tcp),
+        Protocol::Udp => Some(Proto::Udp),
+        Protocol::Icmp => None,
+    }
+}
+
+/// What flows may refer to.
+struct Refs<'a> {
+    pod_index: &'a HashMap<&'a str, usize>,
+    nodes: &'a [NodeDraft],
+    pods: &'a [PodDraft],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building the topology from validated drafts.
+
+fn build_topology(
+    cluster: &ClusterParams,
+    nodes: &[NodeDraft],
+    pods: &[PodDraft],
+) -> Option<Topology> {
+    let node_cidr = cluster.node_cidr?;
+    let subnet_len = cluster.subnet_len?;
+    let overlay = cluster.overlay?;
+    let mtu = cluster.mtu?;
+    let pod_mtu = match overlay {
+        Overlay::Vxlan => mtu - VXLAN_OVERHEAD,
+        Overlay::HostGw | Overlay::None => mtu,
+    };
+
+    // (name, subnet, address) of every node, all known after validation.
+    let resolved: Vec<(String, Ipv4Net, Ipv4Addr)> = nodes
+        .iter()
+        .map(|n| Some((n.name.clone()?, n.subnet?, n.address?)))
+        .collect::<Option<_>>()?;
+
+    let mut topo_nodes = Vec::with_capacity(resolved.len());
+    for (index, (name, subnet, address)) in resolved.iter().enumerate() {
+        let gw = gateway(*subnet);
+        let peers = resolved
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != index)
+            .map(|(_, peer)| peer);
+        let mut routes = Vec::new();
+        let mut neighbours = Vec::new();
+        let mut fdb = Vec::new();
+        let vxlan = match overlay {
+            Overlay::Vxlan => {
+                for (_, peer_subnet, peer_address) in peers {
+                    let peer_vtep = Mac::from_ip(VTEP_MAC, *peer_address);
+                    neighbours.push(Neighbour {
+                        dev: VXLAN_DEV.to_owned(),
+                        ip: peer_subnet.network(),
+                        mac: peer_vtep,
+                    });
+                    fdb.push(FdbEntry {
+                        dev: VXLAN_DEV.to_owned(),
+                        mac: peer_vtep,
+                        dst: *peer_address,
+                    });
+                    routes.push(Route {
+                        dst: *peer_subnet,
+                        via: Some(peer_subnet.network()),
+                        dev: VXLAN_DEV.to_owned(),
+                        onlink: true,
+                    });
+                }
+                Some(Vxlan {
+                    name: VXLAN_DEV.to_owned(),
+                    vni: VXLAN_VNI,
+                    port: VXLAN_PORT,
+                    mac: Mac::from_ip(VTEP_MAC, *address),
+                    addr: Ipv4Net::new(subnet.network(), 32).ok()?,
+                    mtu: mtu - VXLAN_OVERHEAD,
+                    local: *address,
+                    underlay_dev: ETH0.to_owned(),
+                    learning: false,
+                })
+            }
+            Overlay::HostGw => {
+                for (_, peer_subnet, peer_address) in peers {
+                    routes.push(Route {
+                        dst: *peer_subnet,
+                        via: Some(*peer_address),
+                        dev: ETH0.to_owned(),
+                        onlink: false,
+                    });
+                }
+                None
+            }
+            Overlay::None => None,
+        };
+        topo_nodes.push(Node {
+            name: name.clone(),
+            eth0: Iface {
+                name: ETH0.to_owned(),
+                mac: Mac::from_ip(NODE_MAC, *address),
+                addr: Ipv4Net::new(*address, node_cidr.prefix_len()).ok()?,
+                mtu,
+            },
+            underlay_port: name.clone(),
+            pod_cidr: *subnet,
+            bridge: Iface {
+                name: POD_BRIDGE.to_owned(),
+                mac: Mac::from_ip(POD_MAC, gw),
+                addr: Ipv4Net::new(gw, subnet.prefix_len()).ok()?,
+                mtu: pod_mtu,
+            },
+            vxlan,
+            routes,
+            neighbours,
+            fdb,
+            sysctls: vec![("net/ipv4/ip_forward".to_owned(), "1".to_owned())],
+        });
+    }
+
+    let mut topo_pods = Vec::with_capacity(pods.len());
+    for pod in pods {
+        let node = pod.node?;
+        let ip = pod.ip?;
+        let (_, subnet, _) = resolved.get(node)?;
+        topo_pods.push(Pod {
+            name: pod.name.clone()?,
+            namespace: pod.namespace.clone(),
+            node,
+            eth0: Iface {
+                name: ETH0.to_owned(),
+                mac: Mac::from_ip(POD_MAC, ip),
+                addr: Ipv4Net::new(ip, subnet_len).ok()?,
+                mtu: pod_mtu,
+            },
+            host_veth: pod.host_veth.clone(),
+            routes: vec![Route {
+                dst: Ipv4Net::default(),
+                via: Some(gateway(*subnet)),
+                dev: ETH0.to_owned(),
+                onlink: false,
+            }],
+            listeners: pod.listeners.clone(),
+        });
+    }
+
+    Some(Topology {
+        underlay: Underlay {
+            netns: UNDERLAY_NETNS.to_owned(),
+            bridge: UNDERLAY_BRIDGE.to_owned(),
+            cidr: node_cidr,
+            mtu,
+        },
+        nodes: topo_nodes,
+        pods: topo_pods,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small pure helpers.
+
+/// The first host of a subnet: the node's `cni0` address, the pods' gateway.
+fn gateway(subnet: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(subnet.network()).saturating_add(1))
+}
+
+/// FNV-1a, 32 bits: small, stable across releases and platforms (unlike `DefaultHasher`).
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash: u32, &b| {
+        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// `veth` and 8 hex digits of the hash of `namespace/name`; on a clash with a name already
+/// taken in the node, of `namespace/name#1`, `#2`, and so on.
+fn host_veth_name(key: &str, taken: &HashSet<String>) -> String {
+    let mut name = format!("veth{:08x}", fnv1a32(key.as_bytes()));
+    let mut counter = 0u32;
+    while taken.contains(&name) {
+        counter += 1;
+        name = format!("veth{:08x}", fnv1a32(format!("{key}#{counter}").as_bytes()));
+    }
+    name
+}
+
+/// Why `name` is not a DNS-1123 label of at most `max` characters, if it is not.
+fn dns_label_problem(name: &str, max: usize) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    let length = name.chars().count();
+    if length > max {
+        return Some(format!("is {length} characters long, more than {max}"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Some("is not a DNS-1123 label: use lowercase letters, digits and '-'".to_owned());
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some(
+            "is not a DNS-1123 label: it must start and end with a letter or digit".to_owned(),
+        );
+    }
+    None
+}
+
+/// Flow names end up in test names and report file names: keep them plain.
+fn flow_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    let length = name.chars().count();
+    if length > MAX_NAME {
+        return Some(format!("is {length} characters long, more than {MAX_NAME}"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Some("may only hold letters, digits, '-', '_' and '.'".to_owned());
+    }
+    None
+}
+
+/// A port number `1..=65535`.
+fn parse_port(text: &str) -> Result<u16, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("is not a port number".to_owned());
+    }
+    match text.parse::<u64>() {
+        Ok(port @ 1..=65535) => Ok(port as u16),
+        _ => Err("is out of range 1..=65535".to_owned()),
+    }
+}
+
+/// `500ms` or `2s`: more than zero, at most [`MAX_TIMEOUT`].
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let (digits, millis_per_unit) = if let Some(digits) = text.strip_suffix("ms") {
+        (digits, 1)
+    } else if let Some(digits) = text.strip_suffix('s') {
+        (digits, 1000)
+    } else {
+        return Err("is not a duration: write milliseconds (500ms) or seconds (2s)".to_owned());
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("is not a duration: write milliseconds (500ms) or seconds (2s)".to_owned());
+    }
+    let millis = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(millis_per_unit));
+    match millis {
+        Some(0) => Err("must be more than zero".to_owned()),
+        Some(ms) if Duration::from_millis(ms) <= MAX_TIMEOUT => Ok(Duration::from_millis(ms)),
+        _ => Err(format!(
+            "is longer than the maximum, {}s",
+            MAX_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// A value from the file, quoted for a message: escaped, and cut when very long.
+fn quoted(text: &str) -> String {
+    const LIMIT: usize = 64;
+    let escaped: String = text.escape_debug().collect();
+    if escaped.chars().count() > LIMIT {
+        format!("`{}...`", escaped.chars().take(LIMIT).collect::<String>())
+    } else {
+        format!("`{escaped}`")
+    }
+}
+
+/// A list of known names for "unknown ..." messages; long lists are cut.
+fn known_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    const LIMIT: usize = 10;
+    let mut names: Vec<&str> = names.collect();
+    // Keep the first of duplicates (already reported), in declared order.
+    let mut seen = HashSet::new();
+    names.retain(|name| seen.insert(*name));
+    if names.is_empty() {
+        return "none".to_owned();
+    }
+    let mut shown = names
+        .iter()
+        .take(LIMIT)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > LIMIT {
+        shown.push_str(&format!(" and {} more", names.len() - LIMIT));
+    }
+    shown
+}
+
+fn node_label(node: &NodeDraft) -> String {
+    node.name
+        .clone()
+        .unwrap_or_else(|| format!("the node at {}", at_text(node.at)))
+}
+
+fn at_text(at: YamlLocation) -> String {
+    format!("{}:{}", at.line(), at.column())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The human-readable plan, as `podpath plan CASE` prints it.
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topo = &self.topology;
+        writeln!(f, "case {} ({})", self.name, self.file.display())?;
+        let u = &topo.underlay;
+        writeln!(
+            f,
+            "underlay netns {} bridge {} {} mtu {}",
+            u.netns, u.bridge, u.cidr, u.mtu
+        )?;
+        for node in &topo.nodes {
+            writeln!(f, "node {} (pod subnet {})", node.name, node.pod_cidr)?;
+            write_iface(f, &node.eth0)?;
+            writeln!(f, " (underlay port {})", node.underlay_port)?;
+            write_iface(f, &node.bridge)?;
+            writeln!(f)?;
+            if let Some(v) = &node.vxlan {
+                writeln!(
+                    f,
+                    "  {:<10} {} {} mtu {} vni {} port {} local {} dev {} learning {}",
+                    v.name,
+                    v.addr,
+                    v.mac,
+                    v.mtu,
+                    v.vni,
+                    v.port,
+                    v.local,
+                    v.underlay_dev,
+                    if v.learning { "on" } else { "off" }
+                )?;
+            }
+            for route in &node.routes {
+                write_route(f, route)?;
+            }
+            for n in &node.neighbours {
+                writeln!(
+                    f,
+                    "  {:<10} {} lladdr {} dev {}",
+                    "neigh", n.ip, n.mac, n.dev
+                )?;
+            }
+            for e in &node.fdb {
+                writeln!(f, "  {:<10} {} dst {} dev {}", "fdb", e.mac, e.dst, e.dev)?;
+            }
+            for (key, value) in &node.sysctls {
+                writeln!(f, "  {:<10} {key}={value}", "sysctl")?;
+            }
+        }
+        for pod in &topo.pods {
+            let node = topo.nodes.get(pod.node).map_or("?", |n| n.name.as_str());
+            writeln!(
+                f,
+                "pod {} (namespace {}) on {node}",
+                pod.name, pod.namespace
+            )?;
+            write_iface(f, &pod.eth0)?;
+            writeln!(f)?;
+            writeln!(
+                f,
+                "  {:<10} {} (port of {node}'s {POD_BRIDGE})",
+                "host veth", pod.host_veth
+            )?;
+            for route in &pod.routes {
+                write_route(f, route)?;
+            }
+            if !pod.listeners.is_empty() {
+                let listen: Vec<String> = pod.listeners.iter().map(Listener::to_string).collect();
+                writeln!(f, "  {:<10} {}", "listen", listen.join(" "))?;
+            }
+        }
+        for flow in &self.flows {
+            let owner = topo
+                .owner_of(flow.target.ip())
+                .map_or_else(String::new, |name| format!(" ({name})"));
+            writeln!(
+                f,
+                "flow {} (line {}): {} -> {}{owner}, timeout {}",
+                flow.name,
+                flow.location.line,
+                flow.from,
+                flow.target,
+                DisplayDuration(flow.timeout)
+            )?;
+            writeln!(f, "  expect {}", flow.expect)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_iface(f: &mut fmt::Formatter<'_>, iface: &Iface) -> fmt::Result {
+    write!(
+        f,
+        "  {:<10} {} {} mtu {}",
+        iface.name, iface.addr, iface.mac, iface.mtu
+    )
+}
+
+fn write_route(f: &mut fmt::Formatter<'_>, route: &Route) -> fmt::Result {
+    let dst = if route.dst.prefix_len() == 0 {
+        "default".to_owned()
+    } else {
+        route.dst.to_string()
+    };
+    write!(f, "  {:<10} {dst}", "route")?;
+    if let Some(via) = route.via {
+        write!(f, " via {via}")?;
+    }
+    write!(f, " dev {}", route.dev)?;
+    if route.onlink {
+        write!(f, " onlink")?;
+    }
+    writeln!(f)
+}
+
+struct DisplayDuration(Duration);
+
+impl fmt::Display for DisplayDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let millis = self.0.as_millis();
+        if millis % 1000 == 0 {
+            write!(f, "{}s", millis / 1000)
+        } else {
+            write!(f, "{millis}ms")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    const FILE: &str = "cases/t.yaml";
+
+    fn plan(yaml: &str) -> Plan {
+        match load_str(Path::new(FILE), yaml) {
+            Ok(plan) => plan,
+            Err(err) => panic!("unexpected errors:\n{err}"),
+        }
+    }
+
+    fn diagnostics(yaml: &str) -> Vec<Diagnostic> {
+        match load_str(Path::new(FILE), yaml) {
+            Ok(plan) => panic!("expected errors, got a plan:\n{plan}"),
+            Err(err) => err.diagnostics().to_vec(),
+        }
+    }
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    fn cidr(text: &str) -> Ipv4Net {
+        text.parse().unwrap()
+    }
+
+    fn pod_ips(plan: &Plan) -> Vec<(String, Ipv4Net)> {
+        plan.topology
+            .pods
+            .iter()
+            .map(|p| (p.name.clone(), p.eth0.addr))
+            .collect()
+    }
+
+    fn named(pairs: &[(&str, &str)]) -> Vec<(String, Ipv4Net)> {
+        pairs
+            .iter()
+            .map(|(name, net)| (name.to_string(), cidr(net)))
+            .collect()
+    }
+
+    // --- allocation ----------------------------------------------------------------------
+
+    #[test]
+    fn nodes_get_positional_subnets_and_addresses_unless_set() {
+        let plan = plan(
+            "nodes: [node1, node2, { name: node3, podCIDR: 10.244.7.0/24, address: 172.18.0.20 }]\n",
+        );
+        let nodes = &plan.topology.nodes;
+        let subnets: Vec<Ipv4Net> = nodes.iter().map(|n| n.pod_cidr).collect();
+        assert_eq!(
+            subnets,
+            [
+                cidr("10.244.1.0/24"),
+                cidr("10.244.2.0/24"),
+                cidr("10.244.7.0/24")
+            ]
+        );
+        let eth0: Vec<Ipv4Net> = nodes.iter().map(|n| n.eth0.addr).collect();
+        assert_eq!(
+            eth0,
+            [
+                cidr("172.18.0.2/16"),
+                cidr("172.18.0.3/16"),
+                cidr("172.18.0.20/16")
+            ]
+        );
+        assert_eq!(plan.name, "t");
+        assert_eq!(plan.stem, "t");
+        assert_eq!(plan.file, Path::new(FILE));
+    }
+
+    #[test]
+    fn cluster_settings_change_subnets_and_addresses() {
+        let plan = plan(
+            "cluster: { podCIDR: 10.100.0.0/16, subnetLen: 26, nodeCIDR: 192.168.50.0/24 }\n\
+             nodes: [node1, node2]\n\
+             pods: [{ name: a, node: node2 }]\n",
+        );
+        let nodes = &plan.topology.nodes;
+        assert_eq!(nodes[0].pod_cidr, cidr("10.100.0.64/26"));
+        assert_eq!(nodes[1].pod_cidr, cidr("10.100.0.128/26"));
+        assert_eq!(nodes[1].bridge.addr, cidr("10.100.0.129/26"));
+        assert_eq!(nodes[1].eth0.addr, cidr("192.168.50.3/24"));
+        assert_eq!(pod_ips(&plan), named(&[("a", "10.100.0.130/26")]));
+        assert_eq!(plan.topology.underlay.cidr, cidr("192.168.50.0/24"));
+    }
+
+    #[test]
+    fn pods_get_the_next_free_address_per_node_in_declared_order() {
+        let plan = plan(
+            "nodes: [node1, node2]\n\
+             pods:\n\
+             - { name: a, node: node1 }\n\
+             - { name: b, node: node2 }\n\
+             - { name: c, node: node1 }\n",
+        );
+        assert_eq!(
+            pod_ips(&plan),
+            named(&[
+                ("a", "10.244.1.2/24"),
+                ("b", "10.244.2.2/24"),
+                ("c", "10.244.1.3/24")
+            ])
+        );
+        assert_eq!(plan.topology.pods[1].node, 1);
+    }
+
+    #[test]
+    fn fixed_pod_addresses_are_kept_and_skipped() {
+        let plan = plan(
+            "nodes: [node1]\n\
+             pods:\n\
+             - { name: a, node: node1 }\n\
+             - { name: b, node: node1, ip: 10.244.1.2 }\n\
+             - { name: c, node: node1 }\n\
+             - { name: d, node: node1, ip: 10.244.1.4 }\n\
+             - { name: e, node: node1 }\n",
+        );
+        assert_eq!(
+            pod_ips(&plan),
+            named(&[
+                ("a", "10.244.1.3/24"),
+                ("b", "10.244.1.2/24"),
+                ("c", "10.244.1.5/24"),
+                ("d", "10.244.1.4/24"),
+                ("e", "10.244.1.6/24")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_full_subnet_takes_exactly_its_capacity() {
+        // A /29 holds .2 to .6: five pods.
+        let pods: String = (1..=5)
+            .map(|i| format!("  - {{ name: p{i}, node: node1 }}\n"))
+            .collect();
+        let plan = plan(&format!(
+            "cluster: {{ subnetLen: 29 }}\nnodes: [node1]\npods:\n{pods}"
+        ));
+        assert_eq!(plan.topology.pods[4].eth0.addr, cidr("10.244.0.14/29"));
+    }
+
+    // --- interfaces ----------------------------------------------------------------------
+
+    #[test]
+    fn node_interfaces_follow_kind_cni_and_flannel() {
+        let plan = plan("nodes: [node1, node2]\n");
+        let topo = &plan.topology;
+        assert_eq!(
+            topo.underlay,
+            Underlay {
+                netns: "underlay".into(),
+                bridge: "br0".into(),
+                cidr: cidr("172.18.0.0/16"),
+                mtu: 1500,
+            }
+        );
+        let node = &topo.nodes[0];
+        assert_eq!(node.name, "node1");
+        assert_eq!(node.underlay_port, "node1");
+        assert_eq!(
+            node.eth0,
+            Iface {
+                name: "eth0".into(),
+                mac: Mac([0x02, 0x42, 172, 18, 0, 2]),
+                addr: cidr("172.18.0.2/16"),
+                mtu: 1500,
+            }
+        );
+        assert_eq!(
+            node.bridge,
+            Iface {
+                name: "cni0".into(),
+                mac: Mac([0x0a, 0x58, 10, 244, 1, 1]),
+                addr: cidr("10.244.1.1/24"),
+                mtu: 1450,
+            }
+        );
+        assert_eq!(
+            node.vxlan,
+            Some(Vxlan {
+                name: "flannel.1".into(),
+                vni: 1,
+                port: 8472,
+                mac: Mac([0x0e, 0x2a, 172, 18, 0, 2]),
+                addr: cidr("10.244.1.0/32"),
+                mtu: 1450,
+                local: ip("172.18.0.2"),
+                underlay_dev: "eth0".into(),
+                learning: false,
+            })
+        );
+        assert_eq!(
+            node.sysctls,
+            [("net/ipv4/ip_forward".to_owned(), "1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn pod_interfaces_routes_and_listeners() {
+        let plan = plan(
+            "nodes: [node1]\n\
+             pods: [{ name: a, node: node1, namespace: shop, listen: [9000, 5353/udp, 8080/tcp, 53/udp] }]\n",
+        );
+        let pod = &plan.topology.pods[0];
+        assert_eq!(pod.namespace, "shop");
+        assert_eq!(
+            pod.eth0,
+            Iface {
+                name: "eth0".into(),
+                mac: Mac([0x0a, 0x58, 10, 244, 1, 2]),
+                addr: cidr("10.244.1.2/24"),
+                mtu: 1450,
+            }
+        );
+        assert_eq!(
+            pod.routes,
+            [Route {
+                dst: cidr("0.0.0.0/0"),
+                via: Some(ip("10.244.1.1")),
+                dev: "eth0".into(),
+                onlink: false,
+            }]
+        );
+        let listeners: Vec<String> = pod.listeners.iter().map(Listener::to_string).collect();
+        assert_eq!(listeners, ["53/udp", "5353/udp", "8080/tcp", "9000/tcp"]);
+        assert_eq!(pod.host_veth, format!("veth{:08x}", fnv1a32(b"shop/a")));
+    }
+
+    #[test]
+    fn fnv1a32_matches_the_reference_vectors() {
+        assert_eq!(fnv1a32(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a32(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn host_veth_names_rehash_on_a_clash() {
+        let first = host_veth_name("default/a", &HashSet::new());
+        assert_eq!(first, format!("veth{:08x}", fnv1a32(b"default/a")));
+        let taken: HashSet<String> = [first.clone()].into();
+        let second = host_veth_name("default/a", &taken);
+        assert_eq!(second, format!("veth{:08x}", fnv1a32(b"default/a#1")));
+        let taken: HashSet<String> = [first, second.clone()].into();
+        assert_eq!(
+            host_veth_name("default/a", &taken),
+            format!("veth{:08x}", fnv1a32(b"default/a#2"))
+        );
+    }
+
+    #[test]
+    fn host_veth_names_are_unique_within_a_node() {
+        let pods: String = (0..300)
+            .map(|i| format!("  - {{ name: p{i}, node: node1 }}\n"))
+            .collect();
+        let plan = plan(&format!(
+            "cluster: {{ subnetLen: 22 }}\nnodes: [node1]\npods:\n{pods}"
+        ));
+        let veths: HashSet<&str> = plan
+            .topology
+            .pods
+            .iter()
+            .map(|p| p.host_veth.as_str())
+            .collect();
+        assert_eq!(veths.len(), 300);
+        assert!(veths.iter().all(|v| v.len() == 12 && v.starts_with("veth")));
+    }
+
+    // --- overlays ------------------------------------------------------------------------
+
+    #[test]
+    fn flannel_programs_one_neighbour_fdb_entry_and_route_per_peer() {
+        let plan = plan("nodes: [node1, node2, node3]\n");
+        let nodes = &plan.topology.nodes;
+        for (i, node) in nodes.iter().enumerate() {
+            assert_eq!(node.neighbours.len(), 2, "{}", node.name);
+            assert_eq!(node.fdb.len(), 2, "{}", node.name);
+            assert_eq!(node.routes.len(), 2, "{}", node.name);
+            for (j, peer) in nodes.iter().enumerate().filter(|(j, _)| *j != i) {
+                let peer_ip = peer.eth0.addr.addr();
+                let peer_vtep = Mac::from_ip([0x0e, 0x2a], peer_ip);
+                assert_eq!(peer.vxlan.as_ref().unwrap().mac, peer_vtep);
+                let neigh = Neighbour {
+                    dev: "flannel.1".into(),
+                    ip: peer.pod_cidr.network(),
+                    mac: peer_vtep,
+                };
+                let fdb = FdbEntry {
+                    dev: "flannel.1".into(),
+                    mac: peer_vtep,
+                    dst: peer_ip,
+                };
+                let route = Route {
+                    dst: peer.pod_cidr,
+                    via: Some(peer.pod_cidr.network()),
+                    dev: "flannel.1".into(),
+                    onlink: true,
+                };
+                assert_eq!(node.neighbours.iter().filter(|n| **n == neigh).count(), 1);
+                assert_eq!(node.fdb.iter().filter(|e| **e == fdb).count(), 1);
+                assert_eq!(node.routes.iter().filter(|r| **r == route).count(), 1);
+                assert_eq!(peer.pod_cidr, cidr(&format!("10.244.{}.0/24", j + 1)));
+            }
+        }
+        // Spelled out once, for node1.
+        assert_eq!(
+            nodes[0].routes[1],
+            Route {
+                dst: cidr("10.244.3.0/24"),
+                via: Some(ip("10.244.3.0")),
+                dev: "flannel.1".into(),
+                onlink: true,
+            }
+        );
+        assert_eq!(
+            nodes[0].fdb[1],
+            FdbEntry {
+                dev: "flannel.1".into(),
+                mac: Mac([0x0e, 0x2a, 172, 18, 0, 4]),
+                dst: ip("172.18.0.4"),
+            }
+        );
+        assert_eq!(nodes[0].neighbours[1].ip, ip("10.244.3.0"));
+    }
+
+    #[test]
+    fn host_gw_routes_each_peer_subnet_via_the_peer_address() {
+        let plan = plan("cluster: { overlay: host-gw }\nnodes: [node1, node2, node3]\n");
+        let node = &plan.topology.nodes[1];
+        assert_eq!(node.vxlan, None);
+        assert!(node.neighbours.is_empty() && node.fdb.is_empty());
+        assert_eq!(
+            node.routes,
+            [
+                Route {
+                    dst: cidr("10.244.1.0/24"),
+                    via: Some(ip("172.18.0.2")),
+                    dev: "eth0".into(),
+                    onlink: false,
+                },
+                Route {
+                    dst: cidr("10.244.3.0/24"),
+                    via: Some(ip("172.18.0.4")),
+                    dev: "eth0".into(),
+                    onlink: false,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn overlay_none_programs_nothing() {
+        let plan = plan("cluster: { overlay: none }\nnodes: [node1, node2]\n");
+        for node in &plan.topology.nodes {
+            assert_eq!(node.vxlan, None);
+            assert!(node.routes.is_empty() && node.neighbours.is_empty() && node.fdb.is_empty());
+        }
+    }
+
+    #[rstest]
+    #[case::vxlan_default("", 1500, 1450, Some(1450))]
+    #[case::vxlan_jumbo("overlay: vxlan, mtu: 9000", 9000, 8950, Some(8950))]
+    #[case::vxlan_smallest("mtu: 626", 626, 576, Some(576))]
+    #[case::host_gw("overlay: host-gw", 1500, 1500, None)]
+    #[case::none_small("overlay: none, mtu: 600", 600, 600, None)]
+    fn mtus(
+        #[case] cluster: &str,
+        #[case] eth0: u32,
+        #[case] pods: u32,
+        #[case] vxlan: Option<u32>,
+    ) {
+        let plan = plan(&format!(
+            "cluster: {{ {cluster} }}\nnodes: [node1]\npods: [{{ name: a, node: node1 }}]\n"
+        ));
+        let node = &plan.topology.nodes[0];
+        assert_eq!(plan.topology.underlay.mtu, eth0);
+        assert_eq!(node.eth0.mtu, eth0);
+        assert_eq!(node.bridge.mtu, pods);
+        assert_eq!(node.vxlan.as_ref().map(|v| v.mtu), vxlan);
+        assert_eq!(plan.topology.pods[0].eth0.mtu, pods);
+    }
+
+    // --- flows ---------------------------------------------------------------------------
+
+    #[test]
+    fn flows_resolve_targets_and_expectations() {
+        let plan = plan(
+            "nodes: [node1, node2]
+pods:
+  - { name: a, node: node1 }
+  - { name: b, node: node2, listen: [8080/tcp, 5353/udp, 9000] }
+flows:
+  - name: tcp
+    from: a
+    to: b:8080
+    expect: { reach: b, seenSource: a }
+  - { name: udp, from: a, to: b:5353, protocol: udp, timeout: 500ms, expect: { reach: [b], seenSource: node1 } }
+  - { name: ping, from: a, to: b, expect: { reach: b } }
+  - { name: closed, from: a, to: b:9999, expect: { fail: refused } }
+  - { name: outside, from: a, to: 192.0.2.1:80, timeout: 1s, expect: { fail: timeout } }
+  - { name: by-ip, from: a, to: 10.244.2.2:9000, expect: { reach: b, seenSource: 10.244.1.2 } }
+  - { name: no-route, from: a, to: 10.244.9.9, protocol: icmp, expect: { fail: unreachable } }
+",
+        );
+        let flows = &plan.flows;
+        let reach_b = |seen: Option<(&str, &str)>| Expect::Reach {
+            pods: vec!["b".into()],
+            seen_source: seen.map(|(name, addr)| SeenSource {
+                name: name.into(),
+                addr: ip(addr),
+            }),
+        };
+        assert_eq!(
+            flows[0],
+            FlowPlan {
+                name: "tcp".into(),
+                from: "a".into(),
+                target: Target::Tcp("10.244.2.2:8080".parse().unwrap()),
+                timeout: Duration::from_secs(2),
+                expect: reach_b(Some(("a", "10.244.1.2"))),
+                location: Location { line: 6, column: 5 },
+            }
+        );
+        assert_eq!(
+            flows[1].target,
+            Target::Udp("10.244.2.2:5353".parse().unwrap())
+        );
+        assert_eq!(flows[1].timeout, Duration::from_millis(500));
+        assert_eq!(flows[1].expect, reach_b(Some(("node1", "172.18.0.2"))));
+        assert_eq!(
+            flows[1].location,
+            Location {
+                line: 10,
+                column: 5
+            }
+        );
+        assert_eq!(flows[2].target, Target::Icmp(ip("10.244.2.2")));
+        assert_eq!(flows[2].expect, reach_b(None));
+        assert_eq!(
+            flows[3].target,
+            Target::Tcp("10.244.2.2:9999".parse().unwrap())
+        );
+        assert_eq!(flows[3].expect, Expect::Fail(FailKind::Refused));
+        assert_eq!(
+            flows[4].target,
+            Target::Tcp("192.0.2.1:80".parse().unwrap())
+        );
+        assert_eq!(flows[4].timeout, Duration::from_secs(1));
+        assert_eq!(flows[4].expect, Expect::Fail(FailKind::Timeout));
+        assert_eq!(
+            flows[5].target,
+            Target::Tcp("10.244.2.2:9000".parse().unwrap())
+        );
+        assert_eq!(flows[5].expect, reach_b(Some(("10.244.1.2", "10.244.1.2"))));
+        assert_eq!(flows[6].target, Target::Icmp(ip("10.244.9.9")));
+        assert_eq!(flows[6].expect, Expect::Fail(FailKind::Unreachable));
+    }
+
+    #[test]
+    fn an_address_target_may_expect_any_listening_pods() {
+        // A Service-like address: the planner cannot know who answers, so any pods may be named.
+        let plan = plan(
+            "nodes: [node1]\n\
+             pods: [{ name: a, node: node1, listen: [80] }, { name: b, node: node1, listen: [80] }]\n\
+             flows: [{ name: f, from: a, to: 10.96.0.10:80, expect: { reach: [a, b] } }]\n",
+        );
+        assert_eq!(
+            plan.flows[0].expect,
+            Expect::Reach {
+                pods: vec!["a".into(), "b".into()],
+                seen_source: None
+            }
+        );
+    }
+
+    #[rstest]
+    #[case("500ms", Ok(Duration::from_millis(500)))]
+    #[case("2s", Ok(Duration::from_secs(2)))]
+    #[case("60s", Ok(Duration::from_secs(60)))]
+    #[case("60000ms", Ok(Duration::from_secs(60)))]
+    #[case("60001ms", Err("longer than the maximum"))]
+    #[case("0s", Err("more than zero"))]
+    #[case("s", Err("not a duration"))]
+    #[case("1.5s", Err("not a duration"))]
+    #[case("-1s", Err("not a duration"))]
+    #[case("2", Err("not a duration"))]
+    #[case("99999999999999999999999s", Err("longer than the maximum"))]
+    #[case("18446744073709551615s", Err("longer than the maximum"))]
+    fn timeouts(#[case] text: &str, #[case] expected: Result<Duration, &str>) {
+        match (parse_timeout(text), expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want),
+            (Err(got), Err(want)) => assert!(got.contains(want), "{got}"),
+            (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    // --- validation ----------------------------------------------------------------------
+
+    /// One mistake, one diagnostic, at the offending value.
+    #[rstest]
+    #[case::syntax("nodes: [node1\n", 1, 8, "unclosed bracket")]
+    #[case::top_level_list("- node1\n", 1, 1, "expected a mapping")]
+    #[case::wrong_type(
+        "nodes: [node1, node2]\ncluster: { mtu: [1] }\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        2,
+        17,
+        "expected a single value"
+    )]
+    #[case::unknown_key(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b }, via: x }\n",
+        6,
+        57,
+        "unknown field `via`"
+    )]
+    #[case::missing_nodes("pods: []\n", 1, 1, "`nodes` is missing")]
+    #[case::empty_nodes("nodes: []\n", 1, 8, "`nodes` is empty")]
+    #[case::node_name_invalid(
+        "nodes: [node1, Node_2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: Node_2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        16,
+        "node name `Node_2` is not a DNS-1123 label"
+    )]
+    #[case::node_name_too_long(
+        "nodes: [node1, averyveryverylongname]\n",
+        1,
+        16,
+        "is 21 characters long, more than 15"
+    )]
+    #[case::node_name_reserved("nodes: [underlay]\n", 1, 9, "reserved for the underlay")]
+    #[case::node_name_duplicate(
+        "nodes: [node1, node1]\n",
+        1,
+        16,
+        "duplicate node name `node1`, first declared at 1:9"
+    )]
+    #[case::node_without_name("nodes:\n  - { address: 172.18.0.9 }\n", 2, 5, "node has no `name`")]
+    #[case::pod_name_invalid(
+        "nodes: [node1, node2]\npods:\n  - { name: A_1, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: A_1, to: b:80, expect: { reach: b } }\n",
+        3,
+        13,
+        "pod name `A_1` is not a DNS-1123 label"
+    )]
+    #[case::pod_name_is_node_name(
+        "nodes: [node1]\npods:\n  - { name: node1, node: node1 }\n",
+        3,
+        13,
+        "is also a node name"
+    )]
+    #[case::pod_name_reserved(
+        "nodes: [node1]\npods:\n  - { name: underlay, node: node1 }\n",
+        3,
+        13,
+        "reserved for the underlay"
+    )]
+    #[case::pod_name_duplicate(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: a, node: node2 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        4,
+        13,
+        "duplicate pod name `a`, first declared at 3:13"
+    )]
+    #[case::pod_unknown_node(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node9, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        4,
+        22,
+        "unknown node `node9` (nodes: node1, node2)"
+    )]
+    #[case::pod_without_node("nodes: [node1]\npods:\n  - { name: a }\n", 3, 5, "pod has no `node`")]
+    #[case::namespace_invalid(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, namespace: Default }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        3,
+        40,
+        "namespace `Default` is not a DNS-1123 label"
+    )]
+    #[case::flow_name_duplicate(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        7,
+        13,
+        "duplicate flow name `f`, first declared at 6:13"
+    )]
+    #[case::flow_name_invalid(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: \"a b\", from: a, to: b:80, expect: { reach: b } }\n",
+        6,
+        13,
+        "flow name `a b` may only hold"
+    )]
+    #[case::from_unknown(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: x, to: b:80, expect: { reach: b } }\n",
+        6,
+        22,
+        "unknown pod `x` in `from` (pods: a, b)"
+    )]
+    #[case::to_unknown(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: zz:80, expect: { reach: b } }\n",
+        6,
+        29,
+        "unknown pod `zz` in `to`"
+    )]
+    #[case::to_port_zero(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:0, expect: { fail: refused } }\n",
+        6,
+        29,
+        "port `0` in `to` is out of range 1..=65535"
+    )]
+    #[case::reach_unknown(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: 10.96.0.1:80, expect: { reach: [b, zz] } }\n",
+        6,
+        64,
+        "unknown pod `zz` in `reach`"
+    )]
+    #[case::reach_other_pod(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: [b, a] } }\n",
+        6,
+        56,
+        "`reach` names a, but the flow goes straight to b: only b can answer"
+    )]
+    #[case::reach_empty(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: [] } }\n",
+        6,
+        52,
+        "`reach` names no pod"
+    )]
+    #[case::reach_twice(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: [b, b] } }\n",
+        6,
+        56,
+        "`b` is named twice"
+    )]
+    #[case::seen_source_unknown(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b, seenSource: nobody } }\n",
+        6,
+        67,
+        "unknown pod or node `nobody` in `seenSource`"
+    )]
+    #[case::seen_source_with_fail(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:81, expect: { fail: refused, seenSource: a } }\n",
+        6,
+        72,
+        "`seenSource` goes with `reach`"
+    )]
+    #[case::seen_source_with_icmp(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b, expect: { reach: b, seenSource: a } }\n",
+        6,
+        64,
+        "`seenSource` is for tcp and udp flows"
+    )]
+    #[case::not_listening_tcp(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:8080, expect: { reach: b } }\n",
+        6,
+        29,
+        "b does not listen on 8080/tcp, so it could never answer"
+    )]
+    #[case::not_listening_udp(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, protocol: udp, expect: { reach: b } }\n",
+        6,
+        29,
+        "b does not listen on 80/udp, so it could never answer"
+    )]
+    #[case::not_listening_by_address(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: 10.244.2.2:8080, expect: { reach: b } }\n",
+        6,
+        29,
+        "b does not listen on 8080/tcp"
+    )]
+    #[case::icmp_with_port(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, protocol: icmp, expect: { reach: b } }\n",
+        6,
+        29,
+        "an icmp flow has no port, but `to` names port 80"
+    )]
+    #[case::tcp_without_port(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b, protocol: tcp, expect: { reach: b } }\n",
+        6,
+        29,
+        "a tcp flow needs a port: write `b`:PORT"
+    )]
+    #[case::protocol_unknown(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, protocol: sctp, expect: { reach: b } }\n",
+        6,
+        45,
+        "unknown protocol `sctp`: expected tcp, udp or icmp"
+    )]
+    #[case::expect_both(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b, fail: refused } }\n",
+        6,
+        43,
+        "`expect` has both `reach` and `fail`"
+    )]
+    #[case::expect_neither(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: {} }\n",
+        6,
+        43,
+        "`expect` needs `reach: POD` or `fail:"
+    )]
+    #[case::expect_missing(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80 }\n",
+        6,
+        5,
+        "flow has no `expect`"
+    )]
+    #[case::fail_unknown(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:81, expect: { fail: dropped } }\n",
+        6,
+        51,
+        "unknown failure `dropped`: expected refused, timeout or unreachable"
+    )]
+    #[case::icmp_refused(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b, expect: { fail: refused } }\n",
+        6,
+        48,
+        "an icmp flow cannot be refused"
+    )]
+    #[case::timeout_unparsable(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, timeout: 2m, expect: { reach: b } }\n",
+        6,
+        44,
+        "timeout `2m` is not a duration"
+    )]
+    #[case::timeout_zero(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, timeout: 0ms, expect: { reach: b } }\n",
+        6,
+        44,
+        "timeout `0ms` must be more than zero"
+    )]
+    #[case::timeout_too_long(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, timeout: 61s, expect: { reach: b } }\n",
+        6,
+        44,
+        "timeout `61s` is longer than the maximum, 60s"
+    )]
+    #[case::cidr_syntax(
+        "cluster: { podCIDR: 10.244.0.0/33 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        21,
+        "podCIDR `10.244.0.0/33` is not an IPv4 CIDR"
+    )]
+    #[case::cidr_host_bits(
+        "cluster: { nodeCIDR: 172.18.0.1/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        22,
+        "nodeCIDR 172.18.0.1/16 has host bits set: did you mean 172.18.0.0/16?"
+    )]
+    #[case::pod_cidr_overlaps_node_cidr(
+        "cluster: { podCIDR: 172.18.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        21,
+        "podCIDR 172.18.0.0/16 overlaps nodeCIDR 172.18.0.0/16"
+    )]
+    #[case::node_cidr_overlaps_pod_cidr(
+        "cluster: { nodeCIDR: 10.0.0.0/8 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        22,
+        "podCIDR 10.244.0.0/16 overlaps nodeCIDR 10.0.0.0/8"
+    )]
+    #[case::subnet_len_not_longer(
+        "cluster: { subnetLen: 16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        23,
+        "subnetLen 16 must be longer than the podCIDR prefix /16"
+    )]
+    #[case::subnet_len_too_long(
+        "cluster: { subnetLen: 31 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        23,
+        "subnetLen 31 is too long: at most 30"
+    )]
+    #[case::overlay_unknown(
+        "cluster: { overlay: calico }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        21,
+        "unknown overlay `calico`: expected vxlan, host-gw or none"
+    )]
+    #[case::mtu_not_a_number(
+        "cluster: { mtu: abc }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        17,
+        "mtu `abc` is not a whole number"
+    )]
+    #[case::mtu_too_small(
+        "cluster: { mtu: 500 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        17,
+        "mtu 500 is out of range 576..=9000"
+    )]
+    #[case::mtu_too_big(
+        "cluster: { mtu: 99999999999999999999999 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        17,
+        "is out of range 576..=9000"
+    )]
+    #[case::mtu_too_small_for_vxlan(
+        "cluster: { mtu: 600 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        17,
+        "mtu 600 is too small for vxlan: pods would get 600 - 50 = 550"
+    )]
+    #[case::node_pod_cidr_outside(
+        "nodes: [node1, { name: node2, podCIDR: 10.245.2.0/24 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "node podCIDR 10.245.2.0/24 is outside the cluster podCIDR 10.244.0.0/16"
+    )]
+    #[case::node_pod_cidr_prefix(
+        "nodes: [node1, { name: node2, podCIDR: 10.244.2.0/25 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "node podCIDR 10.244.2.0/25 is a /25, but subnetLen is 24"
+    )]
+    #[case::node_pod_cidr_overlap(
+        "nodes: [node1, { name: node2, podCIDR: 10.244.1.0/24 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "pod subnet 10.244.1.0/24 is also node1's"
+    )]
+    #[case::node_subnets_exhausted(
+        "cluster: { podCIDR: 10.244.0.0/23 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        2,
+        16,
+        "podCIDR 10.244.0.0/23 has no /24 subnet left for node2"
+    )]
+    #[case::node_address_syntax(
+        "nodes: [node1, { name: node2, address: 172.18.0.300 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "node address `172.18.0.300` is not an IPv4 address"
+    )]
+    #[case::node_address_outside(
+        "nodes: [node1, { name: node2, address: 10.0.0.1 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "node address 10.0.0.1 is outside nodeCIDR 172.18.0.0/16"
+    )]
+    #[case::node_address_network(
+        "nodes: [node1, { name: node2, address: 172.18.0.0 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "node address 172.18.0.0 is the network address of nodeCIDR"
+    )]
+    #[case::node_address_broadcast(
+        "nodes: [node1, { name: node2, address: 172.18.255.255 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "node address 172.18.255.255 is the broadcast address of nodeCIDR"
+    )]
+    #[case::node_address_duplicate(
+        "nodes: [node1, { name: node2, address: 172.18.0.2 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        40,
+        "duplicate node address 172.18.0.2: node1 has it too"
+    )]
+    #[case::node_addresses_exhausted(
+        "cluster: { nodeCIDR: 172.18.0.0/30 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        2,
+        16,
+        "nodeCIDR 172.18.0.0/30 has no address left for node2"
+    )]
+    #[case::pod_ip_syntax(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, ip: 10.244.1.5/24 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        3,
+        33,
+        "pod ip `10.244.1.5/24` is not an IPv4 address (an address, without a prefix length)"
+    )]
+    #[case::pod_ip_outside(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, ip: 10.244.2.5 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        3,
+        33,
+        "pod ip 10.244.2.5 is outside node1's pod subnet 10.244.1.0/24"
+    )]
+    #[case::pod_ip_network(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, ip: 10.244.1.0 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        3,
+        33,
+        "pod ip 10.244.1.0 is the network address of node1's pod subnet"
+    )]
+    #[case::pod_ip_gateway(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, ip: 10.244.1.1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        3,
+        33,
+        "pod ip 10.244.1.1 is node1's gateway"
+    )]
+    #[case::pod_ip_broadcast(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, ip: 10.244.1.255 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        3,
+        33,
+        "pod ip 10.244.1.255 is the broadcast address of node1's pod subnet"
+    )]
+    #[case::pod_ip_duplicate(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, ip: 10.244.1.5 }\n  - { name: c, node: node1, ip: 10.244.1.5 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        4,
+        33,
+        "duplicate pod ip 10.244.1.5: a has it too"
+    )]
+    #[case::pod_subnet_full(
+        "cluster: { subnetLen: 30 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: c, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        5,
+        5,
+        "node1's pod subnet 10.244.0.4/30 has no free address left for c: it holds 1 pod addresses"
+    )]
+    #[case::listener_port_zero(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 0] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        4,
+        42,
+        "listener `0` is out of range 1..=65535"
+    )]
+    #[case::listener_port_too_big(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 70000/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        4,
+        42,
+        "listener `70000/udp` is out of range 1..=65535"
+    )]
+    #[case::listener_not_a_port(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, http] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        4,
+        42,
+        "listener `http` is not a port number"
+    )]
+    #[case::listener_protocol(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/sctp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        4,
+        42,
+        "listener protocol `sctp` is not tcp or udp"
+    )]
+    #[case::listener_duplicate(
+        "nodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 80/tcp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        4,
+        42,
+        "duplicate listener 80/tcp"
+    )]
+    #[case::name_empty(
+        "name: \"\"\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        1,
+        7,
+        "`name` is empty"
+    )]
+    fn validation_errors_are_located(
+        #[case] yaml: &str,
+        #[case] line: u64,
+        #[case] column: u64,
+        #[case] message: &str,
+    ) {
+        let found = diagnostics(yaml);
+        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
+        assert_eq!(found.len(), 1, "{all:#?}");
+        assert_eq!(
+            found[0].location,
+            Some(Location { line, column }),
+            "{all:#?}"
+        );
+        assert!(found[0].message.contains(message), "{all:#?}");
+        assert!(
+            all[0].starts_with(&format!("{FILE}:{line}:{column}: ")),
+            "{all:#?}"
+        );
+    }
+
+    #[test]
+    fn every_error_of_a_file_is_reported_in_file_order() {
+        let found = diagnostics(
+            "cluster: { mtu: 100 }
+nodes: [node1, Bad]
+pods:
+  - { name: a, node: node9, listen: [0] }
+flows:
+  - { name: f, from: zz, to: a:80, timeout: 1h, expect: { fail: sometimes } }
+",
+        );
+        let got: Vec<(u64, u64)> = found
+            .iter()
+            .map(|d| d.location.map(|l| (l.line, l.column)).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 17),
+                (2, 16),
+                (4, 22),
+                (4, 38),
+                (6, 22),
+                (6, 45),
+                (6, 65)
+            ],
+            "{found:#?}"
+        );
+    }
+
+    #[rstest]
+    #[case::empty("")]
+    #[case::blank("\n\n")]
+    #[case::comment("# nothing\n")]
+    #[case::null("~\n")]
+    #[case::scalar("42\n")]
+    #[case::word("nodes\n")]
+    #[case::list("[]\n")]
+    #[case::list_of_names("- node1\n- node2\n")]
+    #[case::nodes_scalar("nodes: 7\n")]
+    #[case::nodes_nested("nodes: [[]]\n")]
+    #[case::nodes_empty_mapping("nodes: [{}]\n")]
+    #[case::nodes_null_entry("nodes: [~]\n")]
+    #[case::pods_mapping("nodes: [node1]\npods: { a: 1 }\n")]
+    #[case::pod_scalar("nodes: [node1]\npods: [7]\n")]
+    #[case::flow_scalar("nodes: [node1]\nflows: [x]\n")]
+    #[case::cluster_list("cluster: []\nnodes: [node1]\n")]
+    #[case::huge_mtu("cluster: { mtu: 18446744073709551616 }\nnodes: [node1]\n")]
+    #[case::huge_subnet_len("cluster: { subnetLen: 99999999999999999999 }\nnodes: [node1]\n")]
+    #[case::negative_mtu("cluster: { mtu: -1500 }\nnodes: [node1]\n")]
+    #[case::float_mtu("cluster: { mtu: 1.5e3 }\nnodes: [node1]\n")]
+    #[case::odd_listeners(
+        "nodes: [node1]\npods: [{ name: a, node: node1, listen: [99999999999999999999999, -1, 1e99, .nan, true, 0x50, '', /, 80/] }]\n"
+    )]
+    #[case::labels_list("nodes: [node1]\npods: [{ name: a, node: node1, labels: [1] }]\n")]
+    #[case::ready_string("nodes: [node1]\npods: [{ name: a, node: node1, ready: maybe }]\n")]
+    #[case::all_ones_ip("nodes: [node1]\npods: [{ name: a, node: node1, ip: 255.255.255.255 }]\n")]
+    #[case::top_subnet(
+        "cluster: { podCIDR: 255.255.255.0/24, subnetLen: 30, nodeCIDR: 10.0.0.0/30 }\nnodes: [node1, node2, { name: node3, podCIDR: 255.255.255.252/30 }]\npods: [{ name: a, node: node3 }, { name: b, node: node3 }]\n"
+    )]
+    #[case::empty_values(
+        "nodes: [node1]\nflows: [{ name: , from: , to: , protocol: , timeout: , expect: { reach: , fail: , seenSource: } }]\n"
+    )]
+    #[case::empty_strings(
+        "nodes: ['']\npods: [{ name: '', node: '', namespace: '', ip: '' }]\nflows: [{ name: '', from: '', to: '', protocol: '', timeout: '', expect: { reach: '', seenSource: '' } }]\n"
+    )]
+    #[case::colons(
+        "nodes: [node1]\nflows: [{ name: f, from: a, to: ':::', expect: { reach: a } }]\n"
+    )]
+    #[case::binary_garbage("\0\u{1}\u{7f}\u{fffd}\u{202e}garbage")]
+    #[case::control_characters("name: \"\\u0007\\n\\u001b[31m\"\nnodes: [\"\\n\"]\n")]
+    #[case::tab_indent("nodes:\n\t- node1\n")]
+    #[case::unknown_anchor("nodes: *missing\n")]
+    #[case::recursive_alias("a: &a [*a]\n")]
+    #[case::two_documents("nodes: [node1]\n---\nnodes: [node2]\n")]
+    #[case::binary_tag("nodes: !!binary AAAA\n")]
+    #[case::unterminated("{ nodes: [node1\n")]
+    #[case::bom_only("\u{feff}")]
+    fn malformed_inputs_are_located_errors(#[case] yaml: &str) {
+        let err = load_str(Path::new(FILE), yaml).expect_err("a malformed case must not plan");
+        let found = err.diagnostics();
+        assert!(!found.is_empty(), "{err}");
+        for d in found {
+            assert!(d.location.is_some(), "unlocated: {d}");
+            assert!(!d.message.contains('\n'), "multi-line message: {d:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_and_alias_bombs_are_errors() {
+        let deep = format!("nodes: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        let laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n\
+                      b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                      c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n\
+                      d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n\
+                      e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n\
+                      f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n\
+                      g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\n\
+                      nodes: [*g]\n";
+        for yaml in [deep.as_str(), laughs] {
+            let err = load_str(Path::new(FILE), yaml).unwrap_err();
+            assert!(
+                err.diagnostics().iter().all(|d| d.location.is_some()),
+                "{err}"
+            );
+        }
+    }
+
+    /// Deterministic mutations of a valid case (cut, insert, duplicate) must never panic, and
+    /// whatever they break must be reported with a location.
+    #[test]
+    fn mutated_cases_never_panic() {
+        let valid = "name: sample
+cluster: { podCIDR: 10.244.0.0/16, subnetLen: 24, nodeCIDR: 172.18.0.0/16, overlay: vxlan, mtu: 1500 }
+nodes:
+  - node1
+  - { name: node2, podCIDR: 10.244.7.0/24, address: 172.18.0.20 }
+pods:
+  - { name: a, node: node1, ip: 10.244.1.9, labels: { app: x }, ready: true }
+  - name: b
+    node: node2
+    namespace: default
+    listen: [8080/tcp, 5353/udp, 9000]
+flows:
+  - { name: f, from: a, to: b:8080, protocol: tcp, timeout: 2s, expect: { reach: b, seenSource: a } }
+  - { name: g, from: a, to: b:9999, expect: { fail: refused } }
+";
+        plan(valid);
+        let pieces = [
+            ":",
+            "{",
+            "}",
+            "[",
+            "]",
+            "-",
+            ",",
+            "&x",
+            "*x",
+            "!",
+            "|",
+            ">",
+            "'",
+            "\"",
+            "#",
+            "\n",
+            " ",
+            "\t",
+            "0",
+            "9999999999999999999999",
+            "a",
+            "~",
+            "/",
+            ".",
+            "node1",
+            "b:",
+            "  - ",
+        ];
+        let chars: Vec<char> = valid.chars().collect();
+        let mut seed: u64 = 0x5eed;
+        let mut next = |bound: usize| {
+            // xorshift64: deterministic, so a failure reproduces.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        for round in 0..3000 {
+            let mut text = chars.clone();
+            for _ in 0..=next(3) {
+                let at = next(text.len() + 1);
+                match next(3) {
+                    0 => {
+                        let end = (at + next(8)).min(text.len());
+                        text.drain(at..end);
+                    }
+                    1 => {
+                        let piece = pieces[next(pieces.len())];
+                        text.splice(at..at, piece.chars());
+                    }
+                    _ => {
+                        let end = (at + next(40)).min(text.len());
+                        let copy: Vec<char> = text[at..end].to_vec();
+                        text.splice(at..at, copy);
+                    }
+                }
+            }
+            let text: String = text.into_iter().collect();
+            if let Err(err) = load_str(Path::new(FILE), &text) {
+                for d in err.diagnostics() {
+                    assert!(d.location.is_some(), "round {round}: unlocated {d}\n{text}");
+                }
+            }
+        }
+    }
+
+    // --- files ---------------------------------------------------------------------------
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("podpath-plan-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_it() {
+        let dir = scratch_dir("load");
+        let path = dir.join("cross-node.yaml");
+        fs::write(&path, "name: across\nnodes: [node1]\n").unwrap();
+        let plan = load(&path).unwrap();
+        assert_eq!(plan.name, "across");
+        assert_eq!(plan.stem, "cross-node");
+        assert_eq!(plan.file, path);
+
+        let missing = dir.join("missing.yaml");
+        let err = load(&missing).unwrap_err();
+        assert!(matches!(err, CaseError::Io { .. }));
+        assert!(err.to_string().starts_with(&missing.display().to_string()));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_a_located_error() {
+        let dir = scratch_dir("utf8");
+        let path = dir.join("bad.yaml");
+        fs::write(&path, b"nodes: [node1]\nname: ab\xff\xfe\n").unwrap();
+        let err = load(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}:2:9: the file is not valid UTF-8", path.display())
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn discover_finds_yaml_files_recursively_in_order() {
+        let dir = scratch_dir("discover");
+        for file in [
+            "b.yaml",
+            "a.yml",
+            "sub/c.yaml",
+            "sub/deeper/d.yaml",
+            "notes.md",
+            ".hidden.yaml",
+            "a.yaml.snap",
+        ] {
+            let path = dir.join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "nodes: [node1]\n").unwrap();
+        }
+        fs::create_dir_all(dir.join(".git")).unwrap();
+        fs::write(dir.join(".git/x.yaml"), "").unwrap();
+        let found = discover(&dir).unwrap();
+        let relative: Vec<String> = found
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            relative,
+            ["a.yml", "b.yaml", "sub/c.yaml", "sub/deeper/d.yaml"]
+        );
+        assert_eq!(discover(&dir.join("b.yaml")).unwrap(), [dir.join("b.yaml")]);
+        assert!(discover(&dir.join("nowhere")).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // --- rendering -----------------------------------------------------------------------
+
+    #[test]
+    fn the_plan_renders_every_kernel_object_and_flow() {
+        let plan = plan(
+            "name: demo
+nodes: [node1, node2]
+pods:
+  - { name: a, node: node1 }
+  - { name: b, node: node2, listen: [8080, 53/udp] }
+flows:
+  - { name: f, from: a, to: b:8080, expect: { reach: b, seenSource: a } }
+  - { name: g, from: a, to: b:53, protocol: udp, timeout: 500ms, expect: { fail: timeout } }
+",
+        );
+        let veth_a = &plan.topology.pods[0].host_veth;
+        let veth_b = &plan.topology.pods[1].host_veth;
+        let expected = format!(
+            "case demo (cases/t.yaml)
+underlay netns underlay bridge br0 172.18.0.0/16 mtu 1500
+node node1 (pod subnet 10.244.1.0/24)
+  eth0       172.18.0.2/16 02:42:ac:12:00:02 mtu 1500 (underlay port node1)
+  cni0       10.244.1.1/24 0a:58:0a:f4:01:01 mtu 1450
+  flannel.1  10.244.1.0/32 0e:2a:ac:12:00:02 mtu 1450 vni 1 port 8472 local 172.18.0.2 dev eth0 learning off
+  route      10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink
+  neigh      10.244.2.0 lladdr 0e:2a:ac:12:00:03 dev flannel.1
+  fdb        0e:2a:ac:12:00:03 dst 172.18.0.3 dev flannel.1
+  sysctl     net/ipv4/ip_forward=1
+node node2 (pod subnet 10.244.2.0/24)
+  eth0       172.18.0.3/16 02:42:ac:12:00:03 mtu 1500 (underlay port node2)
+  cni0       10.244.2.1/24 0a:58:0a:f4:02:01 mtu 1450
+  flannel.1  10.244.2.0/32 0e:2a:ac:12:00:03 mtu 1450 vni 1 port 8472 local 172.18.0.3 dev eth0 learning off
+  route      10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink
+  neigh      10.244.1.0 lladdr 0e:2a:ac:12:00:02 dev flannel.1
+  fdb        0e:2a:ac:12:00:02 dst 172.18.0.2 dev flannel.1
+  sysctl     net/ipv4/ip_forward=1
+pod a (namespace default) on node1
+  eth0       10.244.1.2/24 0a:58:0a:f4:01:02 mtu 1450
+  host veth  {veth_a} (port of node1's cni0)
+  route      default via 10.244.1.1 dev eth0
+pod b (namespace default) on node2
+  eth0       10.244.2.2/24 0a:58:0a:f4:02:02 mtu 1450
+  host veth  {veth_b} (port of node2's cni0)
+  route      default via 10.244.2.1 dev eth0
+  listen     53/udp 8080/tcp
+flow f (line 7): a -> tcp 10.244.2.2:8080 (b), timeout 2s
+  expect reach b, seen source a (10.244.1.2)
+flow g (line 8): a -> udp 10.244.2.2:53 (b), timeout 500ms
+  expect fail: timeout
+"
+        );
+        assert_eq!(plan.to_string(), expected);
+    }
+}

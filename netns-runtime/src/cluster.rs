@@ -172,16 +172,21 @@ impl Cluster {
     fn take_down(&mut self) -> Result<(), Vec<io::Error>> {
         drop(self.echo.take());
         let mut errors = Vec::new();
-        let all = self
+        let mut all: Vec<Netns> = self
             .pods
             .drain(..)
             .chain(self.nodes.drain(..))
-            .chain(self.underlay.take());
-        for ns in all {
-            if let Err(e) = ns.remove() {
+            .chain(self.underlay.take())
+            .collect();
+        // Every name first, then every namespace at once: the kernel destroys namespaces on a
+        // worker of its own, and one started while names are still being unmounted slows each
+        // unmount down (it waits for an RCU grace period) and is split into more batches.
+        for ns in &mut all {
+            if let Err(e) = ns.remove_name() {
                 errors.push(e);
             }
         }
+        drop(all);
         if errors.is_empty() {
             Ok(())
         } else {

@@ -152,7 +152,13 @@ pub fn render(topo: &Topology) -> IpBatch {
     );
     let _ = writeln!(s, "link set dev {} up", u.bridge);
     for node in &topo.nodes {
-        veth(&mut s, &node.underlay_port, &node.eth0, &node.name, &u.bridge);
+        veth(
+            &mut s,
+            &node.underlay_port,
+            &node.eth0,
+            &node.name,
+            &u.bridge,
+        );
         let _ = writeln!(s, "link set dev {} up", node.underlay_port);
     }
     scripts.push(NetnsScript {
@@ -562,7 +568,12 @@ route add default via 10.244.1.1 dev eth0
     }
 
     #[rstest]
-    #[case::default_via("0.0.0.0/0", Some("10.0.0.1"), false, "route add default via 10.0.0.1 dev x\n")]
+    #[case::default_via(
+        "0.0.0.0/0",
+        Some("10.0.0.1"),
+        false,
+        "route add default via 10.0.0.1 dev x\n"
+    )]
     #[case::connected("10.1.0.0/16", None, false, "route add 10.1.0.0/16 dev x\n")]
     #[case::onlink(
         "10.1.2.0/24",

@@ -84,7 +84,7 @@ fn main() {
     // --benches`, `--all-targets`): then one small cluster, once, still verified.
     let benching = std::env::args().any(|a| a == "--bench");
     let sizes: &[(usize, usize, usize)] = if benching {
-        &[(1, 10, 9), (1, 100, 7), (1, 1000, 5), (10, 10, 7)]
+        &[(1, 10, 15), (1, 100, 11), (1, 1000, 5), (10, 10, 11)]
     } else {
         &[(2, 2, 1)]
     };
@@ -195,6 +195,7 @@ fn main() {
     }
     println!();
     println!("- load average after the run: {}", load_average());
+    drop(bench);
     if failed || rows.iter().any(|r| r.same == Some(false)) {
         std::process::exit(1);
     }
@@ -289,10 +290,10 @@ impl Bench {
     fn run(&mut self, s: &Scenario, topo: &Topology) -> Result<Row, String> {
         let files = self.write_floor(topo)?;
         eprintln!(
-            "{}: {} namespaces, floor = {} processes; verifying",
+            "{}: {} namespaces; the floor builds with {} processes; verifying",
             s.name,
             files.batch.sysctls.len(),
-            2 + files.batch.scripts.len()
+            1 + files.batch.scripts.len()
         );
         // Warm-up and verification: one build each way, dumped and compared.
         let same = match self.only {
@@ -367,13 +368,22 @@ impl Bench {
         })
     }
 
+    /// [`floor_build`], and on failure the floor's teardown (what exists of the cluster) so
+    /// that the next scenario starts from an empty sandbox.
+    fn floor_build(&mut self, files: &FloorFiles) -> Result<(), String> {
+        floor_build(files).inspect_err(|_| {
+            let _ = run_tool("ip", &["-force", "-batch", &files.teardown]);
+            let _ = self.settle();
+        })
+    }
+
     fn measure(&mut self, way: Way, topo: &Topology, files: &FloorFiles) -> Result<Times, String> {
         arm_watchdog();
         let t0 = Instant::now();
         let cluster = match way {
             Way::Podpath => Some(Cluster::build(topo).map_err(|e| format!("podpath build: {e}"))?),
             Way::Floor => {
-                floor_build(files)?;
+                self.floor_build(files)?;
                 None
             }
         };
@@ -462,7 +472,7 @@ impl Bench {
                     Some(Cluster::build(topo).map_err(|e| format!("podpath build: {e}"))?)
                 }
                 Way::Floor => {
-                    floor_build(files)?;
+                    self.floor_build(files)?;
                     None
                 }
             };

@@ -15,7 +15,8 @@
 //! 4. [`IpBatch::teardown`], `ip -batch FILE`: every `netns del`, pods first, as
 //!    `Cluster::teardown` does.
 //!
-//! `ip -batch` has no per-line namespace, so the floor is one process per namespace plus two.
+//! `ip -batch` has no per-line namespace, so the floor is one `ip` process per namespace, one
+//! more creating them all, and one `bridge` process per node with FDB entries.
 //!
 //! Sysctls cannot be written by `ip`: they are files under `/proc/sys/net` that show the network
 //! namespace of the process opening them. The only `ip` way is `ip netns exec NS sysctl -w ...`,

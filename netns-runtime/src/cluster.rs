@@ -56,10 +56,13 @@ pub enum BuildError {
 ///
 /// The clusters are IPv4-only; with IPv6 off, no router solicitation, MLD report or DAD probe
 /// appears in captures, so what is observed on an interface is the flow and nothing else.
-const IPV6_OFF: [(&str, &str); 2] = [
+pub(crate) const IPV6_OFF: [(&str, &str); 2] = [
     ("net/ipv6/conf/all/disable_ipv6", "1"),
     ("net/ipv6/conf/default/disable_ipv6", "1"),
 ];
+
+/// The underlay bridge's MAC, fixed so that it does not follow its ports'.
+pub const UNDERLAY_BRIDGE_MAC: Mac = Mac([0x02, 0x50, 0x50, 0, 0, 1]);
 
 /// A built cluster. Dropping it removes every namespace it made.
 pub struct Cluster {
@@ -432,17 +435,22 @@ impl Cluster {
                 errors.push(e);
             }
         }
-        let all = self
+        let mut all: Vec<Netns> = self
             .pods
             .drain(..)
             .chain(self.external.take())
             .chain(self.nodes.drain(..))
-            .chain(self.underlay.take());
-        for ns in all {
-            if let Err(e) = ns.remove() {
+            .chain(self.underlay.take())
+            .collect();
+        // Every name first, then every namespace at once: the kernel destroys namespaces on a
+        // worker of its own, and one started while names are still being unmounted slows each
+        // unmount down (it waits for an RCU grace period) and is split into more batches.
+        for ns in &mut all {
+            if let Err(e) = ns.remove_name() {
                 errors.push(e);
             }
         }
+        drop(all);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -569,7 +577,7 @@ fn build_on_this_thread(
     let (underlay, mut nl_u, _) = create_netns(&named(&u.netns), home.as_fd(), &[], &[])?;
     parts.underlay = Some(underlay);
     let bridge = nl_u
-        .add_bridge(&u.bridge, Mac([0x02, 0x50, 0x50, 0, 0, 1]), u.mtu)
+        .add_bridge(&u.bridge, UNDERLAY_BRIDGE_MAC, u.mtu)
         .map_err(nl_err(&u.netns))?;
     nl_u.set_up(bridge).map_err(nl_err(&u.netns))?;
 

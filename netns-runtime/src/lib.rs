@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod dns;
 pub mod echo;
 pub mod flannel;
+pub mod ipbatch;
 pub mod netlink;
 pub mod netns;
 pub mod probe;

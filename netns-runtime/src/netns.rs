@@ -83,7 +83,9 @@ impl Netns {
         self.remove_name()
     }
 
-    fn remove_name(&mut self) -> io::Result<()> {
+    /// Removes the name but keeps the namespace (this value's fd holds it) until the value is
+    /// dropped. Idempotent.
+    pub fn remove_name(&mut self) -> io::Result<()> {
         if self.removed {
             return Ok(());
         }

@@ -3495,6 +3495,48 @@ impl fmt::Display for DisplayDuration {
     }
 }
 
+/// Deterministic random edits of a valid case (cut, insert one of `pieces`, duplicate),
+/// `rounds` times from `seed` (xorshift64, so a failure reproduces): none may panic, and every error
+/// they cause must be reported with a location.
+#[cfg(test)]
+pub(crate) fn assert_edits_stay_located(valid: &str, pieces: &[&str], seed: u64, rounds: usize) {
+    let chars: Vec<char> = valid.chars().collect();
+    let mut seed = seed;
+    let mut next = |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound as u64) as usize
+    };
+    for round in 0..rounds {
+        let mut text = chars.clone();
+        for _ in 0..=next(3) {
+            let at = next(text.len() + 1);
+            match next(3) {
+                0 => {
+                    let end = (at + next(8)).min(text.len());
+                    text.drain(at..end);
+                }
+                1 => {
+                    let piece = pieces[next(pieces.len())];
+                    text.splice(at..at, piece.chars());
+                }
+                _ => {
+                    let end = (at + next(40)).min(text.len());
+                    let copy: Vec<char> = text[at..end].to_vec();
+                    text.splice(at..at, copy);
+                }
+            }
+        }
+        let text: String = text.into_iter().collect();
+        if let Err(err) = load_str(Path::new("cases/mutated.yaml"), &text) {
+            for d in err.diagnostics() {
+                assert!(d.location.is_some(), "round {round}: unlocated {d}\n{text}");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -4975,42 +5017,7 @@ flows:
             "b:",
             "  - ",
         ];
-        let chars: Vec<char> = valid.chars().collect();
-        let mut seed: u64 = 0x5eed;
-        let mut next = |bound: usize| {
-            // xorshift64: deterministic, so a failure reproduces.
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % bound as u64) as usize
-        };
-        for round in 0..3000 {
-            let mut text = chars.clone();
-            for _ in 0..=next(3) {
-                let at = next(text.len() + 1);
-                match next(3) {
-                    0 => {
-                        let end = (at + next(8)).min(text.len());
-                        text.drain(at..end);
-                    }
-                    1 => {
-                        let piece = pieces[next(pieces.len())];
-                        text.splice(at..at, piece.chars());
-                    }
-                    _ => {
-                        let end = (at + next(40)).min(text.len());
-                        let copy: Vec<char> = text[at..end].to_vec();
-                        text.splice(at..at, copy);
-                    }
-                }
-            }
-            let text: String = text.into_iter().collect();
-            if let Err(err) = load_str(Path::new(FILE), &text) {
-                for d in err.diagnostics() {
-                    assert!(d.location.is_some(), "round {round}: unlocated {d}\n{text}");
-                }
-            }
-        }
+        assert_edits_stay_located(valid, &pieces, 0x5eed, 3000);
     }
 
     // --- files ---------------------------------------------------------------------------

@@ -2060,40 +2060,6 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
             "kube-dns",
             "kube-system",
         ];
-        let chars: Vec<char> = valid.chars().collect();
-        let mut seed: u64 = 0xd115;
-        let mut next = |bound: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % bound as u64) as usize
-        };
-        for round in 0..1500 {
-            let mut text = chars.clone();
-            for _ in 0..=next(3) {
-                let at = next(text.len() + 1);
-                match next(3) {
-                    0 => {
-                        let end = (at + next(8)).min(text.len());
-                        text.drain(at..end);
-                    }
-                    1 => {
-                        let piece = pieces[next(pieces.len())];
-                        text.splice(at..at, piece.chars());
-                    }
-                    _ => {
-                        let end = (at + next(40)).min(text.len());
-                        let copy: Vec<char> = text[at..end].to_vec();
-                        text.splice(at..at, copy);
-                    }
-                }
-            }
-            let text: String = text.into_iter().collect();
-            if let Err(err) = load_str(Path::new(FILE), &text) {
-                for d in err.diagnostics() {
-                    assert!(d.location.is_some(), "round {round}: unlocated {d}\n{text}");
-                }
-            }
-        }
+        crate::plan::assert_edits_stay_located(&valid, &pieces, 0xd115, 1500);
     }
 }

@@ -1720,41 +1720,7 @@ flows:
             ":", "{", "}", "[", "]", "-", ",", "\n", " ", "0", "99999", "a", "~", "/", ".", "svc/",
             "None", "NodePort", "UDP", "b", "node1", "30080", "http",
         ];
-        let chars: Vec<char> = valid.chars().collect();
-        let mut seed: u64 = 0x05e4_1ce5;
-        let mut next = |bound: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % bound as u64) as usize
-        };
-        for round in 0..3000 {
-            let mut text = chars.clone();
-            for _ in 0..=next(3) {
-                let at = next(text.len() + 1);
-                match next(3) {
-                    0 => {
-                        let end = (at + next(8)).min(text.len());
-                        text.drain(at..end);
-                    }
-                    1 => {
-                        let piece = pieces[next(pieces.len())];
-                        text.splice(at..at, piece.chars());
-                    }
-                    _ => {
-                        let end = (at + next(40)).min(text.len());
-                        let copy: Vec<char> = text[at..end].to_vec();
-                        text.splice(at..at, copy);
-                    }
-                }
-            }
-            let text: String = text.into_iter().collect();
-            if let Err(err) = load_str(Path::new(FILE), &text) {
-                for d in err.diagnostics() {
-                    assert!(d.location.is_some(), "round {round}: unlocated {d}\n{text}");
-                }
-            }
-        }
+        crate::plan::assert_edits_stay_located(&valid, &pieces, 0x05e4_1ce5, 3000);
     }
 
     #[test]

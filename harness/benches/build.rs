@@ -17,19 +17,20 @@
 //! says why and reports itself skipped (exit 0). The figures and how to read them are in
 //! `docs/performance.md`.
 
+mod support;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{arm_watchdog, command_line, load_average, nproc, start_watchdog};
 
 use netns_runtime::Cluster;
 use netns_runtime::ipbatch::{self, IpBatch};
 use netns_runtime::netlink::Netlink;
-use netns_runtime::netns::{self, Netns};
+use netns_runtime::netns;
 use netns_runtime::sandbox::NETNS_RUN_DIR;
 use netns_runtime::topology::Topology;
 
@@ -103,7 +104,7 @@ fn main() {
         .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f.as_str())))
         .collect();
 
-    start_watchdog();
+    start_watchdog("build", STEP_TIMEOUT);
     println!("# podpath build benchmark\n");
     if benching {
         println!("- command: `cargo bench -p podpath --bench build`");
@@ -381,7 +382,7 @@ impl Bench {
     fn floor_build(&mut self, files: &FloorFiles) -> Result<(), String> {
         floor_build(files).inspect_err(|_| {
             let _ = run_tool("ip", &["-force", "-batch", &files.teardown]);
-            let _ = self.settle();
+            let _ = support::settle(&mut self.home);
         })
     }
 
@@ -410,7 +411,7 @@ impl Bench {
             None => run_tool("ip", &["-batch", &files.teardown])?,
         }
         let teardown = t1.elapsed();
-        self.settle()?;
+        support::settle(&mut self.home)?;
         let cleaned = t1.elapsed();
         Ok(Times {
             build,
@@ -418,44 +419,6 @@ impl Bench {
             cleaned,
             startups,
         })
-    }
-
-    /// Waits until the kernel has finished destroying every namespace removed so far.
-    ///
-    /// Namespaces are destroyed asynchronously, by one ordered kernel worker (`cleanup_net`)
-    /// that takes every namespace whose last reference is gone in one batch; a batch's devices
-    /// (veth pairs included, in both namespaces) are deleted during it. So: make a probe
-    /// namespace holding one end of a veth whose other end (the canary) is in the sandbox,
-    /// drop the probe, and wait for the canary to disappear. The probe was released after
-    /// every namespace of the round, so its batch is the last one or a later one. Its canary
-    /// going means that batch reached device teardown; a second probe, released after that,
-    /// can only be taken in a later batch, which starts when the first one has ended. After
-    /// the second canary is gone, nothing of the round is left in the kernel's hands.
-    ///
-    /// Cheaper signals are not enough: a removed name or a closed fd only means the last
-    /// reference is gone, and counting links in the dying namespaces is impossible (they can
-    /// no longer be entered).
-    fn settle(&mut self) -> Result<(), String> {
-        for _ in 0..2 {
-            let probe = std::thread::spawn(|| Netns::create_and_enter("podpath-bench-probe"))
-                .join()
-                .map_err(|_| "the probe thread panicked".to_string())?
-                .map_err(|e| format!("probe namespace: {e}"))?;
-            self.home
-                .add_veth("pp-canary", None, "canary", None, Some(probe.as_fd()), 1500)
-                .map_err(|e| format!("canary: {e}"))?;
-            probe
-                .remove()
-                .map_err(|e| format!("remove probe namespace: {e}"))?;
-            loop {
-                match self.home.link_index("pp-canary") {
-                    Ok(_) => std::thread::sleep(Duration::from_micros(500)),
-                    Err(e) if e.errno() == Some(nix::libc::ENODEV) => break,
-                    Err(e) => return Err(format!("canary: {e}")),
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Builds once each way, dumps the same namespaces after each, and compares them.
@@ -496,7 +459,7 @@ impl Bench {
                     .map_err(|e| format!("podpath teardown: {e:?}"))?,
                 None => run_tool("ip", &["-batch", &files.teardown])?,
             }
-            self.settle()?;
+            support::settle(&mut self.home)?;
         }
         let same = dumps[0] == dumps[1];
         if let Some(dir) = std::env::var_os("PODPATH_BENCH_DUMPS") {
@@ -727,37 +690,6 @@ fn is_unicast(mac: &str) -> bool {
 
 // --- odds and ends ------------------------------------------------------------------------------
 
-static DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
-/// Gives the next step [`STEP_TIMEOUT`].
-fn arm_watchdog() {
-    DEADLINE.store(now_secs() + STEP_TIMEOUT.as_secs(), Ordering::Relaxed);
-}
-
-/// Every external tool and every kernel wait is bounded: past the deadline the process (PID 1
-/// of the sandbox) exits, and everything it started dies with it.
-fn start_watchdog() {
-    std::thread::spawn(|| {
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-            if now_secs() > DEADLINE.load(Ordering::Relaxed) {
-                eprintln!(
-                    "build benchmark: a step took longer than {}s; giving up",
-                    STEP_TIMEOUT.as_secs()
-                );
-                std::process::exit(1);
-            }
-        }
-    });
-}
-
 fn median(times: &[Times]) -> Option<Times> {
     if times.is_empty() {
         return None;
@@ -799,25 +731,4 @@ fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
         (Some(a), Some(b)) => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64().max(1e-9)),
         _ => "–".into(),
     }
-}
-
-fn nproc() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0)
-}
-
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn command_line(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "?".into())
 }

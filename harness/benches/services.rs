@@ -68,13 +68,13 @@
 //! expected. Without the privileges a sandbox needs, it says why and reports itself skipped
 //! (exit 0). The figures and how to read them are in `docs/performance.md`.
 
+mod support;
 use std::fmt::Write as _;
 use std::fs;
-use std::os::fd::AsFd as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use support::{arm_watchdog, command_line, load_average, nproc, start_watchdog};
 
 use netns_runtime::netlink::Netlink;
 use netns_runtime::netns::Netns;
@@ -178,7 +178,7 @@ fn main() {
         })
         .collect();
 
-    start_watchdog();
+    start_watchdog("services", STEP_TIMEOUT);
     println!("# podpath Service proxy benchmark\n");
     if benching {
         println!("- command: `cargo bench -p podpath --bench services`");
@@ -441,7 +441,7 @@ impl Bench {
                 format!("teardown: {}", errors.join("; "))
             })?;
             eprintln!("{name}: teardown returned after {}", ms(started.elapsed()));
-            self.settle()?;
+            support::settle(&mut self.home)?;
             s.teardown.push(started.elapsed());
             eprintln!(
                 "{name}: kernel cleanup done after {}",
@@ -464,38 +464,6 @@ impl Bench {
             to_last: median(&s.to_last),
             teardown: median(&s.teardown),
         })
-    }
-
-    /// Waits until the kernel has finished destroying every namespace removed so far.
-    ///
-    /// Namespaces are destroyed asynchronously, by one ordered kernel worker (`cleanup_net`)
-    /// that takes every namespace whose last reference is gone in one batch and deletes their
-    /// devices (and rules) during it. So: make a probe namespace holding one end of a veth
-    /// whose other end (the canary) is in the sandbox, drop the probe, and wait for the canary
-    /// to disappear; a second probe, released after that, can only be taken in a later batch,
-    /// which starts when the first one has ended. After the second canary is gone, nothing
-    /// removed before is left in the kernel's hands.
-    fn settle(&mut self) -> Result<(), String> {
-        for _ in 0..2 {
-            let probe = std::thread::spawn(|| Netns::create_and_enter("podpath-bench-probe"))
-                .join()
-                .map_err(|_| "the probe thread panicked".to_string())?
-                .map_err(|e| format!("probe namespace: {e}"))?;
-            self.home
-                .add_veth("pp-canary", None, "canary", None, Some(probe.as_fd()), 1500)
-                .map_err(|e| format!("canary: {e}"))?;
-            probe
-                .remove()
-                .map_err(|e| format!("remove probe namespace: {e}"))?;
-            loop {
-                match self.home.link_index("pp-canary") {
-                    Ok(_) => std::thread::sleep(Duration::from_micros(500)),
-                    Err(e) if e.errno() == Some(nix::libc::ENODEV) => break,
-                    Err(e) => return Err(format!("canary: {e}")),
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -593,37 +561,6 @@ fn print_tables(rows: &[Row], sizes: &[SizeFacts]) {
     }
 }
 
-static DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
-/// Gives the next step [`STEP_TIMEOUT`].
-fn arm_watchdog() {
-    DEADLINE.store(now_secs() + STEP_TIMEOUT.as_secs(), Ordering::Relaxed);
-}
-
-/// Every step is bounded: past the deadline the process (PID 1 of the sandbox) exits, and
-/// everything it started dies with it.
-fn start_watchdog() {
-    std::thread::spawn(|| {
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-            if now_secs() > DEADLINE.load(Ordering::Relaxed) {
-                eprintln!(
-                    "services benchmark: a step took longer than {}s; giving up",
-                    STEP_TIMEOUT.as_secs()
-                );
-                std::process::exit(1);
-            }
-        }
-    });
-}
-
 /// Resets `VmHWM` to the current RSS (`clear_refs` value 5, Linux 4.0 and later).
 fn reset_peak_rss() {
     let _ = fs::write("/proc/self/clear_refs", "5");
@@ -682,25 +619,4 @@ fn thousands(n: usize) -> String {
         out.push(c);
     }
     out
-}
-
-fn nproc() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0)
-}
-
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn command_line(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "?".into())
 }

@@ -81,6 +81,19 @@ fn fdb_of_node1(c: &Cluster) -> (netns_runtime::topology::Mac, std::net::Ipv4Add
     (f.mac, f.dst)
 }
 
+/// node1's first route: the route to its peer's pod subnet (vxlan or host-gw).
+fn delete_first_route_of_node1(c: &Cluster, nl: &mut Netlink) {
+    let r = &c.topology().node("node1").unwrap().routes[0];
+    let dev = nl.link_index(&r.dev).unwrap();
+    nl.del_route(r.dst, r.via, dev).unwrap();
+}
+
+fn restore_first_route_of_node1(c: &Cluster, nl: &mut Netlink) {
+    let r = &c.topology().node("node1").unwrap().routes[0];
+    let dev = nl.link_index(&r.dev).unwrap();
+    nl.add_route(r.dst, r.via, dev, r.onlink).unwrap();
+}
+
 fn main() {
     let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
@@ -124,16 +137,8 @@ fn main() {
                 "cross-node-vxlan.yaml",
                 "tcp",
                 "dp-route.",
-                |c, nl| {
-                    let r = &c.topology().node("node1").unwrap().routes[0];
-                    let dev = nl.link_index(&r.dev).unwrap();
-                    nl.del_route(r.dst, r.via, dev).unwrap();
-                },
-                |c, nl| {
-                    let r = &c.topology().node("node1").unwrap().routes[0];
-                    let dev = nl.link_index(&r.dev).unwrap();
-                    nl.add_route(r.dst, r.via, dev, r.onlink).unwrap();
-                },
+                delete_first_route_of_node1,
+                restore_first_route_of_node1,
             )
         }),
         Trial::ignorable_test("host-gw-route-deleted", || {
@@ -141,16 +146,8 @@ fn main() {
                 "cross-node-host-gw.yaml",
                 "tcp",
                 "dp-hostgw.",
-                |c, nl| {
-                    let r = &c.topology().node("node1").unwrap().routes[0];
-                    let dev = nl.link_index(&r.dev).unwrap();
-                    nl.del_route(r.dst, r.via, dev).unwrap();
-                },
-                |c, nl| {
-                    let r = &c.topology().node("node1").unwrap().routes[0];
-                    let dev = nl.link_index(&r.dev).unwrap();
-                    nl.add_route(r.dst, r.via, dev, r.onlink).unwrap();
-                },
+                delete_first_route_of_node1,
+                restore_first_route_of_node1,
             )
         }),
         Trial::ignorable_test("tool-output-stdin-and-failure", || {

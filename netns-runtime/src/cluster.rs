@@ -210,18 +210,21 @@ impl Cluster {
         self.external.as_ref()
     }
 
+    /// The external host's namespace, if the cluster has one by that name.
+    fn external_named(&self, name: &str) -> Option<&Netns> {
+        self.external.as_ref().filter(|_| {
+            self.topology
+                .external
+                .as_ref()
+                .is_some_and(|e| e.name == name)
+        })
+    }
+
     /// Any namespace of the cluster by name.
     pub fn netns(&self, name: &str) -> Option<&Netns> {
         self.pod_netns(name)
             .or_else(|| self.node_netns(name))
-            .or_else(|| {
-                self.external.as_ref().filter(|_| {
-                    self.topology
-                        .external
-                        .as_ref()
-                        .is_some_and(|e| e.name == name)
-                })
-            })
+            .or_else(|| self.external_named(name))
             .or_else(|| {
                 self.underlay
                     .as_ref()
@@ -236,14 +239,7 @@ impl Cluster {
 
     /// Sends one probe from inside `pod` (or the external host) and reports what came of it.
     pub fn probe(&self, pod: &str, target: ProbeTarget, timeout: Duration) -> Outcome {
-        let Some(ns) = self.pod_netns(pod).or_else(|| {
-            self.external.as_ref().filter(|_| {
-                self.topology
-                    .external
-                    .as_ref()
-                    .is_some_and(|e| e.name == pod)
-            })
-        }) else {
+        let Some(ns) = self.pod_netns(pod).or_else(|| self.external_named(pod)) else {
             return Outcome::Error {
                 detail: format!("no pod {pod} in this cluster"),
             };
@@ -384,7 +380,7 @@ impl Cluster {
     /// Runs a command inside `pod` the way `kubectl exec` would see it: its network namespace,
     /// its resolv.conf and hosts (`ip netns exec` bind-mounts them), with a timeout.
     pub fn exec(&self, pod: &str, argv: &[String], timeout: Duration) -> Result<Finished, String> {
-        if self.pod_netns(pod).is_none() && self.netns(pod).is_none() {
+        if self.netns(pod).is_none() {
             return Err(format!("no pod {pod} in this cluster"));
         }
         let netns = format!("{}{pod}", self.prefix);

@@ -129,7 +129,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
         for kind in suite::runs_of(&case.id, &plan) {
             let selected: Vec<usize> = (0..plan.flows.len())
                 .filter(|&i| {
-                    let name = format!("{}::{}", kind.name, plan.flows[i].name);
+                    let name = kind.flow_name(&plan.flows[i]);
                     filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
                 })
                 .collect();
@@ -139,7 +139,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
             // One run at a time: namespaces keep their plain names (node1, pod-a).
             let run = CaseRun::new(plan.clone(), kind.proxy, selected.len(), String::new());
             for i in selected {
-                let name = format!("{}::{}", kind.name, run.plan.flows[i].name);
+                let name = kind.flow_name(&run.plan.flows[i]);
                 match run.run_flow(i) {
                     Ok(v) if v.passed => {
                         println!("ok   {name}: {}", v.observed);

@@ -70,6 +70,13 @@ pub struct RunKind {
     pub proxy: Option<ProxyMode>,
 }
 
+impl RunKind {
+    /// A flow's trial name in this run: `<case>::<flow>` or `<case>::<mode>::<flow>`.
+    pub fn flow_name(&self, flow: &FlowPlan) -> String {
+        format!("{}::{}", self.name, flow.name)
+    }
+}
+
 /// The runs of a case: one per proxy mode, or a single one without a proxy.
 pub fn runs_of(case_id: &str, plan: &Plan) -> Vec<RunKind> {
     let flat = case_id.replace('/', "__");

@@ -51,11 +51,7 @@ fn main() {
             }
         };
         for kind in suite::runs_of(&case.id, &plan) {
-            let flows: Vec<String> = plan
-                .flows
-                .iter()
-                .map(|f| format!("{}::{}", kind.name, f.name))
-                .collect();
+            let flows: Vec<String> = plan.flows.iter().map(|f| kind.flow_name(f)).collect();
             let nodes: Vec<String> = plan.topology.nodes.iter().map(|n| n.name.clone()).collect();
             let snapshots: Vec<String> = nodes
                 .iter()

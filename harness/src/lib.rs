@@ -3,5 +3,6 @@
 pub mod case;
 pub mod diag;
 pub mod plan;
+pub mod report;
 pub mod suite;
 pub mod verdict;

@@ -27,6 +27,7 @@ use crate::case::{
 use crate::diag::{CaseError, Diagnostic, Diagnostics, Location};
 
 mod dns;
+pub mod hops;
 mod services;
 
 pub use dns::{
@@ -143,6 +144,8 @@ pub struct FlowPlan {
     /// An `exec` flow: a command run in the pod of `from` instead of traffic to `to`. `target`
     /// is then `Target::Icmp(0.0.0.0)` and `expect` an empty `Reach`, both to be ignored.
     pub exec: Option<ExecPlan>,
+    /// `expect.hops`, `expect.reply` and `expect.avoid`: the path the flow must take.
+    pub hops: hops::HopsExpect,
 }
 
 impl FlowPlan {
@@ -1753,6 +1756,7 @@ impl Planner {
             resolution,
             expect_dns: expect_dns?,
             exec: None,
+            hops: Default::default(),
         })
     }
 
@@ -3983,6 +3987,7 @@ flows:
                 resolution: None,
                 expect_dns: None,
                 exec: None,
+                hops: Default::default(),
             }
         );
         assert_eq!(

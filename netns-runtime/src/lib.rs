@@ -15,6 +15,7 @@ pub mod resolver;
 pub mod sandbox;
 pub mod tool;
 pub mod topology;
+pub mod trace;
 
 pub use cluster::{BuildError, Cluster};
 pub use probe::{Outcome, ProbeTarget};

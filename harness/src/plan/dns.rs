@@ -675,6 +675,7 @@ impl Planner {
             resolution: None,
             expect_dns: None,
             exec: Some(plan?),
+            hops: Default::default(),
         })
     }
 

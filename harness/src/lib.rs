@@ -2,6 +2,8 @@
 
 pub mod case;
 pub mod diag;
+pub mod hops;
+pub mod journey;
 pub mod plan;
 pub mod report;
 pub mod suite;

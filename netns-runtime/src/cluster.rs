@@ -78,6 +78,8 @@ pub struct Cluster {
     external: Option<Netns>,
     pod_index: HashMap<String, usize>,
     prefix: String,
+    /// Made on the first observed flow (see [`Cluster::observe`]).
+    pub(crate) trace_state: std::sync::OnceLock<Result<(), String>>,
 }
 
 /// Kernel objects made so far, so a failed build is taken down like a finished one.
@@ -143,6 +145,7 @@ impl Cluster {
             pods: parts.pods,
             external: parts.external,
             prefix,
+            trace_state: std::sync::OnceLock::new(),
         };
         result?;
         for (node, ns) in cluster.topology.nodes.iter().zip(&cluster.nodes) {

@@ -74,6 +74,12 @@ pub enum HopKind {
     Dnat { node: String, to: AddrMatch },
     /// `{ node: node1, snat: node1 }`: the node rewrote the source to this.
     Snat { node: String, to: AddrMatch },
+    /// `{ node: node1, undnat: svc/myapp:80 }` (in `reply`): the node restored the reply's
+    /// source to this, undoing its DNAT.
+    UnDnat { node: String, to: AddrMatch },
+    /// `{ node: node1, unsnat: pod-a }` (in `reply`): the node restored the reply's destination
+    /// to this, undoing its SNAT.
+    UnSnat { node: String, to: AddrMatch },
     /// `{ node: node1, chain: KUBE-SVC-*, verdict: accept }`: a rule of this chain (a trailing
     /// `*` matches any suffix) was hit in the node, with this verdict when given.
     Rule {

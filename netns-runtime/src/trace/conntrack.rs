@@ -20,3 +20,9 @@ pub struct Entry {
     pub zone: Option<u16>,
     pub id: Option<u32>,
 }
+// TEMPORARY
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.orig, self.reply)
+    }
+}

@@ -1,0 +1,152 @@
+//! Observing a flow on a built cluster: captures on every interface, the netfilter trace of
+//! every node, and the nodes' conntrack entries afterwards.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use super::conntrack;
+use super::journey::Observation;
+use super::nftrace::{self, RuleBook, TraceSet};
+use crate::Cluster;
+use crate::capture::CaptureSet;
+use crate::topology::{EXTERNAL_HOST, UNDERLAY_NETNS};
+
+/// How long captures must stay quiet after a flow before they stop: the tail of a flow (the
+/// FIN exchange, a late retransmission) is then in them.
+pub const SETTLE_QUIET: Duration = Duration::from_millis(5);
+/// Longest wait for captures to go quiet.
+pub const SETTLE_MAX: Duration = Duration::from_millis(200);
+
+/// What tracing needs per cluster, made on its first observed flow.
+pub struct TraceState {
+    /// The nodes' rule books (rule handle -> rule text), read once: the rules do not change
+    /// while flows run.
+    books: Vec<(String, RuleBook)>,
+}
+
+impl Cluster {
+    /// Every interface of the cluster, as (namespace as cases name it, namespace, interface):
+    /// pods' `eth0`; nodes' `eth0`, `cni0`, pod veths and `flannel.1`; the underlay bridge and
+    /// its ports; the external host's `eth0`.
+    pub fn capture_points(&self) -> Vec<(String, BorrowedFd<'_>, String)> {
+        let topo = self.topology();
+        let mut points = Vec::new();
+        for pod in &topo.pods {
+            if let Some(ns) = self.pod_netns(&pod.name) {
+                points.push((pod.name.clone(), ns.as_fd(), pod.eth0.name.clone()));
+            }
+        }
+        for (i, node) in topo.nodes.iter().enumerate() {
+            let Some(ns) = self.node_netns(&node.name) else {
+                continue;
+            };
+            let mut add = |iface: &str| points.push((node.name.clone(), ns.as_fd(), iface.into()));
+            add(&node.eth0.name);
+            add(&node.bridge.name);
+            for pod in topo.pods.iter().filter(|p| p.node == i) {
+                add(&pod.host_veth);
+            }
+            if let Some(v) = &node.vxlan {
+                add(&v.name);
+            }
+        }
+        if let Some(ns) = self.underlay_netns() {
+            points.push((UNDERLAY_NETNS.into(), ns.as_fd(), topo.underlay.bridge.clone()));
+            for node in &topo.nodes {
+                points.push((UNDERLAY_NETNS.into(), ns.as_fd(), node.underlay_port.clone()));
+            }
+            if let Some(ext) = &topo.external {
+                points.push((UNDERLAY_NETNS.into(), ns.as_fd(), ext.underlay_port.clone()));
+            }
+        }
+        if let (Some(ext), Some(ns)) = (&topo.external, self.external_netns()) {
+            points.push((EXTERNAL_HOST.into(), ns.as_fd(), ext.eth0.name.clone()));
+        }
+        points
+    }
+
+    /// Switches the netfilter trace on in every node and reads their rule books, once.
+    fn trace_state(&self) -> Result<&TraceState, String> {
+        self.trace_state
+            .get_or_init(|| {
+                let mut books = Vec::new();
+                for node in &self.topology().nodes {
+                    let ns = self
+                        .node_netns(&node.name)
+                        .ok_or_else(|| format!("no namespace for node {}", node.name))?;
+                    nftrace::enable(ns.as_fd())
+                        .map_err(|e| format!("enabling the netfilter trace in {}: {e}", node.name))?;
+                    let book = RuleBook::read(ns.as_fd())
+                        .map_err(|e| format!("reading the rules of {}: {e}", node.name))?;
+                    books.push((node.name.clone(), book));
+                }
+                Ok(TraceState { books })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Runs `f` (which sends a flow) while capturing on every interface and tracing netfilter in
+    /// every node; then waits for the captures to go quiet and reads every node's conntrack
+    /// table. Returns what `f` returned and what was seen.
+    pub fn observe<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Observation), String> {
+        let state = self.trace_state()?;
+        let points = self.capture_points();
+        let capture_args: Vec<(&str, BorrowedFd<'_>, &str)> = points
+            .iter()
+            .map(|(name, fd, iface)| (name.as_str(), *fd, iface.as_str()))
+            .collect();
+        let nodes: Vec<(String, BorrowedFd<'_>)> = self
+            .topology()
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), self.node_netns(&n.name)?.as_fd())))
+            .collect();
+        let trace_args: Vec<(&str, BorrowedFd<'_>)> =
+            nodes.iter().map(|(n, fd)| (n.as_str(), *fd)).collect();
+        let mut traces =
+            TraceSet::start(&trace_args).map_err(|e| format!("starting the trace: {e}"))?;
+        let mut captures =
+            CaptureSet::start(&capture_args).map_err(|e| format!("starting captures: {e}"))?;
+        let result = f();
+        let started = Instant::now();
+        captures.settle(SETTLE_QUIET, SETTLE_MAX);
+        traces.settle(Duration::ZERO, SETTLE_MAX.saturating_sub(started.elapsed()));
+        let points = captures.points();
+        let (captured, stats) = captures.stop_with_stats();
+        let (mut rules, trace_problems) = traces.stop_with_problems();
+        let mut problems = trace_problems;
+        for s in &stats {
+            if s.dropped > 0 {
+                problems.push(format!("{}: the kernel dropped {} frames", s.point, s.dropped));
+            }
+            if let Some(e) = &s.error {
+                problems.push(format!("{}: {e}", s.point));
+            }
+        }
+        for (node, book) in &state.books {
+            let mut mine: Vec<_> = rules.iter_mut().filter(|e| &e.netns == node).collect();
+            for e in mine.iter_mut() {
+                book.annotate(std::slice::from_mut(&mut **e));
+            }
+        }
+        let mut tables = Vec::new();
+        for (node, fd) in &nodes {
+            match conntrack::dump(*fd) {
+                Ok(entries) => tables.push((node.clone(), entries)),
+                Err(e) => problems.push(format!("conntrack of {node}: {e}")),
+            }
+        }
+        Ok((
+            result,
+            Observation {
+                captures: captured,
+                points,
+                rules,
+                conntrack: tables,
+                problems,
+                nodes: nodes.into_iter().map(|(n, _)| n).collect(),
+            },
+        ))
+    }
+}

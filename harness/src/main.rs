@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use netns_runtime::Cluster;
 use netns_runtime::proxy::driver::ProxyMode;
+use podpath::journey;
+use podpath::plan::Plan;
 use podpath::suite::{self, CaseRun};
 
 #[derive(Parser)]
@@ -34,6 +36,18 @@ enum Command {
     Plan {
         /// The case file
         case: PathBuf,
+    },
+    /// Run a case's flows under observation and print each one's journey: every interface it
+    /// crossed, the rules it hit, the DNAT, SNAT and encapsulation, and the way back.
+    Trace {
+        /// The case file
+        case: PathBuf,
+        /// Only this flow (by name) [default: every flow of the case]
+        #[arg(long)]
+        flow: Option<String>,
+        /// The service proxy mode (iptables, nftables or none) [default: the case's first mode]
+        #[arg(long)]
+        proxy: Option<String>,
     },
     /// Build a case's cluster and open a shell inside the sandbox, where `ip netns exec node1 ...`
     /// works. Everything disappears when the shell exits.
@@ -67,6 +81,12 @@ fn main() -> ExitCode {
                 return code;
             }
             run(paths, filter)
+        }
+        Command::Trace { case, flow, proxy } => {
+            if let Err(code) = enter_sandbox() {
+                return code;
+            }
+            trace(case, flow, proxy)
         }
         Command::Shell {
             case,
@@ -140,7 +160,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
             let run = CaseRun::new(plan.clone(), kind.proxy, selected.len(), String::new());
             for i in selected {
                 let name = kind.flow_name(&run.plan.flows[i]);
-                match run.run_flow(i) {
+                match run.run_flow(i, suite::observe_from_env()).map(|r| r.verdict) {
                     Ok(v) if v.passed => {
                         println!("ok   {name}: {}", v.observed);
                         passed += 1;
@@ -181,18 +201,9 @@ fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    let mode = match proxy.as_deref() {
-        None => plan.proxy_modes.first().copied(),
-        Some("none") => None,
-        Some(name) => match ProxyMode::parse(name) {
-            Some(m) => Some(m),
-            None => {
-                eprintln!(
-                    "podpath: unknown proxy mode {name:?}: expected iptables, nftables or none"
-                );
-                return ExitCode::from(2);
-            }
-        },
+    let mode = match proxy_mode(&plan, proxy.as_deref()) {
+        Ok(m) => m,
+        Err(code) => return code,
     };
     let cluster = match Cluster::build(&plan.topology) {
         Ok(c) => c,
@@ -262,6 +273,77 @@ fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>) -> ExitCode
     if let Err(errors) = cluster.teardown() {
         for e in errors {
             eprintln!("podpath: teardown: {e}");
+        }
+    }
+    code
+}
+
+/// `--proxy`: a mode by name, `none`, or by default the case's first mode.
+fn proxy_mode(plan: &Plan, proxy: Option<&str>) -> Result<Option<ProxyMode>, ExitCode> {
+    match proxy {
+        None => Ok(plan.proxy_modes.first().copied()),
+        Some("none") => Ok(None),
+        Some(name) => ProxyMode::parse(name).map(Some).ok_or_else(|| {
+            eprintln!("podpath: unknown proxy mode {name:?}: expected iptables, nftables or none");
+            ExitCode::from(2)
+        }),
+    }
+}
+
+fn trace(case: PathBuf, flow: Option<String>, proxy: Option<String>) -> ExitCode {
+    let plan = match podpath::plan::load(&case) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mode = match proxy_mode(&plan, proxy.as_deref()) {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let selected: Vec<usize> = (0..plan.flows.len())
+        .filter(|&i| flow.as_ref().is_none_or(|f| plan.flows[i].name == *f))
+        .collect();
+    if selected.is_empty() {
+        let known: Vec<&str> = plan.flows.iter().map(|f| f.name.as_str()).collect();
+        eprintln!(
+            "podpath: {} has no flow {:?} (flows: {})",
+            case.display(),
+            flow.unwrap_or_default(),
+            known.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let run = CaseRun::new(plan.clone(), mode, selected.len(), String::new());
+    let mode_name = mode.map(ProxyMode::name);
+    let mut code = ExitCode::SUCCESS;
+    for (n, i) in selected.into_iter().enumerate() {
+        let flow = &run.plan.flows[i];
+        if n > 0 {
+            println!();
+        }
+        match run.run_flow(i, true) {
+            Ok(r) => {
+                match (&r.journey, &r.observation) {
+                    (Some(j), Some(obs)) => {
+                        print!("{}", journey::text(&run.plan, flow, mode_name, j, obs))
+                    }
+                    _ => println!("{}: not observed", flow.name),
+                }
+                println!();
+                print!("{}", r.verdict.render(flow));
+                if r.verdict.passed {
+                    println!("verdict:  pass");
+                } else {
+                    println!("verdict:  FAIL");
+                    code = ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("podpath: {}: {e}", flow.name);
+                code = ExitCode::FAILURE;
+            }
         }
     }
     code

@@ -7,7 +7,10 @@ use std::sync::Mutex;
 use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::{Cluster, ProbeTarget};
 
+use netns_runtime::trace::journey::{FlowHints, Journey, Observation, assemble};
+
 use crate::diag::CaseError;
+use crate::hops;
 use crate::plan::Expect;
 use crate::plan::{self, FlowPlan, Plan, Target};
 use crate::verdict::{Verdict, dns_fault, judge, judge_exec};
@@ -57,6 +60,12 @@ fn case_id(base: &Path, path: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Whether flows without hop expectations are observed too (for their journeys and
+/// artifacts): yes unless `PODPATH_OBSERVE` is `off` or `0`. Flows with hops always are.
+pub fn observe_from_env() -> bool {
+    std::env::var("PODPATH_OBSERVE").map_or(true, |v| v != "off" && v != "0")
 }
 
 /// One way a case runs: with no proxy, or in one proxy mode.
@@ -148,6 +157,25 @@ pub fn probe_target(flow: &FlowPlan) -> ProbeTarget {
     }
 }
 
+/// A flow's run: its verdict, and what was observed of it.
+pub struct FlowRun {
+    pub verdict: Verdict,
+    pub observation: Option<Observation>,
+    pub journey: Option<Journey>,
+}
+
+/// How a flow's observed part ended.
+enum Head {
+    /// Nothing more to send: an `exec` flow, or a name that did not resolve to connect to.
+    Done(Verdict),
+    /// The first attempt went to `target`.
+    Sent {
+        target: ProbeTarget,
+        first: netns_runtime::Outcome,
+        dns_part: Option<(Resolution, Option<String>)>,
+    },
+}
+
 enum ClusterState {
     NotBuilt,
     Built(Box<Cluster>),
@@ -228,12 +256,99 @@ impl CaseRun {
     }
 
     /// Runs flow `index`: a command in the pod (`exec`), or the name's resolution (a flow to
-    /// a DNS name) and then every attempt, and the verdict.
-    pub fn run_flow(&self, index: usize) -> Result<Verdict, String> {
+    /// a DNS name) and then every attempt, and the verdict. With `observe`, the resolution and
+    /// the first attempt run under observation (captures on every interface, the nodes'
+    /// netfilter trace and conntrack tables), the journey is assembled and the flow's hops are
+    /// checked against it; a flow that expects hops is always observed.
+    pub fn run_flow(&self, index: usize, observe: bool) -> Result<FlowRun, String> {
         let flow = &self.plan.flows[index];
+        let observe = observe || !flow.hops.is_empty();
         self.with_cluster(|cluster| {
-            if let Some(exec) = &flow.exec {
-                return Ok(match cluster.exec(&flow.from, &exec.argv, flow.timeout) {
+            let (head, observation) = if observe {
+                match cluster.observe(|| self.first_attempt(cluster, flow)) {
+                    Ok((head, obs)) => (head, Some(obs)),
+                    Err(e) if flow.hops.is_empty() => {
+                        eprintln!("podpath: {}: not observed: {e}", flow.name);
+                        (self.first_attempt(cluster, flow), None)
+                    }
+                    Err(e) => return Err(format!("observing the flow failed: {e}")),
+                }
+            } else {
+                (self.first_attempt(cluster, flow), None)
+            };
+            let mut verdict = match head? {
+                Head::Done(verdict) => verdict,
+                Head::Sent {
+                    target,
+                    first,
+                    dns_part,
+                } => {
+                    let mut outcomes = vec![first];
+                    outcomes.extend(
+                        (1..flow.attempts.max(1))
+                            .map(|_| cluster.probe(&flow.from, target, flow.timeout)),
+                    );
+                    let mut verdict = judge(flow, cluster.topology(), &outcomes);
+                    if let Some((resolution, fault)) = dns_part {
+                        let answered = resolution
+                            .answered()
+                            .map_or_else(|| "no answer".to_string(), ToString::to_string);
+                        verdict.observed = format!("resolved {answered}; {}", verdict.observed);
+                        if let Some(fault) = fault {
+                            verdict.passed = false;
+                            verdict.reason = Some(fault);
+                        }
+                    }
+                    verdict
+                }
+            };
+            let journey = observation
+                .as_ref()
+                .map(|obs| assemble(obs, &self.hints(flow)));
+            if let Some(journey) = &journey
+                && let Some(fault) = hops::check(&flow.hops, self.proxy, journey)
+            {
+                verdict.passed = false;
+                verdict.reason = Some(match verdict.reason.take() {
+                    Some(other) => format!("{other}\n{fault}"),
+                    None => fault,
+                });
+            }
+            Ok(FlowRun {
+                verdict,
+                observation,
+                journey,
+            })
+        })?
+    }
+
+    /// What the journey assembly needs to know of a flow: who sends it, and which DNS server
+    /// its resolver asks.
+    pub fn hints(&self, flow: &FlowPlan) -> FlowHints {
+        let dns_server = self
+            .plan
+            .topology
+            .pods
+            .iter()
+            .find(|p| p.name == flow.from)
+            .and_then(|p| p.resolv_conf.as_deref())
+            .and_then(|conf| {
+                conf.lines()
+                    .find_map(|l| l.strip_prefix("nameserver "))
+                    .and_then(|a| a.trim().parse().ok())
+            });
+        FlowHints {
+            client: flow.from.clone(),
+            dns_server,
+        }
+    }
+
+    /// The part of a flow that is observed: the command of an `exec` flow, or the name's
+    /// resolution and the first attempt.
+    fn first_attempt(&self, cluster: &Cluster, flow: &FlowPlan) -> Result<Head, String> {
+        if let Some(exec) = &flow.exec {
+            return Ok(Head::Done(
+                match cluster.exec(&flow.from, &exec.argv, flow.timeout) {
                     Ok(done) => judge_exec(exec, &done),
                     Err(e) => Verdict {
                         passed: false,
@@ -241,51 +356,47 @@ impl CaseRun {
                         observed: e.clone(),
                         reason: Some(e),
                     },
-                });
-            }
-            let mut target = probe_target(flow);
-            let mut dns_part = None;
-            if let Some(name) = &flow.dns_name {
-                let resolution = cluster.resolve(&flow.from, name, flow.timeout)?;
-                let want = flow.expect_dns.as_ref().map(|d| {
-                    let answers: Vec<(String, Vec<std::net::Ipv4Addr>)> = d
-                        .answers
-                        .iter()
-                        .map(|a| (a.label.clone(), a.addrs.clone()))
-                        .collect();
-                    (d.rcode.clone(), answers)
-                });
-                let fault = want
-                    .as_ref()
-                    .and_then(|(rcode, answers)| dns_fault(rcode, answers, &resolution));
-                let address = resolution.addresses().first().copied();
-                dns_part = Some((resolution, fault));
-                let only_dns =
-                    matches!(&flow.expect, Expect::Reach { pods, .. } if pods.is_empty());
-                match address {
-                    Some(ip) if !only_dns => target = retarget(target, ip),
-                    _ => {
-                        let (resolution, fault) = dns_part.take().expect("set above");
-                        return Ok(dns_only_verdict(name, &resolution, fault, only_dns));
-                    }
+                },
+            ));
+        }
+        let mut target = probe_target(flow);
+        let mut dns_part = None;
+        if let Some(name) = &flow.dns_name {
+            let resolution = cluster.resolve(&flow.from, name, flow.timeout)?;
+            let want = flow.expect_dns.as_ref().map(|d| {
+                let answers: Vec<(String, Vec<std::net::Ipv4Addr>)> = d
+                    .answers
+                    .iter()
+                    .map(|a| (a.label.clone(), a.addrs.clone()))
+                    .collect();
+                (d.rcode.clone(), answers)
+            });
+            let fault = want
+                .as_ref()
+                .and_then(|(rcode, answers)| dns_fault(rcode, answers, &resolution));
+            let address = resolution.addresses().first().copied();
+            let only_dns = matches!(&flow.expect, Expect::Reach { pods, .. } if pods.is_empty());
+            match address {
+                Some(ip) if !only_dns => {
+                    target = retarget(target, ip);
+                    dns_part = Some((resolution, fault));
+                }
+                _ => {
+                    return Ok(Head::Done(dns_only_verdict(
+                        name,
+                        &resolution,
+                        fault,
+                        only_dns,
+                    )));
                 }
             }
-            let outcomes: Vec<_> = (0..flow.attempts.max(1))
-                .map(|_| cluster.probe(&flow.from, target, flow.timeout))
-                .collect();
-            let mut verdict = judge(flow, cluster.topology(), &outcomes);
-            if let Some((resolution, fault)) = dns_part {
-                let answered = resolution
-                    .answered()
-                    .map_or_else(|| "no answer".to_string(), ToString::to_string);
-                verdict.observed = format!("resolved {answered}; {}", verdict.observed);
-                if let Some(fault) = fault {
-                    verdict.passed = false;
-                    verdict.reason = Some(fault);
-                }
-            }
-            Ok(verdict)
-        })?
+        }
+        let first = cluster.probe(&flow.from, target, flow.timeout);
+        Ok(Head::Sent {
+            target,
+            first,
+            dns_part,
+        })
     }
 
     /// What a snapshot keeps of `node`: its rule tables as the proxy shows them, then the

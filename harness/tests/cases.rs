@@ -82,7 +82,10 @@ fn main() {
             for (index, name) in flows.into_iter().enumerate() {
                 let run = run.clone();
                 trials.push(Trial::test(name, move || {
-                    let verdict = run.run_flow(index).map_err(Failed::from)?;
+                    let verdict = run
+                        .run_flow(index, suite::observe_from_env())
+                        .map_err(Failed::from)?
+                        .verdict;
                     if verdict.passed {
                         Ok(())
                     } else {

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use netns_runtime::Cluster;
 use netns_runtime::proxy::driver::ProxyMode;
+use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
 use podpath::suite::{self, CaseRun};
 
 #[derive(Parser)]
@@ -28,6 +30,12 @@ enum Command {
         /// Only run flows whose `<case>::<flow>` name contains this
         #[arg(long)]
         filter: Option<String>,
+        /// Where the JUnit report (junit.xml) and the flows' artifact directories go
+        #[arg(long, value_name = "DIR", default_value = "reports")]
+        reports: PathBuf,
+        /// Which flows get an artifact directory: failing, all or none
+        #[arg(long, value_name = "WHICH", default_value = "failing")]
+        artifacts: ArtifactPolicy,
     },
     /// Print a case's resolved plan (every address, route, neighbour and FDB entry) without
     /// building anything. Needs no privileges.
@@ -62,11 +70,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan { case } => plan(case),
-        Command::Run { paths, filter } => {
+        Command::Run {
+            paths,
+            filter,
+            reports,
+            artifacts,
+        } => {
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            run(paths, filter)
+            let sink = ReportSink::new(reports, artifacts);
+            let code = run(paths, filter, &sink);
+            // The report is a by-product: failing to write it is said, but the exit code
+            // stays the run's.
+            match sink.finish("podpath") {
+                Ok(path) => eprintln!("podpath: JUnit report in {}", path.display()),
+                Err(e) => eprintln!(
+                    "podpath: warning: no JUnit report in {}: {e}",
+                    sink.dir().display()
+                ),
+            }
+            code
         }
         Command::Shell {
             case,
@@ -101,7 +125,7 @@ fn plan(case: PathBuf) -> ExitCode {
     }
 }
 
-fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
+fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCode {
     let paths = if paths.is_empty() {
         vec![PathBuf::from("cases")]
     } else {
@@ -123,6 +147,12 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
                 println!("FAIL {} (invalid case)", case.id);
                 failures.push(format!("{}:\n{e}", case.id));
                 failed += 1;
+                sink.record(TrialRecord {
+                    name: case.id,
+                    file: case.path.display().to_string(),
+                    duration: Default::default(),
+                    outcome: TrialOutcome::Failed(e.to_string()),
+                });
                 continue;
             }
         };
@@ -140,22 +170,32 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
             let run = CaseRun::new(plan.clone(), kind.proxy, selected.len(), String::new());
             for i in selected {
                 let name = kind.flow_name(&run.plan.flows[i]);
-                match run.run_flow(i) {
+                let start = Instant::now();
+                let failure = match run.run_flow(i) {
                     Ok(v) if v.passed => {
                         println!("ok   {name}: {}", v.observed);
                         passed += 1;
+                        None
                     }
-                    Ok(v) => {
+                    Ok(v) => Some(v.render(&run.plan.flows[i])),
+                    Err(e) => Some(e),
+                };
+                let duration = start.elapsed();
+                let outcome = match failure {
+                    None => TrialOutcome::Passed,
+                    Some(text) => {
                         println!("FAIL {name}");
-                        failures.push(format!("{name}:\n{}", v.render(&run.plan.flows[i])));
+                        failures.push(format!("{name}:\n{text}"));
                         failed += 1;
+                        TrialOutcome::Failed(text)
                     }
-                    Err(e) => {
-                        println!("FAIL {name}");
-                        failures.push(format!("{name}:\n{e}"));
-                        failed += 1;
-                    }
-                }
+                };
+                sink.record(TrialRecord {
+                    name,
+                    file: case.path.display().to_string(),
+                    duration,
+                    outcome,
+                });
             }
         }
     }

@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use netns_runtime::Cluster;
 use netns_runtime::proxy::driver::ProxyMode;
 use podpath::journey;
 use podpath::plan::Plan;
+use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
 use podpath::suite::{self, CaseRun};
 
 #[derive(Parser)]
@@ -30,6 +32,12 @@ enum Command {
         /// Only run flows whose `<case>::<flow>` name contains this
         #[arg(long)]
         filter: Option<String>,
+        /// Where the JUnit report (junit.xml) and the flows' artifact directories go
+        #[arg(long, value_name = "DIR", default_value = "reports")]
+        reports: PathBuf,
+        /// Which flows get an artifact directory: failing, all or none
+        #[arg(long, value_name = "WHICH", default_value = "failing")]
+        artifacts: ArtifactPolicy,
     },
     /// Print a case's resolved plan (every address, route, neighbour and FDB entry) without
     /// building anything. Needs no privileges.
@@ -76,11 +84,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan { case } => plan(case),
-        Command::Run { paths, filter } => {
+        Command::Run {
+            paths,
+            filter,
+            reports,
+            artifacts,
+        } => {
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            run(paths, filter)
+            let sink = ReportSink::new(reports, artifacts);
+            let code = run(paths, filter, &sink);
+            // The report is a by-product: failing to write it is said, but the exit code
+            // stays the run's.
+            match sink.finish("podpath") {
+                Ok(path) => eprintln!("podpath: JUnit report in {}", path.display()),
+                Err(e) => eprintln!(
+                    "podpath: warning: no JUnit report in {}: {e}",
+                    sink.dir().display()
+                ),
+            }
+            code
         }
         Command::Trace { case, flow, proxy } => {
             if let Err(code) = enter_sandbox() {
@@ -121,7 +145,7 @@ fn plan(case: PathBuf) -> ExitCode {
     }
 }
 
-fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
+fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCode {
     let paths = if paths.is_empty() {
         vec![PathBuf::from("cases")]
     } else {
@@ -143,6 +167,12 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
                 println!("FAIL {} (invalid case)", case.id);
                 failures.push(format!("{}:\n{e}", case.id));
                 failed += 1;
+                sink.record(TrialRecord {
+                    name: case.id,
+                    file: case.path.display().to_string(),
+                    duration: Default::default(),
+                    outcome: TrialOutcome::Failed(e.to_string()),
+                });
                 continue;
             }
         };
@@ -160,22 +190,38 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>) -> ExitCode {
             let run = CaseRun::new(plan.clone(), kind.proxy, selected.len(), String::new());
             for i in selected {
                 let name = kind.flow_name(&run.plan.flows[i]);
-                match run.run_flow(i, suite::observe_from_env()).map(|r| r.verdict) {
-                    Ok(v) if v.passed => {
-                        println!("ok   {name}: {}", v.observed);
-                        passed += 1;
-                    }
-                    Ok(v) => {
+                let start = Instant::now();
+                let options = suite::RunOptions {
+                    observe: suite::observe_from_env(),
+                    artifacts: sink.artifacts(),
+                };
+                let failure = match run.run_flow(i, &options) {
+                    Ok(r) => match suite::flow_failure(&r, &run.plan.flows[i], &name, sink) {
+                        None => {
+                            println!("ok   {name}: {}", r.verdict.observed);
+                            passed += 1;
+                            None
+                        }
+                        failure => failure,
+                    },
+                    Err(e) => Some(e),
+                };
+                let duration = start.elapsed();
+                let outcome = match failure {
+                    None => TrialOutcome::Passed,
+                    Some(text) => {
                         println!("FAIL {name}");
-                        failures.push(format!("{name}:\n{}", v.render(&run.plan.flows[i])));
+                        failures.push(format!("{name}:\n{text}"));
                         failed += 1;
+                        TrialOutcome::Failed(text)
                     }
-                    Err(e) => {
-                        println!("FAIL {name}");
-                        failures.push(format!("{name}:\n{e}"));
-                        failed += 1;
-                    }
-                }
+                };
+                sink.record(TrialRecord {
+                    name,
+                    file: case.path.display().to_string(),
+                    duration,
+                    outcome,
+                });
             }
         }
     }
@@ -323,7 +369,11 @@ fn trace(case: PathBuf, flow: Option<String>, proxy: Option<String>) -> ExitCode
         if n > 0 {
             println!();
         }
-        match run.run_flow(i, true) {
+        let options = suite::RunOptions {
+            observe: true,
+            artifacts: ArtifactPolicy::None,
+        };
+        match run.run_flow(i, &options) {
             Ok(r) => {
                 match (&r.journey, &r.observation) {
                     (Some(j), Some(obs)) => {

@@ -1,7 +1,20 @@
-//! What a run leaves under `reports/` (to be written): JUnit XML for the whole run, and for a
-//! failing flow (every flow with `--artifacts all`) a directory with its pcapng, its journey in
-//! Markdown with a mermaid sequence diagram, the nodes' rule tables and conntrack entries.
+//! What a run leaves under `reports/`: JUnit XML for the whole run (`junit.xml`), and for a
+//! failing flow (every flow with `--artifacts all`) a directory `flows/<trial>/` with its pcapng,
+//! its journey in Markdown with a mermaid sequence diagram, the nodes' rule tables and conntrack
+//! entries. The layout is described for users in `docs/reports.md`.
+//!
+//! [`junit_xml`] and [`artifact_dir_name`] are pure; [`ReportSink`] is the thin I/O edge the
+//! test target and the CLI share: trials [`record`](ReportSink::record) their outcome as they
+//! end, the flow observation hands over its artifacts, and [`finish`](ReportSink::finish)
+//! writes the report once the run is over.
 
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use netns_runtime::capture::Captured;
@@ -40,4 +53,837 @@ pub struct FlowArtifacts {
     pub rules: Vec<(String, String)>,
     /// Each node's conntrack entries after the flow, as (node, text).
     pub conntrack: Vec<(String, String)>,
+}
+
+// ---- JUnit XML ------------------------------------------------------------------------------
+
+/// The run as a JUnit XML document, as GitHub, GitLab and Jenkins read it.
+///
+/// One `<testsuite>` per case (the part of a trial's name before its first `::`), in the order
+/// the cases first appear in `records`; in it one `<testcase>` per record, in the order given,
+/// named by the rest of the trial's name (the whole name when it has no `::`, as for an invalid
+/// case), with the case as `classname` and the case file as `file`. A failure carries its first
+/// line as `message` and its full text as content; an ignored trial is `<skipped>` with its
+/// reason. Times are in seconds with millisecond precision.
+pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
+    let mut cases: Vec<(&str, Vec<&TrialRecord>)> = Vec::new();
+    for record in records {
+        let case = split_name(&record.name).0;
+        match cases.iter_mut().find(|(c, _)| *c == case) {
+            Some((_, group)) => group.push(record),
+            None => cases.push((case, vec![record])),
+        }
+    }
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let all: Vec<&TrialRecord> = records.iter().collect();
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"{}\" {}>",
+        xml(suite_name),
+        counts(&all)
+    );
+    for (case, group) in &cases {
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" {}>",
+            xml(case),
+            counts(group)
+        );
+        for record in group {
+            let (_, test) = split_name(&record.name);
+            let _ = write!(
+                out,
+                "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{}\"",
+                xml(test),
+                xml(case),
+                xml(&record.file),
+                seconds(record.duration)
+            );
+            match &record.outcome {
+                TrialOutcome::Passed => out.push_str("/>\n"),
+                TrialOutcome::Failed(text) => {
+                    let first = text.lines().next().unwrap_or("");
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                        xml(first),
+                        xml(text)
+                    );
+                }
+                TrialOutcome::Ignored(reason) => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        xml(reason)
+                    );
+                }
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// `(case, test)`: split at the first `::`; a name without one is both.
+fn split_name(name: &str) -> (&str, &str) {
+    name.split_once("::").unwrap_or((name, name))
+}
+
+/// The counting attributes of a `<testsuite>` or `<testsuites>`.
+fn counts(records: &[&TrialRecord]) -> String {
+    let failures = records
+        .iter()
+        .filter(|r| matches!(r.outcome, TrialOutcome::Failed(_)))
+        .count();
+    let skipped = records
+        .iter()
+        .filter(|r| matches!(r.outcome, TrialOutcome::Ignored(_)))
+        .count();
+    let time: Duration = records.iter().map(|r| r.duration).sum();
+    format!(
+        "tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\"",
+        records.len(),
+        seconds(time)
+    )
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+/// `s` as XML 1.0 text or attribute value: the five special characters as entities; tab,
+/// newline and carriage return as character references (so attribute values keep them and
+/// `\r` survives line-end normalisation); characters XML 1.0 cannot carry at all (other C0
+/// controls, U+FFFE, U+FFFF), such as the escape sequences in a command's coloured output,
+/// left out.
+pub fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if allowed_in_xml(c) => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// XML 1.0's `Char` production (a Rust `char` is never a surrogate).
+fn allowed_in_xml(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+// ---- per-flow artifact directories ----------------------------------------------------------
+
+/// The directory name of a trial's artifacts: `::` and `/` become `__`, every other character
+/// outside `[A-Za-z0-9._-]` becomes `_`, so
+/// `services/clusterip::iptables::cross-node` gives `services__clusterip__iptables__cross-node`.
+/// Never empty, `.` or `..`.
+pub fn artifact_dir_name(trial: &str) -> String {
+    let mut out = String::with_capacity(trial.len());
+    let mut rest = trial;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("::") {
+            out.push_str("__");
+            rest = after;
+            continue;
+        }
+        match c {
+            '/' => out.push_str("__"),
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '_' | '-' => out.push(c),
+            _ => out.push('_'),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    if out.chars().all(|c| c == '.') {
+        // Empty, `.` or `..` would name the parent directory itself.
+        out = out.replace('.', "_");
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// Writes one flow's artifacts to `<dir>/<artifact_dir_name(trial_name)>/` and returns that
+/// directory. A directory of the same name (an earlier run's) is removed first, so nothing stale
+/// stays next to the new files:
+///
+/// - `capture.pcapng`: every frame, one interface per capture point named `netns/iface`;
+/// - `journey.md`: `a.journey_markdown` as is;
+/// - `rules/<node>.txt`: each node's rule tables;
+/// - `conntrack.txt`: each node's entries under a `## <node>` heading.
+pub fn write_flow_artifacts(
+    dir: &Path,
+    trial_name: &str,
+    a: &FlowArtifacts,
+) -> io::Result<PathBuf> {
+    let out = dir.join(artifact_dir_name(trial_name));
+    match fs::remove_dir_all(&out) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let rules = out.join("rules");
+    fs::create_dir_all(&rules)?;
+    netns_runtime::capture::pcapng::write_file(out.join("capture.pcapng"), &a.points, &a.captures)?;
+    fs::write(out.join("journey.md"), &a.journey_markdown)?;
+    for (node, text) in &a.rules {
+        fs::write(rules.join(format!("{}.txt", artifact_dir_name(node))), text)?;
+    }
+    fs::write(out.join("conntrack.txt"), conntrack_text(&a.conntrack))?;
+    Ok(out)
+}
+
+/// `conntrack.txt`: one `## <node>` section per node, in the order given.
+fn conntrack_text(nodes: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (node, text) in nodes {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "## {node}\n");
+        if text.trim().is_empty() {
+            out.push_str("(no entries)\n");
+        } else {
+            out.push_str(text);
+            if !text.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+// ---- the sink a run reports into ------------------------------------------------------------
+
+/// Which flows get an artifact directory (`PODPATH_ARTIFACTS`, `podpath run --artifacts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArtifactPolicy {
+    /// Only flows that failed (the default).
+    #[default]
+    Failing,
+    /// Every flow.
+    All,
+    /// None: only `junit.xml` is written.
+    None,
+}
+
+/// The JUnit report's file name in the reports directory.
+pub const JUNIT_FILE: &str = "junit.xml";
+
+/// The subdirectory of the reports directory that holds the flows' artifact directories.
+pub const FLOWS_DIR: &str = "flows";
+
+/// The environment variable that selects the [`ArtifactPolicy`] of the test target.
+pub const ARTIFACTS_ENV: &str = "PODPATH_ARTIFACTS";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown artifact policy {0:?}: expected failing, all or none")]
+pub struct UnknownPolicy(pub String);
+
+impl FromStr for ArtifactPolicy {
+    type Err = UnknownPolicy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "failing" => Ok(ArtifactPolicy::Failing),
+            "all" => Ok(ArtifactPolicy::All),
+            "none" => Ok(ArtifactPolicy::None),
+            other => Err(UnknownPolicy(other.to_string())),
+        }
+    }
+}
+
+impl ArtifactPolicy {
+    /// From `PODPATH_ARTIFACTS`; unset or empty is the default, [`ArtifactPolicy::Failing`].
+    pub fn from_env() -> Result<Self, UnknownPolicy> {
+        Self::from_env_value(std::env::var(ARTIFACTS_ENV).ok().as_deref())
+    }
+
+    fn from_env_value(value: Option<&str>) -> Result<Self, UnknownPolicy> {
+        match value {
+            None => Ok(ArtifactPolicy::default()),
+            Some(v) if v.trim().is_empty() => Ok(ArtifactPolicy::default()),
+            Some(v) => v.parse(),
+        }
+    }
+}
+
+/// Where a run's reports go, and what it has recorded so far. Shared by every trial of a run
+/// (it is `Sync`); nothing is written before [`finish`](Self::finish) except artifact
+/// directories, which are written as flows end.
+#[derive(Debug)]
+pub struct ReportSink {
+    dir: PathBuf,
+    artifacts: ArtifactPolicy,
+    records: Mutex<Vec<TrialRecord>>,
+    /// The artifact directories written by this run (names below `flows/`).
+    written: Mutex<BTreeSet<String>>,
+}
+
+impl ReportSink {
+    pub fn new(dir: impl Into<PathBuf>, artifacts: ArtifactPolicy) -> ReportSink {
+        ReportSink {
+            dir: dir.into(),
+            artifacts,
+            records: Mutex::new(Vec::new()),
+            written: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The reports directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn artifacts(&self) -> ArtifactPolicy {
+        self.artifacts
+    }
+
+    /// Adds one trial's outcome to the report.
+    pub fn record(&self, rec: TrialRecord) {
+        lock(&self.records).push(rec);
+    }
+
+    /// Whether a flow that `failed` (or not) should get an artifact directory.
+    pub fn wants_artifacts(&self, failed: bool) -> bool {
+        match self.artifacts {
+            ArtifactPolicy::Failing => failed,
+            ArtifactPolicy::All => true,
+            ArtifactPolicy::None => false,
+        }
+    }
+
+    /// Writes a flow's artifacts to `<dir>/flows/<trial>/` (see [`write_flow_artifacts`]) and
+    /// returns that directory. The caller asks [`wants_artifacts`](Self::wants_artifacts)
+    /// first; this writes whatever it is given.
+    pub fn flow_artifacts(&self, trial: &str, a: &FlowArtifacts) -> io::Result<PathBuf> {
+        let path = write_flow_artifacts(&self.dir.join(FLOWS_DIR), trial, a)?;
+        lock(&self.written).insert(artifact_dir_name(trial));
+        Ok(path)
+    }
+
+    /// Writes `<dir>/junit.xml` with every record so far, sorted by trial name (trials end in
+    /// any order when they run in parallel), and returns its path. Then removes the artifact
+    /// directories of earlier runs that this run did not write (a flow that failed then and
+    /// passes now), so that the reports directory describes this run only.
+    pub fn finish(&self, suite: &str) -> io::Result<PathBuf> {
+        let mut records = lock(&self.records).clone();
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(JUNIT_FILE);
+        // Written aside and renamed, so a reader never sees half a report.
+        let partial = self.dir.join(format!(".{}.partial", JUNIT_FILE));
+        fs::write(&partial, junit_xml(suite, &records))?;
+        fs::rename(&partial, &path)?;
+        self.prune_stale_artifacts()?;
+        Ok(path)
+    }
+
+    fn prune_stale_artifacts(&self) -> io::Result<()> {
+        let flows = self.dir.join(FLOWS_DIR);
+        let entries = match fs::read_dir(&flows) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let written = lock(&self.written);
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Only what looks like an artifact directory: a mistyped `--reports` must not cost
+            // anyone a directory of their own.
+            let ours = entry.file_type()?.is_dir() && entry.path().join("journey.md").is_file();
+            if ours && !written.contains(&name) {
+                fs::remove_dir_all(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A poisoned lock only means a trial panicked while holding it; the data is still whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use netns_runtime::capture::decode::{ETHERTYPE_IPV4, IPPROTO_UDP, build};
+    use netns_runtime::capture::{CapturePoint, pcapng};
+    use netns_runtime::topology::Mac;
+
+    use super::*;
+
+    fn record(name: &str, ms: u64, outcome: TrialOutcome) -> TrialRecord {
+        TrialRecord {
+            name: name.into(),
+            file: format!("cases/{}.yaml", name.split("::").next().unwrap()),
+            duration: Duration::from_millis(ms),
+            outcome,
+        }
+    }
+
+    fn records() -> Vec<TrialRecord> {
+        vec![
+            record(
+                "services/clusterip::iptables::cross-node",
+                12,
+                TrialOutcome::Passed,
+            ),
+            record(
+                "services/clusterip::iptables::same-node",
+                1_500,
+                TrialOutcome::Failed("expected pod-b, got <nothing>\n  \"tcp\" & 'udp'".into()),
+            ),
+            record(
+                "same-node::tcp",
+                3,
+                TrialOutcome::Ignored("no sandbox: not root".into()),
+            ),
+            record(
+                "bad",
+                0,
+                TrialOutcome::Failed("cases/bad.yaml:4:26: x".into()),
+            ),
+            // Not next to its case's other trials: still grouped with them.
+            record(
+                "services/clusterip::nftables::snapshot::node1",
+                7,
+                TrialOutcome::Passed,
+            ),
+        ]
+    }
+
+    #[test]
+    fn escapes_the_five_specials_and_keeps_line_breaks() {
+        assert_eq!(
+            xml(r#"a<b>&"c" 'd'"#),
+            "a&lt;b&gt;&amp;&quot;c&quot; &apos;d&apos;"
+        );
+        assert_eq!(xml("x\ty\r\nz"), "x&#9;y&#13;&#10;z");
+        assert_eq!(xml("héllo ✓ 🦀"), "héllo ✓ 🦀");
+    }
+
+    #[test]
+    fn drops_characters_xml_cannot_carry() {
+        assert_eq!(xml("\u{1b}[31mred\u{1b}[0m"), "[31mred[0m");
+        assert_eq!(xml("a\u{0}b\u{7}c\u{b}d\u{c}e\u{7f}"), "abcde\u{7f}");
+        assert_eq!(xml("\u{fffe}\u{ffff}ok\u{fffd}"), "ok\u{fffd}");
+    }
+
+    #[test]
+    fn one_testsuite_per_case_in_order_of_first_appearance() {
+        let text = junit_xml("podpath", &records());
+        let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "testsuites");
+        let attrs = |n: roxmltree::Node, names: &[&str]| -> Vec<String> {
+            names
+                .iter()
+                .map(|a| n.attribute(*a).unwrap_or("-").to_string())
+                .collect()
+        };
+        let totals = ["name", "tests", "failures", "errors", "skipped", "time"];
+        assert_eq!(
+            attrs(root, &totals),
+            ["podpath", "5", "2", "0", "1", "1.522"]
+        );
+        let suites: Vec<_> = root.children().filter(|n| n.is_element()).collect();
+        let summary: Vec<Vec<String>> = suites.iter().map(|s| attrs(*s, &totals)).collect();
+        assert_eq!(
+            summary,
+            [
+                ["services/clusterip", "3", "1", "0", "0", "1.519"],
+                ["same-node", "1", "0", "0", "1", "0.003"],
+                ["bad", "1", "1", "0", "0", "0.000"],
+            ]
+        );
+        let cases: Vec<Vec<String>> = suites[0]
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .map(|c| attrs(c, &["name", "classname", "file", "time"]))
+            .collect();
+        assert_eq!(
+            cases,
+            [
+                [
+                    "iptables::cross-node",
+                    "services/clusterip",
+                    "cases/services/clusterip.yaml",
+                    "0.012"
+                ],
+                [
+                    "iptables::same-node",
+                    "services/clusterip",
+                    "cases/services/clusterip.yaml",
+                    "1.500"
+                ],
+                [
+                    "nftables::snapshot::node1",
+                    "services/clusterip",
+                    "cases/services/clusterip.yaml",
+                    "0.007"
+                ],
+            ]
+        );
+    }
+
+    #[test]
+    fn failures_and_skips_carry_their_text() {
+        let text = junit_xml("podpath", &records());
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let testcase = |name: &str| {
+            doc.descendants()
+                .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+                .unwrap_or_else(|| panic!("no testcase {name} in {text}"))
+        };
+        let children = |n: roxmltree::Node| n.children().filter(|c| c.is_element()).count();
+        assert_eq!(
+            children(testcase("iptables::cross-node")),
+            0,
+            "a pass is bare"
+        );
+
+        let failure = testcase("iptables::same-node")
+            .first_element_child()
+            .unwrap();
+        assert_eq!(failure.tag_name().name(), "failure");
+        assert_eq!(
+            failure.attribute("message"),
+            Some("expected pod-b, got <nothing>")
+        );
+        assert_eq!(
+            failure.text(),
+            Some("expected pod-b, got <nothing>\n  \"tcp\" & 'udp'")
+        );
+
+        let skipped = testcase("tcp").first_element_child().unwrap();
+        assert_eq!(skipped.tag_name().name(), "skipped");
+        assert_eq!(skipped.attribute("message"), Some("no sandbox: not root"));
+
+        // An invalid case has no `::`: it is both the suite and the test.
+        let bad = testcase("bad");
+        assert_eq!(bad.attribute("classname"), Some("bad"));
+        assert_eq!(
+            bad.first_element_child().unwrap().attribute("message"),
+            Some("cases/bad.yaml:4:26: x")
+        );
+    }
+
+    #[test]
+    fn control_characters_from_command_output_still_parse() {
+        let out = "\u{1b}[1mdig\u{1b}[0m: couldn't get address\u{0}\r\nline 2 \u{8}";
+        let text = junit_xml(
+            "podpath",
+            &[record("dns::srv", 5, TrialOutcome::Failed(out.into()))],
+        );
+        let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+        let failure = doc
+            .descendants()
+            .find(|n| n.has_tag_name("failure"))
+            .unwrap();
+        assert_eq!(
+            failure.attribute("message"),
+            Some("[1mdig[0m: couldn't get address")
+        );
+        assert_eq!(
+            failure.text(),
+            Some("[1mdig[0m: couldn't get address\r\nline 2 ")
+        );
+    }
+
+    #[test]
+    fn an_empty_run_is_a_valid_report() {
+        let text = junit_xml("podpath", &[]);
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        assert_eq!(doc.root_element().attribute("tests"), Some("0"));
+        assert_eq!(
+            doc.root_element()
+                .children()
+                .filter(|n| n.is_element())
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn artifact_dir_names() {
+        for (trial, dir) in [
+            (
+                "services/clusterip::iptables::cross-node",
+                "services__clusterip__iptables__cross-node",
+            ),
+            ("same-node::tcp", "same-node__tcp"),
+            (
+                "dns/names::nftables::by name",
+                "dns__names__nftables__by_name",
+            ),
+            ("a:b::c:::d", "a_b__c___d"),
+            ("../../etc", "..__..__etc"),
+            ("héllo", "h_llo"),
+            ("v1.2_x-y", "v1.2_x-y"),
+            ("", "_"),
+            (".", "__"),
+            ("..", "___"),
+        ] {
+            assert_eq!(artifact_dir_name(trial), dir, "{trial:?}");
+        }
+    }
+
+    #[test]
+    fn artifact_policy_from_text_and_env() {
+        assert_eq!("failing".parse(), Ok(ArtifactPolicy::Failing));
+        assert_eq!("all".parse(), Ok(ArtifactPolicy::All));
+        assert_eq!(" none\n".parse(), Ok(ArtifactPolicy::None));
+        assert_eq!(
+            "everything".parse::<ArtifactPolicy>(),
+            Err(UnknownPolicy("everything".into()))
+        );
+        assert_eq!(
+            UnknownPolicy("x".into()).to_string(),
+            "unknown artifact policy \"x\": expected failing, all or none"
+        );
+        assert_eq!(
+            ArtifactPolicy::from_env_value(None),
+            Ok(ArtifactPolicy::Failing)
+        );
+        assert_eq!(
+            ArtifactPolicy::from_env_value(Some("")),
+            Ok(ArtifactPolicy::Failing)
+        );
+        assert_eq!(
+            ArtifactPolicy::from_env_value(Some("all")),
+            Ok(ArtifactPolicy::All)
+        );
+        assert!(ArtifactPolicy::from_env_value(Some("ALL")).is_err());
+    }
+
+    #[test]
+    fn which_flows_get_artifacts() {
+        let wants = |policy| {
+            let sink = ReportSink::new("unused", policy);
+            (sink.wants_artifacts(true), sink.wants_artifacts(false))
+        };
+        assert_eq!(wants(ArtifactPolicy::Failing), (true, false));
+        assert_eq!(wants(ArtifactPolicy::All), (true, true));
+        assert_eq!(wants(ArtifactPolicy::None), (false, false));
+    }
+
+    /// A directory of its own under the system's temp dir, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(what: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!(
+                "podpath-report-{what}-{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn captured(netns: &str, iface: &str, ns: u64, outgoing: bool) -> Captured {
+        let udp = build::udp(40001, 5353, b"hi");
+        let frame = build::ethernet(
+            Mac([2, 0, 0, 0, 0, 2]),
+            Mac([2, 0, 0, 0, 0, 1]),
+            ETHERTYPE_IPV4,
+            &build::ipv4(
+                Ipv4Addr::new(10, 244, 1, 2),
+                Ipv4Addr::new(10, 244, 2, 2),
+                IPPROTO_UDP,
+                64,
+                &udp,
+            ),
+        );
+        Captured {
+            netns: netns.into(),
+            iface: iface.into(),
+            ts: Duration::from_nanos(ns),
+            outgoing,
+            orig_len: frame.len(),
+            frame,
+        }
+    }
+
+    fn artifacts() -> FlowArtifacts {
+        let point = |netns: &str, iface: &str| CapturePoint {
+            netns: netns.into(),
+            iface: iface.into(),
+        };
+        FlowArtifacts {
+            captures: vec![
+                captured("pod-a", "eth0", 1_000, true),
+                captured("node1", "cni0", 2_000, false),
+            ],
+            points: vec![point("pod-a", "eth0"), point("node1", "cni0")],
+            journey_markdown: "# pod-a -> pod-b\n\n```mermaid\nsequenceDiagram\n```\n".into(),
+            rules: vec![
+                ("node1".into(), "*filter\nCOMMIT\n".into()),
+                ("node2".into(), "table ip kube-proxy {\n}\n".into()),
+            ],
+            conntrack: vec![
+                (
+                    "node1".into(),
+                    "udp 17 src=10.244.1.2 dst=10.244.2.2 sport=40001 dport=5353".into(),
+                ),
+                ("node2".into(), String::new()),
+            ],
+        }
+    }
+
+    /// The `if_name` option of every Interface Description Block of a pcapng file.
+    fn interface_names(pcapng_bytes: &[u8]) -> Vec<String> {
+        const IDB: u32 = 1;
+        const IF_NAME: u16 = 2;
+        pcapng::blocks(pcapng_bytes)
+            .expect("well-formed pcapng")
+            .iter()
+            .filter(|b| b.ty == IDB)
+            .map(|b| {
+                // Link type, reserved and snap length come before the options.
+                let options = pcapng::options(b.body, 8).unwrap();
+                let name = options.iter().find(|(code, _)| *code == IF_NAME).unwrap();
+                String::from_utf8(name.1.to_vec()).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_a_flow_directory_and_replaces_a_stale_one() {
+        let tmp = TempDir::new("flow");
+        let trial = "services/clusterip::iptables::cross-node";
+        // An earlier run's directory with a file this run does not write.
+        let stale = tmp.0.join("services__clusterip__iptables__cross-node");
+        fs::create_dir_all(stale.join("rules")).unwrap();
+        fs::write(stale.join("rules/node9.txt"), "old").unwrap();
+        fs::write(stale.join("old.txt"), "old").unwrap();
+
+        let dir = write_flow_artifacts(&tmp.0, trial, &artifacts()).unwrap();
+        assert_eq!(dir, stale);
+        let mut files: Vec<String> = walk(&dir);
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "capture.pcapng",
+                "conntrack.txt",
+                "journey.md",
+                "rules/node1.txt",
+                "rules/node2.txt"
+            ]
+        );
+
+        let pcap = fs::read(dir.join("capture.pcapng")).unwrap();
+        assert_eq!(interface_names(&pcap), ["pod-a/eth0", "node1/cni0"]);
+        let packets = pcapng::blocks(&pcap)
+            .unwrap()
+            .iter()
+            .filter(|b| b.ty == 6)
+            .count();
+        assert_eq!(packets, 2, "one Enhanced Packet Block per frame");
+
+        let read = |p: &str| fs::read_to_string(dir.join(p)).unwrap();
+        assert_eq!(read("journey.md"), artifacts().journey_markdown);
+        assert_eq!(read("rules/node1.txt"), "*filter\nCOMMIT\n");
+        assert_eq!(read("rules/node2.txt"), "table ip kube-proxy {\n}\n");
+        assert_eq!(
+            read("conntrack.txt"),
+            "## node1\n\nudp 17 src=10.244.1.2 dst=10.244.2.2 sport=40001 dport=5353\n\n\
+             ## node2\n\n(no entries)\n"
+        );
+    }
+
+    /// Every file below `dir`, as paths relative to it.
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                out.extend(walk(&path).into_iter().map(|f| format!("{name}/{f}")));
+            } else {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sink_writes_sorted_junit_and_prunes_stale_flows() {
+        let tmp = TempDir::new("sink");
+        let reports = tmp.0.join("reports");
+        // An earlier run left the artifacts of a flow that passes now, and a directory of
+        // someone else's that must stay.
+        let old = reports.join("flows/same-node__udp");
+        fs::create_dir_all(&old).unwrap();
+        fs::write(old.join("journey.md"), "old").unwrap();
+        let foreign = reports.join("flows/notes");
+        fs::create_dir_all(&foreign).unwrap();
+
+        let sink = ReportSink::new(&reports, ArtifactPolicy::All);
+        for r in records().into_iter().rev() {
+            sink.record(r);
+        }
+        let flow = sink.flow_artifacts("same-node::tcp", &artifacts()).unwrap();
+        assert_eq!(flow, reports.join("flows/same-node__tcp"));
+
+        let path = sink.finish("podpath").unwrap();
+        assert_eq!(path, reports.join("junit.xml"));
+        let text = fs::read_to_string(&path).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let names: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .map(|n| {
+                format!(
+                    "{}::{}",
+                    n.attribute("classname").unwrap(),
+                    n.attribute("name").unwrap()
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "bad::bad",
+                "same-node::tcp",
+                "services/clusterip::iptables::cross-node",
+                "services/clusterip::iptables::same-node",
+                "services/clusterip::nftables::snapshot::node1",
+            ],
+            "sorted by trial name"
+        );
+        assert!(
+            flow.join("journey.md").is_file(),
+            "this run's artifacts stay"
+        );
+        assert!(!old.exists(), "an earlier run's artifacts go");
+        assert!(foreign.is_dir(), "what is not an artifact directory stays");
+        let leftovers: Vec<_> = fs::read_dir(&reports)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 2, "junit.xml and flows/: {leftovers:?}");
+    }
 }

@@ -13,8 +13,10 @@ use crate::diag::CaseError;
 use crate::hops;
 use crate::plan::Expect;
 use crate::plan::{self, FlowPlan, Plan, Target};
+use crate::report::{ArtifactPolicy, FlowArtifacts, ReportSink};
 use crate::verdict::{Verdict, dns_fault, judge, judge_exec};
 use netns_runtime::resolver::Resolution;
+use netns_runtime::trace::conntrack;
 
 /// A case file and what loading it gave.
 pub struct LoadedCase {
@@ -157,11 +159,44 @@ pub fn probe_target(flow: &FlowPlan) -> ProbeTarget {
     }
 }
 
+/// How flows are run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Observe flows without hop expectations too (see [`observe_from_env`]).
+    pub observe: bool,
+    /// Which flows get their artifacts made.
+    pub artifacts: ArtifactPolicy,
+}
+
 /// A flow's run: its verdict, and what was observed of it.
 pub struct FlowRun {
     pub verdict: Verdict,
     pub observation: Option<Observation>,
     pub journey: Option<Journey>,
+    /// Made when the run's [`ArtifactPolicy`] asks for this flow's.
+    pub artifacts: Option<FlowArtifacts>,
+}
+
+/// A flow's failure for people (`None` when it passed), after writing its artifacts to the
+/// sink, if it has any: the failure then ends with where they are.
+pub fn flow_failure(
+    run: &FlowRun,
+    flow: &FlowPlan,
+    trial: &str,
+    sink: &ReportSink,
+) -> Option<String> {
+    let mut failure = (!run.verdict.passed).then(|| run.verdict.render(flow));
+    if let Some(a) = &run.artifacts {
+        match sink.flow_artifacts(trial, a) {
+            Ok(dir) => {
+                if let Some(f) = &mut failure {
+                    *f += &format!("artifacts: {}\n", dir.display());
+                }
+            }
+            Err(e) => eprintln!("podpath: warning: artifacts of {trial}: {e}"),
+        }
+    }
+    failure
 }
 
 /// How a flow's observed part ended.
@@ -260,9 +295,9 @@ impl CaseRun {
     /// the first attempt run under observation (captures on every interface, the nodes'
     /// netfilter trace and conntrack tables), the journey is assembled and the flow's hops are
     /// checked against it; a flow that expects hops is always observed.
-    pub fn run_flow(&self, index: usize, observe: bool) -> Result<FlowRun, String> {
+    pub fn run_flow(&self, index: usize, options: &RunOptions) -> Result<FlowRun, String> {
         let flow = &self.plan.flows[index];
-        let observe = observe || !flow.hops.is_empty();
+        let observe = options.observe || !flow.hops.is_empty();
         self.with_cluster(|cluster| {
             let (head, observation) = if observe {
                 match cluster.observe(|| self.first_attempt(cluster, flow)) {
@@ -314,12 +349,69 @@ impl CaseRun {
                     None => fault,
                 });
             }
+            let wanted = options.artifacts != ArtifactPolicy::None
+                && (options.artifacts == ArtifactPolicy::All || !verdict.passed);
+            let artifacts = match (&observation, &journey) {
+                (Some(obs), Some(journey)) if wanted => {
+                    Some(self.artifacts(cluster, flow, obs, journey, &verdict))
+                }
+                _ => None,
+            };
             Ok(FlowRun {
                 verdict,
                 observation,
                 journey,
+                artifacts,
             })
         })?
+    }
+
+    /// What goes into a flow's artifact directory.
+    fn artifacts(
+        &self,
+        cluster: &Cluster,
+        flow: &FlowPlan,
+        obs: &Observation,
+        journey: &Journey,
+        verdict: &Verdict,
+    ) -> FlowArtifacts {
+        let mode = self.proxy.map(ProxyMode::name);
+        let builtin = self.proxy.map(ProxyMode::builtin);
+        let rules = self
+            .plan
+            .topology
+            .nodes
+            .iter()
+            .map(|n| {
+                let text = cluster
+                    .node_rules(builtin.as_deref(), &n.name)
+                    .and_then(|mut t| {
+                        t.push_str(&cluster.node_state(&n.name)?);
+                        Ok(t)
+                    })
+                    .unwrap_or_else(|e| format!("(could not read: {e})\n"));
+                (n.name.clone(), text)
+            })
+            .collect();
+        let conntrack = obs
+            .conntrack
+            .iter()
+            .map(|(node, entries)| (node.clone(), conntrack::render(entries)))
+            .collect();
+        FlowArtifacts {
+            captures: obs.captures.clone(),
+            points: obs.points.clone(),
+            journey_markdown: crate::journey::markdown(
+                &self.plan,
+                flow,
+                mode,
+                journey,
+                obs,
+                Some(&verdict.render(flow)),
+            ),
+            rules,
+            conntrack,
+        }
     }
 
     /// What the journey assembly needs to know of a flow: who sends it, and which DNS server

@@ -8,14 +8,23 @@
 //! difference fails with a diff; locally `cargo insta review` accepts changes.
 //!
 //! `PODPATH_CASES` points the suite at another directory (or file) of cases.
+//!
+//! Every trial that runs, or is ignored, is recorded; when the run is over the JUnit report goes
+//! to `$PODPATH_REPORTS/junit.xml` (default `reports/junit.xml` in the workspace), and
+//! `PODPATH_ARTIFACTS` (`failing`, `all` or `none`) selects the flows that get an artifact
+//! directory there (docs/reports.md). `--list` writes nothing. A report that cannot be written
+//! is a warning: the exit code stays the suite's.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
 use podpath::suite::{self, CaseRun};
 
-fn main() {
+fn main() -> ExitCode {
     // First, before any thread exists: move into the private sandbox.
     let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
@@ -34,6 +43,20 @@ fn main() {
     } else {
         root.parent().unwrap_or(Path::new(".")).join("snapshots")
     };
+    let artifacts = match ArtifactPolicy::from_env() {
+        Ok(policy) => policy,
+        Err(e) => {
+            eprintln!("podpath: {}: {e}", podpath::report::ARTIFACTS_ENV);
+            std::process::exit(2);
+        }
+    };
+    let reports = std::env::var_os("PODPATH_REPORTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("reports"));
+    let recorder = Recorder {
+        args: &args,
+        sink: Arc::new(ReportSink::new(reports, artifacts)),
+    };
     let unavailable = sandbox.err().map(|e| e.to_string());
     if let Some(reason) = &unavailable {
         eprintln!("podpath: every trial is ignored: {reason}");
@@ -46,7 +69,8 @@ fn main() {
             Err(e) => {
                 // An invalid case is a failing trial that says where and why; nothing is built.
                 let message = e.to_string();
-                trials.push(Trial::test(case.id, move || Err(Failed::from(message))));
+                trials
+                    .push(recorder.trial(case.id, &case.path, move || Err(Failed::from(message))));
                 continue;
             }
         };
@@ -59,11 +83,7 @@ fn main() {
                 .collect();
             if let Some(reason) = &unavailable {
                 for name in flows.into_iter().chain(snapshots) {
-                    let reason = reason.clone();
-                    trials.push(
-                        Trial::ignorable_test(name, move || Ok(Completion::ignored_with(reason)))
-                            .with_ignored_flag(true),
-                    );
+                    trials.push(recorder.ignored(name, &case.path, reason));
                 }
                 continue;
             }
@@ -81,15 +101,17 @@ fn main() {
             ));
             for (index, name) in flows.into_iter().enumerate() {
                 let run = run.clone();
-                trials.push(Trial::test(name, move || {
-                    let verdict = run
-                        .run_flow(index, suite::observe_from_env())
-                        .map_err(Failed::from)?
-                        .verdict;
-                    if verdict.passed {
-                        Ok(())
-                    } else {
-                        Err(verdict.render(&run.plan.flows[index]).into())
+                let sink = recorder.sink.clone();
+                let trial = name.clone();
+                trials.push(recorder.trial(name, &case.path, move || {
+                    let options = suite::RunOptions {
+                        observe: suite::observe_from_env(),
+                        artifacts: sink.artifacts(),
+                    };
+                    let r = run.run_flow(index, &options).map_err(Failed::from)?;
+                    match suite::flow_failure(&r, &run.plan.flows[index], &trial, &sink) {
+                        None => Ok(()),
+                        Some(text) => Err(text.into()),
                     }
                 }));
             }
@@ -98,7 +120,7 @@ fn main() {
                 let dir = snapshot_dir.clone();
                 let snap = format!("{}__{node}", kind.snapshot_base);
                 let file = case.path.clone();
-                trials.push(Trial::test(name, move || {
+                trials.push(recorder.trial(name, &case.path, move || {
                     let text = run.node_snapshot(&node).map_err(Failed::from)?;
                     let missing = netns_runtime::proxy::normalise::missing_jump_targets(&text);
                     if !missing.is_empty() {
@@ -119,5 +141,106 @@ fn main() {
             }
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if !args.list {
+        match recorder.sink.finish("podpath") {
+            Ok(path) => eprintln!("podpath: JUnit report in {}", path.display()),
+            Err(e) => eprintln!(
+                "podpath: warning: no JUnit report in {}: {e}",
+                recorder.sink.dir().display()
+            ),
+        }
+    }
+    conclusion.exit_code()
+}
+
+/// The workspace root (`harness/..`).
+fn workspace() -> PathBuf {
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR"));
+    harness.parent().unwrap_or(harness).to_path_buf()
+}
+
+/// Makes trials whose outcome and duration go into the run's report.
+struct Recorder<'a> {
+    args: &'a Arguments,
+    sink: Arc<ReportSink>,
+}
+
+impl Recorder<'_> {
+    /// A trial that records how it ended when it runs. A panic (a snapshot that differs) is
+    /// recorded as the failure libtest-mimic would report.
+    fn trial(
+        &self,
+        name: String,
+        file: &Path,
+        body: impl FnOnce() -> Result<(), Failed> + Send + 'static,
+    ) -> Trial {
+        let sink = self.sink.clone();
+        let file = report_path(file);
+        let record_name = name.clone();
+        Trial::test(name, move || {
+            let start = Instant::now();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+                .unwrap_or_else(|panic| Err(Failed::from(panic_message(panic.as_ref()))));
+            let outcome = match &result {
+                Ok(()) => TrialOutcome::Passed,
+                Err(failed) => TrialOutcome::Failed(failed.message().unwrap_or_default().into()),
+            };
+            sink.record(TrialRecord {
+                name: record_name,
+                file,
+                duration: start.elapsed(),
+                outcome,
+            });
+            result
+        })
+    }
+
+    /// A trial that is not run, for `reason`. libtest-mimic does not call an ignored trial
+    /// unless asked to (`--ignored`, `--include-ignored`), so it is recorded here when it will
+    /// not be called, and by itself when it is.
+    fn ignored(&self, name: String, file: &Path, reason: &str) -> Trial {
+        let sink = self.sink.clone();
+        let record = TrialRecord {
+            name: name.clone(),
+            file: report_path(file),
+            duration: Default::default(),
+            outcome: TrialOutcome::Ignored(reason.to_string()),
+        };
+        let reason = reason.to_string();
+        let trial = Trial::ignorable_test(name, {
+            let record = record.clone();
+            move || {
+                sink.record(record);
+                Ok(Completion::ignored_with(reason))
+            }
+        })
+        .with_ignored_flag(true);
+        if self.args.is_ignored(&trial) && !self.args.is_filtered_out(&trial) {
+            self.sink.record(record);
+        }
+        trial
+    }
+}
+
+/// A case file as the report names it: relative to the workspace when it is in it (as CI
+/// systems link files), otherwise as given.
+fn report_path(file: &Path) -> String {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    file.strip_prefix(&workspace)
+        .unwrap_or(file)
+        .display()
+        .to_string()
+}
+
+/// What libtest-mimic says of a panicking trial.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let payload = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied());
+    match payload {
+        Some(payload) => format!("test panicked: {payload}"),
+        None => "test panicked".to_string(),
+    }
 }

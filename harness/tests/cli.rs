@@ -1,5 +1,5 @@
-//! The `podpath` binary from the outside: located errors, `plan` without privileges, and a
-//! sandbox that leaves nothing behind when podpath is killed.
+//! The `podpath` binary from the outside: located errors, `plan` without privileges, the JUnit
+//! report of `run`, and a sandbox that leaves nothing behind when podpath is killed.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -53,7 +53,14 @@ fn plan_reports_a_malformed_case_with_file_line_and_column() {
 #[test]
 fn run_fails_an_invalid_case_without_building_it() {
     let path = temp_case("bad-run.yaml", BAD_NODE);
-    let out = podpath().arg("run").arg(&path).output().unwrap();
+    let reports = path.with_file_name("bad-run-reports");
+    let out = podpath()
+        .arg("run")
+        .arg(&path)
+        .arg("--reports")
+        .arg(&reports)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(2) {
         // No sandbox here (neither root nor user namespaces): nothing to check.
@@ -63,6 +70,86 @@ fn run_fails_an_invalid_case_without_building_it() {
     assert!(stdout.contains("FAIL bad-run (invalid case)"), "{stdout}");
     assert!(stdout.contains(":4:26:"), "{stdout}");
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+    // The invalid case is the report's one failing test, with the located error.
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).unwrap();
+    let _ = std::fs::remove_dir_all(&reports);
+    let doc = roxmltree::Document::parse(&junit).unwrap();
+    let failures: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("failure"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{junit}");
+    let testcase = failures[0].parent().unwrap();
+    assert_eq!(testcase.attribute("name"), Some("bad-run"), "{junit}");
+    assert!(
+        failures[0].attribute("message").unwrap().contains(":4:26:"),
+        "{junit}"
+    );
+}
+
+/// One flow that passes and one that cannot (the server does listen on 8080).
+const REPORTED: &str = "\
+nodes: [node1]
+pods:
+  - { name: client, node: node1 }
+  - { name: server, node: node1, listen: [8080/tcp] }
+flows:
+  - name: tcp
+    from: client
+    to: server:8080
+    expect: { reach: server, seenSource: client }
+  - name: wrong-port
+    from: client
+    to: server:8080
+    expect: { fail: refused }
+";
+
+#[test]
+fn run_writes_a_junit_report_naming_every_flow() {
+    let path = temp_case("reported.yaml", REPORTED);
+    let reports = path.with_file_name("reported-reports");
+    let _ = std::fs::remove_dir_all(&reports);
+    let out = podpath()
+        .arg("run")
+        .arg(&path)
+        .arg("--reports")
+        .arg(&reports)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(2) {
+        return; // No sandbox here: nothing ran, nothing to report.
+    }
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let junit = reports.join("junit.xml");
+    let said = format!("podpath: JUnit report in {}", junit.display());
+    assert!(stderr.contains(&said), "expected {said:?} in: {stderr}");
+    let text = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("name"), Some("reported"), "{text}");
+    assert_eq!(suite.attribute("tests"), Some("2"), "{text}");
+    assert_eq!(suite.attribute("failures"), Some("1"), "{text}");
+    let cases: Vec<(&str, Option<&str>)> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|c| {
+            let failure = c.children().find(|n| n.has_tag_name("failure"));
+            (
+                c.attribute("name").unwrap(),
+                failure.and_then(|f| f.attribute("message")),
+            )
+        })
+        .collect();
+    assert_eq!(cases.len(), 2, "{text}");
+    assert_eq!(cases[0], ("tcp", None), "{text}");
+    assert_eq!(cases[1].0, "wrong-port", "{text}");
+    assert!(cases[1].1.is_some_and(|m| !m.is_empty()), "{text}");
+    let _ = std::fs::remove_dir_all(&reports);
 }
 
 #[test]

@@ -241,11 +241,15 @@ impl fmt::Display for Entry {
 }
 
 /// The entries as `conntrack -L` lines, one per entry, sorted by original tuple, then reply
-/// tuple, zone and id, so that the same table always renders the same.
+/// tuple, zone, id and finally the line itself, so that the same table always renders the same
+/// whatever order the kernel listed it in.
 pub fn render(entries: &[Entry]) -> String {
-    let mut sorted: Vec<&Entry> = entries.iter().collect();
-    sorted.sort_by_key(|e| (e.orig, e.reply, e.zone, e.id, e.status));
-    sorted.iter().map(|e| format!("{e}\n")).collect()
+    let mut lines: Vec<_> = entries
+        .iter()
+        .map(|e| ((e.orig, e.reply, e.zone, e.id), e.to_string()))
+        .collect();
+    lines.sort();
+    lines.into_iter().map(|(_, line)| line + "\n").collect()
 }
 
 /// Dumps the IPv4 conntrack table of the namespace `netns`, from a thread inside it.

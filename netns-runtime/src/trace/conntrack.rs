@@ -1,6 +1,44 @@
-//! A namespace's connection tracking table over ctnetlink (to be written).
+//! A namespace's connection tracking table over ctnetlink.
+//!
+//! [`dump`] asks the kernel of one network namespace for its IPv4 conntrack entries
+//! (`IPCTNL_MSG_CT_GET` with `NLM_F_DUMP` on a `NETLINK_NETFILTER` socket opened inside it) and
+//! decodes each answer with [`parse_entry`], a pure function over the message bytes. An
+//! [`Entry`]'s two tuples say what NAT did to the connection ([`Entry::dnat`], [`Entry::snat`])
+//! and which packets belong to it ([`Entry::matches`]); its `Display` is the line `conntrack -L`
+//! prints for it.
+//!
+//! Conntrack tables are per namespace, and the kernel only starts tracking in a namespace once
+//! something there needs it (an nftables `ct` expression or NAT chain, an iptables `conntrack`
+//! match or `nat` table). Until then the table is empty, and so is the dump: a namespace where
+//! conntrack never ran gives an empty list, not an error.
+
+use std::fmt;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::BorrowedFd;
+
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
 use super::Tuple;
+use crate::netns;
+
+/// `IPS_*` status bits (`linux/netfilter/nf_conntrack_common.h`).
+pub const IPS_EXPECTED: u32 = 1 << 0;
+pub const IPS_SEEN_REPLY: u32 = 1 << 1;
+pub const IPS_ASSURED: u32 = 1 << 2;
+pub const IPS_CONFIRMED: u32 = 1 << 3;
+pub const IPS_SRC_NAT: u32 = 1 << 4;
+pub const IPS_DST_NAT: u32 = 1 << 5;
+pub const IPS_SEQ_ADJUST: u32 = 1 << 6;
+pub const IPS_SRC_NAT_DONE: u32 = 1 << 7;
+pub const IPS_DST_NAT_DONE: u32 = 1 << 8;
+pub const IPS_DYING: u32 = 1 << 9;
+pub const IPS_FIXED_TIMEOUT: u32 = 1 << 10;
+pub const IPS_TEMPLATE: u32 = 1 << 11;
+pub const IPS_UNTRACKED: u32 = 1 << 12;
+pub const IPS_HELPER: u32 = 1 << 13;
+pub const IPS_OFFLOAD: u32 = 1 << 14;
+pub const IPS_HW_OFFLOAD: u32 = 1 << 15;
 
 /// One conntrack entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,13 +54,633 @@ pub struct Entry {
     pub tcp_state: Option<String>,
     /// Seconds left.
     pub timeout: Option<u32>,
+    /// The connection mark (`ct mark`).
     pub mark: Option<u32>,
+    /// The conntrack zone; the kernel only reports zones other than the default 0.
     pub zone: Option<u16>,
+    /// The kernel's id of the entry (`conntrack -L -o id`).
     pub id: Option<u32>,
+    /// ICMP type and code of the original tuple (echo request: 8/0), for ICMP entries.
+    pub orig_icmp: Option<IcmpKind>,
+    /// ICMP type and code of the reply tuple (echo reply: 0/0), for ICMP entries.
+    pub reply_icmp: Option<IcmpKind>,
+    /// How many references the kernel holds on the entry (`use=` of `conntrack -L`).
+    pub use_count: Option<u32>,
 }
-// TEMPORARY
-impl std::fmt::Display for Entry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.orig, self.reply)
+
+/// The ICMP type and code conntrack keys an ICMP tuple with, besides the echo identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IcmpKind {
+    pub kind: u8,
+    pub code: u8,
+}
+
+/// Which way a packet of a connection travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the side that opened the connection.
+    Original,
+    /// Back towards it.
+    Reply,
+}
+
+/// An address and port (for ICMP, the echo identifier).
+pub type Endpoint = (Ipv4Addr, u16);
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+
+impl Entry {
+    /// Whether every bit of `flags` (`IPS_*`) is set.
+    pub fn has_status(&self, flags: u32) -> bool {
+        self.status & flags == flags
+    }
+
+    /// The destination rewrite, `(before, after)`, when the connection's destination was
+    /// changed: the original destination against the reply's source. For ICMP only the address
+    /// counts (the echo identifier is one field for both ends, rewritten by SNAT if at all).
+    pub fn dnat(&self) -> Option<(Endpoint, Endpoint)> {
+        let before = (self.orig.dst, self.orig.dport);
+        let after = (self.reply.src, self.reply.sport);
+        let changed = if self.orig.proto == IPPROTO_ICMP {
+            before.0 != after.0
+        } else {
+            before != after
+        };
+        changed.then_some((before, after))
+    }
+
+    /// The source rewrite, `(before, after)`, when the connection's source was changed (SNAT,
+    /// masquerade): the original source against the reply's destination.
+    pub fn snat(&self) -> Option<(Endpoint, Endpoint)> {
+        let before = (self.orig.src, self.orig.sport);
+        let after = (self.reply.dst, self.reply.dport);
+        (before != after).then_some((before, after))
+    }
+
+    /// Whether a packet with tuple `t` belongs to this connection, and which way it travels.
+    ///
+    /// A packet is seen in one of these forms, depending on where it is looked at (with `V`
+    /// the address the client asked for, `B` the DNAT target, `A` the client and `S` its SNAT
+    /// address; each with its port):
+    ///
+    /// - original direction before NAT, as the client sent it: `A > V`, [`Entry::orig`];
+    /// - original direction after NAT, as the server gets it: `S > B`, `reply.reversed()`;
+    /// - reply direction before NAT, as the server sent it: `B > S`, [`Entry::reply`];
+    /// - reply direction after NAT, as the client gets it: `V > A`, `orig.reversed()`.
+    ///
+    /// When both ends are rewritten, the namespace doing it also sees each packet half-way:
+    /// DNAT comes first in the original direction (prerouting/output, SNAT only in
+    /// postrouting/input) and the SNAT is undone first in the reply direction, so a forwarded
+    /// packet is `A > B` going and `B > A` coming back; both match too. Without NAT the forms
+    /// coincide.
+    pub fn matches(&self, t: &Tuple) -> Option<Direction> {
+        if t.proto != self.orig.proto {
+            return None;
+        }
+        let halfway = Tuple {
+            dst: self.reply.src,
+            dport: self.reply.sport,
+            ..self.orig
+        };
+        if *t == self.orig || *t == self.reply.reversed() || *t == halfway {
+            Some(Direction::Original)
+        } else if *t == self.reply || *t == self.orig.reversed() || *t == halfway.reversed() {
+            Some(Direction::Reply)
+        } else {
+            None
+        }
     }
 }
+
+/// `tcp`, `udp`, `icmp`... as `conntrack -L` names layer-4 protocols (`unknown` for the rest).
+fn l4_name(proto: u8) -> &'static str {
+    match proto {
+        1 => "icmp",
+        6 => "tcp",
+        17 => "udp",
+        33 => "dccp",
+        47 => "gre",
+        58 => "icmpv6",
+        132 => "sctp",
+        136 => "udplite",
+        _ => "unknown",
+    }
+}
+
+/// The name `conntrack -L` prints for a TCP conntrack state (`TCP_CONNTRACK_*`).
+pub fn tcp_state_name(state: u8) -> Option<&'static str> {
+    const NAMES: [&str; 10] = [
+        "NONE",
+        "SYN_SENT",
+        "SYN_RECV",
+        "ESTABLISHED",
+        "FIN_WAIT",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "TIME_WAIT",
+        "CLOSE",
+        "SYN_SENT2",
+    ];
+    NAMES.get(usize::from(state)).copied()
+}
+
+fn write_tuple(f: &mut fmt::Formatter<'_>, t: &Tuple, icmp: Option<IcmpKind>) -> fmt::Result {
+    write!(f, " src={} dst={}", t.src, t.dst)?;
+    match t.proto {
+        6 | 17 | 33 | 132 | 136 => write!(f, " sport={} dport={}", t.sport, t.dport),
+        1 => {
+            if let Some(k) = icmp {
+                write!(f, " type={} code={}", k.kind, k.code)?;
+            }
+            write!(f, " id={}", t.sport)
+        }
+        _ => Ok(()),
+    }
+}
+
+impl fmt::Display for Entry {
+    /// The line `conntrack -L` prints, in its field order, without the trailing space:
+    /// `tcp      6 117 TIME_WAIT src=10.244.1.2 dst=10.96.0.20 sport=40000 dport=80
+    /// src=10.244.2.3 dst=10.244.1.2 sport=8080 dport=40000 [ASSURED] mark=0 use=1`.
+    /// Counters, timestamps, labels and security contexts are not dumped so not shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proto = self.orig.proto;
+        write!(f, "{:<8} {proto}", l4_name(proto))?;
+        if let Some(t) = self.timeout {
+            write!(f, " {t}")?;
+        }
+        if let Some(s) = &self.tcp_state {
+            write!(f, " {s}")?;
+        }
+        write_tuple(f, &self.orig, self.orig_icmp)?;
+        if !self.has_status(IPS_SEEN_REPLY) {
+            f.write_str(" [UNREPLIED]")?;
+        }
+        write_tuple(f, &self.reply, self.reply_icmp)?;
+        for (bit, label) in [
+            (IPS_ASSURED, " [ASSURED]"),
+            (IPS_OFFLOAD, " [OFFLOAD]"),
+            (IPS_HW_OFFLOAD, " [HW_OFFLOAD]"),
+        ] {
+            if self.has_status(bit) {
+                f.write_str(label)?;
+            }
+        }
+        if let Some(m) = self.mark {
+            write!(f, " mark={m}")?;
+        }
+        if let Some(z) = self.zone {
+            write!(f, " zone={z}")?;
+        }
+        if let Some(u) = self.use_count {
+            write!(f, " use={u}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The entries as `conntrack -L` lines, one per entry, sorted by original tuple, then reply
+/// tuple, zone, id and finally the line itself, so that the same table always renders the same
+/// whatever order the kernel listed it in.
+pub fn render(entries: &[Entry]) -> String {
+    let mut lines: Vec<_> = entries
+        .iter()
+        .map(|e| ((e.orig, e.reply, e.zone, e.id), e.to_string()))
+        .collect();
+    lines.sort();
+    lines.into_iter().map(|(_, line)| line + "\n").collect()
+}
+
+/// Dumps the IPv4 conntrack table of the namespace `netns`, from a thread inside it.
+///
+/// A namespace where conntrack never ran gives an empty list (see the module documentation).
+/// Fails when the namespace cannot be entered, when the kernel refuses the dump (for example
+/// without `CAP_NET_ADMIN` over the namespace, or without ctnetlink) or when an answer cannot
+/// be decoded.
+pub fn dump(netns: BorrowedFd<'_>) -> io::Result<Vec<Entry>> {
+    netns::run_in(netns, dump_here)?
+}
+
+/// How often an interrupted dump is started again before giving up.
+const DUMP_RETRIES: u32 = 3;
+/// Dump datagrams are at most 32 KiB.
+const RECV_BUF_LEN: usize = 64 * 1024;
+
+/// Dumps the conntrack table of the calling thread's namespace.
+fn dump_here() -> io::Result<Vec<Entry>> {
+    let ctx =
+        |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+    let mut socket =
+        Socket::new(NETLINK_NETFILTER).map_err(ctx("open NETLINK_NETFILTER socket"))?;
+    socket
+        .bind_auto()
+        .map_err(ctx("bind NETLINK_NETFILTER socket"))?;
+    socket
+        .connect(&SocketAddr::new(0, 0))
+        .map_err(ctx("connect NETLINK_NETFILTER socket"))?;
+    let mut buf = vec![0u8; RECV_BUF_LEN];
+    for seq in 1..=DUMP_RETRIES {
+        send_all(&socket, &dump_request(seq)).map_err(ctx("send ctnetlink dump request"))?;
+        let mut state = DumpState::default();
+        loop {
+            let n = match socket.recv(&mut &mut buf[..], nix::libc::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ctx("read ctnetlink dump")(e)),
+            };
+            if n > buf.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "ctnetlink dump: a datagram of {n} bytes is larger than the {} byte buffer",
+                        buf.len()
+                    ),
+                ));
+            }
+            match read_datagram(&buf[..n], seq, &mut state) {
+                None => {}
+                Some(Ok(())) => break,
+                Some(Err(stop)) => return Err(stop.into_io()),
+            }
+        }
+        if !state.interrupted {
+            return Ok(state.entries);
+        }
+    }
+    Err(io::Error::other(format!(
+        "ctnetlink dump: interrupted by concurrent changes {DUMP_RETRIES} times in a row"
+    )))
+}
+
+fn send_all(socket: &Socket, msg: &[u8]) -> io::Result<()> {
+    loop {
+        match socket.send(msg, 0) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+const NLMSG_HDR_LEN: usize = 16;
+const NFGENMSG_LEN: usize = 4;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+const AF_INET: u8 = 2;
+const NFNETLINK_V0: u8 = 0;
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_NEW: u16 = 0;
+const IPCTNL_MSG_CT_GET: u16 = 1;
+
+const NLA_HDR_LEN: usize = 4;
+const NLA_F_NESTED: u16 = 1 << 15;
+const NLA_F_NET_BYTEORDER: u16 = 1 << 14;
+const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
+
+// enum ctattr_type
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_STATUS: u16 = 3;
+const CTA_PROTOINFO: u16 = 4;
+const CTA_TIMEOUT: u16 = 7;
+const CTA_MARK: u16 = 8;
+const CTA_USE: u16 = 11;
+const CTA_ID: u16 = 12;
+const CTA_ZONE: u16 = 18;
+// enum ctattr_tuple
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+// enum ctattr_ip
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
+// enum ctattr_l4proto
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const CTA_PROTO_ICMP_ID: u16 = 4;
+const CTA_PROTO_ICMP_TYPE: u16 = 5;
+const CTA_PROTO_ICMP_CODE: u16 = 6;
+// enum ctattr_protoinfo, ctattr_protoinfo_tcp
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+
+/// The request for a dump of the IPv4 conntrack table.
+fn dump_request(seq: u32) -> [u8; NLMSG_HDR_LEN + NFGENMSG_LEN] {
+    let mut m = [0u8; NLMSG_HDR_LEN + NFGENMSG_LEN];
+    m[0..4].copy_from_slice(&((NLMSG_HDR_LEN + NFGENMSG_LEN) as u32).to_ne_bytes());
+    m[4..6].copy_from_slice(&(NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET).to_ne_bytes());
+    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // Port id 0: the kernel fills in the socket's.
+    m[16] = AF_INET;
+    m[17] = NFNETLINK_V0;
+    // res_id 0 (big endian).
+    m
+}
+
+/// A ctnetlink message that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed ctnetlink message: {0}")]
+pub struct DecodeError(pub String);
+
+fn malformed(what: impl Into<String>) -> DecodeError {
+    DecodeError(what.into())
+}
+
+/// Why a dump stopped before `NLMSG_DONE`.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// The kernel answered with an error (a positive errno).
+    Kernel(i32),
+    Malformed(DecodeError),
+}
+
+impl Stop {
+    fn into_io(self) -> io::Error {
+        match self {
+            Stop::Kernel(errno) => {
+                let e = io::Error::from_raw_os_error(errno);
+                let hint = if errno == nix::libc::EOPNOTSUPP {
+                    " (is ctnetlink, nf_conntrack_netlink, in this kernel?)"
+                } else {
+                    ""
+                };
+                io::Error::new(e.kind(), format!("ctnetlink dump: {e}{hint}"))
+            }
+            Stop::Malformed(e) => io::Error::new(io::ErrorKind::InvalidData, e),
+        }
+    }
+}
+
+/// Progress of a dump across datagrams.
+#[derive(Debug, Default)]
+struct DumpState {
+    entries: Vec<Entry>,
+    /// The kernel flagged a message `NLM_F_DUMP_INTR`: the dump may be inconsistent.
+    interrupted: bool,
+}
+
+/// Walks one datagram of a dump's answer. Returns `Some` once the answer for `seq` is complete
+/// (`NLMSG_DONE`) or failed, `None` when more datagrams are needed. Messages with other
+/// sequence numbers (an earlier, restarted dump) are skipped, and so are entries that are not
+/// IPv4.
+fn read_datagram(mut buf: &[u8], seq: u32, state: &mut DumpState) -> Option<Result<(), Stop>> {
+    while !buf.is_empty() {
+        let Some(header) = buf.get(..NLMSG_HDR_LEN) else {
+            return Some(Err(Stop::Malformed(malformed(format!(
+                "{} bytes left after the last netlink message",
+                buf.len()
+            )))));
+        };
+        let len = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len < NLMSG_HDR_LEN || len > buf.len() {
+            return Some(Err(Stop::Malformed(malformed(format!(
+                "netlink message length {len} in {} bytes",
+                buf.len()
+            )))));
+        }
+        let ty = u16::from_ne_bytes([header[4], header[5]]);
+        let flags = u16::from_ne_bytes([header[6], header[7]]);
+        let msg_seq = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
+        let payload = &buf[NLMSG_HDR_LEN..len];
+        buf = &buf[align4(len).min(buf.len())..];
+        if msg_seq != seq {
+            continue;
+        }
+        match ty {
+            NLMSG_NOOP => {}
+            NLMSG_OVERRUN => return Some(Err(Stop::Malformed(malformed("netlink overrun")))),
+            NLMSG_ERROR | NLMSG_DONE => {
+                let code = match payload.get(..4) {
+                    Some(c) => i32::from_ne_bytes([c[0], c[1], c[2], c[3]]),
+                    // An old kernel's NLMSG_DONE may come without its code.
+                    None if ty == NLMSG_DONE => 0,
+                    None => return Some(Err(Stop::Malformed(malformed("short NLMSG_ERROR")))),
+                };
+                return Some(if code < 0 {
+                    Err(Stop::Kernel(code.saturating_neg()))
+                } else {
+                    Ok(())
+                });
+            }
+            _ if ty == NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW => {
+                if flags & NLM_F_DUMP_INTR != 0 {
+                    state.interrupted = true;
+                }
+                match parse_entry(payload) {
+                    Ok(Some(entry)) => state.entries.push(entry),
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(Stop::Malformed(e))),
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn align4(n: usize) -> usize {
+    n.saturating_add(3) & !3
+}
+
+/// The attributes of a buffer: `(type without NLA_F_NESTED/NLA_F_NET_BYTEORDER, payload)`.
+/// Yields one error and stops at the first attribute that does not fit.
+struct Attrs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = Result<(u16, &'a [u8]), DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let buf = std::mem::take(&mut self.rest);
+        let Some(h) = buf.get(..NLA_HDR_LEN) else {
+            return Some(Err(malformed(format!(
+                "{} bytes after the last attribute",
+                buf.len()
+            ))));
+        };
+        let len = usize::from(u16::from_ne_bytes([h[0], h[1]]));
+        let ty = u16::from_ne_bytes([h[2], h[3]]) & NLA_TYPE_MASK;
+        if len < NLA_HDR_LEN || len > buf.len() {
+            return Some(Err(malformed(format!(
+                "attribute {ty} of length {len} in {} bytes",
+                buf.len()
+            ))));
+        }
+        self.rest = &buf[align4(len).min(buf.len())..];
+        Some(Ok((ty, &buf[NLA_HDR_LEN..len])))
+    }
+}
+
+fn attrs(buf: &[u8]) -> Attrs<'_> {
+    Attrs { rest: buf }
+}
+
+fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], DecodeError> {
+    v.try_into()
+        .map_err(|_| malformed(format!("{what}: {} bytes, expected {N}", v.len())))
+}
+
+fn be16(v: &[u8], what: &str) -> Result<u16, DecodeError> {
+    fixed::<2>(v, what).map(u16::from_be_bytes)
+}
+
+fn be32(v: &[u8], what: &str) -> Result<u32, DecodeError> {
+    fixed::<4>(v, what).map(u32::from_be_bytes)
+}
+
+fn byte(v: &[u8], what: &str) -> Result<u8, DecodeError> {
+    fixed::<1>(v, what).map(|[b]| b)
+}
+
+/// Decodes one ctnetlink entry message (an `IPCTNL_MSG_CT_NEW` payload: `struct nfgenmsg`,
+/// then the `CTA_*` attributes). Returns `None` for an entry that is not IPv4. Never panics:
+/// any input that does not decode is an error.
+pub fn parse_entry(msg: &[u8]) -> Result<Option<Entry>, DecodeError> {
+    let Some((head, body)) = msg.split_at_checked(NFGENMSG_LEN) else {
+        return Err(malformed(format!(
+            "conntrack message of {} bytes has no nfgenmsg",
+            msg.len()
+        )));
+    };
+    if head[0] != AF_INET {
+        return Ok(None);
+    }
+    let (mut orig, mut reply, mut status, mut tcp_state) = (None, None, None, None);
+    let (mut timeout, mut mark, mut use_count, mut id, mut zone) = (None, None, None, None, None);
+    for attr in attrs(body) {
+        let (ty, v) = attr?;
+        match ty {
+            CTA_TUPLE_ORIG => orig = Some(parse_tuple(v, "original tuple")?),
+            CTA_TUPLE_REPLY => reply = Some(parse_tuple(v, "reply tuple")?),
+            CTA_STATUS => status = Some(be32(v, "CTA_STATUS")?),
+            CTA_PROTOINFO => tcp_state = parse_tcp_state(v)?.or(tcp_state),
+            CTA_TIMEOUT => timeout = Some(be32(v, "CTA_TIMEOUT")?),
+            CTA_MARK => mark = Some(be32(v, "CTA_MARK")?),
+            CTA_USE => use_count = Some(be32(v, "CTA_USE")?),
+            CTA_ID => id = Some(be32(v, "CTA_ID")?),
+            CTA_ZONE => zone = Some(be16(v, "CTA_ZONE")?),
+            _ => {}
+        }
+    }
+    let orig = orig.ok_or_else(|| malformed("entry without CTA_TUPLE_ORIG"))?;
+    let reply = reply.ok_or_else(|| malformed("entry without CTA_TUPLE_REPLY"))?;
+    let status = status.ok_or_else(|| malformed("entry without CTA_STATUS"))?;
+    let (Some((orig, orig_icmp)), Some((reply, reply_icmp))) = (orig, reply) else {
+        return Ok(None);
+    };
+    let icmp = orig.proto == IPPROTO_ICMP;
+    let tcp_state = tcp_state
+        .filter(|_| orig.proto == IPPROTO_TCP)
+        .map(|s| tcp_state_name(s).map_or_else(|| s.to_string(), String::from));
+    Ok(Some(Entry {
+        orig,
+        reply,
+        status,
+        tcp_state,
+        timeout,
+        mark,
+        zone,
+        id,
+        orig_icmp: orig_icmp.filter(|_| icmp),
+        reply_icmp: reply_icmp.filter(|_| icmp),
+        use_count,
+    }))
+}
+
+/// Decodes a `CTA_TUPLE_*` nest; `None` when its addresses are not IPv4. For ICMP both ports
+/// are the echo identifier.
+fn parse_tuple(v: &[u8], what: &str) -> Result<Option<(Tuple, Option<IcmpKind>)>, DecodeError> {
+    let (mut src, mut dst, mut ipv6) = (None, None, false);
+    let (mut proto, mut sport, mut dport) = (None, 0, 0);
+    let (mut icmp_id, mut icmp_type, mut icmp_code) = (None, None, None);
+    for attr in attrs(v) {
+        let (ty, v) = attr?;
+        match ty {
+            CTA_TUPLE_IP => {
+                for attr in attrs(v) {
+                    let (ty, v) = attr?;
+                    match ty {
+                        CTA_IP_V4_SRC => src = Some(Ipv4Addr::from(fixed::<4>(v, what)?)),
+                        CTA_IP_V4_DST => dst = Some(Ipv4Addr::from(fixed::<4>(v, what)?)),
+                        CTA_IP_V6_SRC | CTA_IP_V6_DST => ipv6 = true,
+                        _ => {}
+                    }
+                }
+            }
+            CTA_TUPLE_PROTO => {
+                for attr in attrs(v) {
+                    let (ty, v) = attr?;
+                    match ty {
+                        CTA_PROTO_NUM => proto = Some(byte(v, "CTA_PROTO_NUM")?),
+                        CTA_PROTO_SRC_PORT => sport = be16(v, "CTA_PROTO_SRC_PORT")?,
+                        CTA_PROTO_DST_PORT => dport = be16(v, "CTA_PROTO_DST_PORT")?,
+                        CTA_PROTO_ICMP_ID => icmp_id = Some(be16(v, "CTA_PROTO_ICMP_ID")?),
+                        CTA_PROTO_ICMP_TYPE => icmp_type = Some(byte(v, "CTA_PROTO_ICMP_TYPE")?),
+                        CTA_PROTO_ICMP_CODE => icmp_code = Some(byte(v, "CTA_PROTO_ICMP_CODE")?),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let (Some(src), Some(dst)) = (src, dst) else {
+        return if ipv6 {
+            Ok(None)
+        } else {
+            Err(malformed(format!("{what} without addresses")))
+        };
+    };
+    let proto = proto.ok_or_else(|| malformed(format!("{what} without CTA_PROTO_NUM")))?;
+    let icmp = icmp_type.map(|kind| IcmpKind {
+        kind,
+        code: icmp_code.unwrap_or(0),
+    });
+    if proto == IPPROTO_ICMP {
+        let id = icmp_id.unwrap_or(0);
+        (sport, dport) = (id, id);
+    }
+    Ok(Some((
+        Tuple {
+            proto,
+            src,
+            dst,
+            sport,
+            dport,
+        },
+        icmp,
+    )))
+}
+
+/// The TCP state number inside a `CTA_PROTOINFO` nest, if it holds one.
+fn parse_tcp_state(v: &[u8]) -> Result<Option<u8>, DecodeError> {
+    let mut state = None;
+    for attr in attrs(v) {
+        let (ty, v) = attr?;
+        if ty == CTA_PROTOINFO_TCP {
+            for attr in attrs(v) {
+                let (ty, v) = attr?;
+                if ty == CTA_PROTOINFO_TCP_STATE {
+                    state = Some(byte(v, "CTA_PROTOINFO_TCP_STATE")?);
+                }
+            }
+        }
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests;

@@ -846,6 +846,9 @@ pub mod example {
             mark: None,
             zone: None,
             id: None,
+            orig_icmp: None,
+            reply_icmp: None,
+            use_count: None,
         };
         Observation {
             captures,

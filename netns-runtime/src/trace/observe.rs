@@ -106,6 +106,8 @@ impl Cluster {
             nodes.iter().map(|(n, fd)| (n.as_str(), *fd)).collect();
         let mut traces =
             TraceSet::start(&trace_args).map_err(|e| format!("starting the trace: {e}"))?;
+        let events = conntrack::EventSet::start(&trace_args)
+            .map_err(|e| format!("listening to conntrack events: {e}"))?;
         let mut captures =
             CaptureSet::start(&capture_args).map_err(|e| format!("starting captures: {e}"))?;
         let result = f();
@@ -130,13 +132,8 @@ impl Cluster {
                 book.annotate(std::slice::from_mut(&mut **e));
             }
         }
-        let mut tables = Vec::new();
-        for (node, fd) in &nodes {
-            match conntrack::dump(*fd) {
-                Ok(entries) => tables.push((node.clone(), entries)),
-                Err(e) => problems.push(format!("conntrack of {node}: {e}")),
-            }
-        }
+        let (tables, conntrack_problems) = events.stop();
+        problems.extend(conntrack_problems);
         Ok((
             result,
             Observation {

@@ -1,5 +1,5 @@
 //! Observing a flow on a built cluster: captures on every interface, the netfilter trace of
-//! every node, and the nodes' conntrack entries afterwards.
+//! every node, and the conntrack entries the nodes made or changed meanwhile.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};

@@ -1971,6 +1971,46 @@ flow g (line 20): pod-a -> tcp 10.244.2.2:8080 (pod-b), timeout 2s
         );
     }
 
+    #[test]
+    fn the_example_of_the_case_format_plans() {
+        let doc = include_str!("../../../docs/case-format.md");
+        let section = &doc[doc.find("## Hops").unwrap()..];
+        let start = section.find("```yaml\nflows:\n").unwrap() + "```yaml\nflows:\n".len();
+        let end = start + section[start..].find("```").unwrap();
+        let example = plan(&with_flows(&section[start..end]));
+        let labels = |flow: usize, list: fn(&HopsExpect) -> &Vec<HopPlan>| -> Vec<String> {
+            list(&example.flows[flow].hops)
+                .iter()
+                .map(|h| h.label.clone())
+                .collect()
+        };
+        assert_eq!(
+            labels(0, |h| &h.forward),
+            [
+                "pod-a/eth0",
+                "node1/cni0 in src=pod-a dst=svc/myapp:80",
+                "node1 table nat chain KUBE-SVC-* [iptables]",
+                "node1 dnat pod-b:8080",
+                "node1/eth0 vxlan vni=1 port=8472 outer=node1->node2",
+                "node2/cni0 out dst=pod-b:8080",
+            ]
+        );
+        assert_eq!(
+            labels(0, |h| &h.reply),
+            ["pod-b/eth0", "node2/flannel.1", "pod-a/eth0"]
+        );
+        assert_eq!(labels(0, |h| &h.avoid), ["underlay/external"]);
+        assert_eq!(
+            labels(1, |h| &h.forward),
+            [
+                "dns: pod-a/eth0",
+                "dns: node1 dnat coredns:53",
+                "dns: coredns/eth0",
+                "node1 dnat pod-b:8080",
+            ]
+        );
+    }
+
     /// Deterministic mutations of a case with hops never panic, and whatever they break is
     /// reported with a location.
     #[test]

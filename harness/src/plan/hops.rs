@@ -317,12 +317,16 @@ impl Planner {
             return self.dns_hops(spec, dns, list, conversation, flow, refs);
         }
         if conversation == Conversation::Main && flow.resolves_only {
-            self.error(
-                entry.referenced,
-                format!(
-                    "this flow only resolves its name (its `expect` has `dns` alone) and sends nothing else, so `{}` can only hold `dns:` hops, those of the name's resolution",
+            let so = match list {
+                HopList::Avoid => "so it has nothing to `avoid`".to_owned(),
+                _ => format!(
+                    "so `{}` can only hold `dns:` hops, those of the name's resolution",
                     list.key()
                 ),
+            };
+            self.error(
+                entry.referenced,
+                format!("this flow only resolves its name (its `expect` has `dns` alone) and sends nothing else, {so}"),
             );
             return None;
         }
@@ -1820,7 +1824,12 @@ flows:
         101,
         "this flow only resolves its name (its `expect` has `dns` alone) and sends nothing else, so `hops` can only hold `dns:` hops"
     )]
-
+    #[case::resolves_only_avoid(
+        "  - { name: f, from: pod-a, to: 'myapp:80', expect: { dns: svc/myapp, avoid: [pod-a/eth0] } }\n",
+        12,
+        79,
+        "this flow only resolves its name (its `expect` has `dns` alone) and sends nothing else, so it has nothing to `avoid`"
+    )]
     fn hop_errors_are_located(
         #[case] flows: &str,
         #[case] line: u64,

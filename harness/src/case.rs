@@ -264,6 +264,69 @@ pub struct ExpectSpec {
     /// For an `exec` flow: regular expressions each of which must match a line of its output.
     #[serde(rename = "outputMatches")]
     pub output_matches: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The forward path: hops that must be observed, in this order (others may come between).
+    pub hops: Option<Spanned<Vec<Spanned<HopEntry>>>>,
+    /// The return path, written as `hops`.
+    pub reply: Option<Spanned<Vec<Spanned<HopEntry>>>>,
+    /// Hops that must not be observed at all, in either direction.
+    pub avoid: Option<Spanned<Vec<Spanned<HopEntry>>>>,
+}
+
+/// An entry of `hops`, `reply` or `avoid`: an interface (`pod-a/eth0`) or a mapping. Which
+/// keys a mapping may combine is checked by the planner, so that every mistake of a file is
+/// reported with its location.
+#[derive(Debug, Clone)]
+pub enum HopEntry {
+    Iface(String),
+    Spec(Box<HopSpec>),
+}
+
+/// A hop written as a mapping: an interface with details (`iface`, `dir`, `src`, `dst`), a
+/// rewrite (`node` with `dnat` or `snat`), a rule hit (`node`, `chain`, `table`, `verdict`),
+/// an encapsulation (`vxlan`, maybe with `iface`), or a `dns` list; `proxy` goes with any but
+/// `dns`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HopSpec {
+    /// `<netns>/<iface>`.
+    pub iface: Option<Spanned<String>>,
+    /// `in` or `out`.
+    pub dir: Option<Spanned<String>>,
+    pub src: Option<Spanned<String>>,
+    pub dst: Option<Spanned<String>>,
+    pub node: Option<Spanned<String>>,
+    pub dnat: Option<Spanned<String>>,
+    pub snat: Option<Spanned<String>>,
+    pub chain: Option<Spanned<String>>,
+    pub table: Option<Spanned<String>>,
+    pub verdict: Option<Spanned<String>>,
+    /// `iptables` or `nftables`: the hop only applies in that proxy mode.
+    pub proxy: Option<Spanned<String>>,
+    /// `vxlan: { vni, port, outer }`; `vxlan: {}` and `vxlan:` alone match any VXLAN packet.
+    /// Read it through [`HopSpec::vxlan`].
+    #[serde(default, deserialize_with = "declared")]
+    pub vxlan: Option<Spanned<Option<VxlanHopSpec>>>,
+    /// Hops of the flow's DNS exchange.
+    pub dns: Option<Spanned<Vec<Spanned<HopEntry>>>>,
+}
+
+impl HopSpec {
+    /// `vxlan`, if written (`vxlan:` alone is `vxlan: {}`), with the location of its value.
+    pub fn vxlan(&self) -> Option<Spanned<VxlanHopSpec>> {
+        self.vxlan
+            .as_ref()
+            .map(|v| Spanned::new(v.value.clone().unwrap_or_default(), v.referenced, v.defined))
+    }
+}
+
+/// The VXLAN details of a hop; each optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanHopSpec {
+    pub vni: Option<Spanned<String>>,
+    pub port: Option<Spanned<String>>,
+    /// The outer addresses, `SRC -> DST`.
+    pub outer: Option<Spanned<String>>,
 }
 
 /// `expect.dns`: an answer (`svc/myapp`) or a list of them (`[svc/myapp, pod-b, 10.96.0.5]`),
@@ -535,6 +598,29 @@ impl<'de> Deserialize<'de> for DnsExpectSpec {
     }
 }
 
+impl<'de> Deserialize<'de> for HopEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = HopEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an interface (pod-a/eth0) or a mapping describing a hop")
+            }
+
+            scalars_as_text!(HopEntry::Iface);
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<HopEntry, A::Error> {
+                HopSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|spec| HopEntry::Spec(Box::new(spec)))
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -730,6 +816,57 @@ flows:
         );
     }
 
+    #[test]
+    fn hops_keep_their_locations() {
+        let text = "\
+flows:
+  - expect:
+      hops:
+        - pod-a/eth0
+        - { iface: node1/cni0, dir: in, src: pod-a, dst: 'svc/web:80', proxy: iptables }
+        - { node: node1, chain: KUBE-SVC-*, table: nat, verdict: accept }
+        - { iface: node1/eth0, vxlan: { vni: 1, port: 8472, outer: node1 -> node2 } }
+        - dns: [pod-a/eth0, { node: node1, dnat: 'coredns:53' }]
+      reply: [{ vxlan: {} }, { vxlan: }]
+      avoid: [node1/flannel.1]
+";
+        let case = parse(text).unwrap().value;
+        let flows = case.flows.unwrap();
+        let expect = &flows[0].value.expect.as_ref().unwrap().value;
+        let hops = &expect.hops.as_ref().unwrap().value;
+        assert_eq!(hops.len(), 5);
+        assert!(matches!(&hops[0].value, HopEntry::Iface(i) if i == "pod-a/eth0"));
+        assert_eq!(at(&hops[0]), (4, 11));
+        let spec = |entry: &Spanned<HopEntry>| match &entry.value {
+            HopEntry::Spec(spec) => (**spec).clone(),
+            HopEntry::Iface(_) => panic!("a mapping hop"),
+        };
+        let iface = spec(&hops[1]);
+        assert_eq!(at(&hops[1]), (5, 11));
+        assert_eq!(at(iface.dir.as_ref().unwrap()), (5, 37));
+        assert_eq!(iface.dst.as_ref().unwrap().value, "svc/web:80");
+        assert_eq!(at(iface.proxy.as_ref().unwrap()), (5, 79));
+        let rule = spec(&hops[2]);
+        assert_eq!(rule.chain.as_ref().unwrap().value, "KUBE-SVC-*");
+        assert_eq!(at(rule.verdict.as_ref().unwrap()), (6, 66));
+        let vxlan = spec(&hops[3]).vxlan().unwrap();
+        assert_eq!(at(&vxlan), (7, 39));
+        let outer = vxlan.value.outer.as_ref().unwrap();
+        assert_eq!(
+            (outer.value.as_str(), at(outer)),
+            ("node1 -> node2", (7, 68))
+        );
+        let dns = spec(&hops[4]).dns.unwrap();
+        assert_eq!(at(&dns), (8, 16));
+        assert_eq!(at(&dns.value[1]), (8, 29));
+        let reply = &expect.reply.as_ref().unwrap().value;
+        let empty = spec(&reply[0]).vxlan().unwrap();
+        assert!(empty.value.vni.is_none() && empty.value.outer.is_none());
+        let null = spec(&reply[1]).vxlan().unwrap();
+        assert_eq!(at(&null), (9, 37));
+        assert_eq!(at(&expect.avoid.as_ref().unwrap().value[0]), (10, 15));
+    }
+
     #[rstest]
     #[case::unknown_top_key("nodes: [a]\nbogus: 1\n", 2, 1, "unknown field `bogus`")]
     #[case::unknown_node_key("nodes:\n  - name: a\n    zone: x\n", 3, 5, "unknown field `zone`")]
@@ -787,6 +924,36 @@ flows:
         1,
         27,
         "expected a single value"
+    )]
+    #[case::unknown_hop_key(
+        "flows: [{ expect: { hops: [{ iface: a/eth0, via: b }] } }]\n",
+        1,
+        45,
+        "unknown field `via`, expected one of iface, dir, src, dst, node, dnat, snat, chain, table, verdict, proxy, vxlan, dns"
+    )]
+    #[case::unknown_vxlan_key(
+        "flows: [{ expect: { avoid: [{ vxlan: { vni: 1, group: x } }] } }]\n",
+        1,
+        48,
+        "unknown field `group`, expected one of vni, port, outer"
+    )]
+    #[case::hops_mapping(
+        "flows: [{ expect: { hops: { iface: a/eth0 } } }]\n",
+        1,
+        27,
+        "expected a list"
+    )]
+    #[case::hop_list(
+        "flows: [{ expect: { reply: [[a/eth0]] } }]\n",
+        1,
+        29,
+        "expected an interface"
+    )]
+    #[case::vxlan_scalar(
+        "flows: [{ expect: { hops: [{ vxlan: 1 }] } }]\n",
+        1,
+        37,
+        "expected a mapping"
     )]
     #[case::exec_scalar("flows: [{ exec: dig }]\n", 1, 17, "expected a list")]
     #[case::syntax("nodes: [a\n", 1, 8, "unclosed bracket")]

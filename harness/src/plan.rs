@@ -595,6 +595,9 @@ impl Planner {
             .enumerate()
             .filter_map(|(i, p)| Some((p.name.as_deref()?, i)))
             .collect();
+        // Built before the flows are checked, so their hops are checked against the real
+        // interfaces and addresses; `None` when something it needs is invalid (reported).
+        let topology = build_topology(&cluster, &nodes, &pods, external.as_ref(), dns.as_ref());
         let refs = Refs {
             pod_index: &pod_index,
             nodes: &nodes,
@@ -603,19 +606,20 @@ impl Planner {
             external: external.as_ref(),
             ip_masq: matches!(cluster.overlay, Some(Overlay::Vxlan | Overlay::HostGw)),
             dns: dns.as_ref(),
+            topology: topology.as_ref(),
+            proxy_modes: &cluster.proxy_modes,
         };
         let flows = self.flows(case.flows.as_deref().unwrap_or_default(), &refs);
 
         if !self.found.is_empty() {
             return Err(CaseError::Invalid(self.found.into_sorted()));
         }
-        let built = build_topology(&cluster, &nodes, &pods, external.as_ref(), dns.as_ref())
-            .and_then(|topology| {
-                let (pod_cidr, service_cidr) = (cluster.pod_cidr?, cluster.service_cidr?);
-                let services: Vec<ServicePlan> = services.into_iter().map(|s| s.plan).collect();
-                let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
-                Some((topology, service_cidr, services, proxy))
-            });
+        let built = topology.and_then(|topology| {
+            let (pod_cidr, service_cidr) = (cluster.pod_cidr?, cluster.service_cidr?);
+            let services: Vec<ServicePlan> = services.into_iter().map(|s| s.plan).collect();
+            let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
+            Some((topology, service_cidr, services, proxy))
+        });
         match built {
             Some((topology, service_cidr, services, proxy)) => Ok(Plan {
                 name,
@@ -1652,6 +1656,12 @@ impl Planner {
         };
 
         let expect_dns = self.flow_dns_expect(spec, name_target.as_ref(), from_ns, refs);
+        let hop_flow = hops::HopFlow {
+            from_ns,
+            to_name: name_target.is_some(),
+            resolves_only,
+        };
+        let hops = self.flow_hops(spec.expect.as_ref(), &hop_flow, refs);
         let expect = match &spec.expect {
             None => {
                 self.error(
@@ -1756,7 +1766,7 @@ impl Planner {
             resolution,
             expect_dns: expect_dns?,
             exec: None,
-            hops: Default::default(),
+            hops: hops?,
         })
     }
 
@@ -2023,7 +2033,11 @@ impl Planner {
             },
         };
         if let Some(service) = host.strip_prefix("svc/") {
-            return (self.service_ref(to, service, from_ns, refs), port, None);
+            return (
+                self.service_ref(to, "to", service, from_ns, refs),
+                port,
+                None,
+            );
         }
         if let Ok(ip) = host.parse::<Ipv4Addr>() {
             return (Some(Destination::Addr(ip)), port, None);
@@ -2109,10 +2123,11 @@ impl Planner {
         (Some(destination), port, Some(target))
     }
 
-    /// `name` or `namespace/name` after `svc/`.
+    /// `name` or `namespace/name` after `svc/`, in `field` (`to`, or a hop's address).
     fn service_ref(
         &mut self,
         to: &Spanned<String>,
+        field: &str,
         text: &str,
         from_ns: Option<&str>,
         refs: &Refs<'_>,
@@ -2139,7 +2154,7 @@ impl Planner {
         self.error(
             to.referenced,
             format!(
-                "unknown Service {} in `to` (Services: {known}); write svc/NAME:PORT for a Service in the namespace of `from`, or svc/NAMESPACE/NAME:PORT",
+                "unknown Service {} in `{field}` (Services: {known}); write svc/NAME:PORT for a Service in the namespace of `from`, or svc/NAMESPACE/NAME:PORT",
                 quoted(&format!("{namespace}/{name}"))
             ),
         );
@@ -2715,6 +2730,10 @@ struct Refs<'a> {
     ip_masq: bool,
     /// The cluster DNS, when the case declares one.
     dns: Option<&'a dns::DnsDraft>,
+    /// The cluster, for hops; `None` when something it needs is invalid (reported).
+    topology: Option<&'a Topology>,
+    /// The proxy modes the case runs in (empty: none).
+    proxy_modes: &'a [ProxyMode],
 }
 
 impl Refs<'_> {
@@ -3311,6 +3330,7 @@ impl fmt::Display for Plan {
                 }
                 writeln!(f)?;
             }
+            hops::write_hops(f, &flow.hops)?;
         }
         Ok(())
     }

@@ -705,6 +705,9 @@ impl Planner {
             ),
             ("sticky", spec.sticky.as_ref().map(|v| v.referenced)),
             ("dns", spec.dns.as_ref().map(|v| v.referenced)),
+            ("hops", spec.hops.as_ref().map(|v| v.referenced)),
+            ("reply", spec.reply.as_ref().map(|v| v.referenced)),
+            ("avoid", spec.avoid.as_ref().map(|v| v.referenced)),
         ];
         for (key, at) in misplaced {
             if let Some(at) = at {

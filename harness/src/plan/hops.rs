@@ -1,13 +1,29 @@
 //! `expect.hops`, `expect.reply` and `expect.avoid`: the path a flow's packets must (or must
 //! not) take, resolved against the plan. Matching them against what was observed is in
 //! [`crate::hops`].
+//!
+//! The planner checks every hop against the planned [`Topology`] (which interfaces exist in
+//! which namespace, which addresses a name stands for) and the Services; the syntax is in
+//! `docs/case-format.md` ("Hops").
 
 use std::fmt;
 use std::net::Ipv4Addr;
 
 use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::topology::{EXTERNAL_HOST, Topology};
+use serde_saphyr::Spanned;
 
+use super::{Destination, Planner, Refs, YamlLocation, known_names, parse_port, quoted};
+use crate::case::{ExpectSpec, HopEntry, HopSpec};
 use crate::diag::Location;
+
+/// The largest VXLAN network identifier (24 bits).
+pub const MAX_VNI: u32 = (1 << 24) - 1;
+/// The verdicts of a rule hit, as the netfilter trace names them, besides `jump CHAIN` and
+/// `goto CHAIN`.
+pub const VERDICTS: [&str; 7] = [
+    "accept", "drop", "continue", "return", "queue", "stolen", "break",
+];
 
 /// The hop expectations of one flow.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,8 +59,13 @@ pub struct HopPlan {
     pub conversation: Conversation,
     /// `proxy: iptables`: the hop only applies when the case runs in that proxy mode.
     pub proxy: Option<ProxyMode>,
-    /// As the case writes it, for reports: `node1/cni0`, `node1 dnat pod-b:8080`.
+    /// The hop in canonical words, for reports, addresses as the case writes them:
+    /// `pod-a/eth0`, `node1/cni0 in src=pod-a dst=svc/myapp:80`, `node1 dnat pod-b:8080`,
+    /// `node1 snat node1`, `node1 table nat chain KUBE-SVC-* verdict accept`,
+    /// `node1/eth0 vxlan vni=1 port=8472 outer=node1->node2`; with ` [iptables]` after a hop
+    /// restricted to a proxy mode, and `dns: ` before one of the DNS exchange.
     pub label: String,
+    /// Where the hop's entry is written.
     pub location: Location,
 }
 
@@ -81,7 +102,10 @@ pub enum HopKind {
     /// to this, undoing its SNAT.
     UnSnat { node: String, to: AddrMatch },
     /// `{ node: node1, chain: KUBE-SVC-*, verdict: accept }`: a rule of this chain (a trailing
-    /// `*` matches any suffix) was hit in the node, with this verdict when given.
+    /// `*` matches any suffix) was hit in the node, in this table and with this verdict when
+    /// given. The verdict is one of [`VERDICTS`], or `jump CHAIN` / `goto CHAIN`: its word
+    /// lower-cased, as the netfilter trace reports it, the chain as written (a trailing `*`
+    /// again matches any suffix).
     Rule {
         node: String,
         table: Option<String>,
@@ -105,7 +129,7 @@ pub struct AddrMatch {
     /// Any of these addresses matches.
     pub addrs: Vec<Ipv4Addr>,
     pub port: Option<u16>,
-    /// As written.
+    /// As written (surrounding blanks trimmed).
     pub label: String,
 }
 
@@ -129,5 +153,1906 @@ impl fmt::Display for AddrMatch {
 impl fmt::Display for HopPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.label)
+    }
+}
+
+/// The interfaces a case may name in `<netns>`, by the name cases use: a pod's `eth0`; a
+/// node's `eth0`, `cni0`, `flannel.1` (with the vxlan overlay) and the host ends of its pods'
+/// veth pairs; the underlay's bridge and its ports (one per node, and one for the external
+/// host); the external host's `eth0`. `None` when `netns` is none of these.
+pub fn interfaces<'t>(topology: &'t Topology, netns: &str) -> Option<Vec<&'t str>> {
+    if netns == topology.underlay.netns {
+        let mut names = vec![topology.underlay.bridge.as_str()];
+        names.extend(topology.nodes.iter().map(|n| n.underlay_port.as_str()));
+        names.extend(topology.external.iter().map(|e| e.underlay_port.as_str()));
+        return Some(names);
+    }
+    if let Some(external) = topology.external.as_ref().filter(|e| e.name == netns) {
+        return Some(vec![external.eth0.name.as_str()]);
+    }
+    if let Some(pod) = topology.pod(netns) {
+        return Some(vec![pod.eth0.name.as_str()]);
+    }
+    let index = topology.nodes.iter().position(|n| n.name == netns)?;
+    let node = &topology.nodes[index];
+    let mut names = vec![node.eth0.name.as_str(), node.bridge.name.as_str()];
+    names.extend(node.vxlan.iter().map(|v| v.name.as_str()));
+    names.extend(
+        topology
+            .pods
+            .iter()
+            .filter(|p| p.node == index)
+            .map(|p| p.host_veth.as_str()),
+    );
+    Some(names)
+}
+
+/// The addresses a pod, node or the external host has, by name: a pod's and the external
+/// host's `eth0` address; every address of a node (`eth0`, `cni0`, `flannel.1`). `None` for
+/// any other name.
+pub fn addresses(topology: &Topology, name: &str) -> Option<Vec<Ipv4Addr>> {
+    if let Some(pod) = topology.pod(name) {
+        return Some(vec![pod.eth0.addr.addr()]);
+    }
+    if let Some(external) = topology.external.as_ref().filter(|e| e.name == name) {
+        return Some(vec![external.eth0.addr.addr()]);
+    }
+    let node = topology.node(name)?;
+    let mut addrs = vec![node.eth0.addr.addr(), node.bridge.addr.addr()];
+    addrs.extend(node.vxlan.iter().map(|v| v.addr.addr()));
+    Some(addrs)
+}
+
+/// What a flow's hops are checked against, besides the cluster.
+pub(super) struct HopFlow<'a> {
+    /// Where `svc/name` is looked up: the namespace of `from` (`default` for the external
+    /// host); `None` when `from` is unknown (reported).
+    pub(super) from_ns: Option<&'a str>,
+    /// `to` is a DNS name, so the flow has a DNS exchange for `dns:` lists to follow.
+    pub(super) to_name: bool,
+    /// The flow only resolves its name (`expect` has `dns` alone): it sends nothing else.
+    pub(super) resolves_only: bool,
+}
+
+/// Which list of `expect` a hop is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HopList {
+    Hops,
+    Reply,
+    Avoid,
+}
+
+impl HopList {
+    fn key(self) -> &'static str {
+        match self {
+            HopList::Hops => "hops",
+            HopList::Reply => "reply",
+            HopList::Avoid => "avoid",
+        }
+    }
+}
+
+/// What a hop mapping describes, from the keys it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Iface,
+    Dnat,
+    Snat,
+    Chain,
+    Vxlan,
+}
+
+impl Shape {
+    fn what(self) -> &'static str {
+        match self {
+            Shape::Iface => "an interface hop",
+            Shape::Dnat => "a `dnat` hop",
+            Shape::Snat => "a `snat` hop",
+            Shape::Chain => "a `chain` hop",
+            Shape::Vxlan => "a `vxlan` hop",
+        }
+    }
+}
+
+/// A value that may be left out: `None` when written but invalid (reported), `Some(None)` when
+/// not written.
+type Optional<T> = Option<Option<T>>;
+
+impl Planner {
+    /// `expect.hops`, `expect.reply` and `expect.avoid` of a flow with `to`. `None` when one
+    /// of them is invalid (reported); every entry is checked either way.
+    pub(super) fn flow_hops(
+        &mut self,
+        expect: Option<&Spanned<ExpectSpec>>,
+        flow: &HopFlow<'_>,
+        refs: &Refs<'_>,
+    ) -> Option<HopsExpect> {
+        let Some(spec) = expect.map(|e| &e.value) else {
+            return Some(HopsExpect::default());
+        };
+        let forward = self.hop_list(HopList::Hops, spec.hops.as_ref(), flow, refs);
+        let reply = self.hop_list(HopList::Reply, spec.reply.as_ref(), flow, refs);
+        let avoid = self.hop_list(HopList::Avoid, spec.avoid.as_ref(), flow, refs);
+        Some(HopsExpect {
+            forward: forward?,
+            reply: reply?,
+            avoid: avoid?,
+        })
+    }
+
+    fn hop_list(
+        &mut self,
+        list: HopList,
+        value: Option<&Spanned<Vec<Spanned<HopEntry>>>>,
+        flow: &HopFlow<'_>,
+        refs: &Refs<'_>,
+    ) -> Option<Vec<HopPlan>> {
+        let Some(value) = value else {
+            return Some(Vec::new());
+        };
+        if value.value.is_empty() {
+            self.error(
+                value.referenced,
+                format!("`{}` lists no hop: leave it out", list.key()),
+            );
+            return None;
+        }
+        let mut hops = Vec::new();
+        let mut complete = true;
+        for entry in &value.value {
+            match self.hop_entry(entry, list, Conversation::Main, flow, refs) {
+                Some(found) => hops.extend(found),
+                None => complete = false,
+            }
+        }
+        complete.then_some(hops)
+    }
+
+    /// One entry of a list: a hop, or the hops of a `dns:` list.
+    fn hop_entry(
+        &mut self,
+        entry: &Spanned<HopEntry>,
+        list: HopList,
+        conversation: Conversation,
+        flow: &HopFlow<'_>,
+        refs: &Refs<'_>,
+    ) -> Option<Vec<HopPlan>> {
+        if let HopEntry::Spec(spec) = &entry.value
+            && let Some(dns) = &spec.dns
+        {
+            return self.dns_hops(spec, dns, list, conversation, flow, refs);
+        }
+        if conversation == Conversation::Main && flow.resolves_only {
+            let so = match list {
+                HopList::Avoid => "so it has nothing to `avoid`".to_owned(),
+                _ => format!(
+                    "so `{}` can only hold `dns:` hops, those of the name's resolution",
+                    list.key()
+                ),
+            };
+            self.error(
+                entry.referenced,
+                format!("this flow only resolves its name (its `expect` has `dns` alone) and sends nothing else, {so}"),
+            );
+            return None;
+        }
+        let hop = match &entry.value {
+            HopEntry::Iface(text) => {
+                let value = Spanned::new(text.clone(), entry.referenced, entry.defined);
+                let (netns, iface) = self.hop_iface(&value, list.key(), refs)?;
+                Some((
+                    HopKind::Iface {
+                        netns,
+                        iface,
+                        dir: None,
+                        src: None,
+                        dst: None,
+                    },
+                    None,
+                ))
+            }
+            HopEntry::Spec(spec) => self.hop_spec(entry, spec, list, flow, refs),
+        };
+        let (kind, proxy) = hop?;
+        let mut label = kind.label();
+        if let Some(mode) = proxy {
+            label.push_str(&format!(" [{}]", mode.name()));
+        }
+        if conversation == Conversation::Dns {
+            label.insert_str(0, "dns: ");
+        }
+        Some(vec![HopPlan {
+            kind,
+            conversation,
+            proxy,
+            label,
+            location: Location::from_yaml(entry.referenced)
+                .unwrap_or(Location { line: 0, column: 0 }),
+        }])
+    }
+
+    /// A `dns:` list: the hops of the flow's DNS exchange, in order.
+    fn dns_hops(
+        &mut self,
+        spec: &HopSpec,
+        dns: &Spanned<Vec<Spanned<HopEntry>>>,
+        list: HopList,
+        conversation: Conversation,
+        flow: &HopFlow<'_>,
+        refs: &Refs<'_>,
+    ) -> Option<Vec<HopPlan>> {
+        let mut complete = true;
+        for (key, at) in hop_keys(spec) {
+            if key != "dns"
+                && let Some(at) = at
+            {
+                self.error(
+                    at,
+                    format!("`dns` takes no other key: it lists the hops of the flow's DNS exchange, each its own entry (`{key}` belongs in one of them)"),
+                );
+                complete = false;
+            }
+        }
+        let problem = if list == HopList::Avoid {
+            Some("`avoid` takes no `dns:` list: what must never be seen is listed hop by hop, and applies to the flow's own packets".to_owned())
+        } else if conversation == Conversation::Dns {
+            Some("a `dns:` list cannot hold another: its entries are hops".to_owned())
+        } else if !flow.to_name {
+            Some("`dns:` lists the hops of the flow's name resolution, but `to` is not a DNS name: there is no DNS exchange to follow".to_owned())
+        } else if dns.value.is_empty() {
+            Some("`dns` lists no hop: leave it out".to_owned())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.error(dns.referenced, problem);
+            return None;
+        }
+        let mut hops = Vec::new();
+        for entry in &dns.value {
+            match self.hop_entry(entry, list, Conversation::Dns, flow, refs) {
+                Some(found) => hops.extend(found),
+                None => complete = false,
+            }
+        }
+        complete.then_some(hops)
+    }
+
+    /// A hop written as a mapping (not `dns:`), and its `proxy`.
+    fn hop_spec(
+        &mut self,
+        entry: &Spanned<HopEntry>,
+        spec: &HopSpec,
+        list: HopList,
+        flow: &HopFlow<'_>,
+        refs: &Refs<'_>,
+    ) -> Option<(HopKind, Option<ProxyMode>)> {
+        let vxlan = spec.vxlan();
+        let shapes: Vec<(Shape, YamlLocation)> = [
+            (Shape::Dnat, spec.dnat.as_ref().map(|v| v.referenced)),
+            (Shape::Snat, spec.snat.as_ref().map(|v| v.referenced)),
+            (Shape::Chain, spec.chain.as_ref().map(|v| v.referenced)),
+            (Shape::Vxlan, vxlan.as_ref().map(|v| v.referenced)),
+        ]
+        .into_iter()
+        .filter_map(|(shape, at)| Some((shape, at?)))
+        .collect();
+        if let [(first, _), (second, at), ..] = shapes.as_slice() {
+            self.error(
+                *at,
+                format!(
+                    "{} and {} are two hops: write each as its own entry",
+                    first.what(),
+                    second.what()
+                ),
+            );
+            return None;
+        }
+        let shape = shapes.first().map_or(Shape::Iface, |(shape, _)| *shape);
+        if shape == Shape::Iface && spec.iface.is_none() {
+            self.error(
+                entry.referenced,
+                "a hop needs `iface` (an interface, like node1/cni0), `dnat`, `snat`, `chain` or `vxlan` (with `node` for the three first), or is a `dns:` list",
+            );
+            return None;
+        }
+        let at = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.referenced);
+        let placement: [(&str, Option<YamlLocation>, &[Shape], &str); 7] = [
+            (
+                "iface",
+                at(&spec.iface),
+                &[Shape::Iface, Shape::Vxlan],
+                "NAT and rule hits happen in a node, named by `node`",
+            ),
+            (
+                "node",
+                at(&spec.node),
+                &[Shape::Dnat, Shape::Snat, Shape::Chain],
+                "it names where NAT or a rule hit happens; an interface names its namespace in `iface` (node1/eth0)",
+            ),
+            (
+                "dir",
+                at(&spec.dir),
+                &[Shape::Iface],
+                "it is the direction a packet crosses an interface",
+            ),
+            (
+                "src",
+                at(&spec.src),
+                &[Shape::Iface],
+                "it is the source of the packet seen on an interface",
+            ),
+            (
+                "dst",
+                at(&spec.dst),
+                &[Shape::Iface],
+                "it is the destination of the packet seen on an interface",
+            ),
+            (
+                "table",
+                at(&spec.table),
+                &[Shape::Chain],
+                "it is the table of the chain a `chain` hop hits",
+            ),
+            (
+                "verdict",
+                at(&spec.verdict),
+                &[Shape::Chain],
+                "it is the verdict of the rule a `chain` hop hits",
+            ),
+        ];
+        let mut misplaced = false;
+        for (key, at, shapes, why) in placement {
+            if let Some(at) = at
+                && !shapes.contains(&shape)
+            {
+                self.error(
+                    at,
+                    format!("`{key}` does not go with {}: {why}", shape.what()),
+                );
+                misplaced = true;
+            }
+        }
+        if misplaced {
+            return None;
+        }
+
+        let proxy = match &spec.proxy {
+            None => Some(None),
+            Some(v) => self.hop_proxy(v, refs).map(Some),
+        };
+        let kind = match shape {
+            Shape::Iface => self.iface_hop(spec, flow, refs),
+            Shape::Dnat | Shape::Snat => {
+                let (key, to, what) = match shape {
+                    Shape::Dnat => ("dnat", spec.dnat.as_ref(), "destination"),
+                    _ => ("snat", spec.snat.as_ref(), "source"),
+                };
+                let node = self.hop_node(entry, spec, key, what, refs);
+                let to = to.and_then(|to| self.hop_addr(to, &to.value, key, true, flow, refs));
+                match shape {
+                    Shape::Dnat => Some(HopKind::Dnat {
+                        node: node?,
+                        to: to?,
+                    }),
+                    _ => Some(HopKind::Snat {
+                        node: node?,
+                        to: to?,
+                    }),
+                }
+            }
+            Shape::Chain => self.rule_hop(entry, spec, refs),
+            Shape::Vxlan => {
+                let vxlan = vxlan?;
+                self.vxlan_hop(spec, &vxlan, list, flow, refs)
+            }
+        };
+        Some((kind?, proxy?))
+    }
+
+    /// `{ iface, dir, src, dst }`.
+    fn iface_hop(
+        &mut self,
+        spec: &HopSpec,
+        flow: &HopFlow<'_>,
+        refs: &Refs<'_>,
+    ) -> Option<HopKind> {
+        let at = spec
+            .iface
+            .as_ref()
+            .and_then(|v| self.hop_iface(v, "iface", refs));
+        let dir: Optional<Dir> = match &spec.dir {
+            None => Some(None),
+            Some(v) => match v.value.as_str() {
+                "in" => Some(Some(Dir::In)),
+                "out" => Some(Some(Dir::Out)),
+                other => {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "unknown dir {}: expected in (received by the interface) or out (sent by it)",
+                            quoted(other)
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        let addr = |this: &mut Planner, key: &str, v: &Option<Spanned<String>>| match v {
+            None => Some(None),
+            Some(v) => this.hop_addr(v, &v.value, key, true, flow, refs).map(Some),
+        };
+        let src = addr(self, "src", &spec.src);
+        let dst = addr(self, "dst", &spec.dst);
+        let (netns, iface) = at?;
+        Some(HopKind::Iface {
+            netns,
+            iface,
+            dir: dir?,
+            src: src?,
+            dst: dst?,
+        })
+    }
+
+    /// `{ node, chain, table, verdict }`.
+    fn rule_hop(
+        &mut self,
+        entry: &Spanned<HopEntry>,
+        spec: &HopSpec,
+        refs: &Refs<'_>,
+    ) -> Option<HopKind> {
+        let node = self.hop_node(entry, spec, "chain", "rules are hit", refs);
+        let chain = spec.chain.as_ref().and_then(|v| {
+            let problem = chain_problem(&v.value);
+            if let Some(problem) = problem {
+                self.error(
+                    v.referenced,
+                    format!("chain {} {problem}", quoted(&v.value)),
+                );
+                return None;
+            }
+            Some(v.value.clone())
+        });
+        let table: Optional<String> = match &spec.table {
+            None => Some(None),
+            Some(v) => {
+                let ok = !v.value.is_empty()
+                    && v.value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if ok {
+                    Some(Some(v.value.clone()))
+                } else {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "table {} is not a table name (like nat, filter or kube-proxy: letters, digits, '-', '_' and '.')",
+                            quoted(&v.value)
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let verdict: Optional<String> = match &spec.verdict {
+            None => Some(None),
+            Some(v) => self.verdict(v).map(Some),
+        };
+        Some(HopKind::Rule {
+            node: node?,
+            table: table?,
+            chain: chain?,
+            verdict: verdict?,
+        })
+    }
+
+    /// `{ iface, vxlan: { vni, port, outer } }`.
+    fn vxlan_hop(
+        &mut self,
+        spec: &HopSpec,
+        vxlan: &Spanned<crate::case::VxlanHopSpec>,
+        list: HopList,
+        flow: &HopFlow<'_>,
+        refs: &Refs<'_>,
+    ) -> Option<HopKind> {
+        let at: Optional<(String, String)> = match &spec.iface {
+            None => Some(None),
+            Some(v) => self.hop_iface(v, "iface", refs).map(Some),
+        };
+        // Expecting to see what the cluster never sends is a mistake in the case; avoiding it
+        // is merely always true, and harmless.
+        let mut complete = true;
+        if list != HopList::Avoid
+            && let Some(topology) = refs.topology
+            && topology.nodes.iter().all(|n| n.vxlan.is_none())
+        {
+            self.error(
+                vxlan.referenced,
+                format!(
+                    "the overlay is not vxlan, so nothing is encapsulated in VXLAN and this hop could never be seen in `{}` (`avoid` may list it)",
+                    list.key()
+                ),
+            );
+            complete = false;
+        }
+        let spec = &vxlan.value;
+        let vni: Optional<u32> = match &spec.vni {
+            None => Some(None),
+            Some(v) => self.number("vni", v).and_then(|n| match u32::try_from(n) {
+                Ok(vni) if vni <= MAX_VNI => Some(Some(vni)),
+                _ => {
+                    self.error(
+                        v.referenced,
+                        format!("vni {n} is out of range 0..={MAX_VNI} (24 bits)"),
+                    );
+                    None
+                }
+            }),
+        };
+        let port: Optional<u16> = match &spec.port {
+            None => Some(None),
+            Some(v) => match parse_port(&v.value) {
+                Ok(port) => Some(Some(port)),
+                Err(problem) => {
+                    self.error(
+                        v.referenced,
+                        format!("vxlan port {} {problem}", quoted(&v.value)),
+                    );
+                    None
+                }
+            },
+        };
+        let outer: Optional<(AddrMatch, AddrMatch)> = match &spec.outer {
+            None => Some(None),
+            Some(v) => match v.value.split_once("->") {
+                Some((src, dst)) if !src.trim().is_empty() && !dst.trim().is_empty() => {
+                    let src = self.hop_addr(v, src, "outer", false, flow, refs);
+                    let dst = self.hop_addr(v, dst, "outer", false, flow, refs);
+                    Some(Some((src?, dst?)))
+                }
+                _ => {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "outer {} is not SRC -> DST (the outer addresses, like node1 -> node2)",
+                            quoted(&v.value)
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+        if !complete {
+            return None;
+        }
+        Some(HopKind::Vxlan {
+            at: at?,
+            vni: vni?,
+            port: port?,
+            outer: outer?,
+        })
+    }
+
+    /// `node` of a `dnat`, `snat` or `chain` hop: a node.
+    fn hop_node(
+        &mut self,
+        entry: &Spanned<HopEntry>,
+        spec: &HopSpec,
+        key: &str,
+        what: &str,
+        refs: &Refs<'_>,
+    ) -> Option<String> {
+        let Some(node) = &spec.node else {
+            let whose = match key {
+                "chain" => "the node whose rules are hit".to_owned(),
+                _ => format!("the node that rewrites the {what}"),
+            };
+            self.error(
+                entry.referenced,
+                format!("a `{key}` hop needs `node`: {whose}"),
+            );
+            return None;
+        };
+        let topology = refs.topology?;
+        if topology.node(&node.value).is_none() {
+            let known = known_names(topology.nodes.iter().map(|n| n.name.as_str()));
+            self.error(
+                node.referenced,
+                format!(
+                    "unknown node {} in `node` (nodes: {known})",
+                    quoted(&node.value)
+                ),
+            );
+            return None;
+        }
+        Some(node.value.clone())
+    }
+
+    /// `<netns>/<iface>` (in `field`): an interface the cluster has.
+    fn hop_iface(
+        &mut self,
+        value: &Spanned<String>,
+        field: &str,
+        refs: &Refs<'_>,
+    ) -> Option<(String, String)> {
+        let text = value.value.as_str();
+        let Some((netns, iface)) = text
+            .split_once('/')
+            .filter(|(netns, iface)| !netns.is_empty() && !iface.is_empty())
+        else {
+            self.error(
+                value.referenced,
+                format!(
+                    "{} in `{field}` is not an interface: write NETNS/IFACE, like pod-a/eth0 or node1/cni0",
+                    quoted(text)
+                ),
+            );
+            return None;
+        };
+        if netns == EXTERNAL_HOST && refs.external.is_none() {
+            self.external_ref(value, field, refs);
+            return None;
+        }
+        let topology = refs.topology?;
+        let Some(known) = interfaces(topology, netns) else {
+            let pods = known_names(topology.pods.iter().map(|p| p.name.as_str()));
+            let nodes = known_names(topology.nodes.iter().map(|n| n.name.as_str()));
+            let external = if topology.external.is_some() {
+                ", external"
+            } else {
+                ""
+            };
+            self.error(
+                value.referenced,
+                format!(
+                    "unknown namespace {} in `{field}` (pods: {pods}; nodes: {nodes}; also {}{external})",
+                    quoted(netns),
+                    topology.underlay.netns
+                ),
+            );
+            return None;
+        };
+        if !known.contains(&iface) {
+            self.error(
+                value.referenced,
+                format!(
+                    "unknown interface {} of {netns} (known: {})",
+                    quoted(iface),
+                    known_names(known.into_iter())
+                ),
+            );
+            return None;
+        }
+        Some((netns.to_owned(), iface.to_owned()))
+    }
+
+    /// An address reference in `field` (`text` is all or part of `value`): a pod, a node, the
+    /// external host, `svc/[namespace/]name` or an IPv4 address, each with `:port` when
+    /// `ports` allows it (a Service's port by number or name).
+    fn hop_addr(
+        &mut self,
+        value: &Spanned<String>,
+        text: &str,
+        field: &str,
+        ports: bool,
+        flow: &HopFlow<'_>,
+        refs: &Refs<'_>,
+    ) -> Option<AddrMatch> {
+        let text = text.trim();
+        let label = text.to_owned();
+        if let Ok(ip) = text.parse::<Ipv4Addr>() {
+            return Some(AddrMatch {
+                addrs: vec![ip],
+                port: None,
+                label,
+            });
+        }
+        let (host, port) = match text.rsplit_once(':') {
+            Some(_) if !ports => {
+                self.error(
+                    value.referenced,
+                    format!(
+                        "{} in `{field}` has a port, but `{field}` names addresses only (the VXLAN port is `port`)",
+                        quoted(text)
+                    ),
+                );
+                return None;
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        };
+        if let Some(service) = host.strip_prefix("svc/") {
+            let Destination::Service(s) =
+                self.service_ref(value, field, service, flow.from_ns, refs)?
+            else {
+                return None;
+            };
+            return self.service_addr(value, field, s, port, label, refs);
+        }
+        let port = match port {
+            None => None,
+            Some(port) => match parse_port(port) {
+                Ok(port) => Some(port),
+                Err(problem) => {
+                    self.error(
+                        value.referenced,
+                        format!("port {} in `{field}` {problem}", quoted(port)),
+                    );
+                    return None;
+                }
+            },
+        };
+        if let Ok(ip) = host.parse::<Ipv4Addr>() {
+            return Some(AddrMatch {
+                addrs: vec![ip],
+                port,
+                label,
+            });
+        }
+        if host == EXTERNAL_HOST {
+            self.external_ref(value, field, refs)?;
+        }
+        let topology = refs.topology?;
+        let Some(addrs) = addresses(topology, host) else {
+            let pods = known_names(topology.pods.iter().map(|p| p.name.as_str()));
+            let nodes = known_names(topology.nodes.iter().map(|n| n.name.as_str()));
+            let external = if topology.external.is_some() {
+                ", external"
+            } else {
+                ""
+            };
+            self.error(
+                value.referenced,
+                format!(
+                    "unknown pod or node {} in `{field}` (pods: {pods}; nodes: {nodes}); also svc/NAME, svc/NAMESPACE/NAME{external} or an IPv4 address, with :PORT when it matters",
+                    quoted(host)
+                ),
+            );
+            return None;
+        };
+        Some(AddrMatch { addrs, port, label })
+    }
+
+    /// A Service's ClusterIP, and one of its ports by number or name.
+    fn service_addr(
+        &mut self,
+        value: &Spanned<String>,
+        field: &str,
+        service: usize,
+        port: Option<&str>,
+        label: String,
+        refs: &Refs<'_>,
+    ) -> Option<AddrMatch> {
+        let draft = &refs.services[service];
+        if !draft.complete {
+            return None;
+        }
+        let plan = &draft.plan;
+        let Some(ip) = plan.cluster_ip else {
+            self.error(
+                value.referenced,
+                format!(
+                    "Service {} in `{field}` is headless (clusterIP: None): no packet carries its address; name its pods",
+                    plan.id()
+                ),
+            );
+            return None;
+        };
+        let port = match port {
+            None => None,
+            Some(port) => {
+                let found = if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+                    plan.ports
+                        .iter()
+                        .find(|p| port.parse::<u16>().is_ok_and(|n| n == p.port))
+                } else {
+                    plan.ports
+                        .iter()
+                        .find(|p| !p.name.is_empty() && p.name == port)
+                };
+                match found {
+                    Some(p) => Some(p.port),
+                    None => {
+                        let ports: Vec<String> = plan.ports.iter().map(|p| p.label()).collect();
+                        self.error(
+                            value.referenced,
+                            format!(
+                                "Service {} has no port {} (ports: {}): give one of its ports by number or name",
+                                plan.id(),
+                                quoted(port),
+                                ports.join(", ")
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(AddrMatch {
+            addrs: vec![ip],
+            port,
+            label,
+        })
+    }
+
+    /// `proxy`: a mode the case runs in.
+    fn hop_proxy(&mut self, value: &Spanned<String>, refs: &Refs<'_>) -> Option<ProxyMode> {
+        let Some(mode) = ProxyMode::parse(&value.value) else {
+            self.error(
+                value.referenced,
+                format!(
+                    "unknown proxy mode {} in `proxy`: expected iptables or nftables",
+                    quoted(&value.value)
+                ),
+            );
+            return None;
+        };
+        if !refs.proxy_modes.contains(&mode) {
+            let runs = if refs.proxy_modes.is_empty() {
+                "the case runs no service proxy".to_owned()
+            } else {
+                let modes: Vec<&str> = refs.proxy_modes.iter().map(|m| m.name()).collect();
+                format!("the case only runs in {}", modes.join(" and "))
+            };
+            self.error(
+                value.referenced,
+                format!(
+                    "`proxy: {}` keeps the hop to {} mode, but {runs}, so it would never be checked",
+                    mode.name(),
+                    mode.name()
+                ),
+            );
+            return None;
+        }
+        Some(mode)
+    }
+
+    /// `verdict`: one of [`VERDICTS`], or `jump CHAIN` / `goto CHAIN`; the word lower-cased,
+    /// the chain as written.
+    fn verdict(&mut self, value: &Spanned<String>) -> Option<String> {
+        let text = value.value.trim();
+        let (word, chain) = match text.split_once(char::is_whitespace) {
+            Some((word, chain)) => (word.to_ascii_lowercase(), Some(chain.trim())),
+            None => (text.to_ascii_lowercase(), None),
+        };
+        match (word.as_str(), chain) {
+            (word, None) if VERDICTS.contains(&word) => Some(word.to_owned()),
+            ("jump" | "goto", Some(chain)) => match chain_problem(chain) {
+                None => Some(format!("{word} {chain}")),
+                Some(problem) => {
+                    self.error(
+                        value.referenced,
+                        format!("the chain of verdict {} {problem}", quoted(text)),
+                    );
+                    None
+                }
+            },
+            ("jump" | "goto", None) => {
+                self.error(
+                    value.referenced,
+                    format!("verdict `{word}` needs the chain: {word} CHAIN"),
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    value.referenced,
+                    format!(
+                        "unknown verdict {}: expected {}, jump CHAIN or goto CHAIN",
+                        quoted(text),
+                        VERDICTS.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Every key of a hop mapping, with its location when written.
+fn hop_keys(spec: &HopSpec) -> [(&'static str, Option<YamlLocation>); 13] {
+    let at = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.referenced);
+    [
+        ("iface", at(&spec.iface)),
+        ("dir", at(&spec.dir)),
+        ("src", at(&spec.src)),
+        ("dst", at(&spec.dst)),
+        ("node", at(&spec.node)),
+        ("dnat", at(&spec.dnat)),
+        ("snat", at(&spec.snat)),
+        ("chain", at(&spec.chain)),
+        ("table", at(&spec.table)),
+        ("verdict", at(&spec.verdict)),
+        ("proxy", at(&spec.proxy)),
+        ("vxlan", spec.vxlan.as_ref().map(|v| v.referenced)),
+        ("dns", spec.dns.as_ref().map(|v| v.referenced)),
+    ]
+}
+
+/// Why `chain` is not a chain name or prefix, if it is not: empty, with blanks, or with `*`
+/// anywhere but at its end.
+fn chain_problem(chain: &str) -> Option<&'static str> {
+    if chain.is_empty() {
+        return Some("is empty");
+    }
+    if chain.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("is not a chain name: it may not hold blanks");
+    }
+    if chain.trim_end_matches('*').contains('*') || chain.ends_with("**") {
+        return Some("may hold `*` only once, at its end (a prefix, like KUBE-SVC-*)");
+    }
+    None
+}
+
+impl HopKind {
+    /// The hop in canonical words, for reports (without `proxy` and the `dns: ` prefix).
+    fn label(&self) -> String {
+        match self {
+            HopKind::Iface {
+                netns,
+                iface,
+                dir,
+                src,
+                dst,
+            } => {
+                let mut label = format!("{netns}/{iface}");
+                match dir {
+                    Some(Dir::In) => label.push_str(" in"),
+                    Some(Dir::Out) => label.push_str(" out"),
+                    None => {}
+                }
+                if let Some(src) = src {
+                    label.push_str(&format!(" src={src}"));
+                }
+                if let Some(dst) = dst {
+                    label.push_str(&format!(" dst={dst}"));
+                }
+                label
+            }
+            HopKind::Dnat { node, to } => format!("{node} dnat {to}"),
+            HopKind::Snat { node, to } => format!("{node} snat {to}"),
+            HopKind::Rule {
+                node,
+                table,
+                chain,
+                verdict,
+            } => {
+                let mut label = node.clone();
+                if let Some(table) = table {
+                    label.push_str(&format!(" table {table}"));
+                }
+                label.push_str(&format!(" chain {chain}"));
+                if let Some(verdict) = verdict {
+                    label.push_str(&format!(" verdict {verdict}"));
+                }
+                label
+            }
+            HopKind::Vxlan {
+                at,
+                vni,
+                port,
+                outer,
+            } => {
+                let mut label = match at {
+                    Some((netns, iface)) => format!("{netns}/{iface} vxlan"),
+                    None => "vxlan".to_owned(),
+                };
+                if let Some(vni) = vni {
+                    label.push_str(&format!(" vni={vni}"));
+                }
+                if let Some(port) = port {
+                    label.push_str(&format!(" port={port}"));
+                }
+                if let Some((src, dst)) = outer {
+                    label.push_str(&format!(" outer={src}->{dst}"));
+                }
+                label
+            }
+        }
+    }
+}
+
+/// A flow's hops in `podpath plan`, one line each.
+pub(super) fn write_hops(f: &mut fmt::Formatter<'_>, hops: &HopsExpect) -> fmt::Result {
+    for (key, list) in [
+        ("hop", &hops.forward),
+        ("reply", &hops.reply),
+        ("avoid", &hops.avoid),
+    ] {
+        for hop in list {
+            writeln!(f, "  {key:<10} {hop}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rstest::rstest;
+
+    use super::*;
+    use crate::diag::Diagnostic;
+    use crate::plan::{Plan, load_str};
+
+    const FILE: &str = "cases/hops.yaml";
+
+    /// Two nodes (vxlan), the external host, the cluster DNS, a Service and a headless one;
+    /// flows start on line 12.
+    const BASE: &str = "nodes: [node1, node2]
+external: { listen: [8080] }
+dns: { node: node1 }
+pods:
+  - { name: pod-a, node: node1 }
+  - { name: pod-b, node: node2, labels: { app: myapp }, listen: [8080] }
+  - { name: db-0, node: node2, labels: { app: db }, listen: [5432] }
+services:
+  - { name: myapp, selector: { app: myapp }, ports: [{ name: http, port: 80, targetPort: 8080 }] }
+  - { name: db, clusterIP: None, selector: { app: db }, ports: [{ port: 5432 }] }
+flows:
+";
+
+    fn plan(yaml: &str) -> Plan {
+        match load_str(Path::new(FILE), yaml) {
+            Ok(plan) => plan,
+            Err(err) => panic!("unexpected errors:\n{err}"),
+        }
+    }
+
+    fn diagnostics(yaml: &str) -> Vec<Diagnostic> {
+        match load_str(Path::new(FILE), yaml) {
+            Ok(plan) => panic!("expected errors, got a plan:\n{plan}"),
+            Err(err) => err.diagnostics().to_vec(),
+        }
+    }
+
+    fn with_flows(flows: &str) -> String {
+        format!("{BASE}{flows}")
+    }
+
+    fn ips(texts: &[&str]) -> Vec<Ipv4Addr> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    fn addr(label: &str, addrs: &[&str], port: Option<u16>) -> AddrMatch {
+        AddrMatch {
+            addrs: ips(addrs),
+            port,
+            label: label.into(),
+        }
+    }
+
+    fn iface(netns: &str, iface: &str) -> HopKind {
+        HopKind::Iface {
+            netns: netns.into(),
+            iface: iface.into(),
+            dir: None,
+            src: None,
+            dst: None,
+        }
+    }
+
+    fn hop(kind: HopKind, label: &str, line: u64, column: u64) -> HopPlan {
+        HopPlan {
+            kind,
+            conversation: Conversation::Main,
+            proxy: None,
+            label: label.into(),
+            location: Location { line, column },
+        }
+    }
+
+    fn dns(hop: HopPlan) -> HopPlan {
+        HopPlan {
+            conversation: Conversation::Dns,
+            ..hop
+        }
+    }
+
+    const NODE1: [&str; 3] = ["172.18.0.2", "10.244.1.1", "10.244.1.0"];
+    const NODE2: [&str; 3] = ["172.18.0.3", "10.244.2.1", "10.244.2.0"];
+
+    #[test]
+    fn every_hop_kind_resolves_to_addresses() {
+        let plan = plan(&with_flows(
+            "  - name: f
+    from: pod-a
+    to: 'myapp:80'
+    expect:
+      reach: pod-b
+      hops:
+        - pod-a/eth0
+        - { iface: node1/cni0, dir: in, src: pod-a, dst: 'svc/myapp:http' }
+        - { node: node1, dnat: 'pod-b:8080' }
+        - { node: node1, snat: node1 }
+        - { node: node1, chain: 'KUBE-SVC-*', table: nat, verdict: ACCEPT, proxy: iptables }
+        - { iface: node1/eth0, vxlan: { vni: 1, port: 8472, outer: node1 -> node2 } }
+        - dns: [pod-a/eth0, { node: node1, dnat: 'coredns:53' }]
+      reply: [pod-b/eth0, { iface: underlay/node2, dir: out, src: 172.18.0.3, dst: 'external:8080' }]
+      avoid: [{ vxlan: {} }, { node: node2, chain: FLANNEL-POSTRTG, verdict: 'Jump KUBE-MARK-*' }, external/eth0]
+",
+        ));
+        let hops = &plan.flows[0].hops;
+        assert_eq!(
+            hops.forward,
+            [
+                hop(iface("pod-a", "eth0"), "pod-a/eth0", 18, 11),
+                hop(
+                    HopKind::Iface {
+                        netns: "node1".into(),
+                        iface: "cni0".into(),
+                        dir: Some(Dir::In),
+                        src: Some(addr("pod-a", &["10.244.1.2"], None)),
+                        dst: Some(addr("svc/myapp:http", &["10.96.0.2"], Some(80))),
+                    },
+                    "node1/cni0 in src=pod-a dst=svc/myapp:http",
+                    19,
+                    11
+                ),
+                hop(
+                    HopKind::Dnat {
+                        node: "node1".into(),
+                        to: addr("pod-b:8080", &["10.244.2.2"], Some(8080)),
+                    },
+                    "node1 dnat pod-b:8080",
+                    20,
+                    11
+                ),
+                hop(
+                    HopKind::Snat {
+                        node: "node1".into(),
+                        to: addr("node1", &NODE1, None),
+                    },
+                    "node1 snat node1",
+                    21,
+                    11
+                ),
+                HopPlan {
+                    proxy: Some(ProxyMode::Iptables),
+                    ..hop(
+                        HopKind::Rule {
+                            node: "node1".into(),
+                            table: Some("nat".into()),
+                            chain: "KUBE-SVC-*".into(),
+                            verdict: Some("accept".into()),
+                        },
+                        "node1 table nat chain KUBE-SVC-* verdict accept [iptables]",
+                        22,
+                        11
+                    )
+                },
+                hop(
+                    HopKind::Vxlan {
+                        at: Some(("node1".into(), "eth0".into())),
+                        vni: Some(1),
+                        port: Some(8472),
+                        outer: Some((addr("node1", &NODE1, None), addr("node2", &NODE2, None))),
+                    },
+                    "node1/eth0 vxlan vni=1 port=8472 outer=node1->node2",
+                    23,
+                    11
+                ),
+                dns(hop(iface("pod-a", "eth0"), "dns: pod-a/eth0", 24, 17)),
+                dns(hop(
+                    HopKind::Dnat {
+                        node: "node1".into(),
+                        to: addr("coredns:53", &["10.244.1.3"], Some(53)),
+                    },
+                    "dns: node1 dnat coredns:53",
+                    24,
+                    29
+                )),
+            ]
+        );
+        assert_eq!(
+            hops.reply,
+            [
+                hop(iface("pod-b", "eth0"), "pod-b/eth0", 25, 15),
+                hop(
+                    HopKind::Iface {
+                        netns: "underlay".into(),
+                        iface: "node2".into(),
+                        dir: Some(Dir::Out),
+                        src: Some(addr("172.18.0.3", &["172.18.0.3"], None)),
+                        dst: Some(addr("external:8080", &["172.18.0.1"], Some(8080))),
+                    },
+                    "underlay/node2 out src=172.18.0.3 dst=external:8080",
+                    25,
+                    27
+                ),
+            ]
+        );
+        assert_eq!(
+            hops.avoid,
+            [
+                hop(
+                    HopKind::Vxlan {
+                        at: None,
+                        vni: None,
+                        port: None,
+                        outer: None
+                    },
+                    "vxlan",
+                    26,
+                    15
+                ),
+                hop(
+                    HopKind::Rule {
+                        node: "node2".into(),
+                        table: None,
+                        chain: "FLANNEL-POSTRTG".into(),
+                        verdict: Some("jump KUBE-MARK-*".into()),
+                    },
+                    "node2 chain FLANNEL-POSTRTG verdict jump KUBE-MARK-*",
+                    26,
+                    30
+                ),
+                hop(iface("external", "eth0"), "external/eth0", 26, 100),
+            ]
+        );
+    }
+
+    #[test]
+    fn addresses_are_literal_external_or_services_in_any_namespace() {
+        let plan = plan(&with_flows(
+            "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node2, dnat: '10.0.0.9:53' }, { node: node2, snat: external }, { node: node1, dnat: 'svc/kube-system/kube-dns:dns-tcp' }, { node: node1, dnat: 'svc/myapp' }] } }\n",
+        ));
+        let to = |h: &HopPlan| match &h.kind {
+            HopKind::Dnat { to, .. } | HopKind::Snat { to, .. } => to.clone(),
+            other => panic!("not a rewrite: {other:?}"),
+        };
+        let got: Vec<AddrMatch> = plan.flows[0].hops.forward.iter().map(to).collect();
+        assert_eq!(
+            got,
+            [
+                addr("10.0.0.9:53", &["10.0.0.9"], Some(53)),
+                addr("external", &["172.18.0.1"], None),
+                addr(
+                    "svc/kube-system/kube-dns:dns-tcp",
+                    &["10.96.0.10"],
+                    Some(53)
+                ),
+                addr("svc/myapp", &["10.96.0.2"], None),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_interfaces_are_those_of_the_planned_topology() {
+        let plan = plan(&with_flows(""));
+        let topology = &plan.topology;
+        let veth = |pod: &str| topology.pod(pod).unwrap().host_veth.as_str();
+        assert_eq!(
+            interfaces(topology, "node1").unwrap(),
+            ["eth0", "cni0", "flannel.1", veth("pod-a"), veth("coredns")]
+        );
+        assert_eq!(
+            interfaces(topology, "node2").unwrap(),
+            ["eth0", "cni0", "flannel.1", veth("pod-b"), veth("db-0")]
+        );
+        assert_eq!(interfaces(topology, "pod-b").unwrap(), ["eth0"]);
+        assert_eq!(interfaces(topology, "coredns").unwrap(), ["eth0"]);
+        assert_eq!(
+            interfaces(topology, "underlay").unwrap(),
+            ["br0", "node1", "node2", "external"]
+        );
+        assert_eq!(interfaces(topology, "external").unwrap(), ["eth0"]);
+        assert_eq!(interfaces(topology, "node3"), None);
+        assert_eq!(addresses(topology, "node2").unwrap(), ips(&NODE2));
+        assert_eq!(addresses(topology, "db-0").unwrap(), ips(&["10.244.2.3"]));
+        assert_eq!(addresses(topology, "underlay"), None);
+
+        // A host veth is a hop like any interface.
+        let flows = format!(
+            "  - {{ name: f, from: pod-a, to: 'pod-b:8080', expect: {{ reach: pod-b, hops: [node1/{}, {{ iface: node2/{}, dir: out }}] }} }}\n",
+            veth("pod-a"),
+            veth("pod-b")
+        );
+        let with_veths = self::plan(&with_flows(&flows));
+        let labels: Vec<&str> = with_veths.flows[0]
+            .hops
+            .forward
+            .iter()
+            .map(|h| h.label.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                format!("node1/{}", veth("pod-a")),
+                format!("node2/{} out", veth("pod-b"))
+            ]
+        );
+    }
+
+    #[test]
+    fn without_vxlan_a_node_has_no_flannel_device_and_two_addresses() {
+        let plan = plan(
+            "cluster: { overlay: host-gw }
+nodes: [node1, node2]
+pods: [{ name: a, node: node1 }, { name: b, node: node2, listen: [80] }]
+flows:
+  - { name: f, from: a, to: 'b:80', expect: { reach: b, hops: [{ node: node1, snat: node1 }], avoid: [{ vxlan: {} }] } }
+",
+        );
+        let hops = &plan.flows[0].hops;
+        assert_eq!(
+            hops.forward[0].kind,
+            HopKind::Snat {
+                node: "node1".into(),
+                to: addr("node1", &["172.18.0.2", "10.244.1.1"], None)
+            }
+        );
+        assert_eq!(hops.avoid[0].label, "vxlan");
+        let found = diagnostics(
+            "cluster: { overlay: host-gw }
+nodes: [node1, node2]
+pods: [{ name: a, node: node1 }, { name: b, node: node2, listen: [80] }]
+flows:
+  - { name: f, from: a, to: 'b:80', expect: { reach: b, hops: [node1/flannel.1, { vxlan: {} }] } }
+",
+        );
+        let got: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
+        let veth_a = &plan.topology.pods[0].host_veth;
+        assert_eq!(
+            got,
+            [
+                format!(
+                    "{FILE}:5:64: unknown interface `flannel.1` of node1 (known: eth0, cni0, {veth_a})"
+                ),
+                format!(
+                    "{FILE}:5:90: the overlay is not vxlan, so nothing is encapsulated in VXLAN and this hop could never be seen in `hops` (`avoid` may list it)"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn hops_go_with_failures_rule_hits_without_a_proxy_and_names_only_resolved() {
+        let plan = plan(
+            "nodes: [node1]
+pods: [{ name: a, node: node1 }]
+flows:
+  - { name: f, from: a, to: '192.0.2.1:80', expect: { fail: timeout, hops: [a/eth0, { node: node1, chain: FLANNEL-POSTRTG }] } }
+",
+        );
+        assert_eq!(
+            plan.flows[0].hops.forward[1].label,
+            "node1 chain FLANNEL-POSTRTG"
+        );
+        let plan = self::plan(&with_flows(
+            "  - { name: f, from: pod-a, to: 'myapp:80', expect: { dns: svc/myapp, hops: [{ dns: [pod-a/eth0, coredns/eth0] }], reply: [{ dns: [coredns/eth0] }] } }\n",
+        ));
+        let hops = &plan.flows[0].hops;
+        let labels: Vec<&str> = hops.forward.iter().map(|h| h.label.as_str()).collect();
+        assert_eq!(labels, ["dns: pod-a/eth0", "dns: coredns/eth0"]);
+        assert!(
+            hops.forward
+                .iter()
+                .chain(&hops.reply)
+                .all(|h| h.conversation == Conversation::Dns)
+        );
+    }
+
+    /// One mistake, one diagnostic, at the value that is wrong.
+    #[rstest]
+    #[case::unknown_node_iface(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [node1/cni1] } }\n",
+        12,
+        78,
+        "unknown interface `cni1` of node1 (known: eth0, cni0, flannel.1, veth"
+    )]
+    #[case::unknown_pod_iface(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [pod-a/eth1] } }\n",
+        12,
+        78,
+        "unknown interface `eth1` of pod-a (known: eth0)"
+    )]
+    #[case::unknown_underlay_port(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [underlay/node3] } }\n",
+        12,
+        78,
+        "unknown interface `node3` of underlay (known: br0, node1, node2, external)"
+    )]
+    #[case::unknown_namespace(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [pod-z/eth0] } }\n",
+        12,
+        78,
+        "unknown namespace `pod-z` in `hops` (pods: pod-a, pod-b, db-0, coredns; nodes: node1, node2; also underlay, external)"
+    )]
+    #[case::not_an_interface(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [pod-a] } }\n",
+        12,
+        78,
+        "`pod-a` in `hops` is not an interface: write NETNS/IFACE"
+    )]
+    #[case::empty_iface(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: node1/ }] } }\n",
+        12,
+        87,
+        "`node1/` in `iface` is not an interface"
+    )]
+    #[case::unknown_dir(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, dir: up }] } }\n",
+        12,
+        104,
+        "unknown dir `up`: expected in (received by the interface) or out (sent by it)"
+    )]
+    #[case::unknown_src(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, src: pod-z }] } }\n",
+        12,
+        104,
+        "unknown pod or node `pod-z` in `src` (pods: pod-a, pod-b, db-0, coredns; nodes: node1, node2); also svc/NAME, svc/NAMESPACE/NAME, external or an IPv4 address"
+    )]
+    #[case::unknown_service(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, dst: 'svc/nope:80' }] } }\n",
+        12,
+        104,
+        "unknown Service `default/nope` in `dst` (Services: default/myapp, default/db, kube-system/kube-dns)"
+    )]
+    #[case::headless_service(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, dst: svc/db }] } }\n",
+        12,
+        104,
+        "Service default/db in `dst` is headless (clusterIP: None): no packet carries its address; name its pods"
+    )]
+    #[case::service_port_number(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, dst: 'svc/myapp:8080' }] } }\n",
+        12,
+        104,
+        "Service default/myapp has no port `8080` (ports: http 80/TCP)"
+    )]
+    #[case::service_port_name(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, dst: 'svc/myapp:https' }] } }\n",
+        12,
+        104,
+        "Service default/myapp has no port `https` (ports: http 80/TCP)"
+    )]
+    #[case::pod_port(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node2, dnat: 'pod-b:http' }] } }\n",
+        12,
+        99,
+        "port `http` in `dnat` is not a port number"
+    )]
+    #[case::pod_port_range(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node2, dnat: 'pod-b:65536' }] } }\n",
+        12,
+        99,
+        "port `65536` in `dnat` is out of range 1..=65535"
+    )]
+    #[case::dnat_without_node(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ dnat: 'pod-b:8080' }] } }\n",
+        12,
+        78,
+        "a `dnat` hop needs `node`: the node that rewrites the destination"
+    )]
+    #[case::snat_without_node(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ snat: node1 }] } }\n",
+        12,
+        78,
+        "a `snat` hop needs `node`: the node that rewrites the source"
+    )]
+    #[case::chain_without_node(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ chain: FLANNEL-POSTRTG }] } }\n",
+        12,
+        78,
+        "a `chain` hop needs `node`: the node whose rules are hit"
+    )]
+    #[case::unknown_node(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: pod-a, snat: node1 }] } }\n",
+        12,
+        86,
+        "unknown node `pod-a` in `node` (nodes: node1, node2)"
+    )]
+    #[case::node_on_iface(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: node1/eth0, node: node1 }] } }\n",
+        12,
+        105,
+        "`node` does not go with an interface hop: it names where NAT or a rule hit happens; an interface names its namespace in `iface` (node1/eth0)"
+    )]
+    #[case::iface_on_dnat(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, iface: node1/eth0, dnat: pod-b }] } }\n",
+        12,
+        100,
+        "`iface` does not go with a `dnat` hop: NAT and rule hits happen in a node, named by `node`"
+    )]
+    #[case::dir_on_chain(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, chain: KUBE-SVC-*, dir: in }] } }\n",
+        12,
+        117,
+        "`dir` does not go with a `chain` hop: it is the direction a packet crosses an interface"
+    )]
+    #[case::src_on_vxlan(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ vxlan: {}, src: pod-a }] } }\n",
+        12,
+        96,
+        "`src` does not go with a `vxlan` hop: it is the source of the packet seen on an interface"
+    )]
+    #[case::table_on_snat(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, snat: node1, table: nat }] } }\n",
+        12,
+        113,
+        "`table` does not go with a `snat` hop: it is the table of the chain a `chain` hop hits"
+    )]
+    #[case::verdict_on_iface(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, verdict: accept }] } }\n",
+        12,
+        108,
+        "`verdict` does not go with an interface hop: it is the verdict of the rule a `chain` hop hits"
+    )]
+    #[case::two_hops_in_one(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, dnat: pod-b, chain: KUBE-SEP-* }] } }\n",
+        12,
+        113,
+        "a `dnat` hop and a `chain` hop are two hops: write each as its own entry"
+    )]
+    #[case::no_kind(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ dir: in }] } }\n",
+        12,
+        78,
+        "a hop needs `iface` (an interface, like node1/cni0), `dnat`, `snat`, `chain` or `vxlan`"
+    )]
+    #[case::chain_star_inside(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, chain: 'KUBE-*-X' }] } }\n",
+        12,
+        100,
+        "chain `KUBE-*-X` may hold `*` only once, at its end (a prefix, like KUBE-SVC-*)"
+    )]
+    #[case::chain_blank(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, chain: 'KUBE SVC' }] } }\n",
+        12,
+        100,
+        "chain `KUBE SVC` is not a chain name: it may not hold blanks"
+    )]
+    #[case::bad_table(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, chain: POSTROUTING, table: 'ip nat' }] } }\n",
+        12,
+        120,
+        "table `ip nat` is not a table name"
+    )]
+    #[case::unknown_verdict(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, chain: POSTROUTING, verdict: masquerade }] } }\n",
+        12,
+        122,
+        "unknown verdict `masquerade`: expected accept, drop, continue, return, queue, stolen, break, jump CHAIN or goto CHAIN"
+    )]
+    #[case::jump_without_chain(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node1, chain: KUBE-SERVICES, verdict: JUMP }] } }\n",
+        12,
+        124,
+        "verdict `jump` needs the chain: jump CHAIN"
+    )]
+    #[case::unknown_proxy(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, proxy: ipvs }] } }\n",
+        12,
+        106,
+        "unknown proxy mode `ipvs` in `proxy`: expected iptables or nftables"
+    )]
+    #[case::vni_range(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ vxlan: { vni: 16777216 } }] } }\n",
+        12,
+        94,
+        "vni 16777216 is out of range 0..=16777215 (24 bits)"
+    )]
+    #[case::vni_not_a_number(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ vxlan: { vni: one } }] } }\n",
+        12,
+        94,
+        "vni `one` is not a whole number"
+    )]
+    #[case::vxlan_port(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ vxlan: { port: 0 } }] } }\n",
+        12,
+        95,
+        "vxlan port `0` is out of range 1..=65535"
+    )]
+    #[case::outer_one_end(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ vxlan: { outer: node1 } }] } }\n",
+        12,
+        96,
+        "outer `node1` is not SRC -> DST (the outer addresses, like node1 -> node2)"
+    )]
+    #[case::outer_port(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ vxlan: { outer: 'node1 -> node2:8472' } }] } }\n",
+        12,
+        96,
+        "`node2:8472` in `outer` has a port, but `outer` names addresses only (the VXLAN port is `port`)"
+    )]
+    #[case::outer_unknown(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ vxlan: { outer: node1->node7 } }] } }\n",
+        12,
+        96,
+        "unknown pod or node `node7` in `outer`"
+    )]
+    #[case::dns_without_a_name(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ dns: [pod-a/eth0] }] } }\n",
+        12,
+        85,
+        "`dns:` lists the hops of the flow's name resolution, but `to` is not a DNS name: there is no DNS exchange to follow"
+    )]
+    #[case::dns_in_dns(
+        "  - { name: f, from: pod-a, to: 'myapp:80', expect: { reach: pod-b, hops: [{ dns: [{ dns: [pod-a/eth0] }] }] } }\n",
+        12,
+        91,
+        "a `dns:` list cannot hold another: its entries are hops"
+    )]
+    #[case::dns_with_other_keys(
+        "  - { name: f, from: pod-a, to: 'myapp:80', expect: { reach: pod-b, hops: [{ dns: [pod-a/eth0], iface: pod-a/eth0 }] } }\n",
+        12,
+        104,
+        "`dns` takes no other key: it lists the hops of the flow's DNS exchange, each its own entry (`iface` belongs in one of them)"
+    )]
+    #[case::dns_empty(
+        "  - { name: f, from: pod-a, to: 'myapp:80', expect: { reach: pod-b, hops: [{ dns: [] }] } }\n",
+        12,
+        83,
+        "`dns` lists no hop: leave it out"
+    )]
+    #[case::dns_inner_error(
+        "  - { name: f, from: pod-a, to: 'myapp:80', expect: { reach: pod-b, hops: [{ dns: [pod-a/eth0, coredns/eth1] }] } }\n",
+        12,
+        96,
+        "unknown interface `eth1` of coredns (known: eth0)"
+    )]
+    #[case::dns_in_avoid(
+        "  - { name: f, from: pod-a, to: 'myapp:80', expect: { reach: pod-b, avoid: [{ dns: [pod-a/eth0] }] } }\n",
+        12,
+        84,
+        "`avoid` takes no `dns:` list"
+    )]
+    #[case::hops_empty(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [] } }\n",
+        12,
+        77,
+        "`hops` lists no hop: leave it out"
+    )]
+    #[case::reply_empty(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, reply: [] } }\n",
+        12,
+        78,
+        "`reply` lists no hop: leave it out"
+    )]
+    #[case::exec_hops(
+        "  - { name: f, from: pod-a, exec: [true], expect: { hops: [pod-a/eth0] } }\n",
+        12,
+        59,
+        "`hops` is for flows with `to`: an exec flow expects `exit`, `output` and `outputMatches`"
+    )]
+    #[case::exec_avoid(
+        "  - { name: f, from: pod-a, exec: [true], expect: { avoid: [pod-a/eth0] } }\n",
+        12,
+        60,
+        "`avoid` is for flows with `to`"
+    )]
+    #[case::resolves_only(
+        "  - { name: f, from: pod-a, to: 'myapp:80', expect: { dns: svc/myapp, hops: [{ dns: [pod-a/eth0] }, pod-a/eth0] } }\n",
+        12,
+        101,
+        "this flow only resolves its name (its `expect` has `dns` alone) and sends nothing else, so `hops` can only hold `dns:` hops"
+    )]
+    #[case::resolves_only_avoid(
+        "  - { name: f, from: pod-a, to: 'myapp:80', expect: { dns: svc/myapp, avoid: [pod-a/eth0] } }\n",
+        12,
+        79,
+        "this flow only resolves its name (its `expect` has `dns` alone) and sends nothing else, so it has nothing to `avoid`"
+    )]
+    fn hop_errors_are_located(
+        #[case] flows: &str,
+        #[case] line: u64,
+        #[case] column: u64,
+        #[case] message: &str,
+    ) {
+        assert_one_error(&with_flows(flows), line, column, message);
+    }
+
+    #[rstest]
+    #[case::mode_not_run(
+        "cluster: { proxy: iptables }\nnodes: [n1]\npods: [{ name: a, node: n1 }]\nservices: [{ name: s, ports: [{ port: 80 }] }]\nflows:\n  - { name: f, from: a, to: 'svc/s:80', expect: { fail: timeout, hops: [{ iface: a/eth0, proxy: nftables }] } }\n",
+        6,
+        97,
+        "`proxy: nftables` keeps the hop to nftables mode, but the case only runs in iptables, so it would never be checked"
+    )]
+    #[case::no_proxy(
+        "nodes: [n1]\npods: [{ name: a, node: n1 }]\nflows:\n  - { name: f, from: a, to: 'a', expect: { reach: a, avoid: [{ node: n1, chain: KUBE-SERVICES, proxy: iptables }] } }\n",
+        4,
+        103,
+        "`proxy: iptables` keeps the hop to iptables mode, but the case runs no service proxy, so it would never be checked"
+    )]
+    #[case::no_external_iface(
+        "nodes: [n1]\npods: [{ name: a, node: n1 }]\nflows:\n  - { name: f, from: a, to: 'a', expect: { reach: a, reply: [external/eth0] } }\n",
+        4,
+        62,
+        "`reply` names the external host, but the case declares no external host"
+    )]
+    #[case::no_external_address(
+        "nodes: [n1]\npods: [{ name: a, node: n1 }]\nflows:\n  - { name: f, from: a, to: 'a', expect: { reach: a, hops: [{ iface: a/eth0, dst: external }] } }\n",
+        4,
+        83,
+        "`dst` names the external host, but the case declares no external host"
+    )]
+    fn hop_errors_that_depend_on_the_case_are_located(
+        #[case] yaml: &str,
+        #[case] line: u64,
+        #[case] column: u64,
+        #[case] message: &str,
+    ) {
+        assert_one_error(yaml, line, column, message);
+    }
+
+    fn assert_one_error(yaml: &str, line: u64, column: u64, message: &str) {
+        let found = diagnostics(yaml);
+        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
+        assert_eq!(found.len(), 1, "{all:#?}");
+        assert_eq!(
+            found[0].location,
+            Some(Location { line, column }),
+            "{all:#?}"
+        );
+        assert!(found[0].message.contains(message), "{all:#?}");
+        assert!(
+            all[0].starts_with(&format!("{FILE}:{line}:{column}: ")),
+            "{all:#?}"
+        );
+    }
+
+    #[test]
+    fn every_hop_error_of_a_file_is_reported_in_file_order() {
+        let found = diagnostics(&with_flows(
+            "  - name: f
+    from: pod-a
+    to: 'pod-b:9999'
+    expect:
+      reach: pod-b
+      hops:
+        - node1/cni1
+        - { iface: pod-a/eth0, dir: up, src: nobody }
+      reply: [{ node: node9, dnat: pod-b }]
+      avoid: [{ vxlan: { vni: x } }]
+  - { name: g, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ snat: node1 }] } }
+",
+        ));
+        let got: Vec<(u64, u64)> = found
+            .iter()
+            .map(|d| d.location.map(|l| (l.line, l.column)).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (14, 9),
+                (18, 11),
+                (19, 37),
+                (19, 46),
+                (20, 23),
+                (21, 31),
+                (22, 78)
+            ],
+            "{found:#?}"
+        );
+        assert!(found[0].message.contains("does not listen on 9999/tcp"));
+    }
+
+    #[test]
+    fn hops_are_checked_against_the_cluster_only_when_it_can_be_planned() {
+        // The pod's node is unknown: the cluster cannot be planned, so which interfaces exist is
+        // not known and only the hop's own syntax is checked.
+        let found = diagnostics(
+            "nodes: [node1]
+pods: [{ name: a, node: node9 }]
+flows:
+  - { name: f, from: a, to: 'a', expect: { reach: a, hops: [a/eth9, { iface: a/eth0, dir: up }] } }
+",
+        );
+        let got: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
+        assert_eq!(
+            got,
+            [
+                format!("{FILE}:2:25: unknown node `node9` (nodes: node1)"),
+                format!(
+                    "{FILE}:4:91: unknown dir `up`: expected in (received by the interface) or out (sent by it)"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_plan_lists_each_flows_hops() {
+        let plan = plan(&with_flows(
+            "  - name: f
+    from: pod-a
+    to: 'myapp:80'
+    expect:
+      reach: pod-b
+      hops: [pod-a/eth0, { dns: [coredns/eth0] }, { node: node1, dnat: 'pod-b:8080', proxy: nftables }]
+      reply: [node2/cni0]
+      avoid: [node1/flannel.1]
+  - { name: g, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b } }
+",
+        ));
+        let text = plan.to_string();
+        let flows = &text[text.find("flow f").unwrap()..];
+        assert_eq!(
+            flows,
+            "flow f (line 12): pod-a -> myapp:80 (tcp) = tcp 10.96.0.2:80 (Service default/myapp port http 80/TCP), resolved as myapp.default.svc.cluster.local., timeout 2s
+  asks       myapp.default.svc.cluster.local.
+  expect reach pod-b
+  hop        pod-a/eth0
+  hop        dns: coredns/eth0
+  hop        node1 dnat pod-b:8080 [nftables]
+  reply      node2/cni0
+  avoid      node1/flannel.1
+flow g (line 20): pod-a -> tcp 10.244.2.2:8080 (pod-b), timeout 2s
+  expect reach pod-b
+"
+        );
+    }
+
+    #[test]
+    fn the_example_of_the_case_format_plans() {
+        let doc = include_str!("../../../docs/case-format.md");
+        let section = &doc[doc.find("## Hops").unwrap()..];
+        let start = section.find("```yaml\nflows:\n").unwrap() + "```yaml\nflows:\n".len();
+        let end = start + section[start..].find("```").unwrap();
+        let example = plan(&with_flows(&section[start..end]));
+        let labels = |flow: usize, list: fn(&HopsExpect) -> &Vec<HopPlan>| -> Vec<String> {
+            list(&example.flows[flow].hops)
+                .iter()
+                .map(|h| h.label.clone())
+                .collect()
+        };
+        assert_eq!(
+            labels(0, |h| &h.forward),
+            [
+                "pod-a/eth0",
+                "node1/cni0 in src=pod-a dst=svc/myapp:80",
+                "node1 table nat chain KUBE-SVC-* [iptables]",
+                "node1 dnat pod-b:8080",
+                "node1/eth0 vxlan vni=1 port=8472 outer=node1->node2",
+                "node2/cni0 out dst=pod-b:8080",
+            ]
+        );
+        assert_eq!(
+            labels(0, |h| &h.reply),
+            ["pod-b/eth0", "node2/flannel.1", "pod-a/eth0"]
+        );
+        assert_eq!(labels(0, |h| &h.avoid), ["underlay/external"]);
+        assert_eq!(
+            labels(1, |h| &h.forward),
+            [
+                "dns: pod-a/eth0",
+                "dns: node1 dnat coredns:53",
+                "dns: coredns/eth0",
+                "node1 dnat pod-b:8080",
+            ]
+        );
+    }
+
+    /// Deterministic mutations of a case with hops never panic, and whatever they break is
+    /// reported with a location.
+    #[test]
+    fn mutated_hop_cases_never_panic() {
+        let valid = with_flows(
+            "  - name: f
+    from: pod-a
+    to: 'myapp:80'
+    expect:
+      reach: pod-b
+      hops:
+        - pod-a/eth0
+        - { iface: node1/cni0, dir: in, src: pod-a, dst: 'svc/myapp:http' }
+        - { node: node1, dnat: 'pod-b:8080', proxy: iptables }
+        - { node: node1, chain: 'KUBE-SVC-*', table: nat, verdict: jump KUBE-SEP-X }
+        - { iface: node1/eth0, vxlan: { vni: 1, port: 8472, outer: node1 -> node2 } }
+        - dns: [pod-a/eth0, { node: node1, dnat: 'coredns:53' }]
+      reply: [pod-b/eth0, { node: node2, snat: node2 }]
+      avoid: [underlay/external, { vxlan: {} }]
+  - { name: g, from: pod-a, to: '10.1.1.1:80', expect: { fail: timeout, hops: [pod-a/eth0] } }
+",
+        );
+        plan(&valid);
+        let pieces = [
+            ":", "{", "}", "[", "]", ",", "'", "/", "->", "-", "*", "\n", " ", "0", "dns: ",
+            "svc/", "node1", "pod-a", "eth0", "vxlan: ", "dir: ", "proxy: ", "external", ":80",
+        ];
+        crate::plan::assert_edits_stay_located(&valid, &pieces, 0x40b5, 2000);
     }
 }

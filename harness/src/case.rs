@@ -282,7 +282,7 @@ pub enum HopEntry {
 }
 
 /// A hop written as a mapping: an interface with details (`iface`, `dir`, `src`, `dst`), a
-/// rewrite (`node` with `dnat` or `snat`), a rule hit (`node`, `chain`, `table`, `verdict`),
+/// rewrite (`node` with `dnat`, `snat`, `undnat` or `unsnat`), a rule hit (`node`, `chain`, `table`, `verdict`),
 /// an encapsulation (`vxlan`, maybe with `iface`), or a `dns` list; `proxy` goes with any but
 /// `dns`.
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +297,10 @@ pub struct HopSpec {
     pub node: Option<Spanned<String>>,
     pub dnat: Option<Spanned<String>>,
     pub snat: Option<Spanned<String>>,
+    /// On the way back: the node restored the reply's source (undoing its DNAT) to this.
+    pub undnat: Option<Spanned<String>>,
+    /// On the way back: the node restored the reply's destination (undoing its SNAT) to this.
+    pub unsnat: Option<Spanned<String>>,
     pub chain: Option<Spanned<String>>,
     pub table: Option<Spanned<String>>,
     pub verdict: Option<Spanned<String>>,
@@ -929,7 +933,7 @@ flows:
         "flows: [{ expect: { hops: [{ iface: a/eth0, via: b }] } }]\n",
         1,
         45,
-        "unknown field `via`, expected one of iface, dir, src, dst, node, dnat, snat, chain, table, verdict, proxy, vxlan, dns"
+        "unknown field `via`, expected one of iface, dir, src, dst, node, dnat, snat, undnat, unsnat, chain, table, verdict, proxy, vxlan, dns"
     )]
     #[case::unknown_vxlan_key(
         "flows: [{ expect: { avoid: [{ vxlan: { vni: 1, group: x } }] } }]\n",

@@ -238,6 +238,8 @@ enum Shape {
     Iface,
     Dnat,
     Snat,
+    UnDnat,
+    UnSnat,
     Chain,
     Vxlan,
 }
@@ -248,6 +250,8 @@ impl Shape {
             Shape::Iface => "an interface hop",
             Shape::Dnat => "a `dnat` hop",
             Shape::Snat => "a `snat` hop",
+            Shape::UnDnat => "an `undnat` hop",
+            Shape::UnSnat => "an `unsnat` hop",
             Shape::Chain => "a `chain` hop",
             Shape::Vxlan => "a `vxlan` hop",
         }
@@ -431,6 +435,8 @@ impl Planner {
         let shapes: Vec<(Shape, YamlLocation)> = [
             (Shape::Dnat, spec.dnat.as_ref().map(|v| v.referenced)),
             (Shape::Snat, spec.snat.as_ref().map(|v| v.referenced)),
+            (Shape::UnDnat, spec.undnat.as_ref().map(|v| v.referenced)),
+            (Shape::UnSnat, spec.unsnat.as_ref().map(|v| v.referenced)),
             (Shape::Chain, spec.chain.as_ref().map(|v| v.referenced)),
             (Shape::Vxlan, vxlan.as_ref().map(|v| v.referenced)),
         ]
@@ -467,7 +473,13 @@ impl Planner {
             (
                 "node",
                 at(&spec.node),
-                &[Shape::Dnat, Shape::Snat, Shape::Chain],
+                &[
+                    Shape::Dnat,
+                    Shape::Snat,
+                    Shape::UnDnat,
+                    Shape::UnSnat,
+                    Shape::Chain,
+                ],
                 "it names where NAT or a rule hit happens; an interface names its namespace in `iface` (node1/eth0)",
             ),
             (
@@ -523,23 +535,22 @@ impl Planner {
         };
         let kind = match shape {
             Shape::Iface => self.iface_hop(spec, flow, refs),
-            Shape::Dnat | Shape::Snat => {
+            Shape::Dnat | Shape::Snat | Shape::UnDnat | Shape::UnSnat => {
                 let (key, to, what) = match shape {
                     Shape::Dnat => ("dnat", spec.dnat.as_ref(), "destination"),
-                    _ => ("snat", spec.snat.as_ref(), "source"),
+                    Shape::Snat => ("snat", spec.snat.as_ref(), "source"),
+                    Shape::UnDnat => ("undnat", spec.undnat.as_ref(), "reply's source"),
+                    _ => ("unsnat", spec.unsnat.as_ref(), "reply's destination"),
                 };
                 let node = self.hop_node(entry, spec, key, what, refs);
                 let to = to.and_then(|to| self.hop_addr(to, &to.value, key, true, flow, refs));
-                match shape {
-                    Shape::Dnat => Some(HopKind::Dnat {
-                        node: node?,
-                        to: to?,
-                    }),
-                    _ => Some(HopKind::Snat {
-                        node: node?,
-                        to: to?,
-                    }),
-                }
+                let (node, to) = (node?, to?);
+                Some(match shape {
+                    Shape::Dnat => HopKind::Dnat { node, to },
+                    Shape::Snat => HopKind::Snat { node, to },
+                    Shape::UnDnat => HopKind::UnDnat { node, to },
+                    _ => HopKind::UnSnat { node, to },
+                })
             }
             Shape::Chain => self.rule_hop(entry, spec, refs),
             Shape::Vxlan => {
@@ -1050,7 +1061,7 @@ impl Planner {
 }
 
 /// Every key of a hop mapping, with its location when written.
-fn hop_keys(spec: &HopSpec) -> [(&'static str, Option<YamlLocation>); 13] {
+fn hop_keys(spec: &HopSpec) -> [(&'static str, Option<YamlLocation>); 15] {
     let at = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.referenced);
     [
         ("iface", at(&spec.iface)),
@@ -1060,6 +1071,8 @@ fn hop_keys(spec: &HopSpec) -> [(&'static str, Option<YamlLocation>); 13] {
         ("node", at(&spec.node)),
         ("dnat", at(&spec.dnat)),
         ("snat", at(&spec.snat)),
+        ("undnat", at(&spec.undnat)),
+        ("unsnat", at(&spec.unsnat)),
         ("chain", at(&spec.chain)),
         ("table", at(&spec.table)),
         ("verdict", at(&spec.verdict)),
@@ -1111,6 +1124,8 @@ impl HopKind {
             }
             HopKind::Dnat { node, to } => format!("{node} dnat {to}"),
             HopKind::Snat { node, to } => format!("{node} snat {to}"),
+            HopKind::UnDnat { node, to } => format!("{node} undnat {to}"),
+            HopKind::UnSnat { node, to } => format!("{node} unsnat {to}"),
             HopKind::Rule {
                 node,
                 table,

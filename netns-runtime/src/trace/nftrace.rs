@@ -1,5 +1,7 @@
 //! The netfilter trace of a set of namespaces (to be written).
 
+pub mod wire;
+
 use super::Tuple;
 
 /// What kind of trace event: a rule matched, a chain returned, or a base chain's policy applied.

@@ -1,6 +1,9 @@
 //! The netfilter trace of a set of namespaces (to be written).
 
+pub mod rules;
 pub mod wire;
+
+pub use rules::RuleBook;
 
 use super::Tuple;
 

@@ -97,7 +97,7 @@ struct Line {
 
 enum Event {
     /// A packet left `netns` by an interface.
-    Sent { summary: String },
+    Sent,
     /// A packet entered `netns`.
     Received { summary: String },
     /// Something happened inside `netns`.
@@ -189,7 +189,7 @@ fn lines_of(names: &Names, steps: &[&Step]) -> Vec<Line> {
                     netns: step.netns.clone(),
                     text,
                     event: if p.outgoing {
-                        Event::Sent { summary }
+                        Event::Sent
                     } else {
                         Event::Received { summary }
                     },
@@ -471,7 +471,7 @@ pub fn markdown(
         let mut sent_from: Option<String> = None;
         for line in &section.lines {
             match &line.event {
-                Event::Sent { .. } => sent_from = Some(line.netns.clone()),
+                Event::Sent => sent_from = Some(line.netns.clone()),
                 Event::Received { summary } => {
                     if let Some(from) = sent_from.take()
                         && from != line.netns

@@ -79,7 +79,7 @@ pub struct Cluster {
     pod_index: HashMap<String, usize>,
     prefix: String,
     /// Made on the first observed flow (see [`Cluster::observe`]).
-    pub(crate) trace_state: std::sync::OnceLock<Result<(), String>>,
+    pub(crate) trace_state: std::sync::OnceLock<Result<crate::trace::observe::TraceState, String>>,
 }
 
 /// Kernel objects made so far, so a failed build is taken down like a finished one.

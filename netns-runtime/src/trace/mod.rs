@@ -11,7 +11,7 @@
 pub mod conntrack;
 pub mod journey;
 pub mod nftrace;
-// pub mod observe;
+pub mod observe;
 
 use std::fmt;
 use std::net::Ipv4Addr;

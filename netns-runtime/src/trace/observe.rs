@@ -116,8 +116,20 @@ impl Cluster {
         traces.settle(Duration::ZERO, SETTLE_MAX.saturating_sub(started.elapsed()));
         let points = captures.points();
         let (captured, stats) = captures.stop_with_stats();
-        let (mut rules, trace_problems) = traces.stop_with_problems();
-        let mut problems = trace_problems;
+        let (mut rules, trace_stats) = traces.stop_with_stats();
+        let mut problems: Vec<String> = trace_stats
+            .iter()
+            .filter(|s| !s.complete())
+            .map(|s| {
+                format!(
+                    "netfilter trace of {}: {} overruns, {} malformed{}",
+                    s.netns,
+                    s.overruns,
+                    s.malformed,
+                    s.error.as_deref().map(|e| format!(", {e}")).unwrap_or_default()
+                )
+            })
+            .collect();
         for s in &stats {
             if s.dropped > 0 {
                 problems.push(format!("{}: the kernel dropped {} frames", s.point, s.dropped));
@@ -126,11 +138,10 @@ impl Cluster {
                 problems.push(format!("{}: {e}", s.point));
             }
         }
+        // podpath's own trace table is not part of the path.
+        rules.retain(|e| e.table != nftrace::TRACE_TABLE);
         for (node, book) in &state.books {
-            let mut mine: Vec<_> = rules.iter_mut().filter(|e| &e.netns == node).collect();
-            for e in mine.iter_mut() {
-                book.annotate(std::slice::from_mut(&mut **e));
-            }
+            book.annotate_in(node, &mut rules);
         }
         let (tables, conntrack_problems) = events.stop();
         problems.extend(conntrack_problems);

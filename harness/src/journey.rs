@@ -158,9 +158,11 @@ fn walk_text(events: &[&Step]) -> Option<String> {
                     _ => v.clone(),
                 });
             }
-            if e.kind == TraceKind::Rule {
-                rule = e.rule.clone();
-            }
+            // The rule that decided, or none when the chain's policy did.
+            rule = match e.kind {
+                TraceKind::Rule => e.rule.clone(),
+                _ => None,
+            };
         }
     }
     if chains.is_empty() {

@@ -719,9 +719,7 @@ impl EventSet {
                 );
                 Ok(s)
             })?
-            .map_err(|e| {
-                io::Error::new(e.kind(), format!("conntrack events of {name}: {e}"))
-            })?;
+            .map_err(|e| io::Error::new(e.kind(), format!("conntrack events of {name}: {e}")))?;
             sockets.push((name.to_string(), socket));
         }
         Ok(EventSet { sockets })

@@ -465,11 +465,14 @@ fn role_of(t: &Tuple, first: &Captured, hints: &FlowHints) -> Role {
     }
 }
 
-/// Address rewrites: a packet of a conversation leaving a node with other addresses than the
-/// same packet had coming in. Returns (index of the leaving packet's step, NAT step).
+/// Address rewrites: a packet of a conversation seen in a node with other addresses than the
+/// same packet (same IPv4 identification) had when the node last saw it: leaving with other
+/// addresses than it came in with, or, when the bridge's netfilter hooks rewrote it on a
+/// bridge port, climbing to the bridge with other addresses than the port saw. Returns (index
+/// of the step that shows the new addresses, NAT step).
 fn rewrites(obs: &Observation, steps: &[Step]) -> Vec<(usize, Step)> {
-    // Last tuple seen entering each node, per (conversation, way, IP id).
-    let mut entered: HashMap<(String, usize, Way, Option<u16>), Tuple> = HashMap::new();
+    // Last tuple seen in each node, per (conversation, way, IP id).
+    let mut seen: HashMap<(String, usize, Way, Option<u16>), Tuple> = HashMap::new();
     let mut out = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let StepKind::Packet(p) = &step.kind else {
@@ -482,11 +485,7 @@ fn rewrites(obs: &Observation, steps: &[Step]) -> Vec<(usize, Step)> {
             continue;
         }
         let key = (step.netns.clone(), conv, way, p.ip_id);
-        if !p.outgoing {
-            entered.insert(key, tuple);
-            continue;
-        }
-        let Some(before) = entered.get(&key).copied() else {
+        let Some(before) = seen.insert(key, tuple) else {
             continue;
         };
         if before == tuple {
@@ -537,8 +536,6 @@ fn rewrites(obs: &Observation, steps: &[Step]) -> Vec<(usize, Step)> {
                 },
             ));
         }
-        // Only the first rewrite of this packet counts once.
-        entered.insert((step.netns.clone(), conv, way, p.ip_id), tuple);
     }
     out
 }

@@ -51,9 +51,17 @@ impl Cluster {
             }
         }
         if let Some(ns) = self.underlay_netns() {
-            points.push((UNDERLAY_NETNS.into(), ns.as_fd(), topo.underlay.bridge.clone()));
+            points.push((
+                UNDERLAY_NETNS.into(),
+                ns.as_fd(),
+                topo.underlay.bridge.clone(),
+            ));
             for node in &topo.nodes {
-                points.push((UNDERLAY_NETNS.into(), ns.as_fd(), node.underlay_port.clone()));
+                points.push((
+                    UNDERLAY_NETNS.into(),
+                    ns.as_fd(),
+                    node.underlay_port.clone(),
+                ));
             }
             if let Some(ext) = &topo.external {
                 points.push((UNDERLAY_NETNS.into(), ns.as_fd(), ext.underlay_port.clone()));
@@ -74,8 +82,9 @@ impl Cluster {
                     let ns = self
                         .node_netns(&node.name)
                         .ok_or_else(|| format!("no namespace for node {}", node.name))?;
-                    nftrace::enable(ns.as_fd())
-                        .map_err(|e| format!("enabling the netfilter trace in {}: {e}", node.name))?;
+                    nftrace::enable(ns.as_fd()).map_err(|e| {
+                        format!("enabling the netfilter trace in {}: {e}", node.name)
+                    })?;
                     let book = RuleBook::read(ns.as_fd())
                         .map_err(|e| format!("reading the rules of {}: {e}", node.name))?;
                     books.push((node.name.clone(), book));
@@ -126,13 +135,19 @@ impl Cluster {
                     s.netns,
                     s.overruns,
                     s.malformed,
-                    s.error.as_deref().map(|e| format!(", {e}")).unwrap_or_default()
+                    s.error
+                        .as_deref()
+                        .map(|e| format!(", {e}"))
+                        .unwrap_or_default()
                 )
             })
             .collect();
         for s in &stats {
             if s.dropped > 0 {
-                problems.push(format!("{}: the kernel dropped {} frames", s.point, s.dropped));
+                problems.push(format!(
+                    "{}: the kernel dropped {} frames",
+                    s.point, s.dropped
+                ));
             }
             if let Some(e) = &s.error {
                 problems.push(format!("{}: {e}", s.point));

@@ -71,11 +71,9 @@ pub fn hop_matches(hop: &HopKind, step: &Step) -> bool {
             step.netns == *node
                 && table.as_ref().is_none_or(|t| *t == e.table)
                 && glob(chain, &e.chain)
-                && verdict.as_ref().is_none_or(|v| {
-                    e.verdict
-                        .as_ref()
-                        .is_some_and(|got| got.eq_ignore_ascii_case(v))
-                })
+                && verdict
+                    .as_ref()
+                    .is_none_or(|v| e.verdict.as_ref().is_some_and(|got| glob(v, got)))
                 && !matches!(e.kind, TraceKind::Return)
         }
         (
@@ -100,7 +98,8 @@ pub fn hop_matches(hop: &HopKind, step: &Step) -> bool {
     }
 }
 
-/// `KUBE-SVC-*` matches any chain starting `KUBE-SVC-`; otherwise the names must be equal.
+/// `KUBE-SVC-*` matches any chain starting `KUBE-SVC-` (and `jump KUBE-SVC-*` any jump to
+/// one); otherwise the names must be equal.
 fn glob(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),
@@ -211,12 +210,14 @@ pub fn check(expect: &HopsExpect, mode: Option<ProxyMode>, journey: &Journey) ->
 }
 
 /// Whether a step is worth a line in a path shown to people: packets and rewrites, and rules
-/// that decided something (not `continue`, not a chain's return).
+/// that decided something (not `continue`, not a jump to another chain, not a chain's return).
 pub fn shown(step: &Step) -> bool {
     match &step.kind {
         StepKind::Packet(_) | StepKind::Nat(_) => true,
         StepKind::Rule(e) => match e.kind {
-            TraceKind::Rule => e.verdict.as_deref().is_some_and(|v| v != "continue"),
+            TraceKind::Rule => e.verdict.as_deref().is_some_and(|v| {
+                v != "continue" && !v.starts_with("jump ") && !v.starts_with("goto ")
+            }),
             TraceKind::Policy => true,
             _ => false,
         },
@@ -318,9 +319,9 @@ fn last_seen(journey: &Journey, way: Way) -> String {
     match journey
         .steps
         .iter()
+        .rev()
         .filter(mine)
-        .filter(|s| matches!(s.kind, StepKind::Packet(_)))
-        .last()
+        .find(|s| matches!(s.kind, StepKind::Packet(_)))
     {
         Some(s) => {
             let _ = writeln!(out, "last seen:     {s}");
@@ -335,14 +336,14 @@ fn last_seen(journey: &Journey, way: Way) -> String {
     let last_rule = journey
         .steps
         .iter()
+        .rev()
         .filter(mine)
-        .filter(|s| matches!(&s.kind, StepKind::Rule(e) if e.kind != TraceKind::Return))
         .filter(|s| shown(s))
-        .last();
-    if let Some(s) = last_rule {
-        let StepKind::Rule(e) = &s.kind else {
-            unreachable!("filtered")
-        };
+        .find_map(|s| match &s.kind {
+            StepKind::Rule(e) if e.kind != TraceKind::Return => Some((s, e)),
+            _ => None,
+        });
+    if let Some((s, e)) = last_rule {
         let _ = writeln!(out, "last rule hit: {s}");
         if let Some(rule) = &e.rule {
             let _ = writeln!(out, "               {rule}");
@@ -547,7 +548,11 @@ mod tests {
         };
         e.avoid.clear();
         e.forward = vec![
-            chain("KUBE-SERVICES", "jump KUBE-SVC-XPGD46QRK7WJZT7O"),
+            chain("KUBE-SERVICES", "jump KUBE-SVC-*"),
+            chain(
+                "KUBE-SVC-XPGD46QRK7WJZT7O",
+                "jump KUBE-SEP-SXIVWICOYRO3J4NJ",
+            ),
             chain("KUBE-SEP-*", "accept"),
         ];
         assert_eq!(check(&e, None, &j), None);

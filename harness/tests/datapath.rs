@@ -1,6 +1,10 @@
 //! The trials send real packets: breaking the datapath under a case makes its flows fail, and
 //! mending it makes them pass again. Each trial builds a suite case for real, breaks one kernel
 //! object the overlay needs (an FDB entry, a neighbour, a route), and judges the case's own flow.
+//!
+//! The hop trials change one expected hop of a suite case (a wrong VNI, a wrong DNAT target, a
+//! DNAT on the wrong node) and check that the flow then fails with the expected and observed
+//! paths side by side, and that its failure leaves a pcapng that `tshark` reads.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -94,6 +98,95 @@ fn restore_first_route_of_node1(c: &Cluster, nl: &mut Netlink) {
     nl.add_route(r.dst, r.via, dev, r.onlink).unwrap();
 }
 
+/// The cross-node Service case with `from` replaced by `to` in its text (once, where given).
+fn clusterip_with(from: &str, to: &str) -> Result<Plan, Failed> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases/services/clusterip.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    if !from.is_empty() && !text.contains(from) {
+        return Err(format!("{} no longer holds {from:?}", path.display()).into());
+    }
+    plan::load_str(&path, &text.replacen(from, to, 1)).map_err(|e| e.to_string().into())
+}
+
+/// Runs the `cross-node` flow of `plan` in iptables mode, observed, with artifacts for failures
+/// going to `reports`.
+fn cross_node(
+    plan: Plan,
+    prefix: &str,
+    reports: &Path,
+) -> Result<(podpath::suite::FlowRun, Option<String>), Failed> {
+    use podpath::report::{ArtifactPolicy, ReportSink};
+    use podpath::suite::{CaseRun, RunOptions, flow_failure};
+    let index = plan
+        .flows
+        .iter()
+        .position(|f| f.name == "cross-node")
+        .ok_or("no flow cross-node")?;
+    let flow = plan.flows[index].clone();
+    let run = CaseRun::new(plan, Some(plan::ProxyMode::Iptables), 1, prefix.into());
+    let options = RunOptions {
+        observe: true,
+        artifacts: ArtifactPolicy::Failing,
+    };
+    let r = run.run_flow(index, &options)?;
+    let sink = ReportSink::new(reports.to_path_buf(), ArtifactPolicy::Failing);
+    let failure = flow_failure(&r, &flow, "hops::cross-node", &sink);
+    Ok((r, failure))
+}
+
+fn one_wrong_hop(from: &str, to: &str, label: &str, prefix: &str) -> Result<Completion, Failed> {
+    let reports = std::env::temp_dir().join(format!("podpath-dp-{prefix}{}", std::process::id()));
+    let (run, failure) = cross_node(clusterip_with(from, to)?, prefix, &reports)?;
+    let _ = std::fs::remove_dir_all(&reports);
+    let failure = failure.ok_or_else(|| format!("with `{label}` the flow still passed"))?;
+    check(
+        run.verdict.observed.contains("answered by far"),
+        format!("only the hop is wrong, the flow itself works: {failure}"),
+    )?;
+    for want in [
+        "was not observed".to_string(),
+        format!("✗ {label}"),
+        "observed (forward)".to_string(),
+        "| +0.0".to_string(),
+        "last seen:".to_string(),
+        "last rule hit:".to_string(),
+    ] {
+        check(
+            failure.contains(&want),
+            format!("{want:?} missing from:\n{failure}"),
+        )?;
+    }
+    Ok(Completion::Completed)
+}
+
+/// `tshark -r file -d udp.port==8472,vxlan -T fields -e frame.interface_name -e vxlan.vni`,
+/// or why it cannot run.
+fn tshark_fields(file: &Path) -> Result<String, String> {
+    let out = std::process::Command::new("tshark")
+        .args(["-r"])
+        .arg(file)
+        // flannel's port, not the IANA one Wireshark decodes as VXLAN by itself.
+        .args(["-d", "udp.port==8472,vxlan"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "vxlan.vni",
+        ])
+        .output()
+        .map_err(|e| format!("tshark: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "tshark -r {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn main() {
     let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
@@ -149,6 +242,104 @@ fn main() {
                 delete_first_route_of_node1,
                 restore_first_route_of_node1,
             )
+        }),
+        Trial::ignorable_test("hops-as-written-pass", || {
+            let reports = std::env::temp_dir().join(format!("podpath-dp-ok{}", std::process::id()));
+            let (run, failure) = cross_node(clusterip_with("", "")?, "dp-hops-ok.", &reports)?;
+            check(failure.is_none(), format!("{failure:?}"))?;
+            check(run.journey.is_some(), "observed".into())?;
+            check(
+                !reports.exists(),
+                "a passing flow leaves no artifacts".into(),
+            )?;
+            Ok(Completion::Completed)
+        }),
+        Trial::ignorable_test("hops-wrong-vni-fails-side-by-side", || {
+            one_wrong_hop(
+                "vxlan: { vni: 1, port: 8472, outer: node1 -> node2 }",
+                "vxlan: { vni: 2, port: 8472, outer: node1 -> node2 }",
+                "node1/eth0 vxlan vni=2 port=8472 outer=node1->node2",
+                "dp-vni.",
+            )
+        }),
+        Trial::ignorable_test("hops-wrong-dnat-target-fails-side-by-side", || {
+            one_wrong_hop(
+                "{ node: node1, dnat: far:8080 }",
+                "{ node: node1, dnat: near:8080 }",
+                "node1 dnat near:8080",
+                "dp-dnat.",
+            )
+        }),
+        Trial::ignorable_test("hops-dnat-on-the-wrong-node-fails-side-by-side", || {
+            one_wrong_hop(
+                "{ node: node1, dnat: far:8080 }",
+                "{ node: node2, dnat: far:8080 }",
+                "node2 dnat far:8080",
+                "dp-node.",
+            )
+        }),
+        Trial::ignorable_test("failing-flow-leaves-a-pcapng-tshark-reads", || {
+            let reports =
+                std::env::temp_dir().join(format!("podpath-dp-pcap{}", std::process::id()));
+            let plan = clusterip_with("vxlan: { vni: 1,", "vxlan: { vni: 7,")?;
+            let (_, failure) = cross_node(plan, "dp-pcap.", &reports)?;
+            let failure = failure.ok_or("vni 7 should fail")?;
+            let pcap = reports.join("flows/hops__cross-node/capture.pcapng");
+            check(pcap.exists(), format!("no {}: {failure}", pcap.display()))?;
+            let dir = pcap.parent().ok_or("no parent")?;
+            for file in [
+                "journey.md",
+                "conntrack.txt",
+                "rules/node1.txt",
+                "rules/node2.txt",
+            ] {
+                check(
+                    dir.join(file).exists(),
+                    format!("no {file} in {}", dir.display()),
+                )?;
+            }
+            let journey =
+                std::fs::read_to_string(dir.join("journey.md")).map_err(|e| e.to_string())?;
+            check(
+                journey.contains("sequenceDiagram") && journey.contains("DNAT 10.96.0.3:80"),
+                format!("journey.md lacks the diagram or the DNAT:\n{journey}"),
+            )?;
+            let fields = tshark_fields(&pcap);
+            let _ = std::fs::remove_dir_all(&reports);
+            let fields = match fields {
+                Ok(f) => f,
+                // Locally tshark may be missing; CI installs it, and there it must work.
+                Err(e) if std::env::var_os("CI").is_none() => {
+                    return Ok(Completion::ignored_with(format!(
+                        "{e} (scripts/setup installs tshark)"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for point in [
+                "client/eth0",
+                "node1/cni0",
+                "node1/flannel.1",
+                "node2/eth0",
+                "far/eth0",
+            ] {
+                check(
+                    fields.lines().any(|l| l.split('\t').next() == Some(point)),
+                    format!("tshark saw nothing on {point}:\n{fields}"),
+                )?;
+            }
+            check(
+                fields.lines().any(|l| l == "node1/eth0\t1"),
+                format!(
+                    "tshark saw no VXLAN VNI 1 on node1/eth0:\n{}",
+                    fields
+                        .lines()
+                        .filter(|l| l.starts_with("node1/eth0"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            )?;
+            Ok(Completion::Completed)
         }),
         Trial::ignorable_test("tool-output-stdin-and-failure", || {
             let here = netns::current().map_err(|e| e.to_string())?;

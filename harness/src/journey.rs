@@ -533,3 +533,91 @@ fn mermaid_id(name: &str) -> String {
 fn mermaid_text(s: &str) -> String {
     s.replace(';', ",").replace('#', "").replace(" > ", " → ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use netns_runtime::trace::journey::example::service_over_vxlan;
+    use netns_runtime::trace::journey::{FlowHints, assemble};
+
+    use super::*;
+
+    const CASE: &str = "\
+cluster: { overlay: vxlan }
+nodes: [node1, node2]
+pods:
+  - { name: pod-a, node: node1 }
+  - { name: other, node: node2 }
+  - { name: pod-b, node: node2, labels: { app: myapp }, listen: [8080/tcp] }
+services:
+  - { name: myapp, clusterIP: 10.96.0.20, selector: { app: myapp }, ports: [{ port: 80, targetPort: 8080 }] }
+flows:
+  - { name: by-service, from: pod-a, to: 'svc/myapp:80', expect: { reach: pod-b } }
+";
+
+    fn fixture() -> (Plan, Journey, Observation) {
+        let plan = crate::plan::load_str(Path::new("journey.yaml"), CASE).expect("plans");
+        let obs = service_over_vxlan();
+        let journey = assemble(
+            &obs,
+            &FlowHints {
+                client: "pod-a".into(),
+                dns_server: None,
+            },
+        );
+        (plan, journey, obs)
+    }
+
+    #[test]
+    fn the_terminal_walk_names_every_address_and_step() {
+        let (plan, journey, obs) = fixture();
+        let text = text(&plan, &plan.flows[0], Some("iptables"), &journey, &obs);
+        for want in [
+            "journey :: by-service: pod-a -> svc/myapp:80 (10.96.0.20:80/tcp), proxy iptables",
+            "flow 10.244.1.2:40000 (pod-a) > 10.96.0.20:80 (svc/myapp) tcp: there",
+            "pod-a     eth0       out 10.244.1.2:40000 (pod-a) > 10.96.0.20:80 (svc/myapp) tcp S",
+            "ip nat PREROUTING > KUBE-SERVICES > KUBE-SVC-XPGD46QRK7WJZT7O > KUBE-SEP-SXIVWICOYRO3J4NJ: accept",
+            "node1     DNAT 10.96.0.20:80 (svc/myapp) -> 10.244.2.3:8080 (pod-b)",
+            "node1     eth0       out VXLAN vni 1 172.18.0.2:40123 > 172.18.0.3:8472 carrying 10.244.1.2:40000 (pod-a) > 10.244.2.3:8080 (pod-b) tcp S",
+            "flow: back",
+            "node1     un-DNAT 10.244.2.3:8080 (pod-b) -> 10.96.0.20:80 (svc/myapp)",
+            "pod-a     eth0       in  10.96.0.20:80 (svc/myapp) > 10.244.1.2:40000 (pod-a) tcp S.",
+            "conntrack (entries of this flow)",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        // Way there before way back, DNAT before the packet leaves node1.
+        let at = |s: &str| text.find(s).unwrap();
+        assert!(at("node1     DNAT") < at("node1     flannel.1  out"));
+        assert!(at("flow: back") < at("un-DNAT"));
+    }
+
+    #[test]
+    fn the_markdown_has_the_walk_and_a_sequence_diagram() {
+        let (plan, journey, obs) = fixture();
+        let md = markdown(
+            &plan,
+            &plan.flows[0],
+            None,
+            &journey,
+            &obs,
+            Some("verdict: pass"),
+        );
+        for want in [
+            "# journey :: by-service",
+            "```text\nverdict: pass\n```",
+            "1. **pod-a** eth0       out 10.244.1.2:40000 (pod-a) > 10.96.0.20:80 (svc/myapp) tcp S",
+            "```mermaid\nsequenceDiagram\n",
+            "    participant pod_a as pod-a\n",
+            "    participant underlay as underlay\n",
+            "    pod_a->>node1: 10.244.1.2:40000 (pod-a) → 10.96.0.20:80 (svc/myapp) tcp S\n",
+            "    Note over node1: DNAT 10.96.0.20:80 (svc/myapp) -> 10.244.2.3:8080 (pod-b)\n",
+            "    node1->>underlay: VXLAN vni 1",
+            "    node1->>pod_a: 10.96.0.20:80 (svc/myapp) → 10.244.1.2:40000 (pod-a) tcp S.\n",
+            "## Conntrack",
+        ] {
+            assert!(md.contains(want), "{want:?} missing from:\n{md}");
+        }
+    }
+}

@@ -280,3 +280,55 @@ fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
     );
     assert_eq!(host_state(), before);
 }
+
+#[test]
+fn trace_walks_the_cross_node_service_there_and_back() {
+    for mode in ["iptables", "nftables"] {
+        let out = podpath()
+            .arg("trace")
+            .arg(case("services/clusterip.yaml"))
+            .args(["--flow", "cross-node", "--proxy", mode])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(2) && std::env::var_os("CI").is_none() {
+            return; // No sandbox here: nothing ran.
+        }
+        assert!(out.status.success(), "{stdout}{stderr}");
+        // In order: the client's eth0, the DNAT on node1, the VXLAN encapsulation, the server's
+        // eth0; then the way back, the un-DNAT, and the client's eth0 again.
+        let steps = [
+            "flow 10.244.1.2:",
+            "client    eth0       out 10.244.1.2:",
+            "node1     DNAT 10.96.0.3:80 (svc/far) -> 10.244.2.2:8080 (far)",
+            "node1     flannel.1  out",
+            "node1     eth0       out VXLAN vni 1 172.18.0.2:",
+            "> 172.18.0.3:8472 carrying",
+            "node2     eth0       in  VXLAN vni 1",
+            "far       eth0       in  10.244.1.2:",
+            "flow: back",
+            "far       eth0       out 10.244.2.2:8080 (far) >",
+            "node2     eth0       out VXLAN vni 1 172.18.0.3:",
+            "node1     un-DNAT 10.244.2.2:8080 (far) -> 10.96.0.3:80 (svc/far)",
+            "client    eth0       in  10.96.0.3:80 (svc/far) > 10.244.1.2:",
+            "verdict:  pass",
+        ];
+        let mut at = 0;
+        for step in steps {
+            match stdout[at..].find(step) {
+                Some(i) => at += i + step.len(),
+                None => panic!("{mode}: {step:?} missing after byte {at} of:\n{stdout}"),
+            }
+        }
+        let chain = if mode == "iptables" {
+            "KUBE-SEP-"
+        } else {
+            "endpoint-"
+        };
+        assert!(
+            stdout.contains(chain),
+            "{mode}: no {chain} chain in:\n{stdout}"
+        );
+    }
+}

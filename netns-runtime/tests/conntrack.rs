@@ -39,6 +39,10 @@ fn main() {
             untracked_namespaces_are_empty,
         ),
         ("dump_cost", dump_cost),
+        (
+            "events_report_what_happened_while_listening",
+            events_report_what_happened_while_listening,
+        ),
     ];
     support::run_trials(tests, || {
         for tool in ["nft", "conntrack"] {
@@ -472,6 +476,48 @@ fn dnat_masquerade_and_echo() -> TestResult {
         )
     })?;
     drop((client_tcp, server_tcp));
+    Ok(())
+}
+
+/// The event listener sees the connections made while it listens, with their NAT, and nothing
+/// from before.
+fn events_report_what_happened_while_listening() -> TestResult {
+    let p = path()?;
+    let service = |port| SocketAddrV4::new(SERVICE, port);
+    let server_udp = p.server.run(|| UdpSocket::bind((SERVER, 5353)))?;
+    server_udp.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let client_udp = p.client.run(|| UdpSocket::bind((CLIENT, 0)))?;
+    let mut buf = [0u8; 64];
+    // Before listening: tracked, but not reported.
+    client_udp.send_to(b"before", service(53))?;
+    server_udp.recv_from(&mut buf)?;
+    let events = conntrack::EventSet::start(&[("router", p.router.fd.as_fd())])?;
+    let late = p.client.run(|| UdpSocket::bind((CLIENT, 0)))?;
+    late.send_to(b"during", service(53))?;
+    let (_, seen) = server_udp.recv_from(&mut buf)?;
+    server_udp.send_to(b"answer", seen)?;
+    late.set_read_timeout(Some(Duration::from_secs(3)))?;
+    late.recv_from(&mut buf)?;
+    let (tables, problems) = events.stop();
+    expect(problems.is_empty(), || format!("{problems:?}"))?;
+    expect(tables.len() == 1 && tables[0].0 == "router", || {
+        format!("{tables:?}")
+    })?;
+    let entries = &tables[0].1;
+    let during = tuple(17, v4(late.local_addr()?)?, service(53));
+    let e = find(entries, &during)?;
+    expect(
+        e.dnat() == Some(((SERVICE, 53), (SERVER, 5353)))
+            && e.snat().is_some_and(|(_, to)| to.0 == ROUTER_SERVER_SIDE),
+        || format!("dnat {:?} snat {:?} of {e}", e.dnat(), e.snat()),
+    )?;
+    expect(e.has_status(IPS_SEEN_REPLY), || {
+        format!("the answer's update was not reported: {e}")
+    })?;
+    let before = tuple(17, v4(client_udp.local_addr()?)?, service(53));
+    expect(entries.iter().all(|e| e.orig != before), || {
+        format!("an entry from before listening was reported: {entries:?}")
+    })?;
     Ok(())
 }
 

@@ -758,9 +758,10 @@ impl Planner {
                 "chain" => "the node whose rules are hit".to_owned(),
                 _ => format!("the node that rewrites the {what}"),
             };
+            let article = if key.starts_with('u') { "an" } else { "a" };
             self.error(
                 entry.referenced,
-                format!("a `{key}` hop needs `node`: {whose}"),
+                format!("{article} `{key}` hop needs `node`: {whose}"),
             );
             return None;
         };
@@ -1267,6 +1268,54 @@ flows:
 
     const NODE1: [&str; 3] = ["172.18.0.2", "10.244.1.1", "10.244.1.0"];
     const NODE2: [&str; 3] = ["172.18.0.3", "10.244.2.1", "10.244.2.0"];
+
+    #[test]
+    fn undnat_and_unsnat_resolve_and_need_a_node() {
+        let plan = plan(&with_flows(
+            "  - name: f
+    from: pod-a
+    to: 'svc/myapp:80'
+    expect:
+      reach: pod-b
+      reply: [{ node: node1, undnat: 'svc/myapp:80' }, { node: node1, unsnat: pod-a }]
+",
+        ));
+        assert_eq!(
+            plan.flows[0].hops.reply,
+            [
+                hop(
+                    HopKind::UnDnat {
+                        node: "node1".into(),
+                        to: addr("svc/myapp:80", &["10.96.0.2"], Some(80)),
+                    },
+                    "node1 undnat svc/myapp:80",
+                    17,
+                    15
+                ),
+                hop(
+                    HopKind::UnSnat {
+                        node: "node1".into(),
+                        to: addr("pod-a", &["10.244.1.2"], None),
+                    },
+                    "node1 unsnat pod-a",
+                    17,
+                    56
+                ),
+            ]
+        );
+        let errors = diagnostics(&with_flows(
+            "  - { name: f, from: pod-a, to: 'svc/myapp:80', expect: { reach: pod-b, reply: [{ undnat: pod-b }, { node: node1, undnat: pod-b, unsnat: pod-a }] } }\n",
+        ));
+        let messages: Vec<String> = errors.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(
+            messages,
+            [
+                "an `undnat` hop needs `node`: the node that rewrites the reply's source",
+                "an `undnat` hop and an `unsnat` hop are two hops: write each as its own entry",
+            ],
+            "{errors:?}"
+        );
+    }
 
     #[test]
     fn every_hop_kind_resolves_to_addresses() {

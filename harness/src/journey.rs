@@ -128,6 +128,10 @@ fn packet_text(names: &Names, step: &Step) -> (String, String) {
         (Some(t), None) => format!("{}{}", names.tuple(t), flags(p.tcp_flags.as_deref())),
         _ => p.summary.clone(),
     };
+    let what = match &p.dns {
+        Some(dns) => format!("{what} [DNS {dns}]"),
+        None => what,
+    };
     (format!("{:<10} {dir} {what}", p.iface), what)
 }
 
@@ -178,13 +182,49 @@ fn walk_text(events: &[&Step]) -> Option<String> {
     Some(text)
 }
 
-fn lines_of(names: &Names, steps: &[&Step]) -> Vec<Line> {
+/// What a namespace did between a packet's previous capture in it and this one leaving: a
+/// routing decision, or its bridge forwarding the frame to a port.
+fn decision(prev: Option<&(String, bool)>, netns: &str, iface: &str) -> Option<String> {
+    let (prev_iface, prev_out) = prev?;
+    if prev_iface == iface && !prev_out {
+        return None; // In and out by the same port: a hairpin, shown by its rewrites.
+    }
+    let bridge = if netns == netns_runtime::topology::UNDERLAY_NETNS {
+        netns_runtime::topology::UNDERLAY_BRIDGE
+    } else {
+        "cni0"
+    };
+    let is_port = iface.starts_with("veth") || netns == netns_runtime::topology::UNDERLAY_NETNS;
+    if is_port && iface != bridge {
+        Some(format!("bridge {bridge} forwards it to its port {iface}"))
+    } else if !prev_out {
+        Some(format!("routing: out by {iface}"))
+    } else {
+        None
+    }
+}
+
+fn lines_of(names: &Names, steps: &[&Step], narrate: bool) -> Vec<Line> {
     let mut out = Vec::new();
+    // Per namespace, the interface and direction of the packet's last capture there.
+    let mut last: HashMap<String, (String, bool)> = HashMap::new();
     let mut i = 0;
     while i < steps.len() {
         let step = steps[i];
         match &step.kind {
             StepKind::Packet(p) => {
+                if narrate
+                    && p.outgoing
+                    && let Some(text) = decision(last.get(&step.netns), &step.netns, &p.iface)
+                {
+                    out.push(Line {
+                        ts: None,
+                        netns: step.netns.clone(),
+                        text: text.clone(),
+                        event: Event::Inside(text),
+                    });
+                }
+                last.insert(step.netns.clone(), (p.iface.clone(), p.outgoing));
                 let (text, summary) = packet_text(names, step);
                 out.push(Line {
                     ts: Some(step.ts),
@@ -238,7 +278,7 @@ fn lines_of(names: &Names, steps: &[&Step]) -> Vec<Line> {
     out
 }
 
-fn sections(journey: &Journey, names: &Names) -> (Vec<Section>, Vec<String>) {
+fn sections(journey: &Journey, names: &Names, narrate: bool) -> (Vec<Section>, Vec<String>) {
     let mut sections = Vec::new();
     let mut tails = Vec::new();
     for (c, conv) in journey.conversations.iter().enumerate() {
@@ -276,7 +316,7 @@ fn sections(journey: &Journey, names: &Names) -> (Vec<Section>, Vec<String>) {
             .collect();
         sections.push(Section {
             title: format!("{what} {}: there", names.tuple(&conv.first)),
-            lines: lines_of(names, &there),
+            lines: lines_of(names, &there, narrate),
         });
         if back.is_empty() {
             sections.push(Section {
@@ -286,7 +326,7 @@ fn sections(journey: &Journey, names: &Names) -> (Vec<Section>, Vec<String>) {
         } else {
             sections.push(Section {
                 title: format!("{what}: back"),
-                lines: lines_of(names, &back),
+                lines: lines_of(names, &back, narrate),
             });
         }
         let later = steps[next_forward..]
@@ -342,7 +382,7 @@ pub fn text(
     obs: &Observation,
 ) -> String {
     let names = Names::new(plan);
-    let (sections, tails) = sections(journey, &names);
+    let (sections, tails) = sections(journey, &names, false);
     let t0 = journey
         .steps
         .iter()
@@ -430,7 +470,7 @@ pub fn markdown(
     verdict: Option<&str>,
 ) -> String {
     let names = Names::new(plan);
-    let (sections, tails) = sections(journey, &names);
+    let (sections, tails) = sections(journey, &names, true);
     let mut out = format!("# {}\n\n", header(plan, flow, mode));
     if let Some(v) = verdict {
         let _ = writeln!(out, "```text\n{}\n```\n", v.trim_end());
@@ -616,6 +656,9 @@ flows:
             "    node1->>underlay: VXLAN vni 1",
             "    node1->>pod_a: 10.96.0.20:80 (svc/myapp) → 10.244.1.2:40000 (pod-a) tcp S.\n",
             "## Conntrack",
+            "**node1** routing: out by flannel.1",
+            "**underlay** bridge br0 forwards it to its port node2",
+            "**node2** bridge cni0 forwards it to its port veth-b",
         ] {
             assert!(md.contains(want), "{want:?} missing from:\n{md}");
         }

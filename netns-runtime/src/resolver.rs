@@ -11,7 +11,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query as HQuery, ResponseCode};
+use hickory_proto::op::{Message, MessageType, OpCode, Query as HQuery};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 /// The parts of resolv.conf the resolver uses.
@@ -179,7 +179,7 @@ fn ask(server: SocketAddrV4, name: &str, timeout: Duration, salt: u16) -> Exchan
         }
     });
     if let Some(reply) = reply {
-        exchange.rcode = rcode_name(reply.response_code());
+        exchange.rcode = crate::dns::wire::rcode_name(reply.response_code());
         exchange.answers = reply
             .answers()
             .iter()
@@ -242,18 +242,6 @@ fn tcp_exchange(server: SocketAddrV4, request: &[u8], timeout: Duration) -> Opti
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
     stream.read_exact(&mut buf).ok()?;
     Message::from_vec(&buf).ok()
-}
-
-fn rcode_name(code: ResponseCode) -> String {
-    match code {
-        ResponseCode::NoError => "NOERROR".into(),
-        ResponseCode::FormErr => "FORMERR".into(),
-        ResponseCode::ServFail => "SERVFAIL".into(),
-        ResponseCode::NXDomain => "NXDOMAIN".into(),
-        ResponseCode::NotImp => "NOTIMP".into(),
-        ResponseCode::Refused => "REFUSED".into(),
-        other => format!("{other:?}").to_uppercase(),
-    }
 }
 
 #[cfg(test)]

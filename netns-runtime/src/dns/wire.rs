@@ -240,3 +240,40 @@ fn encode(mut message: Message, limit: usize) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests;
+
+/// A DNS message in one line, as a capture shows it: `query A web.default.svc.cluster.local.`
+/// or `answer NOERROR web.default.svc.cluster.local. A 10.96.0.2`; `None` when the bytes are
+/// not a DNS message.
+pub fn summary(bytes: &[u8]) -> Option<String> {
+    let message = Message::from_vec(bytes).ok()?;
+    let question = message
+        .queries()
+        .first()
+        .map(|q| format!(" {} {}", q.query_type(), q.name()))
+        .unwrap_or_default();
+    if message.message_type() == MessageType::Query {
+        return Some(format!("query{question}"));
+    }
+    let mut line = format!("answer {}", rcode_name(message.response_code()));
+    if message.truncated() {
+        line.push_str(" truncated");
+    }
+    line.push_str(&question);
+    for record in message.answers() {
+        line.push_str(&format!(" {} {}", record.record_type(), record.data()));
+    }
+    Some(line)
+}
+
+/// An rcode's mnemonic as dig prints it: `NOERROR`, `NXDOMAIN`, `SERVFAIL`, `REFUSED`...
+pub fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => format!("{other:?}").to_uppercase(),
+    }
+}

@@ -127,6 +127,9 @@ pub struct PacketStep {
     pub vxlan: Option<VxlanSeen>,
     /// The one-line summary of the frame.
     pub summary: String,
+    /// What a DNS message (UDP or TCP, port 53, not encapsulated) says:
+    /// `query A web.default.svc.cluster.local.`, `answer NOERROR ... A 10.96.0.2`.
+    pub dns: Option<String>,
     /// Index of the frame in [`Observation::captures`].
     pub capture: usize,
 }
@@ -418,6 +421,7 @@ pub fn assemble(obs: &Observation, hints: &FlowHints) -> Journey {
                 ip_id,
                 tcp_flags,
                 vxlan,
+                dns: dns_of(&c.frame),
                 summary,
                 capture: i,
             }),
@@ -453,6 +457,33 @@ pub fn assemble(obs: &Observation, hints: &FlowHints) -> Journey {
     Journey {
         conversations,
         steps: merged,
+    }
+}
+
+/// The DNS message a frame carries: IPv4 over Ethernet, UDP or TCP to or from port 53 (a TCP
+/// segment holding a whole length-prefixed message).
+fn dns_of(frame: &[u8]) -> Option<String> {
+    let ip = frame.get(14..)?;
+    if frame.get(12..14)? != [0x08, 0x00] || ip.first()? >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let l4 = ip.get(ihl..)?;
+    let ports = |l4: &[u8]| -> Option<bool> {
+        let (s, d) = (
+            u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
+            u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+        );
+        Some(s == 53 || d == 53)
+    };
+    match ip.get(9)? {
+        17 if ports(l4)? => crate::dns::wire::summary(l4.get(8..)?),
+        6 if ports(l4)? => {
+            let data = l4.get(usize::from(l4.get(12)? >> 4) * 4..)?;
+            let len = usize::from(u16::from_be_bytes([*data.first()?, *data.get(1)?]));
+            crate::dns::wire::summary(data.get(2..2 + len)?)
+        }
+        _ => None,
     }
 }
 
@@ -656,14 +687,20 @@ impl fmt::Display for Step {
     /// `node1 ip nat KUBE-SEP-X rule accept`, `node1 DNAT 10.96.0.20:80 -> 10.244.2.3:8080`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            StepKind::Packet(p) => write!(
-                f,
-                "{}/{} {:<3} {}",
-                self.netns,
-                p.iface,
-                if p.outgoing { "out" } else { "in" },
-                p.summary
-            ),
+            StepKind::Packet(p) => {
+                write!(
+                    f,
+                    "{}/{} {:<3} {}",
+                    self.netns,
+                    p.iface,
+                    if p.outgoing { "out" } else { "in" },
+                    p.summary
+                )?;
+                match &p.dns {
+                    Some(dns) => write!(f, " [DNS {dns}]"),
+                    None => Ok(()),
+                }
+            }
             StepKind::Rule(e) => {
                 write!(f, "{} {} {} {}", self.netns, e.family, e.table, e.chain)?;
                 match (&e.kind, &e.verdict) {

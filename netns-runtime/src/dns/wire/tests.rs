@@ -242,3 +242,27 @@ fn srv_additional_records_are_dropped_first() {
     assert_eq!(full.additionals().len(), 30);
     assert_eq!(r.answers(), &full.answers()[..r.answers().len()]);
 }
+
+#[test]
+fn summaries_of_a_question_and_its_answer() {
+    let t = table(0);
+    let q = query("myapp.default.svc.cluster.local.", WireType::A, None);
+    let q_bytes = q.to_vec().unwrap();
+    assert_eq!(
+        summary(&q_bytes).as_deref(),
+        Some("query A myapp.default.svc.cluster.local.")
+    );
+    let a = respond(&t, &q_bytes, Transport::Udp).unwrap();
+    assert_eq!(
+        summary(&a).as_deref(),
+        Some("answer NOERROR A myapp.default.svc.cluster.local. A 10.96.1.20")
+    );
+    let nx = query("nosuch.default.svc.cluster.local.", WireType::A, None);
+    let a = respond(&t, &nx.to_vec().unwrap(), Transport::Udp).unwrap();
+    assert!(
+        summary(&a).is_some_and(|s| s.starts_with("answer NXDOMAIN A nosuch.")),
+        "{:?}",
+        summary(&a)
+    );
+    assert_eq!(summary(b"not dns"), None);
+}

@@ -125,6 +125,13 @@ fn packet_text(names: &Names, step: &Step) -> (String, String) {
             names.tuple(t),
             flags(p.tcp_flags.as_deref())
         ),
+        // ICMP: what kind (echo, port unreachable...) and the packet an error quotes.
+        (Some(t), None) if t.proto == 1 => format!(
+            "{} > {} {}",
+            names.endpoint(t.src, None),
+            names.endpoint(t.dst, None),
+            p.summary.find("icmp").map_or("icmp", |at| &p.summary[at..])
+        ),
         (Some(t), None) => format!("{}{}", names.tuple(t), flags(p.tcp_flags.as_deref())),
         _ => p.summary.clone(),
     };

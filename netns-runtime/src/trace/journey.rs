@@ -592,6 +592,10 @@ fn pin_rules(
     let mut used: Vec<bool> = vec![false; steps.len()];
     // Per namespace, captures are only searched from after the last one used (kernel order).
     let mut cursor: HashMap<String, usize> = HashMap::new();
+    // The anchor of each packet's walk so far, by namespace and trace id, and the trace ids
+    // of each namespace's walks in order.
+    let mut walked: HashMap<(String, u32), usize> = HashMap::new();
+    let mut recent: HashMap<String, Vec<u32>> = HashMap::new();
     let mut out = Vec::new();
     for walk in walks {
         let first = walk[0];
@@ -603,6 +607,16 @@ fn pin_rules(
             (Some(c), Some(t)) => ways[c].way_of(&t),
             _ => None,
         };
+        // A walk interrupted by another (a REJECT sends its ICMP error, traced through the
+        // output hook, before its own verdict is reported): the same packet's walk goes on
+        // after the same anchor.
+        let history = recent.entry(first.netns.clone()).or_default();
+        let resumed = (history.len() >= 2
+            && history[history.len() - 2] == first.id
+            && history[history.len() - 1] != first.id)
+            .then(|| walked.get(&(first.netns.clone(), first.id)).copied())
+            .flatten();
+        history.push(first.id);
         let start = cursor.get(&first.netns).copied().unwrap_or(0);
         let candidate = |i: usize, s: &Step, incoming: bool| -> bool {
             let StepKind::Packet(p) = &s.kind else {
@@ -615,7 +629,9 @@ fn pin_rules(
                 && (tuple.is_none() || p.tuple == tuple)
                 && (ip_id.is_none() || p.ip_id == ip_id)
         };
-        let anchor = if iif.is_some() {
+        let anchor = if resumed.is_some() {
+            resumed
+        } else if iif.is_some() {
             // The packet as it came in: the last capture of it on the way up (bridge port,
             // then bridge), so that the walk follows both.
             let mut found = None;
@@ -645,9 +661,14 @@ fn pin_rules(
                 .find(|(i, s)| candidate(*i, s, false))
                 .map(|(i, _)| i.saturating_sub(1))
         };
-        if let Some(a) = anchor {
+        if let Some(a) = anchor
+            && resumed.is_none()
+        {
             used[a] = true;
             cursor.insert(first.netns.clone(), a);
+        }
+        if let Some(a) = anchor {
+            walked.insert((first.netns.clone(), first.id), a);
         }
         let ts = anchor.map(|a| steps[a].ts).unwrap_or_default();
         for e in walk {
@@ -992,6 +1013,44 @@ mod tests {
         obs.conntrack.clear();
         let j = assemble(&obs, &hints());
         assert_eq!(j.conversations.len(), 2);
+    }
+
+    #[test]
+    fn a_walk_interrupted_by_another_goes_on_after_its_packet() {
+        let mut obs = service_over_vxlan();
+        // As a REJECT does: another packet's walk (the ICMP error, from the output hook) is
+        // reported between the first events of a packet's walk and its verdict.
+        let mut icmp = obs.rules[0].clone();
+        icmp.id = 99;
+        icmp.seq = 4;
+        icmp.iif = None;
+        icmp.packet = None;
+        icmp.ip_id = None;
+        let mut verdict = obs.rules[3].clone();
+        verdict.seq = 5;
+        verdict.table = "filter".into();
+        verdict.chain = "KUBE-SERVICES".into();
+        verdict.verdict = Some("drop".into());
+        verdict.packet = None;
+        verdict.ip_id = None;
+        obs.rules.push(icmp);
+        obs.rules.push(verdict);
+        let j = assemble(&obs, &hints());
+        let l = lines(&j);
+        let drop = l
+            .iter()
+            .position(|x| x.contains("ip filter KUBE-SERVICES drop"))
+            .expect("the verdict is in the journey");
+        let sep = l
+            .iter()
+            .position(|x| x.contains("KUBE-SEP-SXIVWICOYRO3J4NJ accept"))
+            .unwrap();
+        let out = l
+            .iter()
+            .position(|x| x.contains("node1/flannel.1 out"))
+            .unwrap();
+        assert!(sep < drop && drop < out, "{l:#?}");
+        assert_eq!(j.steps[drop].ts, j.steps[sep].ts);
     }
 
     #[test]

@@ -313,7 +313,7 @@ fn side_by_side(matched: &Matched, way: Way, journey: &Journey) -> String {
 }
 
 /// Where the flow's packet (going `way`) was last seen, and the last rule it hit.
-fn last_seen(journey: &Journey, way: Way) -> String {
+pub fn last_seen(journey: &Journey, way: Way) -> String {
     let mine = |s: &&Step| s.way == Some(way) && step_role(journey, s) == Some(Role::Main);
     let mut out = String::new();
     match journey

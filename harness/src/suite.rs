@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::{Cluster, ProbeTarget};
 
-use netns_runtime::trace::journey::{FlowHints, Journey, Observation, assemble};
+use netns_runtime::trace::journey::{FlowHints, Journey, Observation, Way, assemble};
 
 use crate::diag::CaseError;
 use crate::hops;
@@ -340,14 +340,25 @@ impl CaseRun {
             let journey = observation
                 .as_ref()
                 .map(|obs| assemble(obs, &self.hints(flow)));
-            if let Some(journey) = &journey
-                && let Some(fault) = hops::check(&flow.hops, self.proxy, journey)
-            {
-                verdict.passed = false;
-                verdict.reason = Some(match verdict.reason.take() {
-                    Some(other) => format!("{other}\n{fault}"),
-                    None => fault,
-                });
+            if let Some(journey) = &journey {
+                match hops::check(&flow.hops, self.proxy, journey) {
+                    Some(fault) => {
+                        verdict.passed = false;
+                        verdict.reason = Some(match verdict.reason.take() {
+                            Some(other) => format!("{other}\n{fault}"),
+                            None => fault,
+                        });
+                    }
+                    // A flow that failed otherwise: where its packet got to.
+                    None if !verdict.passed && flow.exec.is_none() => {
+                        let seen = hops::last_seen(journey, Way::Forward);
+                        verdict.reason = Some(match verdict.reason.take() {
+                            Some(other) => format!("{other}\n{seen}"),
+                            None => seen,
+                        });
+                    }
+                    None => {}
+                }
             }
             let wanted = options.artifacts != ArtifactPolicy::None
                 && (options.artifacts == ArtifactPolicy::All || !verdict.passed);

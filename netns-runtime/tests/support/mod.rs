@@ -1,17 +1,21 @@
 //! What every kernel-facing test target shares: leaving the host's network namespace, running
-//! each trial on a thread of its own in a fresh network namespace, and running a tool (`ip`,
-//! `nft`, `dig`, ...) from that thread with a timeout.
+//! each trial on a thread of its own in a fresh network namespace, running a tool (`ip`,
+//! `nft`, `dig`, ...) from that thread with a timeout, and namespaces held by their fds
+//! ([`Ns`]) for trials that connect several.
 //!
 //! Each target includes this with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
 use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::resume_unwind;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use netns_runtime::tool::{Finished, ToolError, run_here};
+use netns_runtime::netlink::Netlink;
+use netns_runtime::netns;
+use netns_runtime::tool::{self, Finished, ToolError, run_here};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{getegid, geteuid};
 
@@ -106,4 +110,83 @@ pub fn tool(argv: &[&str], timeout: Duration) -> Result<String, Failed> {
 /// The error for `argv` ending as `done`, with `said` (what it wrote) after it.
 pub fn failed(argv: &[&str], done: &Finished, said: &str) -> Failed {
     format!("`{}` failed ({}): {said}", argv.join(" "), done.status).into()
+}
+
+/// How long a tool run inside an [`Ns`] (`nft`, `conntrack`, `iptables-restore`, ...) may take
+/// before it is killed.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A network namespace held by its fd, made by a thread that ended right after.
+pub struct Ns {
+    pub name: &'static str,
+    pub fd: OwnedFd,
+}
+
+impl Ns {
+    /// A fresh namespace with IPv6 off (no router solicitations or MLD reports in captures or
+    /// traces) and `lo` up.
+    pub fn new(name: &'static str) -> Result<Ns, Failed> {
+        let fd = thread::spawn(|| -> Result<OwnedFd, String> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
+            for key in [
+                "net/ipv6/conf/all/disable_ipv6",
+                "net/ipv6/conf/default/disable_ipv6",
+            ] {
+                let _ = netns::write_sysctl(key, "1");
+            }
+            let mut nl = Netlink::open().map_err(|e| e.to_string())?;
+            nl.set_up(1).map_err(|e| e.to_string())?;
+            netns::current().map_err(|e| e.to_string())
+        })
+        .join()
+        .unwrap_or_else(|p| resume_unwind(p))?;
+        Ok(Ns { name, fd })
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets it makes stay there).
+    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        netns::run_in(self.fd.as_fd(), f).expect("setns into a test namespace")
+    }
+
+    /// A netlink socket inside the namespace.
+    pub fn netlink(&self) -> Result<Netlink, Failed> {
+        Ok(self.run(Netlink::open)?)
+    }
+
+    /// Runs a tool inside the namespace, killed after [`TOOL_TIMEOUT`]; a non-zero exit is an
+    /// error with what it said.
+    pub fn tool(
+        &self,
+        program: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<String, Failed> {
+        tool::run(
+            &self.fd,
+            program,
+            args,
+            stdin.map(str::as_bytes),
+            TOOL_TIMEOUT,
+        )
+        .map_err(|e| format!("{}: {e}", self.name).into())
+    }
+
+    /// Waits until `iface` is up with its qdisc attached: the kernel's link watch does that
+    /// asynchronously after a link comes up, and until then frames are dropped (`qdisc noop`).
+    pub fn wait_ready(&self, iface: &str) -> TestResult {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let out = netns::command_in(&self.fd, "ip")
+                .args(["-o", "link", "show", "dev", iface])
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            if out.status.success() && !text.contains("qdisc noop") && text.contains("state UP") {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{}/{iface} not ready: {text}", self.name).into());
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::process::Command;
@@ -17,13 +16,12 @@ use std::time::{Duration, Instant};
 use libtest_mimic::Failed;
 use netns_runtime::capture::decode::{IPPROTO_UDP, Transport};
 use netns_runtime::capture::{self, CaptureSet, Captured, PointStats, pcapng};
-use netns_runtime::probe::echo_request;
 use netns_runtime::topology::{Mac, Vxlan};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod support;
 
-use support::{Ns, Test, TestResult};
+use support::{Ns, Test, TestResult, ping};
 
 /// How long switching kernel timestamps on took, and whether it worked.
 static KEEPER: std::sync::OnceLock<(Duration, Result<(), String>)> = std::sync::OnceLock::new();
@@ -233,37 +231,6 @@ fn veth_pair() -> Result<(Ns, Ns), Failed> {
     a.wait_ready("va")?;
     b.wait_ready("vb")?;
     Ok((a, b))
-}
-
-/// Sends an ICMP echo request from the calling thread's namespace and waits for the reply.
-fn ping(dst: Ipv4Addr, id: u16, seq: u16) -> Result<(), String> {
-    let s =
-        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| e.to_string())?;
-    s.send_to(
-        &echo_request(id, seq, b"podpath"),
-        &SockAddr::from(SocketAddrV4::new(dst, 0)),
-    )
-    .map_err(|e| format!("send echo request: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-    loop {
-        let (n, _) = s
-            .recv_from(&mut buf)
-            .map_err(|e| format!("no echo reply: {e}"))?;
-        // SAFETY: recv_from initialised the first n bytes.
-        let p: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        let ihl = usize::from(p[0] & 0x0f) * 4;
-        if p.get(ihl) == Some(&0)
-            && p.get(ihl + 4..ihl + 8)
-                == Some(&[(id >> 8) as u8, id as u8, (seq >> 8) as u8, seq as u8][..])
-        {
-            return Ok(());
-        }
-    }
 }
 
 // ---- trials ---------------------------------------------------------------------------------

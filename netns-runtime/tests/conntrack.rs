@@ -8,7 +8,6 @@
 //! threads, held by their fds) and configures them over netlink from threads inside them.
 
 use std::io::{Read as _, Write as _};
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::thread;
@@ -16,16 +15,14 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::Failed;
 use netns_runtime::netns;
-use netns_runtime::probe::echo_request;
 use netns_runtime::trace::Tuple;
 use netns_runtime::trace::conntrack::{
     self, Direction, Entry, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT, IcmpKind,
 };
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod support;
 
-use support::{Ns, TOOL_TIMEOUT, Test, TestResult};
+use support::{Ns, TOOL_TIMEOUT, Test, TestResult, ping};
 
 fn main() {
     let tests: Vec<(&str, Test)> = vec![
@@ -151,35 +148,6 @@ fn tuple(proto: u8, from: SocketAddrV4, to: SocketAddrV4) -> Tuple {
         dst: *to.ip(),
         sport: from.port(),
         dport: to.port(),
-    }
-}
-
-/// Sends an ICMP echo request from the calling thread's namespace and waits for its reply.
-fn ping(dst: Ipv4Addr, id: u16, seq: u16) -> Result<(), String> {
-    let s =
-        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| e.to_string())?;
-    s.send_to(
-        &echo_request(id, seq, b"podpath"),
-        &SockAddr::from(SocketAddrV4::new(dst, 0)),
-    )
-    .map_err(|e| format!("send echo request: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-    loop {
-        let (n, _) = s
-            .recv_from(&mut buf)
-            .map_err(|e| format!("no echo reply: {e}"))?;
-        // SAFETY: recv_from initialised the first n bytes.
-        let p: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        let ihl = usize::from(p[0] & 0x0f) * 4;
-        let [id_hi, id_lo] = id.to_be_bytes();
-        if p.get(ihl) == Some(&0) && p.get(ihl + 4..ihl + 6) == Some(&[id_hi, id_lo][..]) {
-            return Ok(());
-        }
     }
 }
 

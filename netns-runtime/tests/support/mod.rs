@@ -1,12 +1,14 @@
 //! What every kernel-facing test target shares: leaving the host's network namespace, running
 //! each trial on a thread of its own in a fresh network namespace, running a tool (`ip`,
-//! `nft`, `dig`, ...) from that thread with a timeout, and namespaces held by their fds
-//! ([`Ns`]) for trials that connect several.
+//! `nft`, `dig`, ...) from that thread with a timeout, namespaces held by their fds ([`Ns`]) for
+//! trials that connect several, and a ping between them.
 //!
 //! Each target includes this with `mod support;` and uses only part of it.
 #![allow(dead_code)]
 
 use std::fs;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::resume_unwind;
 use std::thread;
@@ -15,9 +17,11 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use netns_runtime::netlink::Netlink;
 use netns_runtime::netns;
+use netns_runtime::probe::echo_request;
 use netns_runtime::tool::{self, Finished, ToolError, run_here};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{getegid, geteuid};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 pub type TestResult = Result<(), Failed>;
 pub type Test = fn() -> TestResult;
@@ -187,6 +191,38 @@ impl Ns {
                 return Err(format!("{}/{iface} not ready: {text}", self.name).into());
             }
             thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Sends an ICMP echo request from the calling thread's namespace and waits for the reply
+/// (the echo reply with the same `id` and `seq`).
+pub fn ping(dst: Ipv4Addr, id: u16, seq: u16) -> Result<(), String> {
+    let s =
+        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| e.to_string())?;
+    s.send_to(
+        &echo_request(id, seq, b"podpath"),
+        &SockAddr::from(SocketAddrV4::new(dst, 0)),
+    )
+    .map_err(|e| format!("send echo request: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    loop {
+        let (n, _) = s
+            .recv_from(&mut buf)
+            .map_err(|e| format!("no echo reply: {e}"))?;
+        // SAFETY: recv_from initialised the first n bytes.
+        let p: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        let ihl = usize::from(p[0] & 0x0f) * 4;
+        if p.get(ihl) == Some(&0)
+            && p.get(ihl + 4..ihl + 8)
+                == Some(&[(id >> 8) as u8, id as u8, (seq >> 8) as u8, seq as u8][..])
+        {
+            return Ok(());
         }
     }
 }

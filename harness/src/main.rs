@@ -1,6 +1,6 @@
 //! The `podpath` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -240,15 +240,8 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
 }
 
 fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>) -> ExitCode {
-    let plan = match podpath::plan::load(&case) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mode = match proxy_mode(&plan, proxy.as_deref()) {
-        Ok(m) => m,
+    let (plan, mode) = match load_with_mode(&case, proxy.as_deref()) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let cluster = match Cluster::build(&plan.topology) {
@@ -324,6 +317,17 @@ fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>) -> ExitCode
     code
 }
 
+/// The plan of `case` and the mode `--proxy` picks for it ([`proxy_mode`]); on an error,
+/// said on standard error, the code to exit with.
+fn load_with_mode(case: &Path, proxy: Option<&str>) -> Result<(Plan, Option<ProxyMode>), ExitCode> {
+    let plan = podpath::plan::load(case).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    })?;
+    let mode = proxy_mode(&plan, proxy)?;
+    Ok((plan, mode))
+}
+
 /// `--proxy`: a mode by name, `none`, or by default the case's first mode.
 fn proxy_mode(plan: &Plan, proxy: Option<&str>) -> Result<Option<ProxyMode>, ExitCode> {
     match proxy {
@@ -337,15 +341,8 @@ fn proxy_mode(plan: &Plan, proxy: Option<&str>) -> Result<Option<ProxyMode>, Exi
 }
 
 fn trace(case: PathBuf, flow: Option<String>, proxy: Option<String>) -> ExitCode {
-    let plan = match podpath::plan::load(&case) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mode = match proxy_mode(&plan, proxy.as_deref()) {
-        Ok(m) => m,
+    let (plan, mode) = match load_with_mode(&case, proxy.as_deref()) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let selected: Vec<usize> = (0..plan.flows.len())

@@ -3519,43 +3519,120 @@ impl fmt::Display for DisplayDuration {
     }
 }
 
-/// Deterministic random edits of a valid case (cut, insert one of `pieces`, duplicate),
-/// `rounds` times from `seed` (xorshift64, so a failure reproduces): none may panic, and every error
-/// they cause must be reported with a location.
+/// Test helpers shared by the tests of this module and of its submodules (`dns`, `hops`,
+/// `services`); each of those reads its cases as a file of its own (`file`).
 #[cfg(test)]
-pub(crate) fn assert_edits_stay_located(valid: &str, pieces: &[&str], seed: u64, rounds: usize) {
-    let chars: Vec<char> = valid.chars().collect();
-    let mut seed = seed;
-    let mut next = |bound: usize| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed % bound as u64) as usize
-    };
-    for round in 0..rounds {
-        let mut text = chars.clone();
-        for _ in 0..=next(3) {
-            let at = next(text.len() + 1);
-            match next(3) {
-                0 => {
-                    let end = (at + next(8)).min(text.len());
-                    text.drain(at..end);
-                }
-                1 => {
-                    let piece = pieces[next(pieces.len())];
-                    text.splice(at..at, piece.chars());
-                }
-                _ => {
-                    let end = (at + next(40)).min(text.len());
-                    let copy: Vec<char> = text[at..end].to_vec();
-                    text.splice(at..at, copy);
+pub(crate) mod testing {
+    use std::net::Ipv4Addr;
+    use std::path::Path;
+
+    use super::{Plan, load_str};
+    use crate::diag::{Diagnostic, Location};
+
+    /// The plan of `yaml` read as `file`; panics with the errors if there are any.
+    pub(crate) fn plan(file: &str, yaml: &str) -> Plan {
+        match load_str(Path::new(file), yaml) {
+            Ok(plan) => plan,
+            Err(err) => panic!("unexpected errors:\n{err}"),
+        }
+    }
+
+    /// The errors of `yaml` read as `file`; panics if it plans.
+    pub(crate) fn diagnostics(file: &str, yaml: &str) -> Vec<Diagnostic> {
+        match load_str(Path::new(file), yaml) {
+            Ok(plan) => panic!("expected errors, got a plan:\n{plan}"),
+            Err(err) => err.diagnostics().to_vec(),
+        }
+    }
+
+    pub(crate) fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    /// Where each of `found` is, as (line, column); panics on one without a location.
+    pub(crate) fn locations(found: &[Diagnostic]) -> Vec<(u64, u64)> {
+        found
+            .iter()
+            .map(|d| d.location.map(|l| (l.line, l.column)).unwrap())
+            .collect()
+    }
+
+    /// Asserts that `found` is one diagnostic, at `line`:`column`; returns them shown.
+    pub(crate) fn assert_one_at(found: &[Diagnostic], line: u64, column: u64) -> Vec<String> {
+        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
+        assert_eq!(found.len(), 1, "{all:#?}");
+        assert_eq!(
+            found[0].location,
+            Some(Location { line, column }),
+            "{all:#?}"
+        );
+        all
+    }
+
+    /// [`assert_one_at`], and the diagnostic's message contains `message`.
+    pub(crate) fn assert_one_saying(
+        found: &[Diagnostic],
+        line: u64,
+        column: u64,
+        message: &str,
+    ) -> Vec<String> {
+        let all = assert_one_at(found, line, column);
+        assert!(found[0].message.contains(message), "{all:#?}");
+        all
+    }
+
+    /// [`assert_one_saying`] for the errors of `yaml` read as `file`, and the diagnostic is
+    /// shown as `file:line:column: ...`.
+    pub(crate) fn assert_one_error(file: &str, yaml: &str, line: u64, column: u64, message: &str) {
+        let all = assert_one_saying(&diagnostics(file, yaml), line, column, message);
+        assert!(
+            all[0].starts_with(&format!("{file}:{line}:{column}: ")),
+            "{all:#?}"
+        );
+    }
+
+    /// Deterministic random edits of a valid case (cut, insert one of `pieces`, duplicate),
+    /// `rounds` times from `seed` (xorshift64, so a failure reproduces): none may panic, and
+    /// every error they cause must be reported with a location.
+    pub(crate) fn assert_edits_stay_located(
+        valid: &str,
+        pieces: &[&str],
+        seed: u64,
+        rounds: usize,
+    ) {
+        let chars: Vec<char> = valid.chars().collect();
+        let mut seed = seed;
+        let mut next = |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        for round in 0..rounds {
+            let mut text = chars.clone();
+            for _ in 0..=next(3) {
+                let at = next(text.len() + 1);
+                match next(3) {
+                    0 => {
+                        let end = (at + next(8)).min(text.len());
+                        text.drain(at..end);
+                    }
+                    1 => {
+                        let piece = pieces[next(pieces.len())];
+                        text.splice(at..at, piece.chars());
+                    }
+                    _ => {
+                        let end = (at + next(40)).min(text.len());
+                        let copy: Vec<char> = text[at..end].to_vec();
+                        text.splice(at..at, copy);
+                    }
                 }
             }
-        }
-        let text: String = text.into_iter().collect();
-        if let Err(err) = load_str(Path::new("cases/mutated.yaml"), &text) {
-            for d in err.diagnostics() {
-                assert!(d.location.is_some(), "round {round}: unlocated {d}\n{text}");
+            let text: String = text.into_iter().collect();
+            if let Err(err) = load_str(Path::new("cases/mutated.yaml"), &text) {
+                for d in err.diagnostics() {
+                    assert!(d.location.is_some(), "round {round}: unlocated {d}\n{text}");
+                }
             }
         }
     }
@@ -3563,28 +3640,14 @@ pub(crate) fn assert_edits_stay_located(valid: &str, pieces: &[&str], seed: u64,
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{
+        assert_edits_stay_located, assert_one_error, assert_one_saying, diagnostics, ip, locations,
+        plan,
+    };
     use super::*;
     use rstest::rstest;
 
     const FILE: &str = "cases/t.yaml";
-
-    fn plan(yaml: &str) -> Plan {
-        match load_str(Path::new(FILE), yaml) {
-            Ok(plan) => plan,
-            Err(err) => panic!("unexpected errors:\n{err}"),
-        }
-    }
-
-    fn diagnostics(yaml: &str) -> Vec<Diagnostic> {
-        match load_str(Path::new(FILE), yaml) {
-            Ok(plan) => panic!("expected errors, got a plan:\n{plan}"),
-            Err(err) => err.diagnostics().to_vec(),
-        }
-    }
-
-    fn ip(text: &str) -> Ipv4Addr {
-        text.parse().unwrap()
-    }
 
     fn cidr(text: &str) -> Ipv4Net {
         text.parse().unwrap()
@@ -3610,6 +3673,7 @@ mod tests {
     #[test]
     fn nodes_get_positional_subnets_and_addresses_unless_set() {
         let plan = plan(
+            FILE,
             "nodes: [node1, node2, { name: node3, podCIDR: 10.244.7.0/24, address: 172.18.0.20 }]\n",
         );
         let nodes = &plan.topology.nodes;
@@ -3639,6 +3703,7 @@ mod tests {
     #[test]
     fn cluster_settings_change_subnets_and_addresses() {
         let plan = plan(
+            FILE,
             "cluster: { podCIDR: 10.100.0.0/16, subnetLen: 26, nodeCIDR: 192.168.50.0/24 }\n\
              nodes: [node1, node2]\n\
              pods: [{ name: a, node: node2 }]\n",
@@ -3655,6 +3720,7 @@ mod tests {
     #[test]
     fn pods_get_the_next_free_address_per_node_in_declared_order() {
         let plan = plan(
+            FILE,
             "nodes: [node1, node2]\n\
              pods:\n\
              - { name: a, node: node1 }\n\
@@ -3675,6 +3741,7 @@ mod tests {
     #[test]
     fn fixed_pod_addresses_are_kept_and_skipped() {
         let plan = plan(
+            FILE,
             "nodes: [node1]\n\
              pods:\n\
              - { name: a, node: node1 }\n\
@@ -3701,9 +3768,10 @@ mod tests {
         let pods: String = (1..=5)
             .map(|i| format!("  - {{ name: p{i}, node: node1 }}\n"))
             .collect();
-        let plan = plan(&format!(
-            "cluster: {{ subnetLen: 29 }}\nnodes: [node1]\npods:\n{pods}"
-        ));
+        let plan = plan(
+            FILE,
+            &format!("cluster: {{ subnetLen: 29 }}\nnodes: [node1]\npods:\n{pods}"),
+        );
         assert_eq!(plan.topology.pods[4].eth0.addr, cidr("10.244.0.14/29"));
     }
 
@@ -3711,7 +3779,7 @@ mod tests {
 
     #[test]
     fn node_interfaces_follow_kind_cni_and_flannel() {
-        let plan = plan("nodes: [node1, node2]\n");
+        let plan = plan(FILE, "nodes: [node1, node2]\n");
         let topo = &plan.topology;
         assert_eq!(
             topo.underlay,
@@ -3766,6 +3834,7 @@ mod tests {
     #[test]
     fn pod_interfaces_routes_and_listeners() {
         let plan = plan(
+            FILE,
             "nodes: [node1]\n\
              pods: [{ name: a, node: node1, namespace: shop, listen: [9000, 5353/udp, 8080/tcp, 53/udp] }]\n",
         );
@@ -3820,9 +3889,10 @@ mod tests {
         let pods: String = (0..300)
             .map(|i| format!("  - {{ name: p{i}, node: node1 }}\n"))
             .collect();
-        let plan = plan(&format!(
-            "cluster: {{ subnetLen: 22 }}\nnodes: [node1]\npods:\n{pods}"
-        ));
+        let plan = plan(
+            FILE,
+            &format!("cluster: {{ subnetLen: 22 }}\nnodes: [node1]\npods:\n{pods}"),
+        );
         let veths: HashSet<&str> = plan
             .topology
             .pods
@@ -3837,7 +3907,7 @@ mod tests {
 
     #[test]
     fn flannel_programs_one_neighbour_fdb_entry_and_route_per_peer() {
-        let plan = plan("nodes: [node1, node2, node3]\n");
+        let plan = plan(FILE, "nodes: [node1, node2, node3]\n");
         let nodes = &plan.topology.nodes;
         for (i, node) in nodes.iter().enumerate() {
             assert_eq!(node.neighbours.len(), 2, "{}", node.name);
@@ -3894,7 +3964,10 @@ mod tests {
 
     #[test]
     fn host_gw_routes_each_peer_subnet_via_the_peer_address() {
-        let plan = plan("cluster: { overlay: host-gw }\nnodes: [node1, node2, node3]\n");
+        let plan = plan(
+            FILE,
+            "cluster: { overlay: host-gw }\nnodes: [node1, node2, node3]\n",
+        );
         let node = &plan.topology.nodes[1];
         assert_eq!(node.vxlan, None);
         assert!(node.neighbours.is_empty() && node.fdb.is_empty());
@@ -3929,7 +4002,7 @@ mod tests {
 
     #[test]
     fn overlay_none_programs_nothing() {
-        let plan = plan("cluster: { overlay: none }\nnodes: [node1, node2]\n");
+        let plan = plan(FILE, "cluster: { overlay: none }\nnodes: [node1, node2]\n");
         for node in &plan.topology.nodes {
             assert_eq!(node.vxlan, None);
             assert_eq!(node.routes, [default_route()]);
@@ -3949,9 +4022,12 @@ mod tests {
         #[case] pods: u32,
         #[case] vxlan: Option<u32>,
     ) {
-        let plan = plan(&format!(
-            "cluster: {{ {cluster} }}\nnodes: [node1]\npods: [{{ name: a, node: node1 }}]\n"
-        ));
+        let plan = plan(
+            FILE,
+            &format!(
+                "cluster: {{ {cluster} }}\nnodes: [node1]\npods: [{{ name: a, node: node1 }}]\n"
+            ),
+        );
         let node = &plan.topology.nodes[0];
         assert_eq!(plan.topology.underlay.mtu, eth0);
         assert_eq!(node.eth0.mtu, eth0);
@@ -3965,6 +4041,7 @@ mod tests {
     #[test]
     fn flows_resolve_targets_and_expectations() {
         let plan = plan(
+            FILE,
             "nodes: [node1, node2]
 pods:
   - { name: a, node: node1 }
@@ -4049,6 +4126,7 @@ flows:
     fn an_address_target_may_expect_any_listening_pods() {
         // A Service-like address: the planner cannot know who answers, so any pods may be named.
         let plan = plan(
+            FILE,
             "nodes: [node1]\n\
              pods: [{ name: a, node: node1, listen: [80] }, { name: b, node: node1, listen: [80] }]\n\
              flows: [{ name: f, from: a, to: 10.96.0.10:80, expect: { reach: [a, b] } }]\n",
@@ -4103,7 +4181,7 @@ flows:
         #[case] yaml: &str,
         #[case] expected: Option<(&str, &str, u32, &str)>,
     ) {
-        let plan = plan(yaml);
+        let plan = plan(FILE, yaml);
         let mac = expected.map(|(_, mac, _, _)| mac);
         let expected = expected.map(|(addr, _, mtu, listen)| External {
             name: "external".into(),
@@ -4141,6 +4219,7 @@ flows:
     #[test]
     fn flows_go_from_and_to_the_external_host() {
         let plan = plan(
+            FILE,
             "external: { listen: [8080/tcp, 53/udp] }
 nodes: [node1, node2]
 pods:
@@ -4263,17 +4342,20 @@ flows:
 "
             )
         };
-        assert_eq!(plan(&case("vxlan")).flows.len(), 5);
+        assert_eq!(plan(FILE, &case("vxlan")).flows.len(), 5);
         let reach_web = |text: String, flow: &str| {
             let old = format!("{flow}, expect: {{ fail: timeout }}");
             text.replace(&old, &format!("{flow}, expect: {{ reach: web }}"))
         };
         let from_b = "from: b, to: 172.18.0.3:30000";
-        assert_eq!(plan(&reach_web(case("none"), from_b)).flows.len(), 5);
-        let found = diagnostics(&reach_web(
-            reach_web(case("vxlan"), from_b),
-            "from: external, to: node2:30000",
-        ));
+        assert_eq!(plan(FILE, &reach_web(case("none"), from_b)).flows.len(), 5);
+        let found = diagnostics(
+            FILE,
+            &reach_web(
+                reach_web(case("vxlan"), from_b),
+                "from: external, to: node2:30000",
+            ),
+        );
         let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
         assert_eq!(
             all,
@@ -4407,15 +4489,7 @@ flows:
         #[case] column: u64,
         #[case] message: &str,
     ) {
-        let found = diagnostics(yaml);
-        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
-        assert_eq!(found.len(), 1, "{all:#?}");
-        assert_eq!(
-            found[0].location,
-            Some(Location { line, column }),
-            "{all:#?}"
-        );
-        assert!(found[0].message.contains(message), "{all:#?}");
+        assert_one_saying(&diagnostics(FILE, yaml), line, column, message);
     }
 
     // --- validation ----------------------------------------------------------------------
@@ -4867,24 +4941,13 @@ flows:
         #[case] column: u64,
         #[case] message: &str,
     ) {
-        let found = diagnostics(yaml);
-        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
-        assert_eq!(found.len(), 1, "{all:#?}");
-        assert_eq!(
-            found[0].location,
-            Some(Location { line, column }),
-            "{all:#?}"
-        );
-        assert!(found[0].message.contains(message), "{all:#?}");
-        assert!(
-            all[0].starts_with(&format!("{FILE}:{line}:{column}: ")),
-            "{all:#?}"
-        );
+        assert_one_error(FILE, yaml, line, column, message);
     }
 
     #[test]
     fn every_error_of_a_file_is_reported_in_file_order() {
         let found = diagnostics(
+            FILE,
             "cluster: { mtu: 100 }
 nodes: [node1, Bad]
 pods:
@@ -4893,12 +4956,8 @@ flows:
   - { name: f, from: zz, to: a:80, timeout: 1h, expect: { fail: sometimes } }
 ",
         );
-        let got: Vec<(u64, u64)> = found
-            .iter()
-            .map(|d| d.location.map(|l| (l.line, l.column)).unwrap())
-            .collect();
         assert_eq!(
-            got,
+            locations(&found),
             [
                 (1, 17),
                 (2, 16),
@@ -5012,7 +5071,7 @@ flows:
   - { name: h, from: external, to: node2:30000, expect: { fail: timeout } }
   - { name: i, from: b, to: external:80, expect: { reach: external, seenSource: node2 } }
 ";
-        plan(valid);
+        plan(FILE, valid);
         let pieces = [
             ":",
             "{",
@@ -5121,6 +5180,7 @@ flows:
     #[test]
     fn the_plan_renders_every_kernel_object_and_flow() {
         let plan = plan(
+            FILE,
             "name: demo
 nodes: [node1, node2]
 pods:
@@ -5175,6 +5235,7 @@ flow g (line 8): a -> udp 10.244.2.2:53 (b), timeout 500ms
     #[test]
     fn the_plan_renders_the_external_host_and_flows_from_it() {
         let plan = plan(
+            FILE,
             "external: { listen: [8080, 53/udp] }
 nodes: [node1]
 pods:

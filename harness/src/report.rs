@@ -415,11 +415,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
-    use netns_runtime::capture::decode::{ETHERTYPE_IPV4, IPPROTO_UDP, build};
+    use netns_runtime::capture::decode::build::captured_udp;
     use netns_runtime::capture::{CapturePoint, pcapng};
-    use netns_runtime::topology::Mac;
 
     use super::*;
 
@@ -702,30 +699,6 @@ mod tests {
         }
     }
 
-    fn captured(netns: &str, iface: &str, ns: u64, outgoing: bool) -> Captured {
-        let udp = build::udp(40001, 5353, b"hi");
-        let frame = build::ethernet(
-            Mac([2, 0, 0, 0, 0, 2]),
-            Mac([2, 0, 0, 0, 0, 1]),
-            ETHERTYPE_IPV4,
-            &build::ipv4(
-                Ipv4Addr::new(10, 244, 1, 2),
-                Ipv4Addr::new(10, 244, 2, 2),
-                IPPROTO_UDP,
-                64,
-                &udp,
-            ),
-        );
-        Captured {
-            netns: netns.into(),
-            iface: iface.into(),
-            ts: Duration::from_nanos(ns),
-            outgoing,
-            orig_len: frame.len(),
-            frame,
-        }
-    }
-
     fn artifacts() -> FlowArtifacts {
         let point = |netns: &str, iface: &str| CapturePoint {
             netns: netns.into(),
@@ -733,8 +706,8 @@ mod tests {
         };
         FlowArtifacts {
             captures: vec![
-                captured("pod-a", "eth0", 1_000, true),
-                captured("node1", "cni0", 2_000, false),
+                captured_udp("pod-a", "eth0", 1_000, true),
+                captured_udp("node1", "cni0", 2_000, false),
             ],
             points: vec![point("pod-a", "eth0"), point("node1", "cni0")],
             journey_markdown: "# pod-a -> pod-b\n\n```mermaid\nsequenceDiagram\n```\n".into(),

@@ -3,11 +3,22 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn podpath() -> Command {
     Command::new(env!("CARGO_BIN_EXE_podpath"))
+}
+
+/// `podpath run CASE --reports REPORTS`, to its end.
+fn run_reporting(case: &Path, reports: &Path) -> Output {
+    podpath()
+        .arg("run")
+        .arg(case)
+        .arg("--reports")
+        .arg(reports)
+        .output()
+        .unwrap()
 }
 
 fn case(name: &str) -> PathBuf {
@@ -54,13 +65,7 @@ fn plan_reports_a_malformed_case_with_file_line_and_column() {
 fn run_fails_an_invalid_case_without_building_it() {
     let path = temp_case("bad-run.yaml", BAD_NODE);
     let reports = path.with_file_name("bad-run-reports");
-    let out = podpath()
-        .arg("run")
-        .arg(&path)
-        .arg("--reports")
-        .arg(&reports)
-        .output()
-        .unwrap();
+    let out = run_reporting(&path, &reports);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(2) {
         // No sandbox here (neither root nor user namespaces): nothing to check.
@@ -109,13 +114,7 @@ fn run_writes_a_junit_report_naming_every_flow() {
     let path = temp_case("reported.yaml", REPORTED);
     let reports = path.with_file_name("reported-reports");
     let _ = std::fs::remove_dir_all(&reports);
-    let out = podpath()
-        .arg("run")
-        .arg(&path)
-        .arg("--reports")
-        .arg(&reports)
-        .output()
-        .unwrap();
+    let out = run_reporting(&path, &reports);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(2) {

@@ -13,6 +13,7 @@ pub mod probe;
 pub mod proxy;
 pub mod resolver;
 pub mod sandbox;
+mod settle;
 pub mod tool;
 pub mod topology;
 pub mod trace;

@@ -8,27 +8,20 @@
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::panic::resume_unwind;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::Command;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Failed;
 use netns_runtime::capture::decode::{IPPROTO_UDP, Transport};
 use netns_runtime::capture::{self, CaptureSet, Captured, PointStats, pcapng};
-use netns_runtime::netlink::Netlink;
-use netns_runtime::netns;
-use netns_runtime::probe::echo_request;
 use netns_runtime::topology::{Mac, Vxlan};
-use nix::sched::{CloneFlags, unshare};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod support;
 
-use support::{Test, TestResult};
+use support::{Ns, Test, TestResult, ping};
 
 /// How long switching kernel timestamps on took, and whether it worked.
 static KEEPER: std::sync::OnceLock<(Duration, Result<(), String>)> = std::sync::OnceLock::new();
@@ -54,63 +47,6 @@ fn main() {
         let _ = KEEPER.set((t.elapsed(), on));
         Ok(())
     });
-}
-
-/// A network namespace held by its fd, made by a thread that ended right after.
-struct Ns {
-    name: &'static str,
-    fd: OwnedFd,
-}
-
-impl Ns {
-    /// A fresh namespace with IPv6 off (no router solicitations or MLD reports in captures)
-    /// and `lo` up.
-    fn new(name: &'static str) -> Result<Ns, Failed> {
-        let fd = thread::spawn(|| -> Result<OwnedFd, String> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
-            for key in [
-                "net/ipv6/conf/all/disable_ipv6",
-                "net/ipv6/conf/default/disable_ipv6",
-            ] {
-                let _ = netns::write_sysctl(key, "1");
-            }
-            let mut nl = Netlink::open().map_err(|e| e.to_string())?;
-            nl.set_up(1).map_err(|e| e.to_string())?;
-            netns::current().map_err(|e| e.to_string())
-        })
-        .join()
-        .unwrap_or_else(|p| resume_unwind(p))?;
-        Ok(Ns { name, fd })
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it makes stay there).
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        netns::run_in(self.fd.as_fd(), f).expect("setns into a test namespace")
-    }
-
-    /// Waits until `iface` is up with its qdisc attached: the kernel's link watch does that
-    /// asynchronously after a link comes up, and until then frames are dropped (`qdisc noop`).
-    fn wait_ready(&self, iface: &str) -> TestResult {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let out = netns::command_in(&self.fd, "ip")
-                .args(["-o", "link", "show", "dev", iface])
-                .output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if out.status.success() && !text.contains("qdisc noop") && text.contains("state UP") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{}/{iface} not ready: {text}", self.name).into());
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// A netlink socket inside the namespace.
-    fn netlink(&self) -> Result<Netlink, Failed> {
-        Ok(self.run(Netlink::open)?)
-    }
 }
 
 fn net(s: &str) -> ipnet::Ipv4Net {
@@ -295,37 +231,6 @@ fn veth_pair() -> Result<(Ns, Ns), Failed> {
     a.wait_ready("va")?;
     b.wait_ready("vb")?;
     Ok((a, b))
-}
-
-/// Sends an ICMP echo request from the calling thread's namespace and waits for the reply.
-fn ping(dst: Ipv4Addr, id: u16, seq: u16) -> Result<(), String> {
-    let s =
-        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| e.to_string())?;
-    s.send_to(
-        &echo_request(id, seq, b"podpath"),
-        &SockAddr::from(SocketAddrV4::new(dst, 0)),
-    )
-    .map_err(|e| format!("send echo request: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-    loop {
-        let (n, _) = s
-            .recv_from(&mut buf)
-            .map_err(|e| format!("no echo reply: {e}"))?;
-        // SAFETY: recv_from initialised the first n bytes.
-        let p: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        let ihl = usize::from(p[0] & 0x0f) * 4;
-        if p.get(ihl) == Some(&0)
-            && p.get(ihl + 4..ihl + 8)
-                == Some(&[(id >> 8) as u8, id as u8, (seq >> 8) as u8, seq as u8][..])
-        {
-            return Ok(());
-        }
-    }
 }
 
 // ---- trials ---------------------------------------------------------------------------------

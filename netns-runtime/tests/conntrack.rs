@@ -8,28 +8,21 @@
 //! threads, held by their fds) and configures them over netlink from threads inside them.
 
 use std::io::{Read as _, Write as _};
-use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, OwnedFd};
-use std::panic::resume_unwind;
+use std::os::fd::AsFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Failed;
-use netns_runtime::netlink::Netlink;
 use netns_runtime::netns;
-use netns_runtime::probe::echo_request;
-use netns_runtime::tool;
 use netns_runtime::trace::Tuple;
 use netns_runtime::trace::conntrack::{
     self, Direction, Entry, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT, IcmpKind,
 };
-use nix::sched::{CloneFlags, unshare};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod support;
 
-use support::{Test, TestResult};
+use support::{Ns, TOOL_TIMEOUT, Test, TestResult, ping};
 
 fn main() {
     let tests: Vec<(&str, Test)> = vec![
@@ -54,9 +47,6 @@ fn main() {
     });
 }
 
-/// How long an `nft` or `conntrack` call may take before it is killed.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// The address clients ask for; the router DNATs it to the server.
 const SERVICE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
@@ -80,70 +70,9 @@ const ROUTER_RULES: &str = "table ip podpath {
 }
 ";
 
-/// A network namespace held by its fd, made by a thread that ended right after.
-struct Ns {
-    name: &'static str,
-    fd: OwnedFd,
-}
-
-impl Ns {
-    /// A fresh namespace with IPv6 off and `lo` up.
-    fn new(name: &'static str) -> Result<Ns, Failed> {
-        let fd = thread::spawn(|| -> Result<OwnedFd, String> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
-            for key in [
-                "net/ipv6/conf/all/disable_ipv6",
-                "net/ipv6/conf/default/disable_ipv6",
-            ] {
-                let _ = netns::write_sysctl(key, "1");
-            }
-            let mut nl = Netlink::open().map_err(|e| e.to_string())?;
-            nl.set_up(1).map_err(|e| e.to_string())?;
-            netns::current().map_err(|e| e.to_string())
-        })
-        .join()
-        .unwrap_or_else(|p| resume_unwind(p))?;
-        Ok(Ns { name, fd })
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it makes stay there).
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        netns::run_in(self.fd.as_fd(), f).expect("setns into a test namespace")
-    }
-
-    fn netlink(&self) -> Result<Netlink, Failed> {
-        Ok(self.run(Netlink::open)?)
-    }
-
-    fn tool(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Failed> {
-        tool::run(
-            &self.fd,
-            program,
-            args,
-            stdin.map(str::as_bytes),
-            TOOL_TIMEOUT,
-        )
-        .map_err(|e| format!("{}: {e}", self.name).into())
-    }
-
-    fn dump(&self) -> Result<Vec<Entry>, Failed> {
-        conntrack::dump(self.fd.as_fd()).map_err(|e| format!("dump {}: {e}", self.name).into())
-    }
-
-    /// Waits until `iface` is up with its qdisc attached (frames are dropped before).
-    fn wait_ready(&self, iface: &str) -> TestResult {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let text = self.tool("ip", &["-o", "link", "show", "dev", iface], None)?;
-            if !text.contains("qdisc noop") && text.contains("state UP") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{}/{iface} not ready: {text}", self.name).into());
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
+/// What `trace::conntrack::dump` reads from `ns`'s table.
+fn dump(ns: &Ns) -> Result<Vec<Entry>, Failed> {
+    conntrack::dump(ns.fd.as_fd()).map_err(|e| format!("dump {}: {e}", ns.name).into())
 }
 
 fn expect(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
@@ -219,35 +148,6 @@ fn tuple(proto: u8, from: SocketAddrV4, to: SocketAddrV4) -> Tuple {
         dst: *to.ip(),
         sport: from.port(),
         dport: to.port(),
-    }
-}
-
-/// Sends an ICMP echo request from the calling thread's namespace and waits for its reply.
-fn ping(dst: Ipv4Addr, id: u16, seq: u16) -> Result<(), String> {
-    let s =
-        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).map_err(|e| e.to_string())?;
-    s.send_to(
-        &echo_request(id, seq, b"podpath"),
-        &SockAddr::from(SocketAddrV4::new(dst, 0)),
-    )
-    .map_err(|e| format!("send echo request: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
-    loop {
-        let (n, _) = s
-            .recv_from(&mut buf)
-            .map_err(|e| format!("no echo reply: {e}"))?;
-        // SAFETY: recv_from initialised the first n bytes.
-        let p: Vec<u8> = buf[..n]
-            .iter()
-            .map(|b| unsafe { b.assume_init() })
-            .collect();
-        let ihl = usize::from(p[0] & 0x0f) * 4;
-        let [id_hi, id_lo] = id.to_be_bytes();
-        if p.get(ihl) == Some(&0) && p.get(ihl + 4..ihl + 6) == Some(&[id_hi, id_lo][..]) {
-            return Ok(());
-        }
     }
 }
 
@@ -347,7 +247,7 @@ fn dnat_masquerade_and_echo() -> TestResult {
     // UDP nobody answers (the port unreachable error does not count as a reply).
     client_udp.send_to(b"lost", (SERVER, 9))?;
 
-    let entries = p.router.dump()?;
+    let entries = dump(&p.router)?;
     println!("{}", conntrack::render(&entries));
 
     // TCP: DNAT only.
@@ -524,19 +424,19 @@ fn events_report_what_happened_while_listening() -> TestResult {
 fn untracked_namespaces_are_empty() -> TestResult {
     // Never used by anything.
     let quiet = Ns::new("quiet")?;
-    let entries = quiet.dump()?;
+    let entries = dump(&quiet)?;
     expect(entries.is_empty(), || conntrack::render(&entries))?;
     // Traffic went through the client, but nothing there asked for connection tracking.
     let p = path()?;
     p.client.run(|| ping(SERVER, ECHO_ID, 1))?;
-    let router = p.router.dump()?;
+    let router = dump(&p.router)?;
     expect(router.iter().any(|e| e.orig.proto == 1), || {
         format!(
             "the router tracked no echo:\n{}",
             conntrack::render(&router)
         )
     })?;
-    let client = p.client.dump()?;
+    let client = dump(&p.client)?;
     expect(client.is_empty(), || conntrack::render(&client))?;
     // Something that is not a namespace.
     let not_a_netns = std::fs::File::open("/")?;
@@ -556,7 +456,7 @@ fn dump_cost() -> TestResult {
     let sender = p.client.run(|| UdpSocket::bind((CLIENT, 0)))?;
     let time_dumps = |want: usize| -> Result<Duration, Failed> {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while p.router.dump()?.len() < want {
+        while dump(&p.router)?.len() < want {
             if Instant::now() > deadline {
                 return Err(format!("the router never had {want} entries").into());
             }
@@ -565,7 +465,7 @@ fn dump_cost() -> TestResult {
         let mut times = Vec::new();
         for _ in 0..21 {
             let t = Instant::now();
-            let n = p.router.dump()?.len();
+            let n = dump(&p.router)?.len();
             times.push(t.elapsed());
             expect(n >= want, || format!("{n} entries, expected {want}"))?;
         }

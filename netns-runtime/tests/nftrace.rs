@@ -9,25 +9,20 @@
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
-use std::os::fd::{AsFd, OwnedFd};
-use std::panic::resume_unwind;
-use std::thread;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Failed;
-use netns_runtime::netlink::Netlink;
 use netns_runtime::netns;
-use netns_runtime::tool;
 use netns_runtime::trace::Tuple;
 use netns_runtime::trace::nftrace::{
     self, RuleBook, RuleEvent, TRACE_TABLE, TraceKind, TraceSet, TraceStats,
 };
-use nix::sched::{CloneFlags, unshare};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 mod support;
 
-use support::{Test, TestResult};
+use support::{Ns, Test, TestResult};
 
 fn main() {
     let tests: Vec<(&str, Test)> = vec![
@@ -62,73 +57,6 @@ fn can_trace() -> Result<(), String> {
     TraceSet::start(&[("probe", probe.fd.as_fd())])
         .map(drop)
         .map_err(|e| format!("the kernel has no nf_tables trace group: {e}"))
-}
-
-/// A network namespace held by its fd, made by a thread that ended right after.
-struct Ns {
-    name: &'static str,
-    fd: OwnedFd,
-}
-
-impl Ns {
-    /// A fresh namespace with IPv6 off (no router solicitations in the trace) and `lo` up.
-    fn new(name: &'static str) -> Result<Ns, Failed> {
-        let fd = thread::spawn(|| -> Result<OwnedFd, String> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare netns: {e}"))?;
-            for key in [
-                "net/ipv6/conf/all/disable_ipv6",
-                "net/ipv6/conf/default/disable_ipv6",
-            ] {
-                let _ = netns::write_sysctl(key, "1");
-            }
-            let mut nl = Netlink::open().map_err(|e| e.to_string())?;
-            nl.set_up(1).map_err(|e| e.to_string())?;
-            netns::current().map_err(|e| e.to_string())
-        })
-        .join()
-        .unwrap_or_else(|p| resume_unwind(p))?;
-        Ok(Ns { name, fd })
-    }
-
-    /// Runs `f` on a thread inside the namespace (sockets it makes stay there).
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        netns::run_in(self.fd.as_fd(), f).expect("setns into a test namespace")
-    }
-
-    fn netlink(&self) -> Result<Netlink, Failed> {
-        Ok(self.run(Netlink::open)?)
-    }
-
-    /// Runs a tool inside the namespace; a non-zero exit is an error with what it said.
-    fn tool(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Failed> {
-        tool::run(
-            &self.fd,
-            program,
-            args,
-            stdin.map(str::as_bytes),
-            Duration::from_secs(20),
-        )
-        .map_err(|e| format!("{}: {e}", self.name).into())
-    }
-
-    /// Waits until `iface` is up with its qdisc attached (the kernel's link watch does that
-    /// asynchronously; until then frames are dropped).
-    fn wait_ready(&self, iface: &str) -> TestResult {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let out = netns::command_in(&self.fd, "ip")
-                .args(["-o", "link", "show", "dev", iface])
-                .output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if out.status.success() && !text.contains("qdisc noop") && text.contains("state UP") {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{}/{iface} not ready: {text}", self.name).into());
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
 }
 
 fn ip(s: &str) -> Ipv4Addr {

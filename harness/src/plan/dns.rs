@@ -1024,13 +1024,15 @@ pub(super) fn describe_resolution(resolution: &NameResolution) -> String {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddrV4;
-    use std::path::Path;
 
     use rstest::rstest;
 
     use super::*;
     use crate::diag::Diagnostic;
-    use crate::plan::{Plan, ProxyMode, ServiceVia, load_str};
+    use crate::plan::testing::{
+        assert_edits_stay_located, assert_one_at, assert_one_saying, diagnostics, ip, plan,
+    };
+    use crate::plan::{ProxyMode, ServiceVia};
 
     const FILE: &str = "cases/d.yaml";
 
@@ -1051,24 +1053,6 @@ services:
   - { name: db, clusterIP: None, selector: { app: db }, ports: [{ name: pg, port: 5432 }] }
 ";
 
-    fn plan(yaml: &str) -> Plan {
-        match load_str(Path::new(FILE), yaml) {
-            Ok(plan) => plan,
-            Err(err) => panic!("unexpected errors:\n{err}"),
-        }
-    }
-
-    fn diagnostics(yaml: &str) -> Vec<Diagnostic> {
-        match load_str(Path::new(FILE), yaml) {
-            Ok(plan) => panic!("expected errors, got a plan:\n{plan}"),
-            Err(err) => err.diagnostics().to_vec(),
-        }
-    }
-
-    fn ip(text: &str) -> Ipv4Addr {
-        text.parse().unwrap()
-    }
-
     fn with_flows(flows: &str) -> String {
         format!("{CLUSTER}flows:\n{flows}")
     }
@@ -1077,7 +1061,7 @@ services:
 
     #[test]
     fn the_dns_pod_comes_after_the_case_pods_and_kube_dns_at_the_tenth_address() {
-        let plan = plan(CLUSTER);
+        let plan = plan(FILE, CLUSTER);
         let topo = &plan.topology;
         let names: Vec<&str> = topo.pods.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
@@ -1154,9 +1138,12 @@ services:
         #[case] head: &str,
         #[case] expected: &str,
     ) {
-        let plan = plan(&format!(
-            "{head}nodes: [n1]\npods: [{{ name: a, node: n1 }}]\nservices: [{{ name: s, selector: {{ x: y }}, ports: [{{ port: 1 }}] }}]\n"
-        ));
+        let plan = plan(
+            FILE,
+            &format!(
+                "{head}nodes: [n1]\npods: [{{ name: a, node: n1 }}]\nservices: [{{ name: s, selector: {{ x: y }}, ports: [{{ port: 1 }}] }}]\n"
+            ),
+        );
         let dns = plan.services.iter().find(|s| s.name == "kube-dns").unwrap();
         assert_eq!(dns.cluster_ip, Some(ip(expected)));
         let resolv = plan.topology.pods[0].resolv_conf.as_deref().unwrap();
@@ -1170,7 +1157,10 @@ services:
 
     #[test]
     fn without_dns_nothing_changes() {
-        let plan = plan("nodes: [n1]\npods: [{ name: a, node: n1, hostname: h, subdomain: s }]\n");
+        let plan = plan(
+            FILE,
+            "nodes: [n1]\npods: [{ name: a, node: n1, hostname: h, subdomain: s }]\n",
+        );
         assert_eq!(plan.topology.dns, None);
         assert_eq!(plan.topology.pods.len(), 1);
         assert_eq!(plan.topology.pods[0].resolv_conf, None);
@@ -1181,14 +1171,17 @@ services:
 
     #[test]
     fn dns_brings_the_service_proxy_and_works_without_overlay_changes() {
-        let with = plan("cluster: { overlay: host-gw }\ndns: { node: n2 }\nnodes: [n1, n2]\n");
+        let with = plan(
+            FILE,
+            "cluster: { overlay: host-gw }\ndns: { node: n2 }\nnodes: [n1, n2]\n",
+        );
         assert_eq!(with.proxy_modes, ProxyMode::ALL.to_vec());
         assert_eq!(
             with.topology.pod("coredns").unwrap().eth0.addr.addr(),
             ip("10.244.2.2")
         );
         // flannel is untouched: the same routes as without DNS.
-        let without = plan("cluster: { overlay: host-gw }\nnodes: [n1, n2]\n");
+        let without = plan(FILE, "cluster: { overlay: host-gw }\nnodes: [n1, n2]\n");
         assert_eq!(
             with.topology.nodes[0].routes,
             without.topology.nodes[0].routes
@@ -1199,7 +1192,7 @@ services:
 
     #[test]
     fn every_pod_gets_the_kubelet_resolv_conf_and_hosts_file() {
-        let plan = plan(CLUSTER);
+        let plan = plan(FILE, CLUSTER);
         let topo = &plan.topology;
         let client = topo.pod("client").unwrap();
         assert_eq!(
@@ -1265,6 +1258,7 @@ services:
     #[test]
     fn a_custom_domain_is_in_search_lists_hosts_and_records() {
         let plan = plan(
+            FILE,
             "dns: { node: n1, domain: corp.example }\nnodes: [n1]\npods: [{ name: a, node: n1, hostname: h, subdomain: s }]\n",
         );
         let a = plan.topology.pod("a").unwrap();
@@ -1290,7 +1284,7 @@ services:
 
     #[test]
     fn the_records_hold_every_service_endpoint_and_pod() {
-        let plan = plan(CLUSTER);
+        let plan = plan(FILE, CLUSTER);
         let records = &plan.topology.dns.as_ref().unwrap().records;
         assert_eq!(records.zone, "cluster.local");
         assert_eq!((records.ttl, records.serial), (30, 1));
@@ -1403,6 +1397,7 @@ services:
     #[test]
     fn a_hostname_names_an_endpoint_only_under_the_service_of_its_subdomain() {
         let plan = plan(
+            FILE,
             "dns: { node: n1 }
 nodes: [n1]
 pods:
@@ -1492,10 +1487,13 @@ services:
         } else {
             "dns: { rcode: REFUSED }"
         };
-        let plan = plan(&with_flows(&format!(
-            "  - {{ name: f, from: {from}, to: '{to}', protocol: {}, expect: {{ {expect} }} }}\n",
-            if to.ends_with(":53") { "udp" } else { "tcp" }
-        )));
+        let plan = plan(
+            FILE,
+            &with_flows(&format!(
+                "  - {{ name: f, from: {from}, to: '{to}', protocol: {}, expect: {{ {expect} }} }}\n",
+                if to.ends_with(":53") { "udp" } else { "tcp" }
+            )),
+        );
         let flow = &plan.flows[0];
         let (host, port) = to.rsplit_once(':').unwrap();
         assert_eq!(flow.dns_name.as_deref(), Some(host));
@@ -1512,7 +1510,7 @@ services:
 
     #[test]
     fn the_search_order_is_the_resolvers() {
-        let plan = plan(&with_flows(
+        let plan = plan(FILE, &with_flows(
             "  - { name: a, from: client, to: 'web.other:80', expect: { reach: o } }
   - { name: b, from: client, to: 'nosuch:80', expect: { dns: { rcode: REFUSED } } }
   - { name: c, from: client, to: 'nosuch.default.svc.cluster.local:80', expect: { dns: { rcode: NXDOMAIN } } }
@@ -1550,7 +1548,7 @@ services:
 
     #[test]
     fn a_name_of_a_service_is_a_flow_to_its_service_port() {
-        let plan = plan(&with_flows(
+        let plan = plan(FILE, &with_flows(
             "  - { name: f, from: client, to: 'web:80', attempts: 2, expect: { reach: web-1, seenSource: client, dns: [svc/web] } }
   - { name: g, from: client, to: 'kube-dns.kube-system:53', protocol: udp, expect: { fail: timeout } }
   - { name: h, from: client, to: 'db:5432', expect: { reach: [db-0, db-1], dns: [svc/db] } }
@@ -1598,12 +1596,15 @@ services:
 
     #[test]
     fn a_flow_that_only_resolves_needs_no_service_port_or_listener() {
-        let plan = plan(&with_flows(
-            "  - { name: f, from: client, to: web, expect: { dns: svc/web } }
+        let plan = plan(
+            FILE,
+            &with_flows(
+                "  - { name: f, from: client, to: web, expect: { dns: svc/web } }
   - { name: g, from: client, to: 'web:9999', expect: { dns: svc/web } }
   - { name: h, from: client, to: 'db-0.db:1', expect: { dns: db-0 } }
 ",
-        ));
+            ),
+        );
         assert_eq!(plan.flows[0].target, Target::Icmp(ip("10.96.0.2")));
         assert_eq!(plan.flows[1].service, None);
         assert_eq!(plan.flows[2].target.ip(), ip("10.244.1.3"));
@@ -1614,8 +1615,10 @@ services:
 
     #[test]
     fn exec_flows_run_a_command_with_their_expectations() {
-        let plan = plan(&with_flows(
-            "  - name: dig
+        let plan = plan(
+            FILE,
+            &with_flows(
+                "  - name: dig
     from: client
     exec: [dig, +short, web.default.svc.cluster.local, 53]
     expect: { exit: 0, output: [10.96.0.2], outputMatches: ['^10\\.96\\.', 'x|y'] }
@@ -1623,7 +1626,8 @@ services:
   - { name: fails, from: external, exec: [sh, -c, exit 3], timeout: 30s, expect: { exit: 3 } }
 external: {}
 ",
-        ));
+            ),
+        );
         let dig = &plan.flows[0];
         assert_eq!(
             dig.exec,
@@ -1666,6 +1670,7 @@ external: {}
     #[test]
     fn exec_needs_no_dns() {
         let plan = plan(
+            FILE,
             "nodes: [n1]\npods: [{ name: a, node: n1 }]\nflows: [{ name: f, from: a, exec: [ip, route] }]\n",
         );
         assert_eq!(plan.flows[0].exec.as_ref().unwrap().argv, ["ip", "route"]);
@@ -1675,7 +1680,7 @@ external: {}
 
     #[test]
     fn the_plan_shows_the_dns_server_resolv_conf_names_and_commands() {
-        let plan = plan(&with_flows(
+        let plan = plan(FILE, &with_flows(
             "  - { name: f, from: client, to: 'web:80', expect: { reach: web-1, dns: [svc/web] } }
   - { name: g, from: client, to: 'nosuch.default.svc.cluster.local:80', expect: { dns: { rcode: NXDOMAIN } } }
   - { name: h, from: client, to: 'db:5432', expect: { reach: db-1 } }
@@ -1720,7 +1725,7 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
         let section = &doc[doc.find("## Cluster DNS").unwrap()..];
         let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
         let end = start + section[start..].find("```").unwrap();
-        let example = plan(&section[start..end]);
+        let example = plan(FILE, &section[start..end]);
         assert_eq!(example.flows[0].target.ip(), ip("10.96.0.2"));
         assert_eq!(example.flows[1].target.ip(), ip("10.244.2.3"));
         assert_eq!(
@@ -1739,7 +1744,7 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
             .lines()
             .map(|line| format!("  {line}\n"))
             .collect();
-        let with_exec = plan(&with_flows(&flow));
+        let with_exec = plan(FILE, &with_flows(&flow));
         let exec = with_exec.flows[0].exec.as_ref().unwrap();
         assert_eq!(exec.output_matches, ["^10\\.96\\."]);
     }
@@ -1850,7 +1855,7 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
         #[case] column: u64,
         #[case] message: &str,
     ) {
-        assert_one_error(yaml, line, column, message);
+        assert_one_saying(&diagnostics(FILE, yaml), line, column, message);
     }
 
     #[rstest]
@@ -1980,7 +1985,7 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
         "unknown pod `nobody` in `from`"
     )]
     fn flow_dns_and_exec_errors(#[case] flows: &str, #[case] message: &str) {
-        let found = diagnostics(&with_flows(flows));
+        let found = diagnostics(FILE, &with_flows(flows));
         let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
         assert_eq!(found.len(), 1, "{all:#?}");
         assert!(found[0].message.contains(message), "{all:#?}");
@@ -2011,26 +2016,7 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
         69
     )]
     fn flow_errors_point_at_the_value(#[case] flows: &str, #[case] line: u64, #[case] column: u64) {
-        let found = diagnostics(&with_flows(flows));
-        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
-        assert_eq!(found.len(), 1, "{all:#?}");
-        assert_eq!(
-            found[0].location,
-            Some(Location { line, column }),
-            "{all:#?}"
-        );
-    }
-
-    fn assert_one_error(yaml: &str, line: u64, column: u64, message: &str) {
-        let found = diagnostics(yaml);
-        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
-        assert_eq!(found.len(), 1, "{all:#?}");
-        assert_eq!(
-            found[0].location,
-            Some(Location { line, column }),
-            "{all:#?}"
-        );
-        assert!(found[0].message.contains(message), "{all:#?}");
+        assert_one_at(&diagnostics(FILE, &with_flows(flows)), line, column);
     }
 
     /// Deterministic mutations of a valid DNS case never panic, and whatever they break is
@@ -2043,7 +2029,7 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
   - { name: h, from: client, exec: [dig, +short, db], timeout: 3s, expect: { exit: 0, output: [a], outputMatches: ['^1'] } }
 ",
         );
-        plan(&valid);
+        plan(FILE, &valid);
         let pieces = [
             ":",
             "{",
@@ -2064,6 +2050,6 @@ flow i (line 18): client runs dig +short db.default.svc.cluster.local, timeout 5
             "kube-dns",
             "kube-system",
         ];
-        crate::plan::assert_edits_stay_located(&valid, &pieces, 0xd115, 1500);
+        assert_edits_stay_located(&valid, &pieces, 0xd115, 1500);
     }
 }

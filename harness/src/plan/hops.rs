@@ -1184,13 +1184,13 @@ pub(super) fn write_hops(f: &mut fmt::Formatter<'_>, hops: &HopsExpect) -> fmt::
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use rstest::rstest;
 
     use super::*;
     use crate::diag::Diagnostic;
-    use crate::plan::{Plan, load_str};
+    use crate::plan::testing::{
+        assert_edits_stay_located, assert_one_error, diagnostics, locations, plan,
+    };
 
     const FILE: &str = "cases/hops.yaml";
 
@@ -1208,20 +1208,6 @@ services:
   - { name: db, clusterIP: None, selector: { app: db }, ports: [{ port: 5432 }] }
 flows:
 ";
-
-    fn plan(yaml: &str) -> Plan {
-        match load_str(Path::new(FILE), yaml) {
-            Ok(plan) => plan,
-            Err(err) => panic!("unexpected errors:\n{err}"),
-        }
-    }
-
-    fn diagnostics(yaml: &str) -> Vec<Diagnostic> {
-        match load_str(Path::new(FILE), yaml) {
-            Ok(plan) => panic!("expected errors, got a plan:\n{plan}"),
-            Err(err) => err.diagnostics().to_vec(),
-        }
-    }
 
     fn with_flows(flows: &str) -> String {
         format!("{BASE}{flows}")
@@ -1271,15 +1257,18 @@ flows:
 
     #[test]
     fn undnat_and_unsnat_resolve_and_need_a_node() {
-        let plan = plan(&with_flows(
-            "  - name: f
+        let plan = plan(
+            FILE,
+            &with_flows(
+                "  - name: f
     from: pod-a
     to: 'svc/myapp:80'
     expect:
       reach: pod-b
       reply: [{ node: node1, undnat: 'svc/myapp:80' }, { node: node1, unsnat: pod-a }]
 ",
-        ));
+            ),
+        );
         assert_eq!(
             plan.flows[0].hops.reply,
             [
@@ -1303,9 +1292,12 @@ flows:
                 ),
             ]
         );
-        let errors = diagnostics(&with_flows(
-            "  - { name: f, from: pod-a, to: 'svc/myapp:80', expect: { reach: pod-b, reply: [{ undnat: pod-b }, { node: node1, undnat: pod-b, unsnat: pod-a }] } }\n",
-        ));
+        let errors = diagnostics(
+            FILE,
+            &with_flows(
+                "  - { name: f, from: pod-a, to: 'svc/myapp:80', expect: { reach: pod-b, reply: [{ undnat: pod-b }, { node: node1, undnat: pod-b, unsnat: pod-a }] } }\n",
+            ),
+        );
         let messages: Vec<String> = errors.iter().map(|d| d.message.clone()).collect();
         assert_eq!(
             messages,
@@ -1319,7 +1311,7 @@ flows:
 
     #[test]
     fn every_hop_kind_resolves_to_addresses() {
-        let plan = plan(&with_flows(
+        let plan = plan(FILE, &with_flows(
             "  - name: f
     from: pod-a
     to: 'myapp:80'
@@ -1459,9 +1451,12 @@ flows:
 
     #[test]
     fn addresses_are_literal_external_or_services_in_any_namespace() {
-        let plan = plan(&with_flows(
-            "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node2, dnat: '10.0.0.9:53' }, { node: node2, snat: external }, { node: node1, dnat: 'svc/kube-system/kube-dns:dns-tcp' }, { node: node1, dnat: 'svc/myapp' }] } }\n",
-        ));
+        let plan = plan(
+            FILE,
+            &with_flows(
+                "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ node: node2, dnat: '10.0.0.9:53' }, { node: node2, snat: external }, { node: node1, dnat: 'svc/kube-system/kube-dns:dns-tcp' }, { node: node1, dnat: 'svc/myapp' }] } }\n",
+            ),
+        );
         let to = |h: &HopPlan| match &h.kind {
             HopKind::Dnat { to, .. } | HopKind::Snat { to, .. } => to.clone(),
             other => panic!("not a rewrite: {other:?}"),
@@ -1484,7 +1479,7 @@ flows:
 
     #[test]
     fn the_interfaces_are_those_of_the_planned_topology() {
-        let plan = plan(&with_flows(""));
+        let plan = plan(FILE, &with_flows(""));
         let topology = &plan.topology;
         let veth = |pod: &str| topology.pod(pod).unwrap().host_veth.as_str();
         assert_eq!(
@@ -1513,7 +1508,7 @@ flows:
             veth("pod-a"),
             veth("pod-b")
         );
-        let with_veths = self::plan(&with_flows(&flows));
+        let with_veths = self::plan(FILE, &with_flows(&flows));
         let labels: Vec<&str> = with_veths.flows[0]
             .hops
             .forward
@@ -1532,6 +1527,7 @@ flows:
     #[test]
     fn without_vxlan_a_node_has_no_flannel_device_and_two_addresses() {
         let plan = plan(
+            FILE,
             "cluster: { overlay: host-gw }
 nodes: [node1, node2]
 pods: [{ name: a, node: node1 }, { name: b, node: node2, listen: [80] }]
@@ -1549,6 +1545,7 @@ flows:
         );
         assert_eq!(hops.avoid[0].label, "vxlan");
         let found = diagnostics(
+            FILE,
             "cluster: { overlay: host-gw }
 nodes: [node1, node2]
 pods: [{ name: a, node: node1 }, { name: b, node: node2, listen: [80] }]
@@ -1574,6 +1571,7 @@ flows:
     #[test]
     fn hops_go_with_failures_rule_hits_without_a_proxy_and_names_only_resolved() {
         let plan = plan(
+            FILE,
             "nodes: [node1]
 pods: [{ name: a, node: node1 }]
 flows:
@@ -1584,9 +1582,12 @@ flows:
             plan.flows[0].hops.forward[1].label,
             "node1 chain FLANNEL-POSTRTG"
         );
-        let plan = self::plan(&with_flows(
-            "  - { name: f, from: pod-a, to: 'myapp:80', expect: { dns: svc/myapp, hops: [{ dns: [pod-a/eth0, coredns/eth0] }], reply: [{ dns: [coredns/eth0] }] } }\n",
-        ));
+        let plan = self::plan(
+            FILE,
+            &with_flows(
+                "  - { name: f, from: pod-a, to: 'myapp:80', expect: { dns: svc/myapp, hops: [{ dns: [pod-a/eth0, coredns/eth0] }], reply: [{ dns: [coredns/eth0] }] } }\n",
+            ),
+        );
         let hops = &plan.flows[0].hops;
         let labels: Vec<&str> = hops.forward.iter().map(|h| h.label.as_str()).collect();
         assert_eq!(labels, ["dns: pod-a/eth0", "dns: coredns/eth0"]);
@@ -1906,7 +1907,7 @@ flows:
         #[case] column: u64,
         #[case] message: &str,
     ) {
-        assert_one_error(&with_flows(flows), line, column, message);
+        assert_one_error(FILE, &with_flows(flows), line, column, message);
     }
 
     #[rstest]
@@ -1940,29 +1941,15 @@ flows:
         #[case] column: u64,
         #[case] message: &str,
     ) {
-        assert_one_error(yaml, line, column, message);
-    }
-
-    fn assert_one_error(yaml: &str, line: u64, column: u64, message: &str) {
-        let found = diagnostics(yaml);
-        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
-        assert_eq!(found.len(), 1, "{all:#?}");
-        assert_eq!(
-            found[0].location,
-            Some(Location { line, column }),
-            "{all:#?}"
-        );
-        assert!(found[0].message.contains(message), "{all:#?}");
-        assert!(
-            all[0].starts_with(&format!("{FILE}:{line}:{column}: ")),
-            "{all:#?}"
-        );
+        assert_one_error(FILE, yaml, line, column, message);
     }
 
     #[test]
     fn every_hop_error_of_a_file_is_reported_in_file_order() {
-        let found = diagnostics(&with_flows(
-            "  - name: f
+        let found = diagnostics(
+            FILE,
+            &with_flows(
+                "  - name: f
     from: pod-a
     to: 'pod-b:9999'
     expect:
@@ -1974,13 +1961,10 @@ flows:
       avoid: [{ vxlan: { vni: x } }]
   - { name: g, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ snat: node1 }] } }
 ",
-        ));
-        let got: Vec<(u64, u64)> = found
-            .iter()
-            .map(|d| d.location.map(|l| (l.line, l.column)).unwrap())
-            .collect();
+            ),
+        );
         assert_eq!(
-            got,
+            locations(&found),
             [
                 (14, 9),
                 (18, 11),
@@ -2000,6 +1984,7 @@ flows:
         // The pod's node is unknown: the cluster cannot be planned, so which interfaces exist is
         // not known and only the hop's own syntax is checked.
         let found = diagnostics(
+            FILE,
             "nodes: [node1]
 pods: [{ name: a, node: node9 }]
 flows:
@@ -2020,7 +2005,7 @@ flows:
 
     #[test]
     fn the_plan_lists_each_flows_hops() {
-        let plan = plan(&with_flows(
+        let plan = plan(FILE, &with_flows(
             "  - name: f
     from: pod-a
     to: 'myapp:80'
@@ -2056,7 +2041,7 @@ flow g (line 20): pod-a -> tcp 10.244.2.2:8080 (pod-b), timeout 2s
         let section = &doc[doc.find("## Hops").unwrap()..];
         let start = section.find("```yaml\nflows:\n").unwrap() + "```yaml\nflows:\n".len();
         let end = start + section[start..].find("```").unwrap();
-        let example = plan(&with_flows(&section[start..end]));
+        let example = plan(FILE, &with_flows(&section[start..end]));
         let labels = |flow: usize, list: fn(&HopsExpect) -> &Vec<HopPlan>| -> Vec<String> {
             list(&example.flows[flow].hops)
                 .iter()
@@ -2112,11 +2097,11 @@ flow g (line 20): pod-a -> tcp 10.244.2.2:8080 (pod-b), timeout 2s
   - { name: g, from: pod-a, to: '10.1.1.1:80', expect: { fail: timeout, hops: [pod-a/eth0] } }
 ",
         );
-        plan(&valid);
+        plan(FILE, &valid);
         let pieces = [
             ":", "{", "}", "[", "]", ",", "'", "/", "->", "-", "*", "\n", " ", "0", "dns: ",
             "svc/", "node1", "pod-a", "eth0", "vxlan: ", "dir: ", "proxy: ", "external", ":80",
         ];
-        crate::plan::assert_edits_stay_located(&valid, &pieces, 0x40b5, 2000);
+        assert_edits_stay_located(&valid, &pieces, 0x40b5, 2000);
     }
 }

@@ -1139,7 +1139,7 @@ mod tests {
     use rstest::rstest;
 
     use super::*;
-    use crate::diag::Diagnostic;
+    use crate::plan::testing::{assert_edits_stay_located, assert_one_error, ip, plan};
     use crate::plan::{Expect, FlowService, Plan, ServiceVia, Target, load_str};
 
     const FILE: &str = "cases/s.yaml";
@@ -1151,17 +1151,6 @@ pods:
   - { name: b, node: node2, labels: { app: web }, listen: [8080, { port: 53, protocol: udp, name: dns }] }
   - { name: c, node: node1, labels: { app: web }, ready: false, listen: [8080] }
 ";
-
-    fn plan(yaml: &str) -> Plan {
-        match load_str(Path::new(FILE), yaml) {
-            Ok(plan) => plan,
-            Err(err) => panic!("unexpected errors:\n{err}"),
-        }
-    }
-
-    fn ip(text: &str) -> Ipv4Addr {
-        text.parse().unwrap()
-    }
 
     fn cluster_ips(plan: &Plan) -> Vec<(String, Option<Ipv4Addr>)> {
         plan.services
@@ -1194,7 +1183,7 @@ pods:
                 _ => format!("  - {{ name: s{i}, ports: [{{ port: 80 }}] }}\n"),
             })
             .collect();
-        let plan = plan(&format!("nodes: [node1]\nservices:\n{services}"));
+        let plan = plan(FILE, &format!("nodes: [node1]\nservices:\n{services}"));
         let got: Vec<String> = cluster_ips(&plan)
             .into_iter()
             .map(|(name, ip)| {
@@ -1227,9 +1216,12 @@ pods:
         let services: String = (1..=10)
             .map(|i| format!("  - {{ name: s{i}, ports: [{{ port: 80 }}] }}\n"))
             .collect();
-        let plan = plan(&format!(
-            "cluster: {{ serviceCIDR: 10.32.0.0/24 }}\nnodes: [node1]\nservices:\n{services}"
-        ));
+        let plan = plan(
+            FILE,
+            &format!(
+                "cluster: {{ serviceCIDR: 10.32.0.0/24 }}\nnodes: [node1]\nservices:\n{services}"
+            ),
+        );
         let ips: Vec<Ipv4Addr> = plan.services.iter().filter_map(|s| s.cluster_ip).collect();
         assert_eq!(ips[0], ip("10.32.0.2"));
         assert_eq!(ips[7], ip("10.32.0.9"));
@@ -1241,6 +1233,7 @@ pods:
     #[test]
     fn the_smallest_service_cidr_holds_one_service() {
         let plan = plan(
+            FILE,
             "cluster: { serviceCIDR: 10.96.0.0/30 }\nnodes: [node1]\nservices: [{ name: s, ports: [{ port: 80 }] }]\n",
         );
         assert_eq!(plan.services[0].cluster_ip, Some(ip("10.96.0.2")));
@@ -1249,6 +1242,7 @@ pods:
     #[test]
     fn node_ports_count_from_30000_skip_fixed_ones_and_are_shared_by_port_number() {
         let plan = plan(
+            FILE,
             "nodes: [node1]
 services:
   - { name: a, type: NodePort, ports: [{ port: 80 }] }
@@ -1293,6 +1287,7 @@ services:
     #[test]
     fn selectors_pick_ready_and_not_ready_pods_of_their_namespace_with_every_label() {
         let plan = plan(
+            FILE,
             "nodes: [node1, node2]
 pods:
   - { name: a, node: node1, labels: { app: web, tier: front } }
@@ -1337,6 +1332,7 @@ services:
     #[test]
     fn named_target_ports_resolve_per_pod_and_protocol_and_skip_pods_without_them() {
         let plan = plan(
+            FILE,
             "nodes: [node1]
 pods:
   - { name: a, node: node1, labels: { app: web }, listen: [{ port: 8080, name: http }, { port: 53, protocol: udp, name: dns }] }
@@ -1373,7 +1369,7 @@ services:
 
     #[test]
     fn services_without_selector_use_the_listed_endpoints() {
-        let plan = plan(&format!(
+        let plan = plan(FILE, &format!(
             "{PODS}services:
   - {{ name: ext, endpoints: [b, c, {{ ip: 192.0.2.10, node: node1 }}], ports: [{{ port: 80, targetPort: 8080 }}] }}
   - {{ name: one, endpoints: [{{ ip: 192.0.2.10, port: 9000 }}], ports: [{{ port: 80 }}] }}
@@ -1414,9 +1410,12 @@ services:
 
     #[test]
     fn an_address_endpoint_of_a_pod_is_that_pod() {
-        let plan = plan(&format!(
-            "{PODS}services: [{{ name: ext, endpoints: [{{ ip: 10.244.1.3 }}], ports: [{{ port: 80 }}] }}]\n"
-        ));
+        let plan = plan(
+            FILE,
+            &format!(
+                "{PODS}services: [{{ name: ext, endpoints: [{{ ip: 10.244.1.3 }}], ports: [{{ port: 80 }}] }}]\n"
+            ),
+        );
         assert_eq!(
             plan.services[0].endpoints[0],
             ServiceEndpoint {
@@ -1430,7 +1429,7 @@ services:
 
     #[test]
     fn service_settings_are_kept() {
-        let plan = plan(&format!(
+        let plan = plan(FILE, &format!(
             "{PODS}services:
   - name: web
     type: NodePort
@@ -1463,8 +1462,10 @@ services:
 
     #[test]
     fn every_node_gets_a_service_table_with_one_service_port_per_port() {
-        let plan = plan(&format!(
-            "{PODS}services:
+        let plan = plan(
+            FILE,
+            &format!(
+                "{PODS}services:
   - {{ name: hl, clusterIP: None, selector: {{ app: web }}, ports: [{{ port: 80 }}] }}
   - name: web
     type: NodePort
@@ -1475,7 +1476,8 @@ services:
       - {{ name: http, port: 80, targetPort: 8080 }}
       - {{ name: dns, port: 53, protocol: UDP, targetPort: dns }}
 "
-        ));
+            ),
+        );
         assert_eq!(plan.proxy.len(), 2);
         let ep = |ip: &str, port: u16, node: &str, ready: bool| Endpoint {
             ip: ip.parse().unwrap(),
@@ -1527,9 +1529,12 @@ services:
 
     #[test]
     fn an_unnamed_port_has_an_empty_port_name_and_a_case_without_services_empty_tables() {
-        let plan = plan(&format!(
-            "{PODS}services: [{{ name: web, selector: {{ app: web }}, ports: [{{ port: 80 }}] }}]\n"
-        ));
+        let plan = plan(
+            FILE,
+            &format!(
+                "{PODS}services: [{{ name: web, selector: {{ app: web }}, ports: [{{ port: 80 }}] }}]\n"
+            ),
+        );
         assert_eq!(plan.proxy[0].services[0].port_name, "");
         // kube-proxy's ServicePortName of an unnamed port has no colon.
         assert_eq!(plan.proxy[0].services[0].port_name_string(), "default/web");
@@ -1543,7 +1548,7 @@ services:
 
     #[test]
     fn flows_to_services_resolve_to_cluster_ips_and_node_ports() {
-        let plan = plan(&format!(
+        let plan = plan(FILE, &format!(
             "{PODS}  - {{ name: d, node: node2, namespace: shop, labels: {{ app: web }}, listen: [8080] }}
 services:
   - name: web
@@ -1642,7 +1647,7 @@ flows:
 
     #[test]
     fn the_plan_renders_services_and_flows_to_them() {
-        let plan = plan(&format!(
+        let plan = plan(FILE, &format!(
             "{PODS}services:
   - {{ name: web, type: NodePort, selector: {{ app: web }}, sessionAffinity: ClientIP, ports: [{{ name: http, port: 80, targetPort: 8080, nodePort: 30080 }}, {{ name: dns, port: 53, protocol: UDP, targetPort: dns }}] }}
   - {{ name: ext, internalTrafficPolicy: Local, endpoints: [{{ ip: 192.0.2.1, port: 9000 }}], ports: [{{ port: 80 }}] }}
@@ -1715,12 +1720,12 @@ flows:
         // c is not ready: the first flow is an error, the rest plans.
         assert!(load_str(Path::new(FILE), valid).is_err());
         let valid = valid.replace("reach: c", "reach: [b]");
-        plan(&valid);
+        plan(FILE, &valid);
         let pieces = [
             ":", "{", "}", "[", "]", "-", ",", "\n", " ", "0", "99999", "a", "~", "/", ".", "svc/",
             "None", "NodePort", "UDP", "b", "node1", "30080", "http",
         ];
-        crate::plan::assert_edits_stay_located(&valid, &pieces, 0x05e4_1ce5, 3000);
+        assert_edits_stay_located(&valid, &pieces, 0x05e4_1ce5, 3000);
     }
 
     #[test]
@@ -1728,7 +1733,7 @@ flows:
         let doc = include_str!("../../../docs/case-format.md");
         let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
         let end = start + doc[start..].find("```").unwrap();
-        let plan = plan(&doc[start..end]);
+        let plan = plan(FILE, &doc[start..end]);
         assert_eq!(plan.services.len(), 2);
         assert_eq!(plan.services[1].ports[0].node_port, Some(30000));
         assert_eq!(plan.services[1].ports[0].endpoints[0].port, 8443);
@@ -2377,21 +2382,6 @@ flows:
             Some(cluster) => format!("cluster: {{ {cluster} }}\n{PODS}{rest}"),
             None => rest.to_owned(),
         };
-        let found = match load_str(Path::new(FILE), &yaml) {
-            Ok(plan) => panic!("expected errors, got a plan:\n{plan}"),
-            Err(err) => err.diagnostics().to_vec(),
-        };
-        let all: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
-        assert_eq!(found.len(), 1, "{all:#?}");
-        assert_eq!(
-            found[0].location,
-            Some(Location { line, column }),
-            "{all:#?}"
-        );
-        assert!(found[0].message.contains(message), "{all:#?}");
-        assert!(
-            all[0].starts_with(&format!("{FILE}:{line}:{column}: ")),
-            "{all:#?}"
-        );
+        assert_one_error(FILE, &yaml, line, column, message);
     }
 }

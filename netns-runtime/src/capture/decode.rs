@@ -687,9 +687,13 @@ impl fmt::Display for Icmp {
 
 // ---- frame building, for tests --------------------------------------------------------------
 
-/// Builders for well-formed frames (checksums left zero), for tests here and elsewhere.
+/// Builders for well-formed frames (checksums left zero) and for frames as captured, for tests
+/// here and elsewhere.
 pub mod build {
+    use std::time::Duration;
+
     use super::*;
+    use crate::capture::Captured;
 
     pub fn ethernet(dst: Mac, src: Mac, ethertype: u16, payload: &[u8]) -> Vec<u8> {
         let mut f = Vec::with_capacity(14 + payload.len());
@@ -761,6 +765,37 @@ pub mod build {
         p.extend_from_slice(&target.0.0);
         p.extend_from_slice(&target.1.octets());
         p
+    }
+
+    /// `frame`, whole, as captured at `netns`/`iface` `ns` nanoseconds after the epoch.
+    pub fn captured(netns: &str, iface: &str, ns: u64, outgoing: bool, frame: Vec<u8>) -> Captured {
+        Captured {
+            netns: netns.into(),
+            iface: iface.into(),
+            ts: Duration::from_nanos(ns),
+            outgoing,
+            orig_len: frame.len(),
+            frame,
+        }
+    }
+
+    /// [`captured`] of one UDP datagram, 10.244.1.2:40001 > 10.244.2.2:5353 carrying `hi`
+    /// (Ethernet 02:00:00:00:00:01 > 02:00:00:00:00:02).
+    pub fn captured_udp(netns: &str, iface: &str, ns: u64, outgoing: bool) -> Captured {
+        let udp = udp(40001, 5353, b"hi");
+        let frame = ethernet(
+            Mac([2, 0, 0, 0, 0, 2]),
+            Mac([2, 0, 0, 0, 0, 1]),
+            ETHERTYPE_IPV4,
+            &ipv4(
+                Ipv4Addr::new(10, 244, 1, 2),
+                Ipv4Addr::new(10, 244, 2, 2),
+                IPPROTO_UDP,
+                64,
+                &udp,
+            ),
+        );
+        captured(netns, iface, ns, outgoing, frame)
     }
 }
 

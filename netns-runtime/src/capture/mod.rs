@@ -119,39 +119,12 @@ pub fn render(packets: &[Captured]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-
-    use super::decode::{ETHERTYPE_IPV4, IPPROTO_UDP, build};
+    use super::decode::build::captured_udp;
     use super::*;
-    use crate::topology::Mac;
-
-    fn captured(netns: &str, iface: &str, ns: u64, outgoing: bool) -> Captured {
-        let udp = build::udp(40001, 5353, b"hi");
-        let frame = build::ethernet(
-            Mac([2, 0, 0, 0, 0, 2]),
-            Mac([2, 0, 0, 0, 0, 1]),
-            ETHERTYPE_IPV4,
-            &build::ipv4(
-                Ipv4Addr::new(10, 244, 1, 2),
-                Ipv4Addr::new(10, 244, 2, 2),
-                IPPROTO_UDP,
-                64,
-                &udp,
-            ),
-        );
-        Captured {
-            netns: netns.into(),
-            iface: iface.into(),
-            ts: Duration::from_nanos(ns),
-            outgoing,
-            orig_len: frame.len(),
-            frame,
-        }
-    }
 
     #[test]
     fn one_line_per_frame() {
-        let c = captured("pod-a", "eth0", 1_718_000_000_000_000_005, true);
+        let c = captured_udp("pod-a", "eth0", 1_718_000_000_000_000_005, true);
         assert_eq!(
             c.to_string(),
             "1718000000.000000005 pod-a/eth0 out 10.244.1.2:40001 > 10.244.2.2:5353 udp length 2"
@@ -162,8 +135,8 @@ mod tests {
     #[test]
     fn render_aligns_points_and_times_from_the_first() {
         let packets = [
-            captured("pod-a", "eth0", 1_000_000_000, true),
-            captured("node1", "cni0", 1_000_012_345, false),
+            captured_udp("pod-a", "eth0", 1_000_000_000, true),
+            captured_udp("node1", "cni0", 1_000_012_345, false),
         ];
         assert_eq!(
             render(&packets),

@@ -193,10 +193,9 @@ pub fn options(body: &[u8], mut at: usize) -> Option<Vec<(u16, &[u8])>> {
 mod tests {
     use std::net::Ipv4Addr;
     use std::process::Command;
-    use std::time::Duration;
 
     use super::*;
-    use crate::capture::decode::build;
+    use crate::capture::decode::build::{self, captured};
     use crate::capture::decode::{ETHERTYPE_IPV4, IPPROTO_TCP, IPPROTO_UDP, TcpFlags};
     use crate::topology::Mac;
 
@@ -213,17 +212,6 @@ mod tests {
             ETHERTYPE_IPV4,
             &build::ipv4(Ipv4Addr::from(src), Ipv4Addr::from(dst), proto, 64, &l4),
         )
-    }
-
-    fn captured(netns: &str, iface: &str, ns: u64, outgoing: bool, frame: Vec<u8>) -> Captured {
-        Captured {
-            netns: netns.into(),
-            iface: iface.into(),
-            ts: Duration::from_nanos(ns),
-            outgoing,
-            orig_len: frame.len(),
-            frame,
-        }
     }
 
     fn sample() -> (Vec<CapturePoint>, Vec<Captured>) {

@@ -38,14 +38,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::libc;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     AddressFamily, ControlMessageOwned, LinkAddr, MsgFlags, SockFlag, SockType, recvmsg,
     setsockopt, socket, sockopt,
 };
 
 use super::{CapturePoint, Captured};
-use crate::netns;
+use crate::{netns, settle};
 
 /// Bytes read of each frame: a whole GSO packet of the default 64 KiB maximum, with its
 /// Ethernet and two VLAN headers. Longer frames are cut (and [`Captured::orig_len`] says so).
@@ -199,36 +198,9 @@ impl CaptureSet {
     /// Reads frames until none has arrived for `quiet` (or `max` has passed): for the tail of
     /// a flow (a FIN, a late retransmission) to be in the capture before it stops.
     pub fn settle(&mut self, quiet: Duration, max: Duration) -> usize {
-        let start = Instant::now();
-        let mut last = start;
-        let mut total = 0;
-        loop {
-            let n = self.drain();
-            let now = Instant::now();
-            if n > 0 {
-                total += n;
-                last = now;
-            }
-            let wait = (last + quiet)
-                .saturating_duration_since(now)
-                .min((start + max).saturating_duration_since(now));
-            if wait.is_zero() {
-                return total;
-            }
-            let mut fds: Vec<PollFd<'_>> = self
-                .points
-                .iter()
-                .map(|p| PollFd::new(p.fd.as_fd(), PollFlags::POLLIN))
-                .collect();
-            // Rounded up to whole milliseconds, the resolution of poll(2).
-            let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-            if let Err(e) = poll(&mut fds, timeout)
-                && e != nix::errno::Errno::EINTR
-            {
-                return total;
-            }
-        }
+        settle::until_quiet(self, quiet, max, Self::drain, |set| {
+            set.points.iter().map(|p| p.fd.as_fd()).collect()
+        })
     }
 
     /// Reads what is left, closes every socket, and returns every frame ordered by kernel

@@ -20,7 +20,8 @@ fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
 }
 
-fn tuple_attr(ty: u16, proto: u8, src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+/// A tuple nest `ty`: the addresses, then `proto` (the attributes of CTA_TUPLE_PROTO).
+fn tuple_nest(ty: u16, src: &str, dst: &str, proto: &[Vec<u8>]) -> Vec<u8> {
     nest(
         ty,
         &[
@@ -31,38 +32,34 @@ fn tuple_attr(ty: u16, proto: u8, src: &str, dst: &str, sport: u16, dport: u16) 
                     attr(CTA_IP_V4_DST, &ip(dst).octets()),
                 ],
             ),
-            nest(
-                CTA_TUPLE_PROTO,
-                &[
-                    attr(CTA_PROTO_NUM, &[proto]),
-                    attr(CTA_PROTO_SRC_PORT, &sport.to_be_bytes()),
-                    attr(CTA_PROTO_DST_PORT, &dport.to_be_bytes()),
-                ],
-            ),
+            nest(CTA_TUPLE_PROTO, proto),
+        ],
+    )
+}
+
+fn tuple_attr(ty: u16, proto: u8, src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    tuple_nest(
+        ty,
+        src,
+        dst,
+        &[
+            attr(CTA_PROTO_NUM, &[proto]),
+            attr(CTA_PROTO_SRC_PORT, &sport.to_be_bytes()),
+            attr(CTA_PROTO_DST_PORT, &dport.to_be_bytes()),
         ],
     )
 }
 
 fn icmp_tuple_attr(ty: u16, src: &str, dst: &str, kind: u8, id: u16) -> Vec<u8> {
-    nest(
+    tuple_nest(
         ty,
+        src,
+        dst,
         &[
-            nest(
-                CTA_TUPLE_IP,
-                &[
-                    attr(CTA_IP_V4_SRC, &ip(src).octets()),
-                    attr(CTA_IP_V4_DST, &ip(dst).octets()),
-                ],
-            ),
-            nest(
-                CTA_TUPLE_PROTO,
-                &[
-                    attr(CTA_PROTO_NUM, &[1]),
-                    attr(CTA_PROTO_ICMP_ID, &id.to_be_bytes()),
-                    attr(CTA_PROTO_ICMP_TYPE, &[kind]),
-                    attr(CTA_PROTO_ICMP_CODE, &[0]),
-                ],
-            ),
+            attr(CTA_PROTO_NUM, &[1]),
+            attr(CTA_PROTO_ICMP_ID, &id.to_be_bytes()),
+            attr(CTA_PROTO_ICMP_TYPE, &[kind]),
+            attr(CTA_PROTO_ICMP_CODE, &[0]),
         ],
     )
 }

@@ -10,18 +10,17 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::libc;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, setsockopt, socket, sockopt,
 };
 
 use super::RuleEvent;
 use super::wire::{self, TraceMessage};
-use crate::netns;
+use crate::{netns, settle};
 
 /// `NFNLGRP_NFTRACE` of `<linux/netfilter/nfnetlink.h>`.
 const NFNLGRP_NFTRACE: u32 = 9;
@@ -110,36 +109,9 @@ impl TraceSet {
 
     /// Reads events until none has arrived for `quiet` (or `max` has passed).
     pub fn settle(&mut self, quiet: Duration, max: Duration) -> usize {
-        let start = Instant::now();
-        let mut last = start;
-        let mut total = 0;
-        loop {
-            let n = self.drain();
-            let now = Instant::now();
-            if n > 0 {
-                total += n;
-                last = now;
-            }
-            let wait = (last + quiet)
-                .saturating_duration_since(now)
-                .min((start + max).saturating_duration_since(now));
-            if wait.is_zero() {
-                return total;
-            }
-            let mut fds: Vec<PollFd<'_>> = self
-                .points
-                .iter()
-                .map(|p| PollFd::new(p.fd.as_fd(), PollFlags::POLLIN))
-                .collect();
-            // Rounded up to whole milliseconds, the resolution of poll(2).
-            let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
-            if let Err(e) = poll(&mut fds, timeout)
-                && e != Errno::EINTR
-            {
-                return total;
-            }
-        }
+        settle::until_quiet(self, quiet, max, Self::drain, |set| {
+            set.points.iter().map(|p| p.fd.as_fd()).collect()
+        })
     }
 
     /// Reads what is left and closes every socket. Returns the events grouped by namespace, in

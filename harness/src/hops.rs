@@ -319,8 +319,7 @@ fn last_seen(journey: &Journey, way: Way) -> String {
         .steps
         .iter()
         .filter(mine)
-        .filter(|s| matches!(s.kind, StepKind::Packet(_)))
-        .last()
+        .rfind(|s| matches!(s.kind, StepKind::Packet(_)))
     {
         Some(s) => {
             let _ = writeln!(out, "last seen:     {s}");
@@ -337,8 +336,7 @@ fn last_seen(journey: &Journey, way: Way) -> String {
         .iter()
         .filter(mine)
         .filter(|s| matches!(&s.kind, StepKind::Rule(e) if e.kind != TraceKind::Return))
-        .filter(|s| shown(s))
-        .last();
+        .rfind(|s| shown(s));
     if let Some(s) = last_rule {
         let StepKind::Rule(e) = &s.kind else {
             unreachable!("filtered")

@@ -307,10 +307,12 @@ fn run_scenario(
     let unobserved = RunOptions {
         observe: false,
         artifacts: ArtifactPolicy::None,
+        rule_texts: false,
     };
     let observed = RunOptions {
         observe: true,
         artifacts: ArtifactPolicy::None,
+        rule_texts: false,
     };
     let run_flow = |index: usize, options: &RunOptions| -> Result<Duration, String> {
         let started = Instant::now();

@@ -194,6 +194,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
                 let options = suite::RunOptions {
                     observe: suite::observe_from_env(),
                     artifacts: sink.artifacts(),
+                    rule_texts: false,
                 };
                 let failure = match run.run_flow(i, &options) {
                     Ok(r) => match suite::flow_failure(&r, &run.plan.flows[i], &name, sink) {
@@ -369,6 +370,7 @@ fn trace(case: PathBuf, flow: Option<String>, proxy: Option<String>) -> ExitCode
         let options = suite::RunOptions {
             observe: true,
             artifacts: ArtifactPolicy::None,
+            rule_texts: true,
         };
         match run.run_flow(i, &options) {
             Ok(r) => {

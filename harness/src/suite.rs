@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::{Cluster, ProbeTarget};
 
-use netns_runtime::trace::journey::{FlowHints, Journey, Observation, Way, assemble};
+use netns_runtime::trace::journey::{FlowHints, Journey, Observation, StepKind, Way, assemble};
 
 use crate::diag::CaseError;
 use crate::hops;
@@ -166,6 +166,9 @@ pub struct RunOptions {
     pub observe: bool,
     /// Which flows get their artifacts made.
     pub artifacts: ArtifactPolicy,
+    /// Show the text of every rule a journey met, even when the flow passes (`podpath trace`);
+    /// otherwise they are read only for failing flows and artifacts.
+    pub rule_texts: bool,
 }
 
 /// A flow's run: its verdict, and what was observed of it.
@@ -337,11 +340,29 @@ impl CaseRun {
                     verdict
                 }
             };
-            let journey = observation
+            let mut observation = observation;
+            let mut journey = observation
                 .as_ref()
                 .map(|obs| assemble(obs, &self.hints(flow)));
+            let mut hop_fault = journey
+                .as_ref()
+                .and_then(|j| hops::check(&flow.hops, self.proxy, j));
+            let failed = !verdict.passed || hop_fault.is_some();
+            // Rule texts are read (once per cluster) only when someone will read them.
+            if (failed || options.rule_texts || options.artifacts == ArtifactPolicy::All)
+                && let (Some(obs), Some(j)) = (observation.as_mut(), journey.as_mut())
+            {
+                let steps = j.steps.iter_mut().filter_map(|s| match &mut s.kind {
+                    StepKind::Rule(e) => Some(e),
+                    _ => None,
+                });
+                if let Err(e) = cluster.annotate_rules(obs.rules.iter_mut().chain(steps)) {
+                    obs.problems.push(e);
+                }
+                hop_fault = hops::check(&flow.hops, self.proxy, j);
+            }
             if let Some(journey) = &journey {
-                match hops::check(&flow.hops, self.proxy, journey) {
+                match hop_fault {
                     Some(fault) => {
                         verdict.passed = false;
                         verdict.reason = Some(match verdict.reason.take() {

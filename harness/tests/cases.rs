@@ -107,6 +107,7 @@ fn main() -> ExitCode {
                     let options = suite::RunOptions {
                         observe: suite::observe_from_env(),
                         artifacts: sink.artifacts(),
+                        rule_texts: false,
                     };
                     let r = run.run_flow(index, &options).map_err(Failed::from)?;
                     match suite::flow_failure(&r, &run.plan.flows[index], &trial, &sink) {

@@ -127,6 +127,7 @@ fn cross_node(
     let options = RunOptions {
         observe: true,
         artifacts: ArtifactPolicy::Failing,
+        rule_texts: false,
     };
     let r = run.run_flow(index, &options)?;
     let sink = ReportSink::new(reports.to_path_buf(), ArtifactPolicy::Failing);

@@ -78,8 +78,11 @@ pub struct Cluster {
     external: Option<Netns>,
     pod_index: HashMap<String, usize>,
     prefix: String,
-    /// Made on the first observed flow (see [`Cluster::observe`]).
-    pub(crate) trace_state: std::sync::OnceLock<Result<crate::trace::observe::TraceState, String>>,
+    /// Whether the netfilter trace is on in every node: switched on by the first observed flow
+    /// (see [`Cluster::observe`]).
+    pub(crate) trace_enabled: std::sync::OnceLock<Result<(), String>>,
+    /// The nodes' rule texts, read when a journey first needs them.
+    pub(crate) rule_books: std::sync::OnceLock<Result<crate::trace::observe::RuleBooks, String>>,
 }
 
 /// Kernel objects made so far, so a failed build is taken down like a finished one.
@@ -145,7 +148,8 @@ impl Cluster {
             pods: parts.pods,
             external: parts.external,
             prefix,
-            trace_state: std::sync::OnceLock::new(),
+            trace_enabled: std::sync::OnceLock::new(),
+            rule_books: std::sync::OnceLock::new(),
         };
         result?;
         for (node, ns) in cluster.topology.nodes.iter().zip(&cluster.nodes) {

@@ -6,23 +6,20 @@ use std::time::{Duration, Instant};
 
 use super::conntrack;
 use super::journey::Observation;
-use super::nftrace::{self, RuleBook, TraceSet};
+use super::nftrace::{self, RuleBook, RuleEvent, TraceSet};
 use crate::Cluster;
 use crate::capture::CaptureSet;
 use crate::topology::{EXTERNAL_HOST, UNDERLAY_NETNS};
 
 /// How long captures must stay quiet after a flow before they stop: the tail of a flow (the
 /// FIN exchange, a late retransmission) is then in them.
-pub const SETTLE_QUIET: Duration = Duration::from_millis(5);
+pub const SETTLE_QUIET: Duration = Duration::from_millis(2);
 /// Longest wait for captures to go quiet.
 pub const SETTLE_MAX: Duration = Duration::from_millis(200);
 
-/// What tracing needs per cluster, made on its first observed flow.
-pub struct TraceState {
-    /// The nodes' rule books (rule handle -> rule text), read once: the rules do not change
-    /// while flows run.
-    books: Vec<(String, RuleBook)>,
-}
+/// The nodes' rule books (rule handle -> rule text), read once per cluster when a journey first
+/// needs its rules' texts: the rules do not change while flows run.
+pub type RuleBooks = Vec<(String, RuleBook)>;
 
 impl Cluster {
     /// Every interface of the cluster, as (namespace as cases name it, namespace, interface):
@@ -73,11 +70,10 @@ impl Cluster {
         points
     }
 
-    /// Switches the netfilter trace on in every node and reads their rule books, once.
-    fn trace_state(&self) -> Result<&TraceState, String> {
-        self.trace_state
+    /// Switches the netfilter trace on in every node, once.
+    fn enable_trace(&self) -> Result<(), String> {
+        self.trace_enabled
             .get_or_init(|| {
-                let mut books = Vec::new();
                 for node in &self.topology().nodes {
                     let ns = self
                         .node_netns(&node.name)
@@ -85,21 +81,47 @@ impl Cluster {
                     nftrace::enable(ns.as_fd()).map_err(|e| {
                         format!("enabling the netfilter trace in {}: {e}", node.name)
                     })?;
+                }
+                Ok(())
+            })
+            .clone()
+    }
+
+    /// Fills in the text of every rule `events` met (`RuleEvent::rule`), from the nodes'
+    /// rulesets, read on the first call.
+    pub fn annotate_rules<'e>(
+        &self,
+        events: impl IntoIterator<Item = &'e mut RuleEvent>,
+    ) -> Result<(), String> {
+        let books = self
+            .rule_books
+            .get_or_init(|| {
+                let mut books = Vec::new();
+                for node in &self.topology().nodes {
+                    let ns = self
+                        .node_netns(&node.name)
+                        .ok_or_else(|| format!("no namespace for node {}", node.name))?;
                     let book = RuleBook::read(ns.as_fd())
                         .map_err(|e| format!("reading the rules of {}: {e}", node.name))?;
                     books.push((node.name.clone(), book));
                 }
-                Ok(TraceState { books })
+                Ok(books)
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(Clone::clone)?;
+        for e in events {
+            if let Some((_, book)) = books.iter().find(|(node, _)| *node == e.netns) {
+                book.annotate(std::slice::from_mut(e));
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` (which sends a flow) while capturing on every interface and tracing netfilter in
     /// every node; then waits for the captures to go quiet and reads every node's conntrack
     /// table. Returns what `f` returned and what was seen.
     pub fn observe<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Observation), String> {
-        let state = self.trace_state()?;
+        self.enable_trace()?;
         let points = self.capture_points();
         let capture_args: Vec<(&str, BorrowedFd<'_>, &str)> = points
             .iter()
@@ -155,9 +177,6 @@ impl Cluster {
         }
         // podpath's own trace table is not part of the path.
         rules.retain(|e| e.table != nftrace::TRACE_TABLE);
-        for (node, book) in &state.books {
-            book.annotate_in(node, &mut rules);
-        }
         let (tables, conntrack_problems) = events.stop();
         problems.extend(conntrack_problems);
         Ok((

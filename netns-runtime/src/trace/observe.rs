@@ -74,15 +74,29 @@ impl Cluster {
     fn enable_trace(&self) -> Result<(), String> {
         self.trace_enabled
             .get_or_init(|| {
-                for node in &self.topology().nodes {
-                    let ns = self
-                        .node_netns(&node.name)
-                        .ok_or_else(|| format!("no namespace for node {}", node.name))?;
-                    nftrace::enable(ns.as_fd()).map_err(|e| {
-                        format!("enabling the netfilter trace in {}: {e}", node.name)
-                    })?;
-                }
-                Ok(())
+                // One `nft` per node, side by side: each loads the node's whole ruleset first.
+                std::thread::scope(|scope| {
+                    let runs: Vec<_> = self
+                        .topology()
+                        .nodes
+                        .iter()
+                        .map(|node| {
+                            let ns = self.node_netns(&node.name);
+                            scope.spawn(move || {
+                                let ns = ns.ok_or_else(|| {
+                                    format!("no namespace for node {}", node.name)
+                                })?;
+                                nftrace::enable(ns.as_fd()).map_err(|e| {
+                                    format!("enabling the netfilter trace in {}: {e}", node.name)
+                                })
+                            })
+                        })
+                        .collect();
+                    runs.into_iter().try_for_each(|run| {
+                        run.join()
+                            .unwrap_or_else(|_| Err("enabling the trace panicked".into()))
+                    })
+                })
             })
             .clone()
     }

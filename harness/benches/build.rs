@@ -50,13 +50,8 @@ struct Scenario {
 }
 
 fn main() {
-    // First, before any thread exists.
-    let sandbox = match netns_runtime::sandbox::enter() {
-        Ok(s) => s,
-        Err(e) => {
-            println!("build benchmark skipped: {e}");
-            return;
-        }
+    let Some((sandbox, args)) = support::bench_start("build") else {
+        return;
     };
     for tool in ["ip", "bridge"] {
         if let Err(e) = Command::new(tool).arg("-V").stdout(Stdio::null()).status() {
@@ -64,10 +59,7 @@ fn main() {
             return;
         }
     }
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let filters = args.filters;
     let only = match std::env::var("PODPATH_BENCH_ONLY").as_deref() {
         Ok("podpath") => Some(Way::Podpath),
         Ok("floor") => Some(Way::Floor),
@@ -77,13 +69,10 @@ fn main() {
         }
         Err(_) => None,
     };
-    let reps_override = std::env::var("PODPATH_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0);
-    // `cargo bench` passes `--bench`; without it the target runs as a test (`cargo test
-    // --benches`, `--all-targets`): then one small cluster, once, still verified.
-    let benching = std::env::args().any(|a| a == "--bench");
+    let reps_override = args.reps;
+    // Without `--bench` (`cargo test --benches`, `--all-targets`): one small cluster, once,
+    // still verified.
+    let benching = args.benching;
     let sizes: &[(usize, usize, usize)] = if benching {
         &[(1, 10, 15), (1, 100, 11), (1, 1000, 5), (10, 10, 11)]
     } else {

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use netns_runtime::Cluster;
 use netns_runtime::proxy::driver::ProxyMode;
 
+mod support;
+
 /// How many Services (and A records) the cluster has.
 const SERVICES: usize = 50;
 /// How long each measurement sends.
@@ -38,19 +40,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 const ZONE: &str = "cluster.local";
 
 fn main() {
-    // First, before any thread exists: move into the private sandbox.
-    let sandbox = match netns_runtime::sandbox::enter() {
-        Ok(s) => s,
-        Err(e) => {
-            println!("dns bench skipped: the sandbox is unavailable: {e}");
-            return;
-        }
-    };
-    if std::env::args().any(|a| a == "--list") {
-        // `cargo bench -- --list` and test runners asking what is here.
+    let Some((_sandbox, _)) = support::bench_start("dns") else {
         return;
-    }
-    let _ = sandbox;
+    };
     if let Err(e) = run() {
         eprintln!("dns bench failed: {e}");
         std::process::exit(1);

@@ -113,28 +113,11 @@ const SCENARIOS: [Scenario; 2] = [
 ];
 
 fn main() {
-    // A test runner asking for the list of tests (`cargo test -- --list`): there are none.
-    if std::env::args().any(|a| a == "--list") {
+    let Some((sandbox, args)) = support::bench_start("observe") else {
         return;
-    }
-    // First, before any thread exists.
-    let sandbox = match netns_runtime::sandbox::enter() {
-        Ok(s) => s,
-        Err(e) => {
-            println!("observe benchmark skipped: {e}");
-            return;
-        }
     };
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let benching = std::env::args().any(|a| a == "--bench");
-    let reps = std::env::var("PODPATH_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(if benching { 50 } else { 3 });
+    let (filters, benching) = (args.filters, args.benching);
+    let reps = args.reps.unwrap_or(if benching { 50 } else { 3 });
     let busy = std::env::var("PODPATH_BENCH_BUSY")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -737,7 +720,9 @@ fn print_tables(cases: &[CaseResult], reps: usize) {
         }),
         ("capture start (`CaptureSet::start`)", |p| &p.capture_start),
         ("the flow (probe)", |p| &p.flow),
-        ("capture settle (quiet `SETTLE_QUIET`)", |p| &p.capture_settle),
+        ("capture settle (quiet `SETTLE_QUIET`)", |p| {
+            &p.capture_settle
+        }),
         ("trace settle", |p| &p.trace_settle),
         ("capture stop", |p| &p.capture_stop),
         ("trace stop", |p| &p.trace_stop),

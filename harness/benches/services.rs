@@ -109,29 +109,13 @@ struct Size {
 }
 
 fn main() {
-    // A test runner asking for the list of tests (`cargo test -- --list`): there are none.
-    if std::env::args().any(|a| a == "--list") {
+    let Some((sandbox, args)) = support::bench_start("services") else {
         return;
-    }
-    // First, before any thread exists.
-    let sandbox = match netns_runtime::sandbox::enter() {
-        Ok(s) => s,
-        Err(e) => {
-            println!("services benchmark skipped: {e}");
-            return;
-        }
     };
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let rounds_override = std::env::var("PODPATH_BENCH_REPS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|&n| n > 0);
-    // `cargo bench` passes `--bench`; without it the target runs as a test (`cargo test
-    // --benches`, `--all-targets`): one small round per mode, still checked.
-    let benching = std::env::args().any(|a| a == "--bench");
+    let (filters, rounds_override) = (args.filters, args.reps);
+    // Without `--bench` (`cargo test --benches`, `--all-targets`): one small round per mode,
+    // still checked.
+    let benching = args.benching;
     let sizes: Vec<Size> = if benching {
         vec![
             Size {

@@ -1,5 +1,6 @@
-//! What the benchmark targets share: a watchdog that bounds every step, and machine facts for
-//! their reports.
+//! What the benchmark targets share: starting (the sandbox, the command line), a watchdog that
+//! bounds every step, and machine facts for their reports. Each target uses part of it.
+#![allow(dead_code)]
 
 use std::fs;
 use std::os::fd::AsFd as _;
@@ -102,4 +103,47 @@ pub fn settle(home: &mut Netlink) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// What a benchmark's command line and environment ask for.
+pub struct BenchArgs {
+    /// The words given (not flags): each must name a part of what is measured.
+    pub filters: Vec<String>,
+    /// Run by `cargo bench` (`--bench`); otherwise as a test (`cargo test --benches`), small.
+    pub benching: bool,
+    /// `PODPATH_BENCH_REPS`, when set to a positive number.
+    pub reps: Option<usize>,
+}
+
+/// Enters podpath's sandbox (first, before any thread exists) and reads the command line.
+/// `None` when there is nothing to do: a test runner asking for the list of tests (there are
+/// none), or no sandbox possible (said on stdout, as a skipped benchmark).
+pub fn bench_start(name: &str) -> Option<(netns_runtime::Sandbox, BenchArgs)> {
+    if std::env::args().any(|a| a == "--list") {
+        return None;
+    }
+    let sandbox = match netns_runtime::sandbox::enter() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("{name} benchmark skipped: {e}");
+            return None;
+        }
+    };
+    let filters = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let reps = std::env::var("PODPATH_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    let benching = std::env::args().any(|a| a == "--bench");
+    Some((
+        sandbox,
+        BenchArgs {
+            filters,
+            benching,
+            reps,
+        },
+    ))
 }

@@ -357,7 +357,6 @@ fn run_scenario(
     eprintln!("{name}: parts");
     arm_watchdog();
     let (points, nodes, enable, rulebook) = run.with_cluster(|cluster| {
-        let books = read_books(cluster)?;
         let (enable, rulebook) = time_setup(cluster)?;
         for (r, &i) in results.iter_mut().zip(&flows) {
             let flow = &run.plan.flows[i];
@@ -381,7 +380,7 @@ fn run_scenario(
                 .collect();
             for _ in 0..reps {
                 for q in &mut r.quiet {
-                    observe_quiet(&run, cluster, flow, &books, q)?;
+                    observe_quiet(&run, cluster, flow, q)?;
                 }
             }
         }
@@ -402,20 +401,6 @@ fn run_scenario(
         rulebook,
         flows: results,
     }))
-}
-
-/// Every node's rule book (the first observed flow has switched the trace on already).
-fn read_books(cluster: &Cluster) -> Result<Vec<(String, RuleBook)>, String> {
-    cluster
-        .topology()
-        .nodes
-        .iter()
-        .map(|n| {
-            let ns = cluster.node_netns(&n.name).ok_or("no node namespace")?;
-            let book = RuleBook::read(ns.as_fd()).map_err(|e| e.to_string())?;
-            Ok((n.name.clone(), book))
-        })
-        .collect()
 }
 
 /// Medians of what the first observed flow of a cluster does once: switching the trace on in
@@ -446,13 +431,7 @@ type Targets<'a> = (
 );
 
 fn targets(cluster: &Cluster) -> Targets<'_> {
-    let nodes = cluster
-        .topology()
-        .nodes
-        .iter()
-        .filter_map(|n| Some((n.name.clone(), cluster.node_netns(&n.name)?.as_fd())))
-        .collect();
-    (cluster.capture_points(), nodes)
+    (cluster.capture_points(), cluster.trace_points())
 }
 
 /// Sends `flow` once and checks the answer.
@@ -542,7 +521,6 @@ fn observe_quiet(
     run: &CaseRun,
     cluster: &Cluster,
     flow: &FlowPlan,
-    books: &[(String, RuleBook)],
     q: &mut QuietResult,
 ) -> Result<(), String> {
     let (points, nodes) = targets(cluster);
@@ -567,9 +545,6 @@ fn observe_quiet(
     let captured = captures.stop();
     let mut rules = traces.stop();
     rules.retain(|e| e.table != nftrace::TRACE_TABLE);
-    for (node, book) in books {
-        book.annotate_in(node, &mut rules);
-    }
     let (tables, problems) = events.stop();
     let whole = Observation {
         captures: captured,

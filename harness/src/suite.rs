@@ -119,6 +119,14 @@ fn retarget(target: ProbeTarget, ip: std::net::Ipv4Addr) -> ProbeTarget {
     }
 }
 
+/// Adds `more` to a verdict's reason, after what it already says.
+fn add_reason(verdict: &mut Verdict, more: String) {
+    verdict.reason = Some(match verdict.reason.take() {
+        Some(other) => format!("{other}\n{more}"),
+        None => more,
+    });
+}
+
 /// The verdict of a flow that only resolves its name (or whose name did not resolve).
 fn dns_only_verdict(
     name: &str,
@@ -365,18 +373,11 @@ impl CaseRun {
                 match hop_fault {
                     Some(fault) => {
                         verdict.passed = false;
-                        verdict.reason = Some(match verdict.reason.take() {
-                            Some(other) => format!("{other}\n{fault}"),
-                            None => fault,
-                        });
+                        add_reason(&mut verdict, fault);
                     }
                     // A flow that failed otherwise: where its packet got to.
                     None if !verdict.passed && flow.exec.is_none() => {
-                        let seen = hops::last_seen(journey, Way::Forward);
-                        verdict.reason = Some(match verdict.reason.take() {
-                            Some(other) => format!("{other}\n{seen}"),
-                            None => seen,
-                        });
+                        add_reason(&mut verdict, hops::last_seen(journey, Way::Forward));
                     }
                     None => {}
                 }
@@ -457,9 +458,10 @@ impl CaseRun {
             .find(|p| p.name == flow.from)
             .and_then(|p| p.resolv_conf.as_deref())
             .and_then(|conf| {
-                conf.lines()
-                    .find_map(|l| l.strip_prefix("nameserver "))
-                    .and_then(|a| a.trim().parse().ok())
+                netns_runtime::resolver::ResolvConf::parse(conf)
+                    .nameservers
+                    .first()
+                    .copied()
             });
         FlowHints {
             client: flow.from.clone(),

@@ -70,6 +70,15 @@ impl Cluster {
         points
     }
 
+    /// Where the netfilter trace and conntrack events are read: every node, as (name, namespace).
+    pub fn trace_points(&self) -> Vec<(String, BorrowedFd<'_>)> {
+        self.topology()
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), self.node_netns(&n.name)?.as_fd())))
+            .collect()
+    }
+
     /// Switches the netfilter trace on in every node, once.
     fn enable_trace(&self) -> Result<(), String> {
         self.trace_enabled
@@ -141,12 +150,7 @@ impl Cluster {
             .iter()
             .map(|(name, fd, iface)| (name.as_str(), *fd, iface.as_str()))
             .collect();
-        let nodes: Vec<(String, BorrowedFd<'_>)> = self
-            .topology()
-            .nodes
-            .iter()
-            .filter_map(|n| Some((n.name.clone(), self.node_netns(&n.name)?.as_fd())))
-            .collect();
+        let nodes = self.trace_points();
         let trace_args: Vec<(&str, BorrowedFd<'_>)> =
             nodes.iter().map(|(n, fd)| (n.as_str(), *fd)).collect();
         let mut traces =

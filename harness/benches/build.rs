@@ -201,7 +201,7 @@ fn topology(s: &Scenario) -> Topology {
             // floor has no counterpart, so both ways build the network without them.
             let mut topology = plan.topology;
             for node in &mut topology.nodes {
-                node.ip_masq = None;
+                node.network.masquerade = None;
             }
             topology
         }
@@ -557,11 +557,11 @@ fn known_macs(topo: &Topology) -> BTreeSet<String> {
     for n in &topo.nodes {
         macs.insert(n.eth0.mac.to_string());
         macs.insert(n.bridge.mac.to_string());
-        if let Some(v) = &n.vxlan {
+        if let Some(v) = &n.network.vxlan {
             macs.insert(v.mac.to_string());
         }
-        macs.extend(n.neighbours.iter().map(|x| x.mac.to_string()));
-        macs.extend(n.fdb.iter().map(|x| x.mac.to_string()));
+        macs.extend(n.network.neighbours.iter().map(|x| x.mac.to_string()));
+        macs.extend(n.network.fdb.iter().map(|x| x.mac.to_string()));
     }
     for p in &topo.pods {
         macs.insert(p.eth0.mac.to_string());

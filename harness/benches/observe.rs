@@ -272,7 +272,7 @@ fn run_scenario(
         flow.hops = Default::default();
     }
     let id = scenario.file.trim_end_matches(".yaml");
-    let kind = suite::runs_of(id, &plan)
+    let kind = suite::runs_of(id, &plan, &podpath::stack::Stack::builtin())
         .into_iter()
         .find(|k| k.proxy == scenario.proxy)
         .ok_or_else(|| format!("{id} has no run with proxy {:?}", scenario.proxy))?;

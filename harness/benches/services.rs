@@ -479,8 +479,8 @@ impl ServiceProxy for BenchProxy {
             })
     }
 
-    fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError> {
-        self.0.builtin().rules(node, node_name)
+    fn rule_tables(&self) -> Vec<netns_runtime::stack::RuleTable> {
+        self.0.builtin().rule_tables()
     }
 }
 

@@ -33,7 +33,7 @@ impl Names {
                 n.bridge.addr.addr(),
                 format!("{} {}", n.name, n.bridge.name),
             );
-            if let Some(v) = &n.vxlan {
+            if let Some(v) = &n.network.vxlan {
                 map.insert(v.addr.addr(), format!("{} {}", n.name, v.name));
             }
         }

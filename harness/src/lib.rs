@@ -6,5 +6,6 @@ pub mod hops;
 pub mod journey;
 pub mod plan;
 pub mod report;
+pub mod stack;
 pub mod suite;
 pub mod verdict;

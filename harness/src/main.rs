@@ -10,7 +10,9 @@ use netns_runtime::proxy::driver::ProxyMode;
 use podpath::journey;
 use podpath::plan::Plan;
 use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
+use podpath::stack::Stack;
 use podpath::suite::{self, CaseRun};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +40,10 @@ enum Command {
         /// Which flows get an artifact directory: failing, all or none
         #[arg(long, value_name = "WHICH", default_value = "failing")]
         artifacts: ArtifactPolicy,
+        /// The implementation under test: a stack file (docs/implementations.md) [default:
+        /// $PODPATH_STACK, or the builtin stack]
+        #[arg(long, value_name = "FILE")]
+        stack: Option<PathBuf>,
     },
     /// Print a case's resolved plan (every address, route, neighbour and FDB entry) without
     /// building anything. Needs no privileges.
@@ -56,6 +62,10 @@ enum Command {
         /// The service proxy mode (iptables, nftables or none) [default: the case's first mode]
         #[arg(long)]
         proxy: Option<String>,
+        /// The implementation under test: a stack file (docs/implementations.md) [default:
+        /// $PODPATH_STACK, or the builtin stack]
+        #[arg(long, value_name = "FILE")]
+        stack: Option<PathBuf>,
     },
     /// Build a case's cluster and open a shell inside the sandbox, where `ip netns exec node1 ...`
     /// works. Everything disappears when the shell exits.
@@ -66,6 +76,10 @@ enum Command {
         /// first mode]
         #[arg(long)]
         proxy: Option<String>,
+        /// The implementation under test: a stack file (docs/implementations.md) [default:
+        /// $PODPATH_STACK, or the builtin stack]
+        #[arg(long, value_name = "FILE")]
+        stack: Option<PathBuf>,
         /// Run this command instead of an interactive shell
         #[arg(last = true)]
         command: Vec<String>,
@@ -89,15 +103,21 @@ fn main() -> ExitCode {
             filter,
             reports,
             artifacts,
+            stack,
         } => {
+            let stack = match load_stack(stack.as_deref()) {
+                Ok(stack) => stack,
+                Err(code) => return code,
+            };
             if let Err(code) = enter_sandbox() {
                 return code;
             }
             let sink = ReportSink::new(reports, artifacts);
-            let code = run(paths, filter, &sink);
+            eprintln!("podpath: {stack}");
+            let code = run(paths, filter, &sink, &stack);
             // The report is a by-product: failing to write it is said, but the exit code
             // stays the run's.
-            match sink.finish("podpath") {
+            match sink.finish(&format!("podpath on stack {}", stack.name)) {
                 Ok(path) => eprintln!("podpath: JUnit report in {}", path.display()),
                 Err(e) => eprintln!(
                     "podpath: warning: no JUnit report in {}: {e}",
@@ -106,23 +126,50 @@ fn main() -> ExitCode {
             }
             code
         }
-        Command::Trace { case, flow, proxy } => {
+        Command::Trace {
+            case,
+            flow,
+            proxy,
+            stack,
+        } => {
+            let stack = match load_stack(stack.as_deref()) {
+                Ok(stack) => stack,
+                Err(code) => return code,
+            };
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            trace(case, flow, proxy)
+            trace(case, flow, proxy, stack)
         }
         Command::Shell {
             case,
             proxy,
+            stack,
             command,
         } => {
+            let stack = match load_stack(stack.as_deref()) {
+                Ok(stack) => stack,
+                Err(code) => return code,
+            };
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            shell(case, proxy, command)
+            shell(case, proxy, command, &stack)
         }
     }
+}
+
+/// The stack of a run: `--stack FILE`, else `$PODPATH_STACK`, else the builtin stack. Read
+/// before the sandbox is entered, so the path means the host's file.
+fn load_stack(file: Option<&Path>) -> Result<Arc<Stack>, ExitCode> {
+    let loaded = match file {
+        Some(file) => Stack::load(file),
+        None => Stack::from_env(),
+    };
+    loaded.map(Arc::new).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
 }
 
 fn enter_sandbox() -> Result<(), ExitCode> {
@@ -145,7 +192,12 @@ fn plan(case: PathBuf) -> ExitCode {
     }
 }
 
-fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCode {
+fn run(
+    paths: Vec<PathBuf>,
+    filter: Option<String>,
+    sink: &ReportSink,
+    stack: &Arc<Stack>,
+) -> ExitCode {
     let paths = if paths.is_empty() {
         vec![PathBuf::from("cases")]
     } else {
@@ -158,7 +210,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
             return ExitCode::from(2);
         }
     };
-    let (mut passed, mut failed) = (0usize, 0usize);
+    let (mut passed, mut failed, mut ignored) = (0usize, 0usize, 0usize);
     let mut failures = Vec::new();
     for case in cases {
         let plan = match case.plan {
@@ -176,7 +228,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
                 continue;
             }
         };
-        for kind in suite::runs_of(&case.id, &plan) {
+        for kind in suite::runs_of(&case.id, &plan, stack) {
             let selected: Vec<usize> = (0..plan.flows.len())
                 .filter(|&i| {
                     let name = kind.flow_name(&plan.flows[i]);
@@ -187,7 +239,28 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
                 continue;
             }
             // One run at a time: namespaces keep their plain names (node1, pod-a).
-            let run = CaseRun::new(plan.clone(), kind.proxy, selected.len(), String::new());
+            let run = CaseRun::on_stack(plan.clone(), kind.proxy, 0, String::new(), stack.clone());
+            // What the stack cannot answer for is reported ignored, with the reason.
+            let (selected, skipped): (Vec<usize>, Vec<usize>) = selected
+                .into_iter()
+                .partition(|&i| kind.ignored.is_none() && run.flow_ignored(i).is_none());
+            for i in skipped {
+                let name = kind.flow_name(&plan.flows[i]);
+                let reason = kind
+                    .ignored
+                    .clone()
+                    .or_else(|| run.flow_ignored(i))
+                    .unwrap_or_default();
+                println!("ignored {name}: {reason}");
+                ignored += 1;
+                sink.record(TrialRecord {
+                    name,
+                    file: case.path.display().to_string(),
+                    duration: Default::default(),
+                    outcome: TrialOutcome::Ignored(reason),
+                });
+            }
+            let run = run.with_pending(selected.len());
             for i in selected {
                 let name = kind.flow_name(&run.plan.flows[i]);
                 let start = Instant::now();
@@ -232,7 +305,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
             println!("\n{f}");
         }
     }
-    println!("\n{passed} passed, {failed} failed");
+    println!("\n{passed} passed, {failed} failed, {ignored} ignored");
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -240,12 +313,12 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
     }
 }
 
-fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>) -> ExitCode {
+fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>, stack: &Stack) -> ExitCode {
     let (plan, mode) = match load_with_mode(&case, proxy.as_deref()) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    let cluster = match Cluster::build(&plan.topology) {
+    let cluster = match Cluster::build_with(&plan.topology, "", &stack.drivers()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("podpath: building {}: {e}", case.display());
@@ -266,6 +339,7 @@ fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>) -> ExitCode
             plan.name,
             mode.map_or("none", ProxyMode::name)
         );
+        eprintln!("  {stack}");
         let names: Vec<&str> = std::iter::once(topo.underlay.netns.as_str())
             .chain(topo.nodes.iter().map(|n| n.name.as_str()))
             .chain(topo.pods.iter().map(|p| p.name.as_str()))
@@ -341,7 +415,12 @@ fn proxy_mode(plan: &Plan, proxy: Option<&str>) -> Result<Option<ProxyMode>, Exi
     }
 }
 
-fn trace(case: PathBuf, flow: Option<String>, proxy: Option<String>) -> ExitCode {
+fn trace(
+    case: PathBuf,
+    flow: Option<String>,
+    proxy: Option<String>,
+    stack: Arc<Stack>,
+) -> ExitCode {
     let (plan, mode) = match load_with_mode(&case, proxy.as_deref()) {
         Ok(loaded) => loaded,
         Err(code) => return code,
@@ -359,9 +438,16 @@ fn trace(case: PathBuf, flow: Option<String>, proxy: Option<String>) -> ExitCode
         );
         return ExitCode::from(2);
     }
-    let run = CaseRun::new(plan.clone(), mode, selected.len(), String::new());
+    let run = CaseRun::on_stack(
+        plan.clone(),
+        mode,
+        selected.len(),
+        String::new(),
+        stack.clone(),
+    );
     let mode_name = mode.map(ProxyMode::name);
     let mut code = ExitCode::SUCCESS;
+    println!("{stack}\n");
     for (n, i) in selected.into_iter().enumerate() {
         let flow = &run.plan.flows[i];
         if n > 0 {

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use netns_runtime::topology::{
-    ClusterDnsServer, EXTERNAL_HOST, External, FdbEntry, Iface, Listener, Mac, Neighbour, Node,
-    Pod, Proto, Route, Topology, UNDERLAY_BRIDGE, UNDERLAY_NETNS, Underlay, Vxlan,
+    ClusterDnsServer, EXTERNAL_HOST, External, FdbEntry, Iface, Listener, Mac, Neighbour,
+    NetworkLayout, Node, Pod, Proto, Route, Topology, UNDERLAY_BRIDGE, UNDERLAY_NETNS, Underlay,
+    Vxlan,
 };
 use serde_saphyr::Spanned;
 
@@ -2858,12 +2859,12 @@ fn build_topology(
         };
         // Every node has a default route, as a real one does: pod traffic nothing else claims
         // (a Service port no rule matches, a peer subnet without an overlay) leaves by it.
-        routes.push(Route {
+        let default_route = Route {
             dst: Ipv4Net::default(),
             via: Some(underlay_gateway(node_cidr)),
             dev: ETH0.to_owned(),
             onlink: false,
-        });
+        };
         topo_nodes.push(Node {
             name: name.clone(),
             eth0: Iface {
@@ -2880,17 +2881,20 @@ fn build_topology(
                 addr: Ipv4Net::new(gw, subnet.prefix_len()).ok()?,
                 mtu: pod_mtu,
             },
-            vxlan,
-            routes,
-            neighbours,
-            fdb,
-            sysctls: node_sysctls(cluster),
-            // flannel's backends run with --ip-masq (its default manifest); no overlay, no
-            // flannel.
-            ip_masq: match overlay {
-                Overlay::Vxlan | Overlay::HostGw => Some(cluster.pod_cidr?),
-                Overlay::None => None,
+            network: NetworkLayout {
+                vxlan,
+                routes,
+                neighbours,
+                fdb,
+                // flannel's backends run with --ip-masq (its default manifest); no overlay, no
+                // flannel.
+                masquerade: match overlay {
+                    Overlay::Vxlan | Overlay::HostGw => Some(cluster.pod_cidr?),
+                    Overlay::None => None,
+                },
             },
+            routes: vec![default_route],
+            sysctls: node_sysctls(cluster),
         });
     }
 
@@ -2950,6 +2954,7 @@ fn build_topology(
     }
 
     Some(Topology {
+        cluster_cidr: cluster.pod_cidr?,
         underlay: Underlay {
             netns: UNDERLAY_NETNS.to_owned(),
             bridge: UNDERLAY_BRIDGE.to_owned(),
@@ -3183,7 +3188,7 @@ impl fmt::Display for Plan {
             writeln!(f, " (underlay port {})", node.underlay_port)?;
             write_iface(f, &node.bridge)?;
             writeln!(f)?;
-            if let Some(v) = &node.vxlan {
+            if let Some(v) = &node.network.vxlan {
                 writeln!(
                     f,
                     "  {:<10} {} {} mtu {} vni {} port {} local {} dev {} learning {}",
@@ -3198,17 +3203,17 @@ impl fmt::Display for Plan {
                     if v.learning { "on" } else { "off" }
                 )?;
             }
-            for route in &node.routes {
+            for route in node.network.routes.iter().chain(&node.routes) {
                 write_route(f, route)?;
             }
-            for n in &node.neighbours {
+            for n in &node.network.neighbours {
                 writeln!(
                     f,
                     "  {:<10} {} lladdr {} dev {}",
                     "neigh", n.ip, n.mac, n.dev
                 )?;
             }
-            for e in &node.fdb {
+            for e in &node.network.fdb {
                 writeln!(f, "  {:<10} {} dst {} dev {}", "fdb", e.mac, e.dst, e.dev)?;
             }
             for (key, value) in &node.sysctls {
@@ -3812,7 +3817,7 @@ mod tests {
             }
         );
         assert_eq!(
-            node.vxlan,
+            node.network.vxlan,
             Some(Vxlan {
                 name: "flannel.1".into(),
                 vni: 1,
@@ -3910,15 +3915,16 @@ mod tests {
         let plan = plan(FILE, "nodes: [node1, node2, node3]\n");
         let nodes = &plan.topology.nodes;
         for (i, node) in nodes.iter().enumerate() {
-            assert_eq!(node.neighbours.len(), 2, "{}", node.name);
-            assert_eq!(node.fdb.len(), 2, "{}", node.name);
-            // One route per peer, then the default route via the underlay gateway.
-            assert_eq!(node.routes.len(), 3, "{}", node.name);
-            assert_eq!(node.routes[2], default_route(), "{}", node.name);
+            assert_eq!(node.network.neighbours.len(), 2, "{}", node.name);
+            assert_eq!(node.network.fdb.len(), 2, "{}", node.name);
+            // One route per peer from flannel; podpath's own default route via the underlay
+            // gateway.
+            assert_eq!(node.network.routes.len(), 2, "{}", node.name);
+            assert_eq!(node.routes, [default_route()], "{}", node.name);
             for (j, peer) in nodes.iter().enumerate().filter(|(j, _)| *j != i) {
                 let peer_ip = peer.eth0.addr.addr();
                 let peer_vtep = Mac::from_ip([0x0e, 0x2a], peer_ip);
-                assert_eq!(peer.vxlan.as_ref().unwrap().mac, peer_vtep);
+                assert_eq!(peer.network.vxlan.as_ref().unwrap().mac, peer_vtep);
                 let neigh = Neighbour {
                     dev: "flannel.1".into(),
                     ip: peer.pod_cidr.network(),
@@ -3935,15 +3941,25 @@ mod tests {
                     dev: "flannel.1".into(),
                     onlink: true,
                 };
-                assert_eq!(node.neighbours.iter().filter(|n| **n == neigh).count(), 1);
-                assert_eq!(node.fdb.iter().filter(|e| **e == fdb).count(), 1);
-                assert_eq!(node.routes.iter().filter(|r| **r == route).count(), 1);
+                assert_eq!(
+                    node.network
+                        .neighbours
+                        .iter()
+                        .filter(|n| **n == neigh)
+                        .count(),
+                    1
+                );
+                assert_eq!(node.network.fdb.iter().filter(|e| **e == fdb).count(), 1);
+                assert_eq!(
+                    node.network.routes.iter().filter(|r| **r == route).count(),
+                    1
+                );
                 assert_eq!(peer.pod_cidr, cidr(&format!("10.244.{}.0/24", j + 1)));
             }
         }
         // Spelled out once, for node1.
         assert_eq!(
-            nodes[0].routes[1],
+            nodes[0].network.routes[1],
             Route {
                 dst: cidr("10.244.3.0/24"),
                 via: Some(ip("10.244.3.0")),
@@ -3952,14 +3968,14 @@ mod tests {
             }
         );
         assert_eq!(
-            nodes[0].fdb[1],
+            nodes[0].network.fdb[1],
             FdbEntry {
                 dev: "flannel.1".into(),
                 mac: Mac([0x0e, 0x2a, 172, 18, 0, 4]),
                 dst: ip("172.18.0.4"),
             }
         );
-        assert_eq!(nodes[0].neighbours[1].ip, ip("10.244.3.0"));
+        assert_eq!(nodes[0].network.neighbours[1].ip, ip("10.244.3.0"));
     }
 
     #[test]
@@ -3969,10 +3985,11 @@ mod tests {
             "cluster: { overlay: host-gw }\nnodes: [node1, node2, node3]\n",
         );
         let node = &plan.topology.nodes[1];
-        assert_eq!(node.vxlan, None);
-        assert!(node.neighbours.is_empty() && node.fdb.is_empty());
+        assert_eq!(node.network.vxlan, None);
+        assert!(node.network.neighbours.is_empty() && node.network.fdb.is_empty());
+        assert_eq!(node.routes, [default_route()]);
         assert_eq!(
-            node.routes,
+            node.network.routes,
             [
                 Route {
                     dst: cidr("10.244.1.0/24"),
@@ -3986,7 +4003,6 @@ mod tests {
                     dev: "eth0".into(),
                     onlink: false,
                 },
-                default_route(),
             ]
         );
     }
@@ -4004,9 +4020,9 @@ mod tests {
     fn overlay_none_programs_nothing() {
         let plan = plan(FILE, "cluster: { overlay: none }\nnodes: [node1, node2]\n");
         for node in &plan.topology.nodes {
-            assert_eq!(node.vxlan, None);
+            assert_eq!(node.network.vxlan, None);
             assert_eq!(node.routes, [default_route()]);
-            assert!(node.neighbours.is_empty() && node.fdb.is_empty());
+            assert!(node.network.neighbours.is_empty() && node.network.fdb.is_empty());
         }
     }
 
@@ -4032,7 +4048,7 @@ mod tests {
         assert_eq!(plan.topology.underlay.mtu, eth0);
         assert_eq!(node.eth0.mtu, eth0);
         assert_eq!(node.bridge.mtu, pods);
-        assert_eq!(node.vxlan.as_ref().map(|v| v.mtu), vxlan);
+        assert_eq!(node.network.vxlan.as_ref().map(|v| v.mtu), vxlan);
         assert_eq!(plan.topology.pods[0].eth0.mtu, pods);
     }
 

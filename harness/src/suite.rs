@@ -2,9 +2,10 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::stack::RuleTable;
 use netns_runtime::{Cluster, ProbeTarget};
 
 use netns_runtime::trace::journey::{FlowHints, Journey, Observation, StepKind, Way, assemble};
@@ -14,6 +15,7 @@ use crate::hops;
 use crate::plan::Expect;
 use crate::plan::{self, FlowPlan, Plan, Target};
 use crate::report::{ArtifactPolicy, FlowArtifacts, ReportSink};
+use crate::stack::{Stack, applies};
 use crate::verdict::{Verdict, dns_fault, judge, judge_exec};
 use netns_runtime::resolver::Resolution;
 use netns_runtime::trace::conntrack;
@@ -70,7 +72,7 @@ pub fn observe_from_env() -> bool {
     std::env::var("PODPATH_OBSERVE").map_or(true, |v| v != "off" && v != "0")
 }
 
-/// One way a case runs: with no proxy, or in one proxy mode.
+/// One way a case runs: with no proxy, or in one proxy mode, on the run's stack.
 pub struct RunKind {
     /// Starts every trial name of this run: `<case>` or `<case>::<mode>`.
     pub name: String,
@@ -79,6 +81,10 @@ pub struct RunKind {
     /// Namespace-name prefix that keeps this run's cluster apart from the others.
     pub netns_prefix: String,
     pub proxy: Option<ProxyMode>,
+    /// Why none of this run's trials can run on the stack (they are reported ignored).
+    pub ignored: Option<String>,
+    /// Why its snapshot trials cannot run (snapshots record the builtin stack).
+    pub snapshots_ignored: Option<String>,
 }
 
 impl RunKind {
@@ -88,24 +94,42 @@ impl RunKind {
     }
 }
 
-/// The runs of a case: one per proxy mode, or a single one without a proxy.
-pub fn runs_of(case_id: &str, plan: &Plan) -> Vec<RunKind> {
+/// The runs of a case on `stack`: one per proxy mode, or a single one without a proxy.
+pub fn runs_of(case_id: &str, plan: &Plan, stack: &Stack) -> Vec<RunKind> {
     let flat = case_id.replace('/', "__");
+    let case_ignored = applies::run_ignored(plan, stack);
+    let snapshots_ignored = (!stack.is_builtin()).then(|| {
+        format!(
+            "snapshots record the builtin stack's tables, and stack {} is not the builtin one",
+            stack.name
+        )
+    });
     if plan.proxy_modes.is_empty() {
         return vec![RunKind {
             name: case_id.to_string(),
             snapshot_base: flat,
             netns_prefix: netns_prefix(case_id),
             proxy: None,
+            ignored: case_ignored,
+            snapshots_ignored,
         }];
     }
-    plan.proxy_modes
-        .iter()
-        .map(|&mode| RunKind {
-            name: format!("{case_id}::{mode}"),
-            snapshot_base: format!("{flat}__{mode}"),
-            netns_prefix: format!("{}{mode}.", netns_prefix(case_id)),
-            proxy: Some(mode),
+    stack
+        .proxy_runs(&plan.proxy_modes)
+        .into_iter()
+        .map(|run| {
+            let (mode, ignored) = match run {
+                Ok(mode) => (mode, case_ignored.clone()),
+                Err((mode, reason)) => (mode, Some(reason)),
+            };
+            RunKind {
+                name: format!("{case_id}::{mode}"),
+                snapshot_base: format!("{flat}__{mode}"),
+                netns_prefix: format!("{}{mode}.", netns_prefix(case_id)),
+                proxy: Some(mode),
+                ignored,
+                snapshots_ignored: snapshots_ignored.clone(),
+            }
         })
         .collect()
 }
@@ -236,6 +260,8 @@ pub struct CaseRun {
     pub plan: Plan,
     /// The service proxy programmed on every node; `None` when the case has no proxy.
     pub proxy: Option<ProxyMode>,
+    /// The implementation under test.
+    pub stack: Arc<Stack>,
     netns_prefix: String,
     state: Mutex<(ClusterState, usize)>,
 }
@@ -250,9 +276,27 @@ impl CaseRun {
         pending: usize,
         netns_prefix: String,
     ) -> CaseRun {
+        CaseRun::on_stack(
+            plan,
+            proxy,
+            pending,
+            netns_prefix,
+            Arc::new(Stack::builtin()),
+        )
+    }
+
+    /// Like [`CaseRun::new`], on `stack` instead of the builtin one.
+    pub fn on_stack(
+        plan: Plan,
+        proxy: Option<ProxyMode>,
+        pending: usize,
+        netns_prefix: String,
+        stack: Arc<Stack>,
+    ) -> CaseRun {
         CaseRun {
             plan,
             proxy,
+            stack,
             netns_prefix,
             state: Mutex::new((ClusterState::NotBuilt, pending)),
         }
@@ -260,14 +304,41 @@ impl CaseRun {
 
     fn build(&self) -> Result<Cluster, String> {
         let file = self.plan.file.display();
-        let cluster = Cluster::build_prefixed(&self.plan.topology, &self.netns_prefix)
-            .map_err(|e| format!("building the cluster of {file} failed: {e}"))?;
+        let drivers = self.stack.drivers();
+        let cluster = Cluster::build_with(&self.plan.topology, &self.netns_prefix, &drivers)
+            .map_err(|e| {
+                format!(
+                    "building the cluster of {file} on stack {} failed: {e}",
+                    self.stack.name
+                )
+            })?;
         if let Some(mode) = self.proxy {
             cluster
                 .apply_proxy(mode.builtin().as_ref(), &self.plan.proxy)
                 .map_err(|e| format!("programming Services of {file} failed: {e}"))?;
         }
         Ok(cluster)
+    }
+
+    /// The same run, expecting `pending` trials.
+    pub fn with_pending(self, pending: usize) -> CaseRun {
+        let state = Mutex::new((ClusterState::NotBuilt, pending));
+        CaseRun { state, ..self }
+    }
+
+    /// The rule tables the stack's drivers declared, which snapshots and reports dump.
+    pub fn rule_tables(&self) -> Vec<RuleTable> {
+        let drivers = self.stack.drivers();
+        let mut tables = drivers.network.rule_tables();
+        if let Some(mode) = self.proxy {
+            tables.extend(mode.builtin().rule_tables());
+        }
+        tables
+    }
+
+    /// Why flow `index` cannot run on this run's stack, if it cannot.
+    pub fn flow_ignored(&self, index: usize) -> Option<String> {
+        applies::flow_ignored(&self.plan, &self.plan.flows[index], &self.stack)
     }
 
     /// Runs `f` on the case's cluster, building it first if no trial has yet, and taking it down
@@ -409,7 +480,7 @@ impl CaseRun {
         verdict: &Verdict,
     ) -> FlowArtifacts {
         let mode = self.proxy.map(ProxyMode::name);
-        let builtin = self.proxy.map(ProxyMode::builtin);
+        let tables = self.rule_tables();
         let rules = self
             .plan
             .topology
@@ -417,7 +488,7 @@ impl CaseRun {
             .iter()
             .map(|n| {
                 let text = cluster
-                    .node_rules(builtin.as_deref(), &n.name)
+                    .node_rules(&tables, &n.name)
                     .and_then(|mut t| {
                         t.push_str(&cluster.node_state(&n.name)?);
                         Ok(t)
@@ -528,10 +599,9 @@ impl CaseRun {
     /// What a snapshot keeps of `node`: its rule tables as the proxy shows them, then the
     /// routes, neighbours and FDB entries the overlay programmed.
     pub fn node_snapshot(&self, node: &str) -> Result<String, String> {
-        let proxy = self.proxy;
+        let tables = self.rule_tables();
         self.with_cluster(|cluster| {
-            let builtin = proxy.map(ProxyMode::builtin);
-            let mut out = cluster.node_rules(builtin.as_deref(), node)?;
+            let mut out = cluster.node_rules(&tables, node)?;
             out.push_str(&cluster.node_state(node)?);
             Ok(out)
         })?

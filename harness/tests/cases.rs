@@ -57,6 +57,16 @@ fn main() -> ExitCode {
         args: &args,
         sink: Arc::new(ReportSink::new(reports, artifacts)),
     };
+    let stack = match podpath::stack::Stack::from_env() {
+        Ok(stack) => Arc::new(stack),
+        Err(e) => {
+            eprintln!("podpath: {}: {e}", podpath::stack::STACK_ENV);
+            std::process::exit(2);
+        }
+    };
+    if !args.list {
+        eprintln!("podpath: {stack}");
+    }
     let unavailable = sandbox.err().map(|e| e.to_string());
     if let Some(reason) = &unavailable {
         eprintln!("podpath: every trial is ignored: {reason}");
@@ -74,32 +84,57 @@ fn main() -> ExitCode {
                 continue;
             }
         };
-        for kind in suite::runs_of(&case.id, &plan) {
+        for kind in suite::runs_of(&case.id, &plan, &stack) {
             let flows: Vec<String> = plan.flows.iter().map(|f| kind.flow_name(f)).collect();
             let nodes: Vec<String> = plan.topology.nodes.iter().map(|n| n.name.clone()).collect();
             let snapshots: Vec<String> = nodes
                 .iter()
                 .map(|n| format!("{}::snapshot::{n}", kind.name))
                 .collect();
-            if let Some(reason) = &unavailable {
+            if let Some(reason) = unavailable.as_ref().or(kind.ignored.as_ref()) {
                 for name in flows.into_iter().chain(snapshots) {
                     trials.push(recorder.ignored(name, &case.path, reason));
                 }
                 continue;
             }
+            let run = CaseRun::on_stack(
+                plan.clone(),
+                kind.proxy,
+                0,
+                kind.netns_prefix.clone(),
+                stack.clone(),
+            );
+            // What the stack cannot answer for is reported ignored, with the reason.
+            let flow_ignored: Vec<Option<String>> =
+                (0..flows.len()).map(|i| run.flow_ignored(i)).collect();
+            let (nodes, snapshots) = match &kind.snapshots_ignored {
+                Some(reason) => {
+                    for name in snapshots {
+                        trials.push(recorder.ignored(name, &case.path, reason));
+                    }
+                    (Vec::new(), Vec::new())
+                }
+                None => (nodes, snapshots),
+            };
             // Count the trials that will really run, so the cluster goes down after the last.
             let runs = |name: &String| {
                 let probe = Trial::test(name.clone(), || Ok(()));
                 !args.list && !args.is_filtered_out(&probe) && !args.is_ignored(&probe)
             };
-            let pending = flows.iter().chain(&snapshots).filter(|n| runs(n)).count();
-            let run = Arc::new(CaseRun::new(
-                plan.clone(),
-                kind.proxy,
-                pending,
-                kind.netns_prefix.clone(),
-            ));
-            for (index, name) in flows.into_iter().enumerate() {
+            let pending = flows
+                .iter()
+                .zip(&flow_ignored)
+                .filter(|(_, ignored)| ignored.is_none())
+                .map(|(name, _)| name)
+                .chain(&snapshots)
+                .filter(|n| runs(n))
+                .count();
+            let run = Arc::new(run.with_pending(pending));
+            for (index, (name, ignored)) in flows.into_iter().zip(flow_ignored).enumerate() {
+                if let Some(reason) = ignored {
+                    trials.push(recorder.ignored(name, &case.path, &reason));
+                    continue;
+                }
                 let run = run.clone();
                 let sink = recorder.sink.clone();
                 let trial = name.clone();
@@ -144,7 +179,10 @@ fn main() -> ExitCode {
     }
     let conclusion = libtest_mimic::run(&args, trials);
     if !args.list {
-        match recorder.sink.finish("podpath") {
+        match recorder
+            .sink
+            .finish(&format!("podpath on stack {}", stack.name))
+        {
             Ok(path) => eprintln!("podpath: JUnit report in {}", path.display()),
             Err(e) => eprintln!(
                 "podpath: warning: no JUnit report in {}: {e}",

@@ -81,19 +81,19 @@ fn breaking(
 }
 
 fn fdb_of_node1(c: &Cluster) -> (netns_runtime::topology::Mac, std::net::Ipv4Addr) {
-    let f = &c.topology().node("node1").unwrap().fdb[0];
+    let f = &c.topology().node("node1").unwrap().network.fdb[0];
     (f.mac, f.dst)
 }
 
 /// node1's first route: the route to its peer's pod subnet (vxlan or host-gw).
 fn delete_first_route_of_node1(c: &Cluster, nl: &mut Netlink) {
-    let r = &c.topology().node("node1").unwrap().routes[0];
+    let r = &c.topology().node("node1").unwrap().network.routes[0];
     let dev = nl.link_index(&r.dev).unwrap();
     nl.del_route(r.dst, r.via, dev).unwrap();
 }
 
 fn restore_first_route_of_node1(c: &Cluster, nl: &mut Netlink) {
-    let r = &c.topology().node("node1").unwrap().routes[0];
+    let r = &c.topology().node("node1").unwrap().network.routes[0];
     let dev = nl.link_index(&r.dev).unwrap();
     nl.add_route(r.dst, r.via, dev, r.onlink).unwrap();
 }
@@ -215,12 +215,12 @@ fn main() {
                 "udp",
                 "dp-neigh.",
                 |c, nl| {
-                    let n = &c.topology().node("node1").unwrap().neighbours[0];
+                    let n = &c.topology().node("node1").unwrap().network.neighbours[0];
                     let dev = nl.link_index("flannel.1").unwrap();
                     nl.del_neighbour(dev, n.ip).unwrap();
                 },
                 |c, nl| {
-                    let n = &c.topology().node("node1").unwrap().neighbours[0];
+                    let n = &c.topology().node("node1").unwrap().network.neighbours[0];
                     let dev = nl.link_index("flannel.1").unwrap();
                     nl.add_neighbour(dev, n.ip, n.mac).unwrap();
                 },

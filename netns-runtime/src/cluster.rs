@@ -20,8 +20,11 @@ use crate::probe::{self, Outcome, ProbeTarget};
 use crate::proxy::ServiceTable;
 use crate::proxy::driver::{ProxyError, ServiceProxy};
 use crate::resolver::{self, Resolution, ResolvConf};
+use crate::stack::{
+    Attachment, DnsDriver, DriverError, Drivers, NodeContext, PodContext, RuleTable,
+};
 use crate::tool::Finished;
-use crate::topology::{Listener, Mac, Node, Pod, Proto, Route, Topology};
+use crate::topology::{Listener, Mac, Node, Proto, Topology};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -43,11 +46,8 @@ pub enum BuildError {
     },
     #[error("echo servers: {0}")]
     Echo(io::Error),
-    #[error("node {node}: flannel's masquerade rules: {source}")]
-    Masquerade {
-        node: String,
-        source: crate::tool::ToolError,
-    },
+    #[error(transparent)]
+    Driver(#[from] DriverError),
     #[error("the build thread failed: {0}")]
     Thread(String),
 }
@@ -78,11 +78,24 @@ pub struct Cluster {
     external: Option<Netns>,
     pod_index: HashMap<String, usize>,
     prefix: String,
+    /// What the pod attach made of each pod (in pod order); `None`: the pod has no interface.
+    attachments: Vec<Option<Attachment>>,
+    /// Per node, the interfaces its drivers said they make, which observation captures.
+    node_interfaces: Vec<NodeInterfaces>,
     /// Whether the netfilter trace is on in every node: switched on by the first observed flow
     /// (see [`Cluster::observe`]).
     pub(crate) trace_enabled: std::sync::OnceLock<Result<(), String>>,
     /// The nodes' rule texts, read when a journey first needs them.
     pub(crate) rule_books: std::sync::OnceLock<Result<crate::trace::observe::RuleBooks, String>>,
+}
+
+/// The interfaces a node's drivers declared they make on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeInterfaces {
+    /// The pod attach's (`cni0`), besides the pods' host sides.
+    pub attach: Vec<String>,
+    /// The node network's (`flannel.1`).
+    pub network: Vec<String>,
 }
 
 /// Kernel objects made so far, so a failed build is taken down like a finished one.
@@ -92,6 +105,7 @@ struct Parts {
     pods: Vec<Netns>,
     external: Option<Netns>,
     listeners: Vec<(Arc<str>, ListenerSocket)>,
+    attachments: Vec<Option<Attachment>>,
 }
 
 enum ListenerSocket {
@@ -112,69 +126,75 @@ impl Cluster {
     /// Like [`Cluster::build`], with every namespace name prefixed (`case.node1`), so that
     /// several clusters can live side by side in one sandbox.
     pub fn build_prefixed(topology: &Topology, prefix: &str) -> Result<Cluster, BuildError> {
+        Cluster::build_with(topology, prefix, &Drivers::builtin())
+    }
+
+    /// Builds `topology` with the stack's `drivers`: podpath makes the namespaces, the underlay
+    /// and each node's `eth0`; the pod attach and the node network do the rest, and what the
+    /// attach decided for each pod is kept ([`Cluster::attachments`]).
+    pub fn build_with(
+        topology: &Topology,
+        prefix: &str,
+        drivers: &Drivers,
+    ) -> Result<Cluster, BuildError> {
         let topo = topology.clone();
         let prefix = prefix.to_string();
-        let thread_prefix = prefix.clone();
-        let built = std::thread::Builder::new()
-            .name("podpath-build".into())
-            .spawn(move || {
-                let mut parts = Parts {
-                    underlay: None,
-                    nodes: Vec::new(),
-                    pods: Vec::new(),
-                    external: None,
-                    listeners: Vec::new(),
-                };
-                let result = build_on_this_thread(&topo, &thread_prefix, &mut parts);
-                (topo, parts, result)
+        let (parts, result) = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("podpath-build".into())
+                .spawn_scoped(scope, || {
+                    let mut parts = Parts {
+                        underlay: None,
+                        nodes: Vec::new(),
+                        pods: Vec::new(),
+                        external: None,
+                        listeners: Vec::new(),
+                        attachments: Vec::new(),
+                    };
+                    let result = build_on_this_thread(&topo, &prefix, drivers, &mut parts);
+                    (parts, result)
+                })
+                .map_err(|e| BuildError::Thread(e.to_string()))?
+                .join()
+                .map_err(|_| BuildError::Thread("the build thread panicked".into()))
+        })?;
+        let node_interfaces = topo
+            .nodes
+            .iter()
+            .map(|n| NodeInterfaces {
+                attach: drivers.attach.node_interfaces(n),
+                network: drivers.network.interfaces(n),
             })
-            .map_err(|e| BuildError::Thread(e.to_string()))?
-            .join();
-        let (topology, parts, result) =
-            built.map_err(|_| BuildError::Thread("the build thread panicked".into()))?;
+            .collect();
         let mut cluster = Cluster {
             dns: None,
             etc_dirs: Vec::new(),
-            pod_index: topology
+            pod_index: topo
                 .pods
                 .iter()
                 .enumerate()
                 .map(|(i, p)| (p.name.clone(), i))
                 .collect(),
-            topology,
+            topology: topo,
             echo: None,
             underlay: parts.underlay,
             nodes: parts.nodes,
             pods: parts.pods,
             external: parts.external,
             prefix,
+            attachments: parts.attachments,
+            node_interfaces,
             trace_enabled: std::sync::OnceLock::new(),
             rule_books: std::sync::OnceLock::new(),
         };
         result?;
-        for (node, ns) in cluster.topology.nodes.iter().zip(&cluster.nodes) {
-            if let Some(cidr) = node.ip_masq {
-                let rules = crate::flannel::ip_masq_rules(cidr, node.pod_cidr);
-                crate::tool::run(
-                    ns,
-                    "iptables-restore",
-                    &["-w", "5", "--noflush"],
-                    Some(rules.as_bytes()),
-                    crate::tool::DEFAULT_TIMEOUT,
-                )
-                .map_err(|source| BuildError::Masquerade {
-                    node: node.name.clone(),
-                    source,
-                })?;
-            }
-        }
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
-        let dns = match &cluster.topology.dns {
-            Some(d) => Some(
+        let dns = match (&cluster.topology.dns, drivers.dns) {
+            (Some(d), DnsDriver::Builtin) => Some(
                 DnsServer::new(SharedTable::new(RecordTable::new(&d.records)))
                     .map_err(BuildError::Echo)?,
             ),
-            None => None,
+            _ => None,
         };
         for (pod, socket) in parts.listeners {
             match (socket, &dns) {
@@ -194,6 +214,30 @@ impl Cluster {
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// What the pod attach made of each pod, in the topology's pod order (`None`: the pod got
+    /// no interface).
+    pub fn attachments(&self) -> &[Option<Attachment>] {
+        &self.attachments
+    }
+
+    /// What the pod attach made of `pod`.
+    pub fn attachment(&self, pod: &str) -> Option<&Attachment> {
+        self.attachments.get(*self.pod_index.get(pod)?)?.as_ref()
+    }
+
+    /// The interfaces the drivers made on node `index` (besides `eth0` and the pods' host
+    /// sides), as they declared them.
+    pub fn node_interfaces(&self, index: usize) -> Option<&NodeInterfaces> {
+        self.node_interfaces.get(index)
+    }
+
+    /// Takes the bound topology: the plan once what the implementation decided (pod
+    /// addresses, host-side interfaces) is known. Names and namespaces must be the same.
+    pub fn bind(&mut self, topology: Topology) {
+        debug_assert_eq!(topology.pods.len(), self.topology.pods.len());
+        self.topology = topology;
     }
 
     /// A pod's network namespace.
@@ -273,14 +317,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// A node's rule tables, normalised for snapshots: `iptables-save` (flanneld's rules, and
-    /// kube-proxy's in iptables mode), then what `proxy` shows when that is something else
-    /// (nftables mode's `table ip kube-proxy`).
-    pub fn node_rules(
-        &self,
-        proxy: Option<&dyn ServiceProxy>,
-        node: &str,
-    ) -> Result<String, String> {
+    /// A node's rule tables, normalised for snapshots: its whole `iptables-save` (flanneld's
+    /// rules, kube-proxy's in iptables mode, anything an implementation put there), then every
+    /// nftables table in `tables` (what the stack's drivers declared, nftables mode's `table ip
+    /// kube-proxy`).
+    pub fn node_rules(&self, tables: &[RuleTable], node: &str) -> Result<String, String> {
         let ns = self
             .node_netns(node)
             .ok_or_else(|| format!("no node {node} in this cluster"))?;
@@ -290,9 +331,19 @@ impl Cluster {
             out.push_str("# iptables-save\n");
             out.push_str(&save);
         }
-        if let Some(proxy) = proxy.filter(|p| !p.rules_are_iptables_save()) {
-            out.push_str(&format!("# {} proxy\n", proxy.name()));
-            out.push_str(&proxy.rules(ns, node).map_err(|e| e.to_string())?);
+        for table in tables {
+            if let RuleTable::Nft {
+                family,
+                name,
+                heading,
+            } = table
+            {
+                out.push_str(&format!("# {heading}\n"));
+                out.push_str(
+                    &crate::proxy::driver::nft_table(ns, node, family, name)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
         }
         Ok(out)
     }
@@ -569,6 +620,7 @@ fn nl_err(netns: &str) -> impl Fn(NetlinkError) -> BuildError + '_ {
 fn build_on_this_thread(
     topo: &Topology,
     prefix: &str,
+    drivers: &Drivers,
     parts: &mut Parts,
 ) -> Result<(), BuildError> {
     let named = |name: &str| format!("{prefix}{name}");
@@ -600,8 +652,9 @@ fn build_on_this_thread(
         parts.nodes.push(ns);
         nl_u.set_master(port, bridge).map_err(nl_err(&u.netns))?;
         nl_u.set_up(port).map_err(nl_err(&u.netns))?;
-        let cni0 = program_node(node, &mut nl)?;
-        node_links.push((nl, cni0));
+        let ns = parts.nodes.last().expect("pushed above");
+        program_node(topo, node, ns, &mut nl, drivers, prefix)?;
+        node_links.push(nl);
     }
 
     if let Some(ext) = &topo.external {
@@ -631,7 +684,8 @@ fn build_on_this_thread(
     }
 
     for pod in &topo.pods {
-        let runs_dns = topo.dns.as_ref().is_some_and(|d| d.pod == pod.name);
+        let runs_dns = drivers.dns == DnsDriver::Builtin
+            && topo.dns.as_ref().is_some_and(|d| d.pod == pod.name);
         let (ns, mut nl, sockets) = create_netns_with(
             &named(&pod.name),
             home.as_fd(),
@@ -643,102 +697,57 @@ fn build_on_this_thread(
         parts
             .listeners
             .extend(sockets.into_iter().map(|s| (name.clone(), s)));
-        let node = &topo.nodes[pod.node];
-        let (nl_node, cni0) = &mut node_links[pod.node];
-        attach_pod(pod, &ns, nl_node, *cni0).map_err(nl_err(&node.name))?;
         parts.pods.push(ns);
-        program_pod(pod, &mut nl)?;
+        let node = &topo.nodes[pod.node];
+        let mut ctx = PodContext {
+            topology: topo,
+            pod,
+            node,
+            node_netns: &parts.nodes[pod.node],
+            node_netlink: &mut node_links[pod.node],
+            pod_netns: parts.pods.last().expect("pushed above"),
+            pod_netlink: &mut nl,
+            prefix,
+        };
+        let attachment = drivers.attach.attach(&mut ctx)?;
+        parts.attachments.push(attachment);
     }
     Ok(())
 }
 
-/// Addresses, `cni0`, the overlay device and the node's routes, neighbours and FDB entries.
-/// Returns `cni0`'s ifindex.
-fn program_node(node: &Node, nl: &mut Netlink) -> Result<u32, BuildError> {
+/// The node's `eth0`, then its pod attach's and node network's objects, then podpath's own
+/// routes (the default route via the underlay gateway).
+fn program_node(
+    topo: &Topology,
+    node: &Node,
+    ns: &Netns,
+    nl: &mut Netlink,
+    drivers: &Drivers,
+    prefix: &str,
+) -> Result<(), BuildError> {
     let err = nl_err(&node.name);
-    let mut devs: HashMap<&str, u32> = HashMap::new();
     let eth0 = nl.link_index(&node.eth0.name).map_err(&err)?;
     nl.add_addr(eth0, node.eth0.addr).map_err(&err)?;
     nl.set_up(eth0).map_err(&err)?;
-    devs.insert(&node.eth0.name, eth0);
-
-    let b = &node.bridge;
-    let cni0 = nl.add_bridge(&b.name, b.mac, b.mtu).map_err(&err)?;
-    nl.add_addr(cni0, b.addr).map_err(&err)?;
-    nl.set_up(cni0).map_err(&err)?;
-    devs.insert(&b.name, cni0);
-
-    if let Some(v) = &node.vxlan {
-        let underlay = device(node, &devs, &v.underlay_dev, || format!("vxlan {}", v.name))?;
-        let dev = nl.add_vxlan(v, underlay).map_err(&err)?;
-        nl.add_addr(dev, v.addr).map_err(&err)?;
-        nl.set_up(dev).map_err(&err)?;
-        devs.insert(&v.name, dev);
-    }
-    for n in &node.neighbours {
-        let ifindex = device(node, &devs, &n.dev, || format!("neighbour {}", n.ip))?;
-        nl.add_neighbour(ifindex, n.ip, n.mac).map_err(&err)?;
-    }
-    for f in &node.fdb {
-        let ifindex = device(node, &devs, &f.dev, || format!("fdb entry {}", f.mac))?;
-        nl.add_fdb(ifindex, f.mac, f.dst).map_err(&err)?;
-    }
+    let mut ctx = NodeContext {
+        topology: topo,
+        node,
+        netns: ns,
+        netlink: nl,
+        prefix,
+    };
+    drivers.attach.prepare_node(&mut ctx)?;
+    drivers.network.setup(&mut ctx)?;
     for r in &node.routes {
-        let ifindex = device(node, &devs, &r.dev, || format!("route {}", r.dst))?;
-        add_route(nl, r, ifindex).map_err(&err)?;
-    }
-    Ok(cni0)
-}
-
-fn device(
-    node: &Node,
-    devs: &HashMap<&str, u32>,
-    name: &str,
-    what: impl FnOnce() -> String,
-) -> Result<u32, BuildError> {
-    devs.get(name)
-        .copied()
-        .ok_or_else(|| BuildError::UnknownDevice {
-            netns: node.name.clone(),
-            what: what(),
-            dev: name.to_string(),
-        })
-}
-
-/// The builtin pod attach, as the CNI bridge plugin does it: a veth pair whose pod end is
-/// created directly inside the pod as `eth0`, whose node end joins `cni0` with hairpin mode on.
-fn attach_pod(pod: &Pod, ns: &Netns, nl_node: &mut Netlink, cni0: u32) -> Result<(), NetlinkError> {
-    let host = nl_node.add_veth(
-        &pod.host_veth,
-        None,
-        &pod.eth0.name,
-        Some(pod.eth0.mac),
-        Some(ns.as_fd()),
-        pod.eth0.mtu,
-    )?;
-    nl_node.set_master(host, cni0)?;
-    nl_node.set_hairpin(host, true)?;
-    nl_node.set_up(host)
-}
-
-fn program_pod(pod: &Pod, nl: &mut Netlink) -> Result<(), BuildError> {
-    let err = nl_err(&pod.name);
-    let eth0 = nl.link_index(&pod.eth0.name).map_err(&err)?;
-    nl.add_addr(eth0, pod.eth0.addr).map_err(&err)?;
-    nl.set_up(eth0).map_err(&err)?;
-    for r in &pod.routes {
-        if r.dev != pod.eth0.name {
-            return Err(BuildError::UnknownDevice {
-                netns: pod.name.clone(),
+        let ifindex = nl
+            .link_index(&r.dev)
+            .map_err(|_| BuildError::UnknownDevice {
+                netns: node.name.clone(),
                 what: format!("route {}", r.dst),
                 dev: r.dev.clone(),
-            });
-        }
-        add_route(nl, r, eth0).map_err(&err)?;
+            })?;
+        nl.add_route(r.dst, r.via, ifindex, r.onlink)
+            .map_err(&err)?;
     }
     Ok(())
-}
-
-fn add_route(nl: &mut Netlink, r: &Route, ifindex: u32) -> Result<(), NetlinkError> {
-    nl.add_route(r.dst, r.via, ifindex, r.onlink)
 }

@@ -175,9 +175,9 @@ pub fn render(topo: &Topology) -> IpBatch {
             netns: node.name.clone(),
             script: node_script(node, pods),
         });
-        if !node.fdb.is_empty() {
+        if !node.network.fdb.is_empty() {
             let mut b = String::new();
-            for f in &node.fdb {
+            for f in &node.network.fdb {
                 let _ = writeln!(
                     b,
                     "fdb append {} dev {} dst {} self permanent",
@@ -228,7 +228,7 @@ fn node_script<'a>(node: &Node, pods: impl Iterator<Item = &'a Pod>) -> String {
     bridge(&mut s, &b.name, b.mac, b.mtu);
     addr(&mut s, b.addr, &b.name);
     let _ = writeln!(s, "link set dev {} up", b.name);
-    if let Some(v) = &node.vxlan {
+    if let Some(v) = &node.network.vxlan {
         let _ = writeln!(
             s,
             "link add {} address {} mtu {} type vxlan id {} local {} dev {} dstport {} {}",
@@ -244,14 +244,14 @@ fn node_script<'a>(node: &Node, pods: impl Iterator<Item = &'a Pod>) -> String {
         addr(&mut s, v.addr, &v.name);
         let _ = writeln!(s, "link set dev {} up", v.name);
     }
-    for n in &node.neighbours {
+    for n in &node.network.neighbours {
         let _ = writeln!(
             s,
             "neigh replace {} lladdr {} dev {} nud permanent",
             n.ip, n.mac, n.dev
         );
     }
-    for r in &node.routes {
+    for r in node.network.routes.iter().chain(&node.routes) {
         route(&mut s, r);
     }
     for pod in pods {
@@ -395,12 +395,15 @@ mod tests {
                     addr: Ipv4Net::new(gw, 24).unwrap(),
                     mtu: if vxlan { 1450 } else { 1500 },
                 },
-                vxlan: vx,
-                routes,
-                neighbours,
-                fdb,
+                network: crate::topology::NetworkLayout {
+                    vxlan: vx,
+                    routes,
+                    neighbours,
+                    fdb,
+                    masquerade: None,
+                },
+                routes: Vec::new(),
                 sysctls: vec![("net/ipv4/ip_forward".into(), "1".into())],
-                ip_masq: None,
             }
         };
         let pod = |name: &str, node: usize, a: &str| {
@@ -429,6 +432,7 @@ mod tests {
             }
         };
         Topology {
+            cluster_cidr: net("10.244.0.0/16"),
             underlay: Underlay {
                 netns: "underlay".into(),
                 bridge: "br0".into(),

@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod resolver;
 pub mod sandbox;
 mod settle;
+pub mod stack;
 pub mod tool;
 pub mod topology;
 pub mod trace;

@@ -70,6 +70,19 @@ pub fn run_here(program: &str, args: &[&str], timeout: Duration) -> Result<Finis
     )
 }
 
+/// Runs a prepared `command` (its environment, working directory or namespace already set) with
+/// `args`, feeding it `stdin`, and returns how it ended, whatever the exit code; only a failure
+/// to start or the timeout is an error.
+pub fn run_command(
+    command: std::process::Command,
+    program: &str,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Finished, ToolError> {
+    run_to_end(command, program, args, stdin, timeout)
+}
+
 fn run_to_end(
     mut command: std::process::Command,
     program: &str,

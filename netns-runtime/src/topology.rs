@@ -19,6 +19,8 @@ pub const UNDERLAY_BRIDGE: &str = "br0";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub underlay: Underlay,
+    /// The cluster's pod network (`podCIDR`), every node's subnet inside it.
+    pub cluster_cidr: Ipv4Net,
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
     /// A host on the underlay outside the cluster, at the nodes' default gateway: the client
@@ -75,21 +77,33 @@ pub struct Node {
     pub underlay_port: String,
     /// The pod subnet this node allocates from (flannel's per-node lease).
     pub pod_cidr: Ipv4Net,
-    /// The `cni0` bridge holding the gateway address of [`Node::pod_cidr`].
+    /// The `cni0` bridge holding the gateway address of [`Node::pod_cidr`]: what the builtin
+    /// pod attach makes on the node.
     pub bridge: Iface,
+    /// What the builtin node network (flannel) programs on the node; the stack's node network
+    /// decides whether it is used.
+    pub network: NetworkLayout,
+    /// Routes podpath itself adds in the node's main table, besides the connected ones and the
+    /// node network's: the default route via the underlay gateway, as a real node has.
+    pub routes: Vec<Route>,
+    /// Sysctls written inside the node, as (`net/ipv4/ip_forward`, `1`).
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// flannel's objects on one node, as the builtin node network programs them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetworkLayout {
     /// The flannel VXLAN device, when the overlay is `vxlan`.
     pub vxlan: Option<Vxlan>,
-    /// Routes in the node's main table, besides the connected ones.
+    /// Routes to the peers' pod subnets.
     pub routes: Vec<Route>,
     /// Permanent neighbour entries (flannel: peer subnet `.0` -> peer VTEP MAC).
     pub neighbours: Vec<Neighbour>,
     /// Permanent FDB entries on overlay devices (flannel: peer VTEP MAC -> peer node address).
     pub fdb: Vec<FdbEntry>,
-    /// Sysctls written inside the node, as (`net/ipv4/ip_forward`, `1`).
-    pub sysctls: Vec<(String, String)>,
     /// flannel's `--ip-masq`: masquerade pod traffic leaving the cluster network (`Some(cluster
     /// pod CIDR)`), as flanneld's FLANNEL-POSTRTG and FLANNEL-FWD chains do.
-    pub ip_masq: Option<Ipv4Net>,
+    pub masquerade: Option<Ipv4Net>,
 }
 
 /// A pod: a network namespace whose `eth0` is one end of a veth pair into its node's `cni0`.
@@ -252,7 +266,10 @@ impl Topology {
             .find(|n| {
                 n.eth0.addr.addr() == ip
                     || n.bridge.addr.addr() == ip
-                    || n.vxlan.as_ref().is_some_and(|v| v.addr.addr() == ip)
+                    || n.network
+                        .vxlan
+                        .as_ref()
+                        .is_some_and(|v| v.addr.addr() == ip)
             })
             .map(|n| n.name.as_str())
     }

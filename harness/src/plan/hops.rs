@@ -176,7 +176,7 @@ pub fn interfaces<'t>(topology: &'t Topology, netns: &str) -> Option<Vec<&'t str
     let index = topology.nodes.iter().position(|n| n.name == netns)?;
     let node = &topology.nodes[index];
     let mut names = vec![node.eth0.name.as_str(), node.bridge.name.as_str()];
-    names.extend(node.vxlan.iter().map(|v| v.name.as_str()));
+    names.extend(node.network.vxlan.iter().map(|v| v.name.as_str()));
     names.extend(
         topology
             .pods
@@ -199,7 +199,7 @@ pub fn addresses(topology: &Topology, name: &str) -> Option<Vec<Ipv4Addr>> {
     }
     let node = topology.node(name)?;
     let mut addrs = vec![node.eth0.addr.addr(), node.bridge.addr.addr()];
-    addrs.extend(node.vxlan.iter().map(|v| v.addr.addr()));
+    addrs.extend(node.network.vxlan.iter().map(|v| v.addr.addr()));
     Some(addrs)
 }
 
@@ -675,7 +675,7 @@ impl Planner {
         let mut complete = true;
         if list != HopList::Avoid
             && let Some(topology) = refs.topology
-            && topology.nodes.iter().all(|n| n.vxlan.is_none())
+            && topology.nodes.iter().all(|n| n.network.vxlan.is_none())
         {
             self.error(
                 vxlan.referenced,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::netns::Netns;
 use crate::proxy::{ServiceTable, iptables, nftables, normalise};
+use crate::stack::RuleTable;
 use crate::tool::{self, ToolError};
 
 /// How long one rule-table dump may take.
@@ -71,12 +72,31 @@ pub trait ServiceProxy: Send + Sync {
     fn name(&self) -> &str;
     /// Programs `table` into the node namespace `node`.
     fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError>;
-    /// The node's rule tables as this proxy sees them, normalised for snapshots.
-    fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError>;
-    /// Whether [`ServiceProxy::rules`] is `iptables-save` (which every snapshot shows anyway).
-    fn rules_are_iptables_save(&self) -> bool {
+    /// The rule tables it programs, which snapshots and flow reports dump.
+    fn rule_tables(&self) -> Vec<RuleTable>;
+    /// Whether this is one of podpath's builtin proxies (kube-proxy's rules rendered by
+    /// podpath), whose rules cases may name per mode (`proxy: iptables` on a hop).
+    fn is_builtin(&self) -> bool {
         false
     }
+}
+
+/// One nftables table of a node, normalised: `nft list table FAMILY NAME`.
+pub fn nft_table(
+    node: &Netns,
+    node_name: &str,
+    family: &str,
+    name: &str,
+) -> Result<String, ProxyError> {
+    tool::run(
+        node,
+        "nft",
+        &["list", "table", family, name],
+        None,
+        TOOL_TIMEOUT,
+    )
+    .map(|s| normalise::nft_ruleset(&s))
+    .map_err(tool_err(node_name, "nftables"))
 }
 
 /// A node's `iptables-save`, normalised: kube-proxy's iptables mode and flanneld's rules.
@@ -115,11 +135,11 @@ impl ServiceProxy for IptablesProxy {
         .map_err(tool_err(&table.node_name, self.name()))
     }
 
-    fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError> {
-        iptables_rules(node, node_name)
+    fn rule_tables(&self) -> Vec<RuleTable> {
+        vec![RuleTable::IptablesSave]
     }
 
-    fn rules_are_iptables_save(&self) -> bool {
+    fn is_builtin(&self) -> bool {
         true
     }
 }
@@ -145,16 +165,16 @@ impl ServiceProxy for NftablesProxy {
         .map_err(tool_err(&table.node_name, self.name()))
     }
 
-    fn rules(&self, node: &Netns, node_name: &str) -> Result<String, ProxyError> {
-        tool::run(
-            node,
-            "nft",
-            &["list", "table", "ip", "kube-proxy"],
-            None,
-            TOOL_TIMEOUT,
-        )
-        .map(|s| normalise::nft_ruleset(&s))
-        .map_err(tool_err(node_name, self.name()))
+    fn rule_tables(&self) -> Vec<RuleTable> {
+        vec![RuleTable::Nft {
+            family: "ip".into(),
+            name: "kube-proxy".into(),
+            heading: "nftables proxy".into(),
+        }]
+    }
+
+    fn is_builtin(&self) -> bool {
+        true
     }
 }
 
@@ -170,7 +190,7 @@ impl ServiceProxy for NoProxy {
         Ok(())
     }
 
-    fn rules(&self, _node: &Netns, _node_name: &str) -> Result<String, ProxyError> {
-        Ok(String::new())
+    fn rule_tables(&self) -> Vec<RuleTable> {
+        Vec::new()
     }
 }

@@ -28,9 +28,9 @@ impl Cluster {
     pub fn capture_points(&self) -> Vec<(String, BorrowedFd<'_>, String)> {
         let topo = self.topology();
         let mut points = Vec::new();
-        for pod in &topo.pods {
-            if let Some(ns) = self.pod_netns(&pod.name) {
-                points.push((pod.name.clone(), ns.as_fd(), pod.eth0.name.clone()));
+        for (pod, a) in topo.pods.iter().zip(self.attachments()) {
+            if let (Some(ns), Some(a)) = (self.pod_netns(&pod.name), a) {
+                points.push((pod.name.clone(), ns.as_fd(), a.iface.clone()));
             }
         }
         for (i, node) in topo.nodes.iter().enumerate() {
@@ -39,12 +39,21 @@ impl Cluster {
             };
             let mut add = |iface: &str| points.push((node.name.clone(), ns.as_fd(), iface.into()));
             add(&node.eth0.name);
-            add(&node.bridge.name);
-            for pod in topo.pods.iter().filter(|p| p.node == i) {
-                add(&pod.host_veth);
+            let declared = self.node_interfaces(i).cloned().unwrap_or_default();
+            // The attach's node interfaces (cni0), the pods' host sides, then the node
+            // network's (flannel.1): the order the builtin stack makes them in.
+            for iface in &declared.attach {
+                add(iface);
             }
-            if let Some(v) = &node.vxlan {
-                add(&v.name);
+            for (pod, a) in topo.pods.iter().zip(self.attachments()) {
+                if pod.node == i
+                    && let Some(host) = a.as_ref().and_then(|a| a.host_iface.as_ref())
+                {
+                    add(host);
+                }
+            }
+            for iface in &declared.network {
+                add(iface);
             }
         }
         if let Some(ns) = self.underlay_netns() {

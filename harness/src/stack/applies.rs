@@ -1,0 +1,133 @@
+//! Which cases and flows a stack can answer for. A case that needs what the stack cannot give
+//! is reported ignored with the reason, never passed: a builtin proxy mode the stack lacks, a
+//! case about unconnected nodes on a stack that connects them, a name on a stack without
+//! cluster DNS, a hop naming an interface or an encapsulation only the builtin stack makes.
+
+use netns_runtime::stack::Encapsulation;
+
+use crate::plan::hops::{HopKind, HopPlan};
+use crate::plan::{FlowPlan, Plan};
+use crate::stack::{DnsLayer, NetworkLayer, Stack};
+
+/// Whether the case chose the builtin node network `none` (`cluster.overlay: none`): nodes
+/// whose pods the others cannot reach.
+fn builtin_overlay_is_none(plan: &Plan) -> bool {
+    plan.topology.nodes.len() > 1
+        && plan
+            .topology
+            .nodes
+            .iter()
+            .all(|n| n.network.vxlan.is_none() && n.network.masquerade.is_none())
+}
+
+/// Why none of a case's trials can run on `stack`, if so.
+pub fn run_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
+    if builtin_overlay_is_none(plan) && matches!(stack.network, NetworkLayer::Exec { .. }) {
+        return Some(format!(
+            "the case is about nodes that nothing connects (`cluster.overlay: none`), and stack {}'s node network connects them",
+            stack.name
+        ));
+    }
+    None
+}
+
+/// Why `flow` cannot run on `stack`, if it cannot.
+pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    let needs_dns = flow.dns_name.is_some() || (flow.exec.is_some() && plan.topology.dns.is_some());
+    if needs_dns && stack.dns == DnsLayer::None {
+        return Some(format!(
+            "the flow needs cluster DNS, and stack {} has none (clusterDns: none)",
+            stack.name
+        ));
+    }
+    if stack.is_builtin() {
+        return None;
+    }
+    let hops = &flow.hops;
+    hops.forward
+        .iter()
+        .chain(&hops.reply)
+        .find_map(|hop| hop_ignored(plan, hop, stack))
+}
+
+/// Why a hop the flow expects to see cannot be seen on `stack`: it names what only the
+/// builtin drivers make.
+fn hop_ignored(plan: &Plan, hop: &HopPlan, stack: &Stack) -> Option<String> {
+    let at = format!("{}:{}", plan.file.display(), hop.location);
+    match &hop.kind {
+        HopKind::Iface { netns, iface, .. } => {
+            let (index, node) = plan
+                .topology
+                .nodes
+                .iter()
+                .enumerate()
+                .find(|(_, n)| &n.name == netns)?;
+            let made = interfaces_on(plan, index, stack);
+            (!made.iter().any(|m| m == iface)).then(|| {
+                format!(
+                    "hop `{}` ({at}) names {netns}/{iface}, which stack {}'s drivers do not make on {} (they make: {})",
+                    hop.label,
+                    stack.name,
+                    node.name,
+                    made.join(", ")
+                )
+            })
+        }
+        HopKind::Vxlan {
+            vni,
+            port,
+            at: iface,
+            ..
+        } => {
+            if let Some((netns, name)) = iface
+                && let Some(index) = plan.topology.nodes.iter().position(|n| &n.name == netns)
+                && !interfaces_on(plan, index, stack).contains(name)
+            {
+                return Some(format!(
+                    "hop `{}` ({at}) names {netns}/{name}, which stack {}'s drivers do not make",
+                    hop.label, stack.name
+                ));
+            }
+            let drivers = stack.drivers();
+            let node = plan.topology.nodes.first()?;
+            match drivers.network.encapsulation(node) {
+                None => Some(format!(
+                    "hop `{}` ({at}) expects VXLAN, and stack {}'s node network declares no encapsulation",
+                    hop.label, stack.name
+                )),
+                Some(Encapsulation::Vxlan { vni: v, port: p }) => {
+                    let differs =
+                        vni.is_some_and(|want| want != v) || port.is_some_and(|want| want != p);
+                    differs.then(|| {
+                        format!(
+                            "hop `{}` ({at}) expects the builtin stack's VXLAN, and stack {}'s node network declares VNI {v} on port {p}",
+                            hop.label, stack.name
+                        )
+                    })
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The interfaces on node `index` that the stack makes and observation captures: `eth0`, the
+/// attach's and the node network's declared interfaces, and the pods' host sides where the
+/// builtin attach names them.
+fn interfaces_on(plan: &Plan, index: usize, stack: &Stack) -> Vec<String> {
+    let node = &plan.topology.nodes[index];
+    let drivers = stack.drivers();
+    let mut made = vec![node.eth0.name.clone()];
+    made.extend(drivers.attach.node_interfaces(node));
+    if drivers.attach.is_builtin() {
+        made.extend(
+            plan.topology
+                .pods
+                .iter()
+                .filter(|p| p.node == index)
+                .map(|p| p.host_veth.clone()),
+        );
+    }
+    made.extend(drivers.network.interfaces(node));
+    made
+}

@@ -1,0 +1,774 @@
+//! The stack: which implementation each layer of a run uses (pod attach, node network, service
+//! proxy, cluster DNS), chosen per run from a stack file, never per case, so the same suite
+//! runs against any implementation. The builtin stack is the default.
+//!
+//! A case's `cluster.overlay` and `cluster.proxy` choose among the builtin drivers: where the
+//! stack's layer is `builtin` they apply as they always did (the builtin stack runs exactly as
+//! before); where it is not, the stack's driver is used instead, and a case or flow that needs
+//! what only a builtin gives (a builtin proxy mode the stack lacks, nodes left unconnected, a
+//! hop naming flannel's device) is ignored with the reason ([`Stack::run_applies`],
+//! [`Stack::flow_applies`]). The format and the contract of each layer are in
+//! `docs/implementations.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::stack::{
+    BridgeAttach, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork, ExecSpec,
+    FlannelNetwork, NoAttach, NoNetwork,
+};
+use serde_saphyr::Spanned;
+
+use crate::diag::{CaseError, Diagnostic, Diagnostics};
+
+pub mod applies;
+pub mod file;
+
+use file::{Layer, LayerSpec, StackFile};
+
+/// The environment variable naming the stack file of `cargo test` runs.
+pub const STACK_ENV: &str = "PODPATH_STACK";
+
+/// How long an `exec` driver's command may run, unless the stack says otherwise.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A run's implementation under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stack {
+    /// How reports name it: the file's `name`, its stem, or `builtin`.
+    pub name: String,
+    /// The stack file, `None` for the default builtin stack.
+    pub file: Option<PathBuf>,
+    pub attach: AttachLayer,
+    pub network: NetworkLayer,
+    pub proxy: ProxyLayer,
+    pub dns: DnsLayer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachLayer {
+    /// The CNI bridge plugin's layout with the planned addresses.
+    Builtin,
+    Exec {
+        spec: ExecSpec,
+        interfaces: Vec<String>,
+    },
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkLayer {
+    /// flannel, as each case's `cluster.overlay` chooses (VXLAN by default).
+    Builtin,
+    Exec {
+        spec: ExecSpec,
+        interfaces: Vec<String>,
+        encapsulation: Option<Encapsulation>,
+        masquerade: bool,
+    },
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyLayer {
+    /// podpath's kube-proxy renderers, in these modes (`None`: the modes each case asks for,
+    /// both by default).
+    Builtin(Option<Vec<ProxyMode>>),
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsLayer {
+    Builtin,
+    None,
+}
+
+impl Default for Stack {
+    fn default() -> Stack {
+        Stack::builtin()
+    }
+}
+
+impl Stack {
+    /// The builtin stack: what podpath runs when no stack is given.
+    pub fn builtin() -> Stack {
+        Stack {
+            name: "builtin".into(),
+            file: None,
+            attach: AttachLayer::Builtin,
+            network: NetworkLayer::Builtin,
+            proxy: ProxyLayer::Builtin(None),
+            dns: DnsLayer::Builtin,
+        }
+    }
+
+    /// The stack named by `PODPATH_STACK`, or the builtin one.
+    pub fn from_env() -> Result<Stack, CaseError> {
+        match std::env::var_os(STACK_ENV) {
+            Some(path) if !path.is_empty() => Stack::load(Path::new(&path)),
+            _ => Ok(Stack::builtin()),
+        }
+    }
+
+    /// Reads and checks a stack file; every problem is reported with its line and column.
+    pub fn load(path: &Path) -> Result<Stack, CaseError> {
+        let text = fs::read_to_string(path).map_err(|source| CaseError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Stack::load_str(path, &text)
+    }
+
+    /// Like [`Stack::load`], from text; `path` names it in errors and is where relative
+    /// commands are found.
+    pub fn load_str(path: &Path, text: &str) -> Result<Stack, CaseError> {
+        let parsed = file::parse(text).map_err(|(location, message)| {
+            CaseError::Invalid(vec![Diagnostic {
+                file: path.to_path_buf(),
+                location,
+                message,
+            }])
+        })?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let dir = fs::canonicalize(&dir).unwrap_or(dir);
+        let mut check = Checker {
+            found: Diagnostics::new(path),
+            dir,
+        };
+        let stack = check.stack(&parsed.value, path);
+        check.found.finish()?;
+        Ok(stack)
+    }
+
+    /// Whether every layer is builtin (snapshots record the builtin stack only).
+    pub fn is_builtin(&self) -> bool {
+        self.attach == AttachLayer::Builtin
+            && self.network == NetworkLayer::Builtin
+            && matches!(self.proxy, ProxyLayer::Builtin(_))
+            && self.dns == DnsLayer::Builtin
+    }
+
+    /// The drivers the cluster is built with.
+    pub fn drivers(&self) -> Drivers {
+        Drivers {
+            attach: match &self.attach {
+                AttachLayer::Builtin => Box::new(BridgeAttach),
+                AttachLayer::Exec { spec, interfaces } => Box::new(ExecAttach {
+                    spec: spec.clone(),
+                    node_interfaces: interfaces.clone(),
+                }),
+                AttachLayer::None => Box::new(NoAttach),
+            },
+            network: match &self.network {
+                NetworkLayer::Builtin => Box::new(FlannelNetwork),
+                NetworkLayer::Exec {
+                    spec,
+                    interfaces,
+                    encapsulation,
+                    masquerade,
+                } => Box::new(ExecNetwork {
+                    spec: spec.clone(),
+                    interfaces: interfaces.clone(),
+                    encapsulation: *encapsulation,
+                    masquerade: *masquerade,
+                }),
+                NetworkLayer::None => Box::new(NoNetwork),
+            },
+            dns: match self.dns {
+                DnsLayer::Builtin => DnsDriver::Builtin,
+                DnsLayer::None => DnsDriver::None,
+            },
+        }
+    }
+
+    /// One line per layer, for the start of a run and for reports.
+    pub fn describe(&self) -> String {
+        let drivers = self.drivers();
+        let proxy = match &self.proxy {
+            ProxyLayer::Builtin(None) => "builtin (the modes each case asks for)".to_string(),
+            ProxyLayer::Builtin(Some(modes)) => format!(
+                "builtin ({})",
+                modes
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ProxyLayer::None => "none".into(),
+        };
+        let network = match &self.network {
+            NetworkLayer::Builtin => "flannel (builtin; the overlay each case asks for)".into(),
+            _ => drivers.network.name(),
+        };
+        let attach = match &self.attach {
+            AttachLayer::Builtin => "bridge (builtin)".into(),
+            _ => drivers.attach.name(),
+        };
+        let dns = match self.dns {
+            DnsLayer::Builtin => "builtin",
+            DnsLayer::None => "none",
+        };
+        let origin = self
+            .file
+            .as_ref()
+            .map(|f| format!(" ({})", f.display()))
+            .unwrap_or_default();
+        format!(
+            "stack {}{origin}: pod attach {attach}; node network {network}; service proxy {proxy}; cluster DNS {dns}",
+            self.name
+        )
+    }
+
+    /// The proxy modes a case runs in on this stack, given the modes it asks for: each is a
+    /// run of its own. A mode the case asks for that the stack lacks is returned as `Err` with
+    /// the reason, so its trials are reported ignored.
+    pub fn proxy_runs(
+        &self,
+        case_modes: &[ProxyMode],
+    ) -> Vec<Result<ProxyMode, (ProxyMode, String)>> {
+        match &self.proxy {
+            ProxyLayer::Builtin(None) => case_modes.iter().map(|&m| Ok(m)).collect(),
+            ProxyLayer::Builtin(Some(modes)) => case_modes
+                .iter()
+                .map(|&m| {
+                    if modes.contains(&m) {
+                        Ok(m)
+                    } else {
+                        Err((
+                            m,
+                            format!(
+                                "the case runs in proxy mode {m}, which stack {} does not give (serviceProxy modes: {})",
+                                self.name,
+                                modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                            ),
+                        ))
+                    }
+                })
+                .collect(),
+            ProxyLayer::None => case_modes
+                .iter()
+                .map(|&m| {
+                    Err((
+                        m,
+                        format!(
+                            "the case's Services need a service proxy, and stack {} has none (serviceProxy: none)",
+                            self.name
+                        ),
+                    ))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// Interprets a parsed stack file, collecting every problem.
+struct Checker {
+    found: Diagnostics,
+    dir: PathBuf,
+}
+
+/// The keys a layer's mapping may have, by driver.
+const EXEC_KEYS: &[&str] = &["command", "timeout", "env", "interfaces"];
+
+impl Checker {
+    fn stack(&mut self, file: &StackFile, path: &Path) -> Stack {
+        let name = match &file.name {
+            Some(n) if n.value.trim().is_empty() => {
+                self.found.error(
+                    n.referenced,
+                    "`name` is empty; leave it out to use the file stem",
+                );
+                String::new()
+            }
+            Some(n) => n.value.clone(),
+            None => path
+                .file_stem()
+                .map_or_else(|| "stack".into(), |s| s.to_string_lossy().into_owned()),
+        };
+        let attach = self.attach(file.pod_attach.as_ref());
+        let network = self.network(file.node_network.as_ref());
+        let proxy = self.proxy(file.service_proxy.as_ref());
+        let dns = self.dns(file.cluster_dns.as_ref());
+        Stack {
+            name,
+            file: Some(path.to_path_buf()),
+            attach,
+            network,
+            proxy,
+            dns,
+        }
+    }
+
+    /// The layer's driver name and mapping (empty for the short form), or `None` when the
+    /// driver is missing (reported).
+    fn driver<'a>(
+        &mut self,
+        layer: &'a Spanned<Layer>,
+        key: &str,
+        drivers: &[&str],
+    ) -> Option<(String, serde_saphyr::Location, &'a LayerSpec)> {
+        static EMPTY: std::sync::OnceLock<LayerSpec> = std::sync::OnceLock::new();
+        let (name, at, spec) = match &layer.value {
+            Layer::Short(name) => (
+                name.clone(),
+                layer.referenced,
+                EMPTY.get_or_init(LayerSpec::default),
+            ),
+            Layer::Full(spec) => match &spec.driver {
+                Some(d) => (d.value.clone(), d.referenced, spec.as_ref()),
+                None => {
+                    self.found.error(
+                        layer.referenced,
+                        format!("`{key}` has no `driver` (one of {})", drivers.join(", ")),
+                    );
+                    return None;
+                }
+            },
+        };
+        if !drivers.contains(&name.as_str()) {
+            self.found.error(
+                at,
+                format!(
+                    "unknown {key} driver `{name}`: expected {}",
+                    drivers.join(", ")
+                ),
+            );
+            return None;
+        }
+        Some((name, at, spec))
+    }
+
+    /// Reports every key of `spec` that `driver` does not take.
+    fn only_keys(&mut self, spec: &LayerSpec, key: &str, driver: &str, allowed: &[&str]) {
+        let present: [(&str, Option<serde_saphyr::Location>); 8] = [
+            ("command", spec.command.as_ref().map(|v| v.referenced)),
+            ("timeout", spec.timeout.as_ref().map(|v| v.referenced)),
+            (
+                "env",
+                spec.env
+                    .as_ref()
+                    .and_then(|e| e.values().next().map(|v| v.referenced)),
+            ),
+            ("interfaces", spec.interfaces.as_ref().map(|v| v.referenced)),
+            ("masquerade", spec.masquerade.as_ref().map(|v| v.referenced)),
+            (
+                "encapsulation",
+                spec.encapsulation.as_ref().map(|v| v.referenced),
+            ),
+            ("modes", spec.modes.as_ref().map(|v| v.referenced)),
+            ("driver", None),
+        ];
+        for (name, at) in present {
+            if let Some(at) = at
+                && !allowed.contains(&name)
+            {
+                self.found.error(
+                    at,
+                    format!("`{name}` does not apply to the {driver} {key} driver"),
+                );
+            }
+        }
+    }
+
+    fn exec_spec(
+        &mut self,
+        spec: &LayerSpec,
+        at: serde_saphyr::Location,
+        key: &str,
+    ) -> Option<ExecSpec> {
+        let argv: Vec<String> = match &spec.command {
+            Some(c) if c.value.is_empty() => {
+                self.found.error(c.referenced, "`command` is empty");
+                return None;
+            }
+            Some(c) => c.value.iter().map(|a| a.value.clone()).collect(),
+            None => {
+                self.found.error(
+                    at,
+                    format!("the exec {key} driver needs a `command` (a list: [program, args...])"),
+                );
+                return None;
+            }
+        };
+        let timeout = match &spec.timeout {
+            Some(t) => match parse_duration(&t.value) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.found.error(t.referenced, e);
+                    DEFAULT_EXEC_TIMEOUT
+                }
+            },
+            None => DEFAULT_EXEC_TIMEOUT,
+        };
+        let env: BTreeMap<String, String> = spec
+            .env
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect();
+        Some(ExecSpec {
+            argv,
+            dir: self.dir.clone(),
+            timeout,
+            env,
+        })
+    }
+
+    fn interfaces(&mut self, spec: &LayerSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        for iface in spec.interfaces.iter().flat_map(|l| &l.value) {
+            let name = &iface.value;
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                self.found.error(
+                    iface.referenced,
+                    format!(
+                        "`{name}` is not an interface name (at most 15 characters, no `/` or space)"
+                    ),
+                );
+            } else {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+
+    fn attach(&mut self, layer: Option<&Spanned<Layer>>) -> AttachLayer {
+        let Some(layer) = layer else {
+            return AttachLayer::Builtin;
+        };
+        let Some((driver, at, spec)) =
+            self.driver(layer, "podAttach", &["builtin", "exec", "none"])
+        else {
+            return AttachLayer::Builtin;
+        };
+        match driver.as_str() {
+            "exec" => {
+                self.only_keys(spec, "podAttach", "exec", EXEC_KEYS);
+                let interfaces = self.interfaces(spec);
+                match self.exec_spec(spec, at, "podAttach") {
+                    Some(spec) => AttachLayer::Exec { spec, interfaces },
+                    None => AttachLayer::Builtin,
+                }
+            }
+            other => {
+                self.only_keys(spec, "podAttach", other, &[]);
+                if other == "none" {
+                    AttachLayer::None
+                } else {
+                    AttachLayer::Builtin
+                }
+            }
+        }
+    }
+
+    fn network(&mut self, layer: Option<&Spanned<Layer>>) -> NetworkLayer {
+        let Some(layer) = layer else {
+            return NetworkLayer::Builtin;
+        };
+        let Some((driver, at, spec)) =
+            self.driver(layer, "nodeNetwork", &["builtin", "exec", "none"])
+        else {
+            return NetworkLayer::Builtin;
+        };
+        match driver.as_str() {
+            "exec" => {
+                let mut keys = EXEC_KEYS.to_vec();
+                keys.extend(["masquerade", "encapsulation"]);
+                self.only_keys(spec, "nodeNetwork", "exec", &keys);
+                let interfaces = self.interfaces(spec);
+                let masquerade = match &spec.masquerade {
+                    Some(m) => match m.value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            self.found.error(
+                                m.referenced,
+                                format!("`masquerade` is true or false, not `{other}`"),
+                            );
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                let encapsulation = spec.encapsulation.as_ref().and_then(|e| {
+                    let Some(v) = &e.value.vxlan else {
+                        self.found.error(
+                            e.referenced,
+                            "`encapsulation` needs `vxlan: { vni, port }` (the only one podpath decodes)",
+                        );
+                        return None;
+                    };
+                    let number = |c: &mut Checker, what: &str, field: &Option<Spanned<String>>, max: u32| {
+                        match field {
+                            Some(f) => match f.value.parse::<u32>() {
+                                Ok(n) if n <= max => Some(n),
+                                _ => {
+                                    c.found.error(
+                                        f.referenced,
+                                        format!("`{what}` is a number from 0 to {max}, not `{}`", f.value),
+                                    );
+                                    None
+                                }
+                            },
+                            None => {
+                                c.found.error(v.referenced, format!("`vxlan` needs `{what}`"));
+                                None
+                            }
+                        }
+                    };
+                    let vni = number(self, "vni", &v.value.vni, 0xff_ffff);
+                    let port = number(self, "port", &v.value.port, u32::from(u16::MAX));
+                    Some(Encapsulation::Vxlan {
+                        vni: vni?,
+                        port: u16::try_from(port?).ok()?,
+                    })
+                });
+                match self.exec_spec(spec, at, "nodeNetwork") {
+                    Some(spec) => NetworkLayer::Exec {
+                        spec,
+                        interfaces,
+                        encapsulation,
+                        masquerade,
+                    },
+                    None => NetworkLayer::Builtin,
+                }
+            }
+            other => {
+                self.only_keys(spec, "nodeNetwork", other, &[]);
+                if other == "none" {
+                    NetworkLayer::None
+                } else {
+                    NetworkLayer::Builtin
+                }
+            }
+        }
+    }
+
+    fn proxy(&mut self, layer: Option<&Spanned<Layer>>) -> ProxyLayer {
+        let Some(layer) = layer else {
+            return ProxyLayer::Builtin(None);
+        };
+        let Some((driver, _, spec)) = self.driver(layer, "serviceProxy", &["builtin", "none"])
+        else {
+            return ProxyLayer::Builtin(None);
+        };
+        if driver == "none" {
+            self.only_keys(spec, "serviceProxy", "none", &[]);
+            return ProxyLayer::None;
+        }
+        self.only_keys(spec, "serviceProxy", "builtin", &["modes"]);
+        let Some(modes) = &spec.modes else {
+            return ProxyLayer::Builtin(None);
+        };
+        if modes.value.is_empty() {
+            self.found.error(
+                modes.referenced,
+                "`modes` is empty: list iptables, nftables or both, or use `driver: none`",
+            );
+        }
+        let mut out = Vec::new();
+        for m in &modes.value {
+            match ProxyMode::parse(&m.value) {
+                Some(mode) if !out.contains(&mode) => out.push(mode),
+                Some(_) => self
+                    .found
+                    .error(m.referenced, format!("mode `{}` is listed twice", m.value)),
+                None => self.found.error(
+                    m.referenced,
+                    format!(
+                        "unknown proxy mode `{}`: expected iptables or nftables",
+                        m.value
+                    ),
+                ),
+            }
+        }
+        ProxyLayer::Builtin(Some(out))
+    }
+
+    fn dns(&mut self, layer: Option<&Spanned<Layer>>) -> DnsLayer {
+        let Some(layer) = layer else {
+            return DnsLayer::Builtin;
+        };
+        match self.driver(layer, "clusterDns", &["builtin", "none"]) {
+            Some((driver, _, spec)) => {
+                self.only_keys(spec, "clusterDns", &driver, &[]);
+                if driver == "none" {
+                    DnsLayer::None
+                } else {
+                    DnsLayer::Builtin
+                }
+            }
+            None => DnsLayer::Builtin,
+        }
+    }
+}
+
+/// `30s`, `500ms`, `2m`: a positive duration of at most ten minutes.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration like 30s, 500ms or 2m");
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| text.split_at(i))
+        .ok_or_else(bad)?;
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() || d > Duration::from_secs(600) {
+        return Err(format!("`{text}` is out of range: from 1ms to 10m"));
+    }
+    Ok(d)
+}
+
+/// Where a stack file's problem is, for tests.
+#[cfg(test)]
+fn errors(text: &str) -> Vec<String> {
+    match Stack::load_str(Path::new("s.yaml"), text) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_stack_file_is_the_builtin_stack_with_its_name() {
+        let s = Stack::load_str(Path::new("dir/mine.yaml"), "{}\n").unwrap();
+        assert_eq!(s.name, "mine");
+        assert_eq!(s.attach, AttachLayer::Builtin);
+        assert_eq!(s.network, NetworkLayer::Builtin);
+        assert_eq!(s.proxy, ProxyLayer::Builtin(None));
+        assert!(s.is_builtin());
+    }
+
+    #[test]
+    fn exec_layers_and_short_forms() {
+        let s = Stack::load_str(
+            Path::new("/tmp/x/host-gw.yaml"),
+            "name: routes by script\nnodeNetwork:\n  driver: exec\n  command: [./host-gw.sh, '{node}']\n  timeout: 5s\n  masquerade: true\n  encapsulation: { vxlan: { vni: 7, port: 4789 } }\nserviceProxy: { driver: builtin, modes: [nftables] }\nclusterDns: none\n",
+        )
+        .unwrap();
+        assert_eq!(s.name, "routes by script");
+        let NetworkLayer::Exec {
+            spec,
+            masquerade,
+            encapsulation,
+            ..
+        } = &s.network
+        else {
+            panic!("{:?}", s.network)
+        };
+        assert_eq!(spec.argv, ["./host-gw.sh", "{node}"]);
+        assert_eq!(spec.timeout, Duration::from_secs(5));
+        assert!(*masquerade);
+        assert_eq!(
+            *encapsulation,
+            Some(Encapsulation::Vxlan { vni: 7, port: 4789 })
+        );
+        assert_eq!(
+            s.proxy,
+            ProxyLayer::Builtin(Some(vec![ProxyMode::Nftables]))
+        );
+        assert_eq!(s.dns, DnsLayer::None);
+        assert!(!s.is_builtin());
+        let runs = s.proxy_runs(&ProxyMode::ALL);
+        assert!(runs[0].is_err() && runs[1] == Ok(ProxyMode::Nftables));
+    }
+
+    #[test]
+    fn every_mistake_is_located() {
+        for (text, want) in [
+            (
+                "podAttach: cni\n",
+                "s.yaml:1:12: unknown podAttach driver `cni`: expected builtin, exec, none",
+            ),
+            (
+                "nodeNetwork: { driver: exec }\n",
+                "s.yaml:1:24: the exec nodeNetwork driver needs a `command`",
+            ),
+            (
+                "nodeNetwork: { driver: exec, command: [] }\n",
+                "s.yaml:1:39: `command` is empty",
+            ),
+            (
+                "nodeNetwork: { command: [x] }\n",
+                "s.yaml:1:14: `nodeNetwork` has no `driver`",
+            ),
+            (
+                "serviceProxy: { driver: builtin, modes: [ipvs] }\n",
+                "s.yaml:1:42: unknown proxy mode `ipvs`",
+            ),
+            (
+                "podAttach: { driver: builtin, command: [x] }\n",
+                "s.yaml:1:40: `command` does not apply to the builtin podAttach driver",
+            ),
+            (
+                "nodeNetwork: { driver: exec, command: [x], timeout: soon }\n",
+                "s.yaml:1:53: `soon` is not a duration",
+            ),
+            (
+                "nodeNetwork: { driver: exec, command: [x], masquerade: yes }\n",
+                "s.yaml:1:56: `masquerade` is true or false",
+            ),
+            (
+                "nodeNetwork: { driver: exec, command: [x], encapsulation: { vxlan: { vni: 1 } } }\n",
+                "s.yaml:1:68: `vxlan` needs `port`",
+            ),
+            (
+                "clusterDns: coredns\n",
+                "s.yaml:1:13: unknown clusterDns driver `coredns`",
+            ),
+        ] {
+            let found = errors(text);
+            assert!(
+                found.iter().any(|e| e.starts_with(want)),
+                "{text:?}: want {want:?}, found {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_location() {
+        let found = errors("podAtach: builtin\n");
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("s.yaml:1:1: unknown field `podAtach`"),
+            "{found:?}"
+        );
+        let found = errors("nodeNetwork: { driver: exec, command: [x], comand: [y] }\n");
+        assert!(found[0].starts_with("s.yaml:1:"), "{found:?}");
+        assert!(found[0].contains("unknown field `comand`"), "{found:?}");
+    }
+
+    #[test]
+    fn relative_commands_are_found_beside_the_stack_file() {
+        let dir = std::env::temp_dir();
+        let s = Stack::load_str(
+            &dir.join("s.yaml"),
+            "podAttach: { driver: exec, command: [./attach.sh] }\n",
+        )
+        .unwrap();
+        let AttachLayer::Exec { spec, .. } = s.attach else {
+            panic!()
+        };
+        assert_eq!(spec.dir, fs::canonicalize(&dir).unwrap());
+    }
+}

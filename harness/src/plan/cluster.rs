@@ -158,7 +158,7 @@ impl Planner {
 
     /// `proxy`: one mode or a list; `none` alone means no proxy. Without it, a case with
     /// Services runs in both kube-proxy modes and a case without runs with no proxy.
-    pub(super) fn proxy_modes(&mut self, spec: &ClusterSpec, has_services: bool) -> Vec<ProxyMode> {
+    fn proxy_modes(&mut self, spec: &ClusterSpec, has_services: bool) -> Vec<ProxyMode> {
         let Some(written) = &spec.proxy else {
             return if has_services {
                 ProxyMode::ALL.to_vec()
@@ -203,7 +203,7 @@ impl Planner {
     /// The Service network: at most a /12 (as kube-apiserver requires), not overlapping the
     /// pod or node networks. The default one is only checked for overlaps when the case has
     /// Services, so that a case without any may use, say, podCIDR 10.100.0.0/16.
-    pub(super) fn service_cidr(
+    fn service_cidr(
         &mut self,
         spec: &ClusterSpec,
         root: YamlLocation,

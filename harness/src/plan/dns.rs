@@ -1,8 +1,9 @@
 //! The cluster DNS of a case (`dns:`): the `coredns` pod and the `kube-dns` Service the planner
 //! adds, the records the DNS server serves ([`ClusterDns`]), each pod's `/etc/resolv.conf` and
 //! `/etc/hosts` as the kubelet writes them, how a pod's resolver turns a name into addresses
-//! (search list and `ndots`, as glibc does), and flows that run a command (`exec`). Pure, like
-//! the rest of the planner; the rules are in `docs/case-format.md` ("Cluster DNS").
+//! (search list and `ndots`, as glibc does); what flows expect of it, and flows that run a
+//! command (`exec`), are in `flow_dns`. Pure, like the rest of the planner; the rules are in
+//! `docs/case-format.md` ("Cluster DNS").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

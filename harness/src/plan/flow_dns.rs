@@ -22,7 +22,7 @@ impl Planner {
     /// `expect.dns` of a flow to a name: the rcode and the answers, each resolved to addresses
     /// (a Service: its ClusterIP, or its ready endpoints' addresses when headless; a pod: its
     /// address; an address: itself).
-    pub(super) fn dns_expect(
+    fn dns_expect(
         &mut self,
         value: &Spanned<DnsExpectSpec>,
         from_ns: Option<&str>,
@@ -280,7 +280,7 @@ impl Planner {
     }
 
     /// An `exec` flow's `expect`: `exit`, `output` and `outputMatches`; nothing else.
-    pub(super) fn exec_expect(
+    fn exec_expect(
         &mut self,
         argv: Vec<String>,
         expect: Option<&Spanned<ExpectSpec>>,

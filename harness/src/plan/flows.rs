@@ -27,15 +27,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_ATTEMPTS: u32 = 100;
 
 /// The Service port a flow's target resolved to (indices into the drafts).
-pub(super) struct ServiceHit {
-    pub(super) service: usize,
-    pub(super) port: usize,
-    pub(super) via: ServiceVia,
+struct ServiceHit {
+    service: usize,
+    port: usize,
+    via: ServiceVia,
 }
 
 /// The port part of a flow's `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum PortPart {
+enum PortPart {
     Absent,
     Port(u16),
     /// Written but not a port (already reported): checks that need the port are skipped.
@@ -53,7 +53,7 @@ impl PortPart {
 
 /// A flow's protocol as written or defaulted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Protocol {
+enum Protocol {
     Tcp,
     Udp,
     Icmp,
@@ -69,7 +69,7 @@ impl fmt::Display for Protocol {
     }
 }
 
-pub(super) fn transport(protocol: Protocol) -> Option<Proto> {
+fn transport(protocol: Protocol) -> Option<Proto> {
     match protocol {
         Protocol::Tcp => Some(Proto::Tcp),
         Protocol::Udp => Some(Proto::Udp),
@@ -78,20 +78,20 @@ pub(super) fn transport(protocol: Protocol) -> Option<Proto> {
 }
 
 /// A flow's `to` that is a DNS name, for checking `expect`.
-pub(super) struct ToName<'a> {
+struct ToName<'a> {
     /// As written.
-    pub(super) name: &'a str,
+    name: &'a str,
     /// What it resolves to; `None` when the records could not be planned (reported).
-    pub(super) resolution: Option<&'a NameResolution>,
+    resolution: Option<&'a NameResolution>,
     /// The addresses, when it resolves to several: only pods with one of them can answer.
-    pub(super) addrs: Option<&'a [Ipv4Addr]>,
+    addrs: Option<&'a [Ipv4Addr]>,
 }
 
 /// The Service port a flow goes to, for checking `reach`.
-pub(super) struct ToService<'a> {
-    pub(super) hit: Option<&'a ServiceHit>,
+struct ToService<'a> {
+    hit: Option<&'a ServiceHit>,
     /// Where the flow starts; `None` when `from` is unknown (reported).
-    pub(super) origin: Option<Origin<'a>>,
+    origin: Option<Origin<'a>>,
 }
 
 impl Planner {
@@ -106,7 +106,7 @@ impl Planner {
         plans
     }
 
-    pub(super) fn flow(
+    fn flow(
         &mut self,
         entry: &Spanned<FlowSpec>,
         refs: &Refs<'_>,
@@ -366,7 +366,7 @@ impl Planner {
 
     /// `expect.sticky`, checked against `attempts` and `reach`; `attempts` is checked against
     /// the number of pods every one of which must answer.
-    pub(super) fn sticky(
+    fn sticky(
         &mut self,
         spec: &FlowSpec,
         expect: &Option<Expect>,
@@ -414,7 +414,7 @@ impl Planner {
 
     /// The Service port a flow's target is, if any, and the flow's protocol: a Service port
     /// that is UDP only makes a flow that does not say its protocol udp.
-    pub(super) fn flow_service(
+    fn flow_service(
         &mut self,
         spec: &FlowSpec,
         destination: Option<&Destination>,
@@ -551,7 +551,7 @@ impl Planner {
     /// host, or one with a dot, is a DNS name (with `dns:`). `from_ns` is the namespace where
     /// `svc/name` is looked up (that of `from`, `default` for the external host); `None` when
     /// `from` is unknown (reported already).
-    pub(super) fn destination(
+    fn destination(
         &mut self,
         to: &Spanned<String>,
         from: Option<Answerer>,
@@ -666,7 +666,7 @@ impl Planner {
         (Some(destination), port, Some(target))
     }
 
-    pub(super) fn protocol(
+    fn protocol(
         &mut self,
         spec: &FlowSpec,
         port: PortPart,
@@ -714,7 +714,7 @@ impl Planner {
         }
     }
 
-    pub(super) fn expect(
+    fn expect(
         &mut self,
         expect: &Spanned<ExpectSpec>,
         protocol: Option<Protocol>,
@@ -941,7 +941,7 @@ impl Planner {
     /// A pod (or the external host) of `reach` for a flow to a Service port: one of its ready
     /// endpoints (the external host is one when its address is), allowed by the Service's
     /// traffic policies, listening on its target port. `false` when reported.
-    pub(super) fn reach_service(
+    fn reach_service(
         &mut self,
         name: &Spanned<String>,
         answerer: Answerer,
@@ -1024,7 +1024,7 @@ impl Planner {
     ///   (its `--ip-masq`, with the vxlan and host-gw overlays): it then arrives from that
     ///   node's address. A pod's traffic to its own node's NodePort is pod traffic, which
     ///   kube-proxy sends to every endpoint.
-    pub(super) fn traffic_policy_problem(
+    fn traffic_policy_problem(
         &self,
         name: &Spanned<String>,
         endpoints: &[&PortEndpoint],
@@ -1084,11 +1084,7 @@ impl Planner {
         ))
     }
 
-    pub(super) fn seen_source(
-        &mut self,
-        value: &Spanned<String>,
-        refs: &Refs<'_>,
-    ) -> Option<SeenSource> {
+    fn seen_source(&mut self, value: &Spanned<String>, refs: &Refs<'_>) -> Option<SeenSource> {
         let name = value.value.as_str();
         let addr = if let Ok(ip) = name.parse::<Ipv4Addr>() {
             Some(ip)

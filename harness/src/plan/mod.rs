@@ -5,20 +5,21 @@
 //! privileges. Validation reports every problem of a file, each at the value it is about. The
 //! rules are written down in `docs/case-format.md`; keep the two in step.
 //!
-//! One module per section of a case, each adding its part to the [`Planner`] (an `impl Planner`
-//! block per module). Dependencies run one way, from the shared context up:
+//! The planner is split by section of a case: each module adds its part to `Planner` (an
+//! `impl Planner` block of its own) and uses only the modules listed before it.
 //!
-//! - `context`: the planner and its diagnostics, the cluster parameters and the node, pod and
-//!   external drafts; `parse`: name checks and value parsing;
-//! - `topology`: how the cluster is wired (flannel's VXLAN device, the CNI bridge, names and
-//!   MACs) and building the [`Topology`] from the drafts; `services` and `dns` (its records and
-//!   files), which it reads;
-//! - the sections, in case order: `cluster`, `nodes`, `pods`, `external`;
-//! - what flows refer to (`refs`), their hops (`hops`), their DNS side (`flow_dns`) and the
-//!   flows themselves (`flows`);
-//! - the public result types (`model`) and how a plan reads (`display`).
+//! 1. `context`: the planner and its diagnostics, the cluster parameters, and the node, pod and
+//!    external-host drafts; `parse`: name checks and value parsing;
+//! 2. `services` (`services:`) and `dns` (`dns:`, its records and the files pods get);
+//! 3. `topology`: how the cluster is wired (the CNI bridge, flannel's VXLAN device, interface
+//!    names and MACs) and the `Topology` built from the drafts; the sections check against it;
+//! 4. `cluster`, `nodes`, `pods` and `external` (`cluster:`, `nodes:`, `pods:`, `external:`);
+//! 5. `refs` (what flows refer to), `hops` (`expect.hops`), `model` (the public result types),
+//!    `flow_dns` (`expect.dns` and exec flows) and `flows` (`flows:`);
+//! 6. `display`: the plan as `podpath plan` prints it.
 //!
-//! This module only orchestrates the sections in order and re-exports the public API.
+//! This module declares them, runs the sections in order (`Planner::plan`) and re-exports the
+//! public API.
 
 use std::collections::HashMap;
 use std::fs;

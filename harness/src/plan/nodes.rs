@@ -87,11 +87,7 @@ impl Planner {
         drafts
     }
 
-    pub(super) fn node_name(
-        &mut self,
-        name: &Spanned<String>,
-        seen: &mut HashMap<String, YamlLocation>,
-    ) {
+    fn node_name(&mut self, name: &Spanned<String>, seen: &mut HashMap<String, YamlLocation>) {
         let text = &name.value;
         if let Some(problem) = dns_label_problem(text, MAX_NODE_NAME) {
             self.error(
@@ -129,11 +125,7 @@ impl Planner {
         }
     }
 
-    pub(super) fn node_subnet(
-        &mut self,
-        value: &Spanned<String>,
-        cluster: &ClusterParams,
-    ) -> Option<Ipv4Net> {
+    fn node_subnet(&mut self, value: &Spanned<String>, cluster: &ClusterParams) -> Option<Ipv4Net> {
         let subnet = self.cidr("node podCIDR", value)?;
         if let Some(pods) = cluster.pod_cidr
             && !(pods.contains(&subnet.network()) && subnet.prefix_len() >= pods.prefix_len())
@@ -159,7 +151,7 @@ impl Planner {
         Some(subnet)
     }
 
-    pub(super) fn nth_subnet(
+    fn nth_subnet(
         &mut self,
         ordinal: u64,
         label: &str,
@@ -183,7 +175,7 @@ impl Planner {
         Ipv4Net::new(network, len).ok()
     }
 
-    pub(super) fn node_address(
+    fn node_address(
         &mut self,
         value: &Spanned<String>,
         cluster: &ClusterParams,
@@ -208,7 +200,7 @@ impl Planner {
         None
     }
 
-    pub(super) fn nth_address(
+    fn nth_address(
         &mut self,
         ordinal: u64,
         label: &str,
@@ -229,7 +221,7 @@ impl Planner {
 
     /// Two nodes with one subnet or one address. Reported at the value that was written when
     /// only one of the two was, since that is the one to change; otherwise at the later node.
-    pub(super) fn node_collisions(&mut self, drafts: &[NodeDraft]) {
+    fn node_collisions(&mut self, drafts: &[NodeDraft]) {
         let mut subnets: HashMap<Ipv4Net, usize> = HashMap::new();
         let mut addresses: HashMap<Ipv4Addr, usize> = HashMap::new();
         for (index, node) in drafts.iter().enumerate() {

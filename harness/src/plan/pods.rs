@@ -121,7 +121,7 @@ impl Planner {
         drafts
     }
 
-    pub(super) fn pod_name(
+    fn pod_name(
         &mut self,
         name: &Spanned<String>,
         nodes: &HashMap<&str, usize>,
@@ -157,11 +157,7 @@ impl Planner {
         }
     }
 
-    pub(super) fn pod_ip(
-        &mut self,
-        value: &Spanned<String>,
-        node: Option<&NodeDraft>,
-    ) -> Option<Ipv4Addr> {
+    fn pod_ip(&mut self, value: &Spanned<String>, node: Option<&NodeDraft>) -> Option<Ipv4Addr> {
         let addr = self.address("pod ip", value)?;
         let Some((node, subnet)) = node.and_then(|n| Some((n, n.subnet?))) else {
             return Some(addr);
@@ -225,7 +221,7 @@ impl Planner {
 
     /// `{ port: 8080, protocol: tcp, name: http }`; the name is checked here and returned
     /// only when valid.
-    pub(super) fn listener_spec(
+    fn listener_spec(
         &mut self,
         spec: &ListenSpec,
         at: YamlLocation,
@@ -280,7 +276,7 @@ impl Planner {
         (listener, name)
     }
 
-    pub(super) fn listener(&mut self, entry: &Spanned<String>) -> Option<Listener> {
+    fn listener(&mut self, entry: &Spanned<String>) -> Option<Listener> {
         let text = entry.value.as_str();
         let (port, proto) = text.split_once('/').unwrap_or((text, "tcp"));
         let proto = match proto {
@@ -369,7 +365,7 @@ impl Planner {
     }
 
     /// `hostname` or `subdomain` of a pod: a DNS-1123 label.
-    pub(super) fn pod_dns_label(&mut self, what: &str, value: &Spanned<String>) -> Option<String> {
+    fn pod_dns_label(&mut self, what: &str, value: &Spanned<String>) -> Option<String> {
         match dns_label_problem(&value.value, super::MAX_NAME) {
             Some(problem) => {
                 self.error(

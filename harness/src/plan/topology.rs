@@ -67,7 +67,7 @@ pub(super) fn host_veth_name(key: &str, taken: &HashSet<String>) -> String {
 /// What a node's kernel is set to: forwarding on; with a service proxy, bridged traffic through
 /// netfilter too (`br_netfilter`, a kubeadm prerequisite), so the proxy's rules see traffic
 /// between pods of one node.
-pub(super) fn node_sysctls(cluster: &ClusterParams) -> Vec<(String, String)> {
+fn node_sysctls(cluster: &ClusterParams) -> Vec<(String, String)> {
     let mut sysctls = vec![("net/ipv4/ip_forward".to_owned(), "1".to_owned())];
     if !cluster.proxy_modes.is_empty() {
         sysctls.push((

@@ -1,4 +1,3 @@
-
 use std::net::SocketAddrV4;
 
 use rstest::rstest;

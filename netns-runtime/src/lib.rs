@@ -18,6 +18,6 @@ pub mod tool;
 pub mod topology;
 pub mod trace;
 
-pub use cluster::{BuildError, Cluster};
+pub use cluster::{BuildError, Cluster, ClusterError};
 pub use probe::{Outcome, ProbeTarget};
 pub use sandbox::{Sandbox, SandboxError, SandboxMode};

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod probe;
 pub mod proxy;
 pub mod resolver;
+pub mod ruleset;
 pub mod sandbox;
 mod settle;
 pub mod tool;

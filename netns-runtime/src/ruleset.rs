@@ -193,6 +193,30 @@ pub fn nft_lines(text: &str) -> Vec<NftLine<'_>> {
     out
 }
 
+/// `counter packets 12 bytes 720` -> `counter` (and `packets N` / `bytes N` wherever else they
+/// stand, as in named counters), the rest of the line as it was.
+pub fn without_counter_values(line: &str) -> String {
+    let words: Vec<&str> = line.split(' ').collect();
+    let mut kept = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        if (words[i] == "packets" || words[i] == "bytes")
+            && i + 1 < words.len()
+            && words[i + 1]
+                .trim_end_matches(',')
+                .chars()
+                .all(|c| c.is_ascii_digit())
+            && !words[i + 1].is_empty()
+        {
+            i += 2;
+            continue;
+        }
+        kept.push(words[i]);
+        i += 1;
+    }
+    kept.join(" ")
+}
+
 /// Splits a listing line at its `#` comment, outside double quotes.
 fn split_comment(line: &str) -> (&str, Option<&str>) {
     let mut quoted = false;

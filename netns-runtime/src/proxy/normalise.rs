@@ -63,35 +63,12 @@ pub fn nft_ruleset(text: &str) -> String {
         if (in_set && dynamic && elements) || l.code.is_empty() && l.comment.is_none() {
             continue;
         }
-        let mut line = remove_counter_values(l.line);
+        let mut line = ruleset::without_counter_values(l.line);
         line = remove_clock(&line, " expires ");
         out.push_str(&line);
         out.push('\n');
     }
     out
-}
-
-/// `counter packets 12 bytes 720` -> `counter`.
-fn remove_counter_values(line: &str) -> String {
-    let words: Vec<&str> = line.split(' ').collect();
-    let mut kept = Vec::with_capacity(words.len());
-    let mut i = 0;
-    while i < words.len() {
-        if (words[i] == "packets" || words[i] == "bytes")
-            && i + 1 < words.len()
-            && words[i + 1]
-                .trim_end_matches(',')
-                .chars()
-                .all(|c| c.is_ascii_digit())
-            && !words[i + 1].is_empty()
-        {
-            i += 2;
-            continue;
-        }
-        kept.push(words[i]);
-        i += 1;
-    }
-    kept.join(" ")
 }
 
 /// Removes `<marker><duration>` (a duration like `2h59m58s123ms`) wherever it appears.

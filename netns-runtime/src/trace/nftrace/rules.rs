@@ -200,21 +200,10 @@ pub fn parse_iptables_save(text: &str) -> IptablesSave {
 /// The rule with `counter packets N bytes M` shown as `counter` (the numbers change with
 /// every packet) and runs of spaces as one.
 fn bare_counters(code: &str) -> String {
-    let words: Vec<&str> = code.split_whitespace().collect();
-    let mut out: Vec<&str> = Vec::with_capacity(words.len());
-    let mut i = 0;
-    while i < words.len() {
-        out.push(words[i]);
-        if words[i] == "counter"
-            && words.get(i + 1) == Some(&"packets")
-            && words.get(i + 3) == Some(&"bytes")
-        {
-            i += 5;
-        } else {
-            i += 1;
-        }
-    }
-    out.join(" ")
+    ruleset::without_counter_values(code)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

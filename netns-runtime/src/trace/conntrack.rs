@@ -290,8 +290,8 @@ fn dump_here() -> io::Result<Vec<Entry>> {
             Ok(()) => return Ok(entries),
             // Interrupted by a concurrent change: started again.
             Err(RequestError::Reply(e)) => match stop(e) {
-                Ok(_) => continue,
-                Err(stop) => return Err(stop.into_io()),
+                None => continue,
+                Some(stop) => return Err(stop.into_io()),
             },
             Err(RequestError::Io(e)) => return Err(ctx("ctnetlink dump")(e)),
             Err(e @ RequestError::Truncated { .. }) => {
@@ -415,13 +415,14 @@ impl Stop {
     }
 }
 
-/// Why a dump stopped, as [`dump`] tells it: `Ok` for a complete one (interrupted or not).
-fn stop(e: ReplyError) -> Result<bool, Stop> {
+/// Why a dump's reply failed, as [`dump`] tells it; `None` when it was only interrupted by a
+/// concurrent change (and is started again).
+fn stop(e: ReplyError) -> Option<Stop> {
     match e {
-        ReplyError::Interrupted => Ok(true),
-        ReplyError::Kernel { errno, .. } => Err(Stop::Kernel(errno)),
-        ReplyError::Refused(why) => Err(Stop::Malformed(malformed(why))),
-        other => Err(Stop::Malformed(malformed(other.to_string()))),
+        ReplyError::Interrupted => None,
+        ReplyError::Kernel { errno, .. } => Some(Stop::Kernel(errno)),
+        ReplyError::Refused(why) => Some(Stop::Malformed(malformed(why))),
+        other => Some(Stop::Malformed(malformed(other.to_string()))),
     }
 }
 
@@ -444,7 +445,13 @@ fn read_datagram(buf: &[u8], seq: u32, state: &mut DumpState) -> Option<Result<(
         .feed(buf, seq, &mut on_entry(&mut state.entries))?;
     Some(match done {
         Ok(()) => Ok(()),
-        Err(e) => stop(e).map(|interrupted| state.interrupted |= interrupted),
+        Err(e) => match stop(e) {
+            None => {
+                state.interrupted = true;
+                Ok(())
+            }
+            Some(stop) => Err(stop),
+        },
     })
 }
 

@@ -32,7 +32,7 @@
 //!   the netfilter trace on in every node (`nft -f`, one per node) and reads every node's rules
 //!   once (`nft -a list ruleset` and `iptables-save`); once per cluster, hence once per case run
 //!   in the suite. Those two are also timed apart (`nftrace::enable`, `RuleBook::read`).
-//! - **the parts of an observed flow**, N times: the pieces `Cluster::observe` is made of,
+//! - **the parts of an observed flow**, N times: the pieces `Observer::observe` is made of,
 //!   called directly in the same order (trace sockets, conntrack event sockets, capture
 //!   sockets, the flow itself, the captures' settle, the trace's settle, stopping the captures,
 //!   the trace and the conntrack listeners), then `journey::assemble`.
@@ -424,7 +424,7 @@ fn time_setup(cluster: &Cluster) -> Result<(Duration, Duration), String> {
     Ok((median(&enable), median(&read)))
 }
 
-/// What `Cluster::observe` listens on: (capture points, nodes).
+/// What `Observer::observe` listens on: (capture points, nodes).
 type Targets<'a> = (
     Vec<(String, BorrowedFd<'a>, String)>,
     Vec<(String, BorrowedFd<'a>)>,
@@ -444,7 +444,7 @@ fn send(cluster: &Cluster, flow: &FlowPlan) -> Result<Outcome, String> {
     Ok(outcome)
 }
 
-/// One observed flow, piece by piece, as `Cluster::observe` and `CaseRun::run_flow` do it.
+/// One observed flow, piece by piece, as `Observer::observe` and `CaseRun::run_flow` do it.
 fn observe_parts(
     run: &CaseRun,
     cluster: &Cluster,
@@ -475,7 +475,7 @@ fn observe_parts(
     let capture_points = captures.points();
     let (captured, _) = captures.stop_with_stats();
     let t7 = Instant::now();
-    // As `Cluster::observe` does: rule texts are read later, only for journeys people read.
+    // As `Observer::observe` does: rule texts are read later, only for journeys people read.
     let (mut rules, _) = traces.stop_with_stats();
     rules.retain(|e| e.table != nftrace::TRACE_TABLE);
     let t8 = Instant::now();

@@ -19,6 +19,7 @@ use crate::stack::{Stack, applies};
 use crate::verdict::{Verdict, dns_fault, judge, judge_exec};
 use netns_runtime::resolver::Resolution;
 use netns_runtime::trace::conntrack;
+use netns_runtime::trace::observe::Observer;
 
 /// A case file and what loading it gave.
 pub struct LoadedCase {
@@ -264,6 +265,8 @@ pub struct CaseRun {
     pub stack: Arc<Stack>,
     netns_prefix: String,
     state: Mutex<(ClusterState, usize)>,
+    /// Observes the cluster's flows (its trace switched on, its rule texts read, once).
+    observer: Observer,
 }
 
 impl CaseRun {
@@ -299,6 +302,7 @@ impl CaseRun {
             stack,
             netns_prefix,
             state: Mutex::new((ClusterState::NotBuilt, pending)),
+            observer: Observer::new(),
         }
     }
 
@@ -382,7 +386,10 @@ impl CaseRun {
         let observe = options.observe || !flow.hops.is_empty();
         self.with_cluster(|cluster| {
             let (head, observation) = if observe {
-                match cluster.observe(|| self.first_attempt(cluster, flow)) {
+                match self
+                    .observer
+                    .observe(cluster, || self.first_attempt(cluster, flow))
+                {
                     Ok((head, obs)) => (head, Some(obs)),
                     Err(e) if flow.hops.is_empty() => {
                         eprintln!("podpath: {}: not observed: {e}", flow.name);
@@ -435,8 +442,11 @@ impl CaseRun {
                     StepKind::Rule(e) => Some(e),
                     _ => None,
                 });
-                if let Err(e) = cluster.annotate_rules(obs.rules.iter_mut().chain(steps)) {
-                    obs.problems.push(e);
+                if let Err(e) = self
+                    .observer
+                    .annotate_rules(cluster, obs.rules.iter_mut().chain(steps))
+                {
+                    obs.problems.push(e.to_string());
                 }
                 hop_fault = hops::check(&flow.hops, self.proxy, j);
             }
@@ -550,8 +560,8 @@ impl CaseRun {
                     Err(e) => Verdict {
                         passed: false,
                         expected: format!("`{}` succeeds", exec.argv.join(" ")),
-                        observed: e.clone(),
-                        reason: Some(e),
+                        observed: e.to_string(),
+                        reason: Some(e.to_string()),
                     },
                 },
             ));
@@ -559,7 +569,9 @@ impl CaseRun {
         let mut target = probe_target(flow);
         let mut dns_part = None;
         if let Some(name) = &flow.dns_name {
-            let resolution = cluster.resolve(&flow.from, name, flow.timeout)?;
+            let resolution = cluster
+                .resolve(&flow.from, name, flow.timeout)
+                .map_err(|e| e.to_string())?;
             let want = flow.expect_dns.as_ref().map(|d| {
                 let answers: Vec<(String, Vec<std::net::Ipv4Addr>)> = d
                     .answers
@@ -603,7 +615,8 @@ impl CaseRun {
         self.with_cluster(|cluster| {
             let mut out = cluster.node_rules(&tables, node)?;
             out.push_str(&cluster.node_state(node)?);
-            Ok(out)
+            Ok::<_, netns_runtime::ClusterError>(out)
         })?
+        .map_err(|e| e.to_string())
     }
 }

@@ -52,6 +52,25 @@ pub enum BuildError {
     Thread(String),
 }
 
+/// What can go wrong reading or using a built cluster (rules, state, resolution, commands).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no node {0} in this cluster")]
+    NoNode(String),
+    #[error("no pod {0} in this cluster")]
+    NoPod(String),
+    #[error("pod {0} has no resolv.conf: the case declares no cluster DNS")]
+    NoResolvConf(String),
+    #[error("entering {netns}: {source}")]
+    Enter { netns: String, source: io::Error },
+    #[error("reading the state of {node}: {source}")]
+    State { node: String, source: NetlinkError },
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    Tool(#[from] crate::tool::ToolError),
+}
+
 /// Sysctls written in every namespace podpath builds, before any interface exists.
 ///
 /// The clusters are IPv4-only; with IPv6 off, no router solicitation, MLD report or DAD probe
@@ -82,11 +101,6 @@ pub struct Cluster {
     attachments: Vec<Option<Attachment>>,
     /// Per node, the interfaces its drivers said they make, which observation captures.
     node_interfaces: Vec<NodeInterfaces>,
-    /// Whether the netfilter trace is on in every node: switched on by the first observed flow
-    /// (see [`Cluster::observe`]).
-    pub(crate) trace_enabled: std::sync::OnceLock<Result<(), String>>,
-    /// The nodes' rule texts, read when a journey first needs them.
-    pub(crate) rule_books: std::sync::OnceLock<Result<crate::trace::observe::RuleBooks, String>>,
 }
 
 /// The interfaces a node's drivers declared they make on it.
@@ -184,8 +198,6 @@ impl Cluster {
             prefix,
             attachments: parts.attachments,
             node_interfaces,
-            trace_enabled: std::sync::OnceLock::new(),
-            rule_books: std::sync::OnceLock::new(),
         };
         result?;
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
@@ -321,12 +333,10 @@ impl Cluster {
     /// rules, kube-proxy's in iptables mode, anything an implementation put there), then every
     /// nftables table in `tables` (what the stack's drivers declared, nftables mode's `table ip
     /// kube-proxy`).
-    pub fn node_rules(&self, tables: &[RuleTable], node: &str) -> Result<String, String> {
-        let ns = self
-            .node_netns(node)
-            .ok_or_else(|| format!("no node {node} in this cluster"))?;
+    pub fn node_rules(&self, tables: &[RuleTable], node: &str) -> Result<String, ClusterError> {
+        let ns = self.node_ns(node)?;
         let mut out = String::new();
-        let save = crate::proxy::driver::iptables_rules(ns, node).map_err(|e| e.to_string())?;
+        let save = crate::proxy::driver::iptables_rules(ns, node)?;
         if !save.is_empty() {
             out.push_str("# iptables-save\n");
             out.push_str(&save);
@@ -339,10 +349,7 @@ impl Cluster {
             } = table
             {
                 out.push_str(&format!("# {heading}\n"));
-                out.push_str(
-                    &crate::proxy::driver::nft_table(ns, node, family, name)
-                        .map_err(|e| e.to_string())?,
-                );
+                out.push_str(&crate::proxy::driver::nft_table(ns, node, family, name)?);
             }
         }
         Ok(out)
@@ -350,10 +357,8 @@ impl Cluster {
 
     /// A node's routes, permanent neighbours and FDB entries of its VXLAN devices, in `ip`'s
     /// words and a stable order: the parts of a node's state an overlay programs.
-    pub fn node_state(&self, node: &str) -> Result<String, String> {
-        let ns = self
-            .node_netns(node)
-            .ok_or_else(|| format!("no node {node} in this cluster"))?;
+    pub fn node_state(&self, node: &str) -> Result<String, ClusterError> {
+        let ns = self.node_ns(node)?;
         netns::run_in(ns.as_fd(), || -> Result<String, NetlinkError> {
             let mut nl = Netlink::open()?;
             let links = nl.links()?;
@@ -413,38 +418,62 @@ impl Cluster {
             }
             Ok(out)
         })
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|source| ClusterError::Enter {
+            netns: node.to_string(),
+            source,
+        })?
+        .map_err(|source| ClusterError::State {
+            node: node.to_string(),
+            source,
+        })
+    }
+
+    /// A node's namespace, or the error that names the missing node.
+    fn node_ns(&self, node: &str) -> Result<&Netns, ClusterError> {
+        self.node_netns(node)
+            .ok_or_else(|| ClusterError::NoNode(node.to_string()))
     }
 
     /// Resolves `name` from inside `pod` with its resolv.conf, as glibc would: the queries go to
     /// the kube-dns ClusterIP through the node's service proxy.
-    pub fn resolve(&self, pod: &str, name: &str, timeout: Duration) -> Result<Resolution, String> {
+    pub fn resolve(
+        &self,
+        pod: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Resolution, ClusterError> {
         let ns = self
             .pod_netns(pod)
-            .ok_or_else(|| format!("no pod {pod} in this cluster"))?;
+            .ok_or_else(|| ClusterError::NoPod(pod.to_string()))?;
         let conf = self
             .topology
             .pod(pod)
             .and_then(|p| p.resolv_conf.as_deref())
-            .ok_or_else(|| {
-                format!("pod {pod} has no resolv.conf: the case declares no cluster DNS")
-            })?;
+            .ok_or_else(|| ClusterError::NoResolvConf(pod.to_string()))?;
         let conf = ResolvConf::parse(conf);
-        netns::run_in(ns.as_fd(), || resolver::resolve(&conf, name, timeout))
-            .map_err(|e| format!("entering pod {pod}: {e}"))
+        netns::run_in(ns.as_fd(), || resolver::resolve(&conf, name, timeout)).map_err(|source| {
+            ClusterError::Enter {
+                netns: format!("pod {pod}"),
+                source,
+            }
+        })
     }
 
     /// Runs a command inside `pod` the way `kubectl exec` would see it: its network namespace,
     /// its resolv.conf and hosts (`ip netns exec` bind-mounts them), with a timeout.
-    pub fn exec(&self, pod: &str, argv: &[String], timeout: Duration) -> Result<Finished, String> {
+    pub fn exec(
+        &self,
+        pod: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<Finished, ClusterError> {
         if self.netns(pod).is_none() {
-            return Err(format!("no pod {pod} in this cluster"));
+            return Err(ClusterError::NoPod(pod.to_string()));
         }
         let netns = format!("{}{pod}", self.prefix);
         let mut args: Vec<&str> = vec!["netns", "exec", &netns];
         args.extend(argv.iter().map(String::as_str));
-        crate::tool::run_here("ip", &args, timeout).map_err(|e| e.to_string())
+        Ok(crate::tool::run_here("ip", &args, timeout)?)
     }
 
     /// Takes the cluster down, reporting every name that could not be removed.

@@ -12,6 +12,7 @@ pub mod netns;
 pub mod probe;
 pub mod proxy;
 pub mod resolver;
+pub mod ruleset;
 pub mod sandbox;
 mod settle;
 pub mod stack;
@@ -19,6 +20,6 @@ pub mod tool;
 pub mod topology;
 pub mod trace;
 
-pub use cluster::{BuildError, Cluster};
+pub use cluster::{BuildError, Cluster, ClusterError};
 pub use probe::{Outcome, ProbeTarget};
 pub use sandbox::{Sandbox, SandboxError, SandboxMode};

@@ -7,21 +7,21 @@
 //!
 //! Messages are built with `netlink-packet-route`'s types and serialized into one reusable send
 //! buffer; replies are read into one reusable receive buffer and only the dumps are fully
-//! decoded. Replies whose sequence number is not the one of the request in flight are ignored,
-//! multipart dumps are followed until `NLMSG_DONE` and restarted when the kernel flags them as
-//! interrupted (`NLM_F_DUMP_INTR`).
+//! decoded. The framing (sequence numbers, multipart dumps followed until `NLMSG_DONE`, errors
+//! and acks) is [`socket::NlSocket`]'s, shared with the netfilter families; dumps are restarted
+//! here when the kernel flags them as interrupted (`NLM_F_DUMP_INTR`).
 
-use std::fmt;
+pub mod frame;
+pub mod socket;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_APPEND, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_DUMP_INTR, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
-    NLMSG_NOOP, NLMSG_OVERRUN, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlaBuffer,
-    NlasIterator, Parseable,
+    DefaultNla, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL,
+    NLM_F_REPLACE, NLM_F_REQUEST, NetlinkSerializable, Parseable,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -37,7 +37,10 @@ use netlink_packet_route::route::{
     RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use nix::sys::socket::SockProtocol;
+
+use self::frame::ReplyError;
+use self::socket::{NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK, NlSocket};
 
 use crate::topology::{Mac, Vxlan};
 
@@ -51,8 +54,6 @@ const RTM_NEWNEIGH: u16 = 28;
 const IFLA_IFNAME: u16 = 3;
 /// `IFLA_BRPORT_MODE`: hairpin mode of a bridge port, nested in `IFLA_PROTINFO`.
 const IFLA_BRPORT_MODE: u16 = 4;
-/// `NLMSGERR_ATTR_MSG`: the extended-ack error string.
-const NLMSGERR_ATTR_MSG: u16 = 1;
 
 /// `NUD_PERMANENT` (linux/neighbour.h).
 pub const NUD_PERMANENT: u16 = 0x80;
@@ -65,9 +66,6 @@ pub const NTF_MASTER: u8 = 0x04;
 /// `RTNH_F_ONLINK` (linux/rtnetlink.h).
 pub const RTNH_F_ONLINK: u32 = 0x04;
 
-const NLMSG_HDR_LEN: usize = 16;
-/// Large enough for the biggest dump datagram the kernel builds (32 KiB), twice.
-const RECV_BUF_LEN: usize = 64 * 1024;
 /// How often an interrupted dump is restarted before giving up.
 const DUMP_RETRIES: usize = 8;
 
@@ -75,7 +73,7 @@ const DUMP_RETRIES: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     /// The kernel refused the request with `errno`; `extack` is its extended-ack message, if any.
-    #[error("{op}: {}", kernel_text(*.errno, .extack.as_deref()))]
+    #[error("{op}: {}", frame::kernel_text(*.errno, .extack.as_deref()))]
     Kernel {
         op: String,
         errno: i32,
@@ -91,14 +89,6 @@ pub enum NetlinkError {
     /// The kernel's reply could not be understood.
     #[error("{op}: {msg}")]
     Decode { op: String, msg: String },
-}
-
-fn kernel_text(errno: i32, extack: Option<&str>) -> String {
-    let err = io::Error::from_raw_os_error(errno);
-    match extack {
-        Some(msg) => format!("{err}: {msg}"),
-        None => err.to_string(),
-    }
 }
 
 impl NetlinkError {
@@ -137,6 +127,19 @@ enum Raw {
     Decode(String),
     /// A dump was interrupted by a concurrent change (`NLM_F_DUMP_INTR`); it must be restarted.
     Interrupted,
+}
+
+impl From<socket::RequestError> for Raw {
+    fn from(e: socket::RequestError) -> Raw {
+        match e {
+            socket::RequestError::Io(e) => Raw::Io(e),
+            socket::RequestError::Reply(ReplyError::Kernel { errno, extack }) => {
+                Raw::Kernel { errno, extack }
+            }
+            socket::RequestError::Reply(ReplyError::Interrupted) => Raw::Interrupted,
+            other => Raw::Decode(other.to_string()),
+        }
+    }
 }
 
 impl Raw {
@@ -261,24 +264,10 @@ impl FdbInfo {
 }
 
 /// A synchronous `NETLINK_ROUTE` socket bound to the network namespace it was opened in.
+#[derive(Debug)]
 pub struct Netlink {
-    socket: Socket,
-    seq: u32,
-    send_buf: Vec<u8>,
-    recv_buf: Vec<u8>,
+    socket: NlSocket,
 }
-
-impl fmt::Debug for Netlink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Netlink")
-            .field("fd", &self.socket.as_raw_fd())
-            .field("seq", &self.seq)
-            .finish()
-    }
-}
-
-/// What to do with a data message of a reply.
-type OnMsg<'a> = &'a mut dyn FnMut(u16, &[u8]) -> Result<(), String>;
 
 impl Netlink {
     /// Opens a socket in the calling thread's current network namespace. The socket stays bound
@@ -286,20 +275,13 @@ impl Netlink {
     pub fn open() -> Result<Self, NetlinkError> {
         let op = || "open NETLINK_ROUTE socket".to_string();
         let io = |source| NetlinkError::Io { op: op(), source };
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(io)?;
-        socket.bind_auto().map_err(io)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(io)?;
+        let socket = NlSocket::open(SockProtocol::NetlinkRoute).map_err(io)?;
         // Best effort: error strings from the kernel, acks without a copy of the request, and
         // strict header checking so that dump filters (fdb by device, routes by table) apply.
-        let _ = socket.set_ext_ack(true);
-        let _ = socket.set_cap_ack(true);
-        let _ = socket.set_netlink_get_strict_chk(true);
-        Ok(Netlink {
-            socket,
-            seq: 0,
-            send_buf: Vec::with_capacity(1024),
-            recv_buf: vec![0; RECV_BUF_LEN],
-        })
+        for option in [NETLINK_EXT_ACK, NETLINK_CAP_ACK, NETLINK_GET_STRICT_CHK] {
+            let _ = socket.set_flag(option, true);
+        }
+        Ok(Netlink { socket })
     }
 
     /// Index of the link called `name`.
@@ -867,183 +849,22 @@ impl Netlink {
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
-        on_msg: OnMsg<'_>,
+        on_msg: frame::OnMessage<'_>,
     ) -> Result<(), Raw> {
-        self.seq = self.seq.wrapping_add(1).max(1);
-        let seq = self.seq;
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-        packet.finalize();
-        let len = packet.buffer_len();
-        self.send_buf.clear();
-        self.send_buf.resize(len, 0);
-        packet.serialize(&mut self.send_buf);
-        loop {
-            match self.socket.send(&self.send_buf, 0) {
-                Ok(_) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Raw::Io(e)),
-            }
-        }
-
-        let mut state = Reply::default();
-        loop {
-            let n = match self
-                .socket
-                .recv(&mut &mut self.recv_buf[..], nix::libc::MSG_TRUNC)
-            {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Raw::Io(e)),
-            };
-            if n > self.recv_buf.len() {
-                // The datagram is lost; grow for next time and report. Dump datagrams are at
-                // most 32 KiB, so only a single oversized message gets here; whatever of this
-                // reply is still queued carries this sequence number and later requests skip it.
-                let len = self.recv_buf.len();
-                self.recv_buf.resize(n.next_power_of_two(), 0);
-                return Err(Raw::Decode(format!(
-                    "reply of {n} bytes truncated to {len} bytes"
-                )));
-            }
-            if let Some(result) = process_datagram(&self.recv_buf[..n], seq, &mut state, on_msg) {
-                return result;
-            }
-        }
+        let (ty, len) = (msg.message_type(), msg.buffer_len());
+        self.socket
+            .request(ty, flags, len, |buf| msg.serialize(buf), on_msg)
+            .map_err(Raw::from)
     }
-}
-
-/// Progress of a reply across datagrams.
-#[derive(Debug, Default)]
-struct Reply {
-    /// The first data message `on_msg` refused; reported once the reply is complete.
-    failed: Option<String>,
-    /// The kernel flagged a dump message `NLM_F_DUMP_INTR`.
-    interrupted: bool,
-}
-
-/// Walks one datagram. Returns `Some` once the reply for `seq` is complete (ack, error or
-/// `NLMSG_DONE`), `None` when more datagrams are needed. Messages for other sequence numbers
-/// (stale replies, notifications) are skipped.
-fn process_datagram(
-    mut buf: &[u8],
-    seq: u32,
-    state: &mut Reply,
-    on_msg: OnMsg<'_>,
-) -> Option<Result<(), Raw>> {
-    while buf.len() >= NLMSG_HDR_LEN {
-        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
-        if len < NLMSG_HDR_LEN || len > buf.len() {
-            return Some(Err(Raw::Decode(format!(
-                "malformed netlink message: length {len} in {} bytes",
-                buf.len()
-            ))));
-        }
-        let ty = u16::from_ne_bytes(buf[4..6].try_into().unwrap());
-        let flags = u16::from_ne_bytes(buf[6..8].try_into().unwrap());
-        let msg_seq = u32::from_ne_bytes(buf[8..12].try_into().unwrap());
-        let payload = &buf[NLMSG_HDR_LEN..len];
-        buf = &buf[align4(len).min(buf.len())..];
-        if msg_seq != seq {
-            continue;
-        }
-        match ty {
-            NLMSG_NOOP => {}
-            NLMSG_OVERRUN => return Some(Err(Raw::Decode("netlink overrun".into()))),
-            NLMSG_ERROR => {
-                let Some(code) = payload.get(0..4) else {
-                    return Some(Err(Raw::Decode("short NLMSG_ERROR".into())));
-                };
-                let code = i32::from_ne_bytes(code.try_into().unwrap());
-                if code != 0 {
-                    let extack = (flags & NLM_F_ACK_TLVS != 0)
-                        .then(|| error_extack(payload, flags))
-                        .flatten();
-                    return Some(Err(Raw::Kernel {
-                        errno: -code,
-                        extack,
-                    }));
-                }
-                return Some(finish(state));
-            }
-            NLMSG_DONE => {
-                let code = payload
-                    .get(0..4)
-                    .map_or(0, |c| i32::from_ne_bytes(c.try_into().unwrap()));
-                if code < 0 {
-                    let extack = (flags & NLM_F_ACK_TLVS != 0)
-                        .then(|| extack_msg(&payload[4..]))
-                        .flatten();
-                    return Some(Err(Raw::Kernel {
-                        errno: -code,
-                        extack,
-                    }));
-                }
-                return Some(finish(state));
-            }
-            _ => {
-                if flags & NLM_F_DUMP_INTR != 0 {
-                    state.interrupted = true;
-                }
-                if state.failed.is_none()
-                    && let Err(e) = on_msg(ty, payload)
-                {
-                    state.failed = Some(e);
-                }
-            }
-        }
-    }
-    None
-}
-
-fn finish(state: &mut Reply) -> Result<(), Raw> {
-    if let Some(e) = state.failed.take() {
-        Err(Raw::Decode(e))
-    } else if state.interrupted {
-        Err(Raw::Interrupted)
-    } else {
-        Ok(())
-    }
-}
-
-/// The extended-ack message of an `NLMSG_ERROR` payload: error code, the request's header (or
-/// whole request unless `NLM_F_CAPPED`), then TLVs.
-fn error_extack(payload: &[u8], flags: u16) -> Option<String> {
-    let req = payload.get(4..4 + NLMSG_HDR_LEN)?;
-    let req_len = if flags & NLM_F_CAPPED != 0 {
-        NLMSG_HDR_LEN
-    } else {
-        align4(u32::from_ne_bytes(req[0..4].try_into().unwrap()) as usize)
-    };
-    extack_msg(payload.get(4 + req_len..)?)
-}
-
-fn extack_msg(tlvs: &[u8]) -> Option<String> {
-    NlasIterator::new(tlvs)
-        .filter_map(Result::ok)
-        .find(|nla| nla.kind() == NLMSGERR_ATTR_MSG)
-        .map(|nla| c_string(nla.value()))
-        .filter(|s| !s.is_empty())
-}
-
-fn align4(len: usize) -> usize {
-    (len + 3) & !3
 }
 
 /// A top-level attribute of an `ifinfomsg` payload, without decoding the rest.
 fn link_attr(payload: &[u8], kind: u16) -> Option<&[u8]> {
     const IFINFOMSG_LEN: usize = 16;
-    let attrs = payload.get(IFINFOMSG_LEN..)?;
-    NlasIterator::new(attrs)
-        .filter_map(Result::ok)
-        .find(|nla: &NlaBuffer<&[u8]>| nla.kind() == kind)
-        .map(|nla| {
-            nla.into_inner()
-                .get(4..nla.length() as usize)
-                .unwrap_or(&[])
-        })
+    frame::attrs(payload.get(IFINFOMSG_LEN..)?)
+        .map_while(Result::ok)
+        .find(|(k, _)| *k == kind)
+        .map(|(_, value)| value)
 }
 
 fn c_str(b: &[u8]) -> &[u8] {
@@ -1266,120 +1087,35 @@ fn fdb_info(msg: NeighbourMessage) -> Option<FdbInfo> {
 
 #[cfg(test)]
 mod tests {
+    use super::frame::{NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_ERROR, Reply, encode};
     use super::*;
 
-    /// Appends one netlink message to `buf`.
-    fn push(buf: &mut Vec<u8>, ty: u16, flags: u16, seq: u32, payload: &[u8]) {
-        let len = NLMSG_HDR_LEN + payload.len();
-        buf.extend_from_slice(&(len as u32).to_ne_bytes());
-        buf.extend_from_slice(&ty.to_ne_bytes());
-        buf.extend_from_slice(&flags.to_ne_bytes());
-        buf.extend_from_slice(&seq.to_ne_bytes());
-        buf.extend_from_slice(&0u32.to_ne_bytes());
-        buf.extend_from_slice(payload);
-        buf.resize(align4(buf.len()), 0);
-    }
-
-    fn error_payload(code: i32, extack: Option<&str>) -> Vec<u8> {
-        let mut p = code.to_ne_bytes().to_vec();
-        // Capped copy of the request header.
-        p.extend_from_slice(&[0u8; NLMSG_HDR_LEN]);
-        if let Some(msg) = extack {
-            let value_len = msg.len() + 1;
-            p.extend_from_slice(&((4 + value_len) as u16).to_ne_bytes());
-            p.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
-            p.extend_from_slice(msg.as_bytes());
-            p.push(0);
-            p.resize(align4(p.len()), 0);
-        }
-        p
-    }
-
     #[test]
-    fn skips_other_sequences_and_collects_multipart() {
-        let mut seen = Vec::new();
-        let mut on = |ty: u16, p: &[u8]| {
-            seen.push((ty, p.to_vec()));
-            Ok(())
-        };
-        let mut state = Reply::default();
-        let mut d1 = Vec::new();
-        push(&mut d1, RTM_NEWLINK, 2, 6, b"stale"); // previous request
-        push(&mut d1, RTM_NEWLINK, 2, 7, b"one");
-        push(&mut d1, RTM_NEWLINK, 0, 0, b"notification");
-        assert!(process_datagram(&d1, 7, &mut state, &mut on).is_none());
-        let mut d2 = Vec::new();
-        push(&mut d2, RTM_NEWLINK, 2, 7, b"two");
-        push(&mut d2, NLMSG_DONE, 2, 7, &0i32.to_ne_bytes());
-        push(&mut d2, RTM_NEWLINK, 2, 7, b"after done");
-        let r = process_datagram(&d2, 7, &mut state, &mut on);
-        assert!(matches!(r, Some(Ok(()))));
-        assert_eq!(
-            seen,
-            vec![
-                (RTM_NEWLINK, b"one".to_vec()),
-                (RTM_NEWLINK, b"two".to_vec())
-            ]
-        );
-    }
-
-    #[test]
-    fn error_with_extack() {
+    fn kernel_errors_name_the_operation_and_the_extack() {
+        let mut payload = (-17i32).to_ne_bytes().to_vec();
+        payload.extend_from_slice(&[0u8; frame::NLMSG_HDR_LEN]);
+        payload.extend_from_slice(&17u16.to_ne_bytes());
+        payload.extend_from_slice(&1u16.to_ne_bytes()); // NLMSGERR_ATTR_MSG
+        payload.extend_from_slice(b"Route exists\0");
         let mut d = Vec::new();
-        push(&mut d, NLMSG_ERROR, 0, 3, &error_payload(-22, None));
-        push(
+        encode(
             &mut d,
             NLMSG_ERROR,
             NLM_F_CAPPED | NLM_F_ACK_TLVS,
             4,
-            &error_payload(-17, Some("Route exists")),
+            payload.len(),
+            |b| b.copy_from_slice(&payload),
         );
-        let mut state = Reply::default();
-        let r = process_datagram(&d, 4, &mut state, &mut |_, _| Ok(()));
-        let Some(Err(raw)) = r else {
-            panic!("expected error, got {r:?}")
+        let Some(Err(e)) = Reply::default().feed(&d, 4, &mut |_, _| Ok(())) else {
+            panic!("expected an error")
         };
-        let err = raw.with_op("add route 10.0.0.0/8 dev x".into());
+        let err =
+            Raw::from(socket::RequestError::from(e)).with_op("add route 10.0.0.0/8 dev x".into());
         assert_eq!(err.errno(), Some(17));
         assert!(err.is_exists());
         assert_eq!(
             err.to_string(),
             "add route 10.0.0.0/8 dev x: File exists (os error 17): Route exists"
         );
-    }
-
-    #[test]
-    fn ack_ends_request_and_decode_failures_surface_after_done() {
-        let mut d = Vec::new();
-        push(&mut d, NLMSG_ERROR, 0, 9, &error_payload(0, None));
-        let r = process_datagram(&d, 9, &mut Reply::default(), &mut |_, _| Ok(()));
-        assert!(matches!(r, Some(Ok(()))));
-
-        let mut d = Vec::new();
-        push(&mut d, RTM_NEWLINK, NLM_F_DUMP_INTR, 9, b"x");
-        push(&mut d, RTM_NEWLINK, 2, 9, b"y");
-        push(&mut d, NLMSG_DONE, 2, 9, &0i32.to_ne_bytes());
-        let mut calls = 0;
-        let r = process_datagram(&d, 9, &mut Reply::default(), &mut |_, _| {
-            calls += 1;
-            Err("bad".into())
-        });
-        assert!(matches!(r, Some(Err(Raw::Decode(ref m))) if m == "bad"));
-        assert_eq!(
-            calls, 1,
-            "stops decoding after the first failure but drains"
-        );
-
-        let r = process_datagram(&d, 9, &mut Reply::default(), &mut |_, _| Ok(()));
-        assert!(matches!(r, Some(Err(Raw::Interrupted))));
-    }
-
-    #[test]
-    fn malformed_length_is_an_error() {
-        let mut d = Vec::new();
-        push(&mut d, RTM_NEWLINK, 0, 1, b"abcd");
-        d[0..4].copy_from_slice(&200u32.to_ne_bytes());
-        let r = process_datagram(&d, 1, &mut Reply::default(), &mut |_, _| Ok(()));
-        assert!(matches!(r, Some(Err(Raw::Decode(_)))));
     }
 }

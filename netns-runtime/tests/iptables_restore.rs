@@ -608,43 +608,30 @@ fn nfacct_rules_restore(backend: Backend) -> TestResult {
 
 /// Creates an nfacct object the way kube-proxy does: NFNL_MSG_ACCT_NEW over NETLINK_NETFILTER.
 fn nfacct_add(name: &str) -> Result<(), String> {
-    use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+    use netns_runtime::netlink::frame::{NLM_F_ACK, NLM_F_REQUEST};
+    use netns_runtime::netlink::socket::NlSocket;
     const NFNL_SUBSYS_ACCT: u16 = 7;
     const NFNL_MSG_ACCT_NEW: u16 = 0;
     const NFACCT_NAME: u16 = 1;
-    const NLM_F_REQUEST: u16 = 1;
-    const NLM_F_ACK: u16 = 4;
     const NLM_F_CREATE: u16 = 0x400;
-    const NLMSG_ERROR: u16 = 2;
 
     let mut attr_value = name.as_bytes().to_vec();
     attr_value.push(0);
     let attr_len = 4 + attr_value.len();
-    let mut msg = Vec::new();
-    let total = 16 + 4 + attr_len.div_ceil(4) * 4;
-    msg.extend_from_slice(&(total as u32).to_ne_bytes());
-    msg.extend_from_slice(&((NFNL_SUBSYS_ACCT << 8) | NFNL_MSG_ACCT_NEW).to_ne_bytes());
-    msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE).to_ne_bytes());
-    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
-    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid
-    msg.extend_from_slice(&[0, 0, 0, 0]); // nfgenmsg: AF_UNSPEC, NFNETLINK_V0, res_id 0
-    msg.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-    msg.extend_from_slice(&NFACCT_NAME.to_ne_bytes());
-    msg.extend_from_slice(&attr_value);
-    msg.resize(total, 0);
+    let mut payload = vec![0, 0, 0, 0]; // nfgenmsg: AF_UNSPEC, NFNETLINK_V0, res_id 0
+    payload.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    payload.extend_from_slice(&NFACCT_NAME.to_ne_bytes());
+    payload.extend_from_slice(&attr_value);
+    payload.resize(payload.len().next_multiple_of(4), 0);
 
-    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| e.to_string())?;
-    sock.bind_auto().map_err(|e| e.to_string())?;
-    sock.connect(&SocketAddr::new(0, 0))
+    let mut sock = NlSocket::open(nix::sys::socket::SockProtocol::NetlinkNetFilter)
         .map_err(|e| e.to_string())?;
-    sock.send(&msg, 0).map_err(|e| e.to_string())?;
-    let (reply, _) = sock.recv_from_full().map_err(|e| e.to_string())?;
-    if reply.len() < 20 || u16::from_ne_bytes([reply[4], reply[5]]) != NLMSG_ERROR {
-        return Err(format!("unexpected reply {reply:?}"));
-    }
-    let errno = i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]);
-    if errno != 0 {
-        return Err(std::io::Error::from_raw_os_error(-errno).to_string());
-    }
-    Ok(())
+    sock.request(
+        (NFNL_SUBSYS_ACCT << 8) | NFNL_MSG_ACCT_NEW,
+        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
+        payload.len(),
+        |b| b.copy_from_slice(&payload),
+        &mut |_, _| Ok(()),
+    )
+    .map_err(|e| e.to_string())
 }

@@ -8,41 +8,24 @@
 
 use std::collections::BTreeMap;
 
+use crate::ruleset::{self, Block};
+
 /// Normalises `iptables-save` output.
 pub fn iptables_save(text: &str) -> String {
     #[derive(Default)]
-    struct Table {
-        chains: BTreeMap<String, String>,
-        rules: BTreeMap<String, Vec<String>>,
+    struct Table<'a> {
+        chains: BTreeMap<&'a str, &'a str>,
+        rules: BTreeMap<&'a str, Vec<&'a str>>,
     }
-    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let line = strip_rule_counters(line.trim_end());
-        let line = line.as_str();
-        if line.is_empty() || line.starts_with('#') || line == "COMMIT" {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('*') {
-            tables.entry(name.to_string()).or_default();
-            current = Some(name.to_string());
-            continue;
-        }
-        let Some(table) = current.as_ref().and_then(|t| tables.get_mut(t)) else {
-            continue;
-        };
-        if let Some(decl) = line.strip_prefix(':') {
-            let mut parts = decl.split_whitespace();
-            let chain = parts.next().unwrap_or_default().to_string();
-            let policy = parts.next().unwrap_or("-").to_string();
+    let save = ruleset::parse_save(text);
+    let mut tables: BTreeMap<&str, Table<'_>> = BTreeMap::new();
+    for t in &save.tables {
+        let table = tables.entry(&t.name).or_default();
+        for (chain, policy) in &t.chains {
             table.chains.insert(chain, policy);
-        } else if let Some(rule) = line.strip_prefix("-A ") {
-            let chain = rule.split_whitespace().next().unwrap_or_default();
-            table
-                .rules
-                .entry(chain.to_string())
-                .or_default()
-                .push(line.to_string());
+        }
+        for (chain, line) in &t.rules {
+            table.rules.entry(chain).or_default().push(line);
         }
     }
     let mut out = String::new();
@@ -62,71 +45,30 @@ pub fn iptables_save(text: &str) -> String {
     out
 }
 
-/// `iptables-save -c` puts `[packets:bytes]` before each rule; drop it if present.
-fn strip_rule_counters(line: &str) -> String {
-    if line.starts_with('[')
-        && let Some(end) = line.find("] ")
-    {
-        return line[end + 2..].to_string();
-    }
-    line.to_string()
-}
-
 /// Normalises `nft list ruleset` (or `nft list table ...`) output. The elements of dynamic
 /// sets (session affinity) are dropped: traffic, not the proxy, put them there.
 pub fn nft_ruleset(text: &str) -> String {
     let mut out = String::new();
-    let mut dynamic_set = false;
-    let mut skipping_elements = false;
-    for line in text.lines() {
-        let line = line.trim_end();
-        let trimmed = line.trim_start();
-        if skipping_elements {
-            skipping_elements = !trimmed.contains('}');
+    // Whether the set or map being listed has said `flags dynamic`.
+    let mut dynamic = false;
+    for l in ruleset::nft_lines(text) {
+        let in_set = matches!(l.block, Some(Block::Set(_) | Block::Map(_)));
+        if l.depth < 2 {
+            dynamic = false;
+        }
+        if in_set && l.depth == 2 && l.code.starts_with("flags ") && l.code.contains("dynamic") {
+            dynamic = true;
+        }
+        let elements = l.depth > 2 || (l.depth == 2 && l.code.starts_with("elements = "));
+        if (in_set && dynamic && elements) || l.code.is_empty() && l.comment.is_none() {
             continue;
         }
-        if trimmed.starts_with("set ") || trimmed.starts_with("map ") || trimmed == "}" {
-            dynamic_set = false;
-        }
-        if trimmed.starts_with("flags ") && trimmed.contains("dynamic") {
-            dynamic_set = true;
-        }
-        if dynamic_set && trimmed.starts_with("elements = ") {
-            skipping_elements = !trimmed.contains('}');
-            continue;
-        }
-        if trimmed.is_empty() {
-            continue;
-        }
-        let mut l = remove_counter_values(line);
-        l = remove_clock(&l, " expires ");
-        out.push_str(&l);
+        let mut line = ruleset::without_counter_values(l.line);
+        line = remove_clock(&line, " expires ");
+        out.push_str(&line);
         out.push('\n');
     }
     out
-}
-
-/// `counter packets 12 bytes 720` -> `counter`.
-fn remove_counter_values(line: &str) -> String {
-    let words: Vec<&str> = line.split(' ').collect();
-    let mut kept = Vec::with_capacity(words.len());
-    let mut i = 0;
-    while i < words.len() {
-        if (words[i] == "packets" || words[i] == "bytes")
-            && i + 1 < words.len()
-            && words[i + 1]
-                .trim_end_matches(',')
-                .chars()
-                .all(|c| c.is_ascii_digit())
-            && !words[i + 1].is_empty()
-        {
-            i += 2;
-            continue;
-        }
-        kept.push(words[i]);
-        i += 1;
-    }
-    kept.join(" ")
 }
 
 /// Removes `<marker><duration>` (a duration like `2h59m58s123ms`) wherever it appears.

@@ -17,9 +17,15 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use nix::sys::socket::SockProtocol;
 
 use super::Tuple;
+use crate::netlink::frame::{self, NLM_F_DUMP, NLM_F_REQUEST, ReplyError};
+#[cfg(test)]
+use crate::netlink::frame::{
+    NLA_HDR_LEN, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDR_LEN, NLMSG_NOOP, Reply,
+};
+use crate::netlink::socket::{Datagram, NlSocket, RECV_BUF_LEN, RequestError};
 use crate::netns;
 
 /// `IPS_*` status bits (`linux/netfilter/nf_conntrack_common.h`).
@@ -264,48 +270,36 @@ pub fn dump(netns: BorrowedFd<'_>) -> io::Result<Vec<Entry>> {
 
 /// How often an interrupted dump is started again before giving up.
 const DUMP_RETRIES: u32 = 3;
-/// Dump datagrams are at most 32 KiB.
-const RECV_BUF_LEN: usize = 64 * 1024;
 
 /// Dumps the conntrack table of the calling thread's namespace.
 fn dump_here() -> io::Result<Vec<Entry>> {
     let ctx =
         |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
-    let mut socket =
-        Socket::new(NETLINK_NETFILTER).map_err(ctx("open NETLINK_NETFILTER socket"))?;
-    socket
-        .bind_auto()
-        .map_err(ctx("bind NETLINK_NETFILTER socket"))?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .map_err(ctx("connect NETLINK_NETFILTER socket"))?;
-    let mut buf = vec![0u8; RECV_BUF_LEN];
-    for seq in 1..=DUMP_RETRIES {
-        send_all(&socket, &dump_request(seq)).map_err(ctx("send ctnetlink dump request"))?;
-        let mut state = DumpState::default();
-        loop {
-            let n = match socket.recv(&mut &mut buf[..], nix::libc::MSG_TRUNC) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(ctx("read ctnetlink dump")(e)),
-            };
-            if n > buf.len() {
+    let mut socket = NlSocket::open(SockProtocol::NetlinkNetFilter)
+        .map_err(ctx("open NETLINK_NETFILTER socket"))?;
+    for _ in 0..DUMP_RETRIES {
+        let mut entries = Vec::new();
+        let done = socket.request(
+            CT_GET,
+            NLM_F_REQUEST | NLM_F_DUMP,
+            NFGENMSG_LEN,
+            |b| b.copy_from_slice(&DUMP_PAYLOAD),
+            &mut on_entry(&mut entries),
+        );
+        match done {
+            Ok(()) => return Ok(entries),
+            // Interrupted by a concurrent change: started again.
+            Err(RequestError::Reply(e)) => match stop(e) {
+                None => continue,
+                Some(stop) => return Err(stop.into_io()),
+            },
+            Err(RequestError::Io(e)) => return Err(ctx("ctnetlink dump")(e)),
+            Err(e @ RequestError::Truncated { .. }) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!(
-                        "ctnetlink dump: a datagram of {n} bytes is larger than the {} byte buffer",
-                        buf.len()
-                    ),
+                    format!("ctnetlink dump: {e}"),
                 ));
             }
-            match read_datagram(&buf[..n], seq, &mut state) {
-                None => {}
-                Some(Ok(())) => break,
-                Some(Err(stop)) => return Err(stop.into_io()),
-            }
-        }
-        if !state.interrupted {
-            return Ok(state.entries);
         }
     }
     Err(io::Error::other(format!(
@@ -313,35 +307,32 @@ fn dump_here() -> io::Result<Vec<Entry>> {
     )))
 }
 
-fn send_all(socket: &Socket, msg: &[u8]) -> io::Result<()> {
-    loop {
-        match socket.send(msg, 0) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+/// Decodes a dump's entry messages into `entries`, skipping those that are not IPv4.
+fn on_entry(entries: &mut Vec<Entry>) -> impl FnMut(u16, &[u8]) -> Result<(), String> + '_ {
+    |ty, payload| {
+        if ty == CT_NEW
+            && let Some(entry) = parse_entry(payload).map_err(|e| e.0)?
+        {
+            entries.push(entry);
         }
+        Ok(())
     }
 }
 
-const NLMSG_HDR_LEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_OVERRUN: u16 = 4;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_DUMP_INTR: u16 = 0x10;
 const AF_INET: u8 = 2;
 const NFNETLINK_V0: u8 = 0;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
 const IPCTNL_MSG_CT_GET: u16 = 1;
+/// The message types of an entry (a dump's answer, or an event) and of a dump's request.
+const CT_NEW: u16 = NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW;
+const CT_GET: u16 = NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET;
 
-const NLA_HDR_LEN: usize = 4;
+#[cfg(test)]
 const NLA_F_NESTED: u16 = 1 << 15;
+#[cfg(test)]
 const NLA_F_NET_BYTEORDER: u16 = 1 << 14;
-const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | NLA_F_NET_BYTEORDER);
 
 // enum ctattr_type
 const CTA_TUPLE_ORIG: u16 = 1;
@@ -372,17 +363,21 @@ const CTA_PROTO_ICMP_CODE: u16 = 6;
 const CTA_PROTOINFO_TCP: u16 = 1;
 const CTA_PROTOINFO_TCP_STATE: u16 = 1;
 
-/// The request for a dump of the IPv4 conntrack table.
-fn dump_request(seq: u32) -> [u8; NLMSG_HDR_LEN + NFGENMSG_LEN] {
-    let mut m = [0u8; NLMSG_HDR_LEN + NFGENMSG_LEN];
-    m[0..4].copy_from_slice(&((NLMSG_HDR_LEN + NFGENMSG_LEN) as u32).to_ne_bytes());
-    m[4..6].copy_from_slice(&(NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET).to_ne_bytes());
-    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // Port id 0: the kernel fills in the socket's.
-    m[16] = AF_INET;
-    m[17] = NFNETLINK_V0;
-    // res_id 0 (big endian).
+/// The `nfgenmsg` of a dump request: AF_INET, NFNETLINK_V0, res_id 0 (big endian).
+const DUMP_PAYLOAD: [u8; NFGENMSG_LEN] = [AF_INET, NFNETLINK_V0, 0, 0];
+
+/// The request for a dump of the IPv4 conntrack table, as [`dump`] sends it.
+#[cfg(test)]
+fn dump_request(seq: u32) -> Vec<u8> {
+    let mut m = Vec::new();
+    frame::encode(
+        &mut m,
+        CT_GET,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+        NFGENMSG_LEN,
+        |b| b.copy_from_slice(&DUMP_PAYLOAD),
+    );
     m
 }
 
@@ -420,112 +415,50 @@ impl Stop {
     }
 }
 
+/// Why a dump's reply failed, as [`dump`] tells it; `None` when it was only interrupted by a
+/// concurrent change (and is started again).
+fn stop(e: ReplyError) -> Option<Stop> {
+    match e {
+        ReplyError::Interrupted => None,
+        ReplyError::Kernel { errno, .. } => Some(Stop::Kernel(errno)),
+        ReplyError::Refused(why) => Some(Stop::Malformed(malformed(why))),
+        other => Some(Stop::Malformed(malformed(other.to_string()))),
+    }
+}
+
 /// Progress of a dump across datagrams.
+#[cfg(test)]
 #[derive(Debug, Default)]
 struct DumpState {
     entries: Vec<Entry>,
     /// The kernel flagged a message `NLM_F_DUMP_INTR`: the dump may be inconsistent.
     interrupted: bool,
+    reply: Reply,
 }
 
-/// Walks one datagram of a dump's answer. Returns `Some` once the answer for `seq` is complete
-/// (`NLMSG_DONE`) or failed, `None` when more datagrams are needed. Messages with other
-/// sequence numbers (an earlier, restarted dump) are skipped, and so are entries that are not
-/// IPv4.
-fn read_datagram(mut buf: &[u8], seq: u32, state: &mut DumpState) -> Option<Result<(), Stop>> {
-    while !buf.is_empty() {
-        let Some(header) = buf.get(..NLMSG_HDR_LEN) else {
-            return Some(Err(Stop::Malformed(malformed(format!(
-                "{} bytes left after the last netlink message",
-                buf.len()
-            )))));
-        };
-        let len = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        if len < NLMSG_HDR_LEN || len > buf.len() {
-            return Some(Err(Stop::Malformed(malformed(format!(
-                "netlink message length {len} in {} bytes",
-                buf.len()
-            )))));
-        }
-        let ty = u16::from_ne_bytes([header[4], header[5]]);
-        let flags = u16::from_ne_bytes([header[6], header[7]]);
-        let msg_seq = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
-        let payload = &buf[NLMSG_HDR_LEN..len];
-        buf = &buf[align4(len).min(buf.len())..];
-        if msg_seq != seq {
-            continue;
-        }
-        match ty {
-            NLMSG_NOOP => {}
-            NLMSG_OVERRUN => return Some(Err(Stop::Malformed(malformed("netlink overrun")))),
-            NLMSG_ERROR | NLMSG_DONE => {
-                let code = match payload.get(..4) {
-                    Some(c) => i32::from_ne_bytes([c[0], c[1], c[2], c[3]]),
-                    // An old kernel's NLMSG_DONE may come without its code.
-                    None if ty == NLMSG_DONE => 0,
-                    None => return Some(Err(Stop::Malformed(malformed("short NLMSG_ERROR")))),
-                };
-                return Some(if code < 0 {
-                    Err(Stop::Kernel(code.saturating_neg()))
-                } else {
-                    Ok(())
-                });
+/// Walks one datagram of a dump's answer as [`dump`] does. Returns `Some` once the answer for
+/// `seq` is complete (`NLMSG_DONE`) or failed, `None` when more datagrams are needed.
+#[cfg(test)]
+fn read_datagram(buf: &[u8], seq: u32, state: &mut DumpState) -> Option<Result<(), Stop>> {
+    let done = state
+        .reply
+        .feed(buf, seq, &mut on_entry(&mut state.entries))?;
+    Some(match done {
+        Ok(()) => Ok(()),
+        Err(e) => match stop(e) {
+            None => {
+                state.interrupted = true;
+                Ok(())
             }
-            _ if ty == NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW => {
-                if flags & NLM_F_DUMP_INTR != 0 {
-                    state.interrupted = true;
-                }
-                match parse_entry(payload) {
-                    Ok(Some(entry)) => state.entries.push(entry),
-                    Ok(None) => {}
-                    Err(e) => return Some(Err(Stop::Malformed(e))),
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-fn align4(n: usize) -> usize {
-    n.saturating_add(3) & !3
+            Some(stop) => Err(stop),
+        },
+    })
 }
 
 /// The attributes of a buffer: `(type without NLA_F_NESTED/NLA_F_NET_BYTEORDER, payload)`.
 /// Yields one error and stops at the first attribute that does not fit.
-struct Attrs<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for Attrs<'a> {
-    type Item = Result<(u16, &'a [u8]), DecodeError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let buf = std::mem::take(&mut self.rest);
-        let Some(h) = buf.get(..NLA_HDR_LEN) else {
-            return Some(Err(malformed(format!(
-                "{} bytes after the last attribute",
-                buf.len()
-            ))));
-        };
-        let len = usize::from(u16::from_ne_bytes([h[0], h[1]]));
-        let ty = u16::from_ne_bytes([h[2], h[3]]) & NLA_TYPE_MASK;
-        if len < NLA_HDR_LEN || len > buf.len() {
-            return Some(Err(malformed(format!(
-                "attribute {ty} of length {len} in {} bytes",
-                buf.len()
-            ))));
-        }
-        self.rest = &buf[align4(len).min(buf.len())..];
-        Some(Ok((ty, &buf[NLA_HDR_LEN..len])))
-    }
-}
-
-fn attrs(buf: &[u8]) -> Attrs<'_> {
-    Attrs { rest: buf }
+fn attrs(buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), DecodeError>> {
+    frame::attrs(buf).map(|a| a.map_err(|e| malformed(e.to_string())))
 }
 
 fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], DecodeError> {
@@ -697,7 +630,7 @@ const EVENT_RCVBUF: usize = 1 << 20;
 /// latest event shows it. Cheaper than a [`dump`] (which walks the whole table, shared by all
 /// namespaces: ~9 ms) and limited to what happened meanwhile.
 pub struct EventSet {
-    sockets: Vec<(String, Socket)>,
+    sockets: Vec<(String, NlSocket)>,
 }
 
 impl EventSet {
@@ -706,17 +639,11 @@ impl EventSet {
     pub fn start(points: &[(&str, BorrowedFd<'_>)]) -> io::Result<EventSet> {
         let mut sockets = Vec::with_capacity(points.len());
         for (name, fd) in points {
-            let socket = netns::run_in(*fd, || -> io::Result<Socket> {
-                let mut s = Socket::new(NETLINK_NETFILTER)?;
-                s.bind_auto()?;
-                s.add_membership(NFNLGRP_CONNTRACK_NEW)?;
-                s.add_membership(NFNLGRP_CONNTRACK_UPDATE)?;
-                s.set_non_blocking(true)?;
-                let _ = nix::sys::socket::setsockopt(
-                    &s,
-                    nix::sys::socket::sockopt::RcvBuf,
-                    &EVENT_RCVBUF,
-                );
+            let socket = netns::run_in(*fd, || -> io::Result<NlSocket> {
+                let s = NlSocket::open(SockProtocol::NetlinkNetFilter)?;
+                s.join(NFNLGRP_CONNTRACK_NEW)?;
+                s.join(NFNLGRP_CONNTRACK_UPDATE)?;
+                s.set_rcvbuf(EVENT_RCVBUF);
                 Ok(s)
             })?
             .map_err(|e| io::Error::new(e.kind(), format!("conntrack events of {name}: {e}")))?;
@@ -733,26 +660,25 @@ impl EventSet {
         let mut buf = vec![0u8; RECV_BUF_LEN];
         for (name, socket) in self.sockets {
             let mut entries: Vec<Entry> = Vec::new();
-            loop {
-                let n = match socket.recv(&mut &mut buf[..], 0) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        // ENOBUFS: events were lost.
-                        problems.push(format!("conntrack events of {name}: {e}"));
-                        if e.raw_os_error() == Some(nix::libc::ENOBUFS) {
-                            continue;
+            let drained = socket.drain(&mut buf, |datagram| match datagram {
+                Datagram::Data(d) => {
+                    for e in event_entries(d) {
+                        match entries.iter_mut().find(|x| x.orig == e.orig) {
+                            Some(old) => *old = e,
+                            None => entries.push(e),
                         }
-                        break;
-                    }
-                };
-                for e in event_entries(&buf[..n.min(buf.len())]) {
-                    match entries.iter_mut().find(|x| x.orig == e.orig) {
-                        Some(old) => *old = e,
-                        None => entries.push(e),
                     }
                 }
+                Datagram::Truncated(len) => problems.push(format!(
+                    "conntrack events of {name}: a datagram of {len} bytes did not fit the buffer"
+                )),
+                Datagram::Overrun => problems.push(format!(
+                    "conntrack events of {name}: {}",
+                    io::Error::from_raw_os_error(nix::libc::ENOBUFS)
+                )),
+            });
+            if let Err(e) = drained {
+                problems.push(format!("conntrack events of {name}: {e}"));
             }
             out.push((name, entries));
         }
@@ -762,20 +688,10 @@ impl EventSet {
 
 /// The IPv4 entries of a datagram of conntrack events; messages that do not decode (an update
 /// without the attributes an entry needs) are skipped.
-fn event_entries(mut buf: &[u8]) -> Vec<Entry> {
-    let mut out = Vec::new();
-    while buf.len() >= NLMSG_HDR_LEN {
-        let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-        if len < NLMSG_HDR_LEN || len > buf.len() {
-            break;
-        }
-        let ty = u16::from_ne_bytes([buf[4], buf[5]]);
-        if ty == (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
-            && let Ok(Some(e)) = parse_entry(&buf[NLMSG_HDR_LEN..len])
-        {
-            out.push(e);
-        }
-        buf = &buf[align4(len).min(buf.len())..];
-    }
-    out
+fn event_entries(buf: &[u8]) -> Vec<Entry> {
+    frame::messages(buf)
+        .map_while(Result::ok)
+        .filter(|m| m.ty == CT_NEW)
+        .filter_map(|m| parse_entry(m.payload).ok().flatten())
+        .collect()
 }

@@ -1,7 +1,9 @@
 //! Observing a flow on a built cluster: captures on every interface, the netfilter trace of
 //! every node, and the conntrack entries the nodes made or changed meanwhile.
 
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::conntrack;
@@ -9,6 +11,7 @@ use super::journey::Observation;
 use super::nftrace::{self, RuleBook, RuleEvent, TraceSet};
 use crate::Cluster;
 use crate::capture::CaptureSet;
+use crate::tool::ToolError;
 use crate::topology::{EXTERNAL_HOST, UNDERLAY_NETNS};
 
 /// How long captures must stay quiet after a flow before they stop: the tail of a flow (the
@@ -20,6 +23,43 @@ pub const SETTLE_MAX: Duration = Duration::from_millis(200);
 /// The nodes' rule books (rule handle -> rule text), read once per cluster when a journey first
 /// needs its rules' texts: the rules do not change while flows run.
 pub type RuleBooks = Vec<(String, RuleBook)>;
+
+/// What can go wrong observing a flow. Clone, because the outcome of the once-per-cluster setup
+/// (switching the trace on, reading the rules) is kept and told again to every later flow.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ObserveError {
+    #[error("no namespace for node {0}")]
+    NoNode(String),
+    #[error("enabling the netfilter trace in {node}: {source}")]
+    EnableTrace {
+        node: String,
+        source: Arc<ToolError>,
+    },
+    #[error("enabling the trace panicked")]
+    EnablePanicked,
+    #[error("reading the rules of {node}: {source}")]
+    ReadRules {
+        node: String,
+        source: Arc<ToolError>,
+    },
+    #[error("starting the trace: {0}")]
+    StartTrace(Arc<io::Error>),
+    #[error("listening to conntrack events: {0}")]
+    StartConntrack(Arc<io::Error>),
+    #[error("starting captures: {0}")]
+    StartCaptures(Arc<io::Error>),
+}
+
+/// Observes the flows of one cluster: switches the netfilter trace on in its nodes on the first
+/// observed flow, and keeps its nodes' rule texts once a journey has needed them. One observer
+/// per cluster, owned by whoever observes it; the cluster itself holds no observation state.
+#[derive(Debug, Default)]
+pub struct Observer {
+    /// Whether the netfilter trace is on in every node: switched on by the first observed flow.
+    trace_enabled: OnceLock<Result<(), ObserveError>>,
+    /// The nodes' rule texts, read when a journey first needs them.
+    rule_books: OnceLock<Result<RuleBooks, ObserveError>>,
+}
 
 impl Cluster {
     /// Every interface of the cluster, as (namespace as cases name it, namespace, interface):
@@ -87,33 +127,38 @@ impl Cluster {
             .filter_map(|n| Some((n.name.clone(), self.node_netns(&n.name)?.as_fd())))
             .collect()
     }
+}
+
+impl Observer {
+    /// An observer for a cluster none has observed yet.
+    pub fn new() -> Observer {
+        Observer::default()
+    }
 
     /// Switches the netfilter trace on in every node, once.
-    fn enable_trace(&self) -> Result<(), String> {
+    fn enable_trace(&self, cluster: &Cluster) -> Result<(), ObserveError> {
         self.trace_enabled
             .get_or_init(|| {
                 // One `nft` per node, side by side: each loads the node's whole ruleset first.
                 std::thread::scope(|scope| {
-                    let runs: Vec<_> = self
+                    let runs: Vec<_> = cluster
                         .topology()
                         .nodes
                         .iter()
                         .map(|node| {
-                            let ns = self.node_netns(&node.name);
+                            let ns = cluster.node_netns(&node.name);
                             scope.spawn(move || {
-                                let ns = ns.ok_or_else(|| {
-                                    format!("no namespace for node {}", node.name)
-                                })?;
-                                nftrace::enable(ns.as_fd()).map_err(|e| {
-                                    format!("enabling the netfilter trace in {}: {e}", node.name)
+                                let ns =
+                                    ns.ok_or_else(|| ObserveError::NoNode(node.name.clone()))?;
+                                nftrace::enable(ns.as_fd()).map_err(|e| ObserveError::EnableTrace {
+                                    node: node.name.clone(),
+                                    source: Arc::new(e),
                                 })
                             })
                         })
                         .collect();
-                    runs.into_iter().try_for_each(|run| {
-                        run.join()
-                            .unwrap_or_else(|_| Err("enabling the trace panicked".into()))
-                    })
+                    runs.into_iter()
+                        .try_for_each(|run| run.join().unwrap_or(Err(ObserveError::EnablePanicked)))
                 })
             })
             .clone()
@@ -123,18 +168,21 @@ impl Cluster {
     /// rulesets, read on the first call.
     pub fn annotate_rules<'e>(
         &self,
+        cluster: &Cluster,
         events: impl IntoIterator<Item = &'e mut RuleEvent>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ObserveError> {
         let books = self
             .rule_books
             .get_or_init(|| {
                 let mut books = Vec::new();
-                for node in &self.topology().nodes {
-                    let ns = self
+                for node in &cluster.topology().nodes {
+                    let ns = cluster
                         .node_netns(&node.name)
-                        .ok_or_else(|| format!("no namespace for node {}", node.name))?;
-                    let book = RuleBook::read(ns.as_fd())
-                        .map_err(|e| format!("reading the rules of {}: {e}", node.name))?;
+                        .ok_or_else(|| ObserveError::NoNode(node.name.clone()))?;
+                    let book = RuleBook::read(ns.as_fd()).map_err(|e| ObserveError::ReadRules {
+                        node: node.name.clone(),
+                        source: Arc::new(e),
+                    })?;
                     books.push((node.name.clone(), book));
                 }
                 Ok(books)
@@ -152,22 +200,26 @@ impl Cluster {
     /// Runs `f` (which sends a flow) while capturing on every interface and tracing netfilter in
     /// every node; then waits for the captures to go quiet and reads every node's conntrack
     /// table. Returns what `f` returned and what was seen.
-    pub fn observe<R>(&self, f: impl FnOnce() -> R) -> Result<(R, Observation), String> {
-        self.enable_trace()?;
-        let points = self.capture_points();
+    pub fn observe<R>(
+        &self,
+        cluster: &Cluster,
+        f: impl FnOnce() -> R,
+    ) -> Result<(R, Observation), ObserveError> {
+        self.enable_trace(cluster)?;
+        let points = cluster.capture_points();
         let capture_args: Vec<(&str, BorrowedFd<'_>, &str)> = points
             .iter()
             .map(|(name, fd, iface)| (name.as_str(), *fd, iface.as_str()))
             .collect();
-        let nodes = self.trace_points();
+        let nodes = cluster.trace_points();
         let trace_args: Vec<(&str, BorrowedFd<'_>)> =
             nodes.iter().map(|(n, fd)| (n.as_str(), *fd)).collect();
         let mut traces =
-            TraceSet::start(&trace_args).map_err(|e| format!("starting the trace: {e}"))?;
+            TraceSet::start(&trace_args).map_err(|e| ObserveError::StartTrace(Arc::new(e)))?;
         let events = conntrack::EventSet::start(&trace_args)
-            .map_err(|e| format!("listening to conntrack events: {e}"))?;
-        let mut captures =
-            CaptureSet::start(&capture_args).map_err(|e| format!("starting captures: {e}"))?;
+            .map_err(|e| ObserveError::StartConntrack(Arc::new(e)))?;
+        let mut captures = CaptureSet::start(&capture_args)
+            .map_err(|e| ObserveError::StartCaptures(Arc::new(e)))?;
         let result = f();
         let started = Instant::now();
         captures.settle(SETTLE_QUIET, SETTLE_MAX);

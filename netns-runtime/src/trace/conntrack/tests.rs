@@ -8,7 +8,7 @@ fn attr(ty: u16, payload: &[u8]) -> Vec<u8> {
     a.extend_from_slice(&len.to_ne_bytes());
     a.extend_from_slice(&ty.to_ne_bytes());
     a.extend_from_slice(payload);
-    a.resize(align4(a.len()), 0);
+    a.resize(a.len().next_multiple_of(4), 0);
     a
 }
 
@@ -129,11 +129,9 @@ fn nlmsg(ty: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&4321u32.to_ne_bytes());
     m.extend_from_slice(payload);
-    m.resize(align4(m.len()), 0);
+    m.resize(m.len().next_multiple_of(4), 0);
     m
 }
-
-const CT_NEW: u16 = NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW;
 
 fn done(seq: u32) -> Vec<u8> {
     nlmsg(NLMSG_DONE, 2, seq, &0i32.to_ne_bytes())

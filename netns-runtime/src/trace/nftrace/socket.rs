@@ -9,17 +9,15 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use nix::errno::Errno;
 use nix::libc;
-use nix::sys::socket::{
-    AddressFamily, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, setsockopt, socket, sockopt,
-};
+use nix::sys::socket::SockProtocol;
 
 use super::RuleEvent;
 use super::wire::{self, TraceMessage};
+use crate::netlink::socket::{Datagram, NlSocket, RECV_BUF_LEN};
 use crate::{netns, settle};
 
 /// `NFNLGRP_NFTRACE` of `<linux/netfilter/nfnetlink.h>`.
@@ -28,9 +26,6 @@ const NFNLGRP_NFTRACE: u32 = 9;
 /// Asked-for receive buffer per socket (the kernel doubles it for bookkeeping). A trace event
 /// takes about 1 KiB of buffer, and a packet makes a few to a few dozen of them.
 const RCVBUF: usize = 8 << 20;
-
-/// Large enough for any datagram: one trace event is a few hundred bytes.
-const READ_BUF: usize = 64 << 10;
 
 /// The netfilter trace of a set of namespaces, from [`TraceSet::start`] to [`TraceSet::stop`].
 ///
@@ -42,7 +37,7 @@ pub struct TraceSet {
 
 struct Point {
     netns: String,
-    fd: OwnedFd,
+    socket: NlSocket,
     rcvbuf: usize,
     /// Interface names by index, read when the listener started; completed as events name
     /// interfaces made later.
@@ -90,7 +85,7 @@ impl TraceSet {
         }
         Ok(TraceSet {
             points: opened,
-            buf: vec![0; READ_BUF],
+            buf: vec![0; RECV_BUF_LEN],
         })
     }
 
@@ -110,7 +105,7 @@ impl TraceSet {
     /// Reads events until none has arrived for `quiet` (or `max` has passed).
     pub fn settle(&mut self, quiet: Duration, max: Duration) -> usize {
         settle::until_quiet(self, quiet, max, Self::drain, |set| {
-            set.points.iter().map(|p| p.fd.as_fd()).collect()
+            set.points.iter().map(|p| p.socket.as_fd()).collect()
         })
     }
 
@@ -125,7 +120,7 @@ impl TraceSet {
     pub fn stop_with_stats(mut self) -> (Vec<RuleEvent>, Vec<TraceStats>) {
         // Leaving the group stops the queueing; what was queued stays to be read.
         for p in &self.points {
-            let _ = membership(p.fd.as_fd(), libc::NETLINK_DROP_MEMBERSHIP);
+            let _ = p.socket.leave(NFNLGRP_NFTRACE);
         }
         self.drain();
         let mut events = Vec::new();
@@ -147,23 +142,11 @@ impl TraceSet {
 
 /// Opens the trace listener of the calling thread's namespace.
 fn open(netns: &str) -> io::Result<Point> {
-    let ctx = |op: &'static str| {
-        move |e: Errno| io::Error::new(io::Error::from(e).kind(), format!("{op}: {e}"))
-    };
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkNetFilter,
-    )
-    .map_err(ctx("socket(AF_NETLINK, NETLINK_NETFILTER)"))?;
-    if setsockopt(&fd, sockopt::RcvBufForce, &RCVBUF).is_err() {
-        let _ = setsockopt(&fd, sockopt::RcvBuf, &RCVBUF);
-    }
-    let rcvbuf = nix::sys::socket::getsockopt(&fd, sockopt::RcvBuf).unwrap_or(0);
-    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(ctx("bind"))?;
-    membership(fd.as_fd(), libc::NETLINK_ADD_MEMBERSHIP)
-        .map_err(ctx("NETLINK_ADD_MEMBERSHIP NFNLGRP_NFTRACE"))?;
+    let socket = NlSocket::open(SockProtocol::NetlinkNetFilter)?;
+    let rcvbuf = socket.set_rcvbuf(RCVBUF);
+    socket
+        .join(NFNLGRP_NFTRACE)
+        .map_err(|e| io::Error::new(e.kind(), format!("{e} NFNLGRP_NFTRACE")))?;
     let names = nix::net::if_::if_nameindex()
         .map(|all| {
             all.iter()
@@ -173,7 +156,7 @@ fn open(netns: &str) -> io::Result<Point> {
         .unwrap_or_default();
     Ok(Point {
         netns: netns.to_string(),
-        fd,
+        socket,
         rcvbuf,
         names,
         walks: Walks::default(),
@@ -231,22 +214,6 @@ impl Walks {
     }
 }
 
-/// Joins or leaves `NFNLGRP_NFTRACE`.
-fn membership(fd: BorrowedFd<'_>, op: libc::c_int) -> Result<(), Errno> {
-    let group: u32 = NFNLGRP_NFTRACE;
-    // SAFETY: the option value is a u32 alive for the call, and its size is passed.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_NETLINK,
-            op,
-            (&group as *const u32).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    Errno::result(r).map(drop)
-}
-
 /// The name of interface `index` in the namespace of `fd` (`SIOCGIFNAME`, which any socket of
 /// that namespace answers).
 fn if_name(fd: BorrowedFd<'_>, index: u32) -> Option<String> {
@@ -271,62 +238,42 @@ impl Point {
     /// Reads every queued datagram. Returns how many events they held.
     fn drain(&mut self, buf: &mut [u8]) -> usize {
         let mut n = 0;
-        loop {
-            // SAFETY: sockaddr_nl is plain old data; all-zeroes is a valid value.
-            let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-            let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-            // SAFETY: `buf` and `from` are valid for writes of the lengths passed.
-            let got = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                    (&mut from as *mut libc::sockaddr_nl).cast(),
-                    &mut from_len,
-                )
-            };
-            let len = match Errno::result(got) {
-                Ok(len) => len as usize,
-                Err(Errno::EAGAIN) => return n,
-                Err(Errno::EINTR) => continue,
-                // Events were lost; the ones after are still there to read.
-                Err(Errno::ENOBUFS) => {
-                    self.overruns += 1;
-                    continue;
-                }
-                Err(e) => {
-                    self.error.get_or_insert_with(|| e.to_string());
-                    return n;
-                }
-            };
-            // Only the kernel speaks for the trace.
-            if from.nl_pid != 0 {
-                continue;
-            }
-            if len > buf.len() {
-                self.malformed += 1;
-                continue;
-            }
-            for message in wire::parse_datagram(&buf[..len]) {
-                match message {
-                    Ok(m) => {
-                        let event = self.event(m);
-                        self.events.push(event);
-                        n += 1;
+        let Point {
+            netns,
+            socket,
+            names,
+            walks,
+            events,
+            overruns,
+            malformed,
+            error,
+            ..
+        } = self;
+        let drained = socket.drain(buf, |datagram| match datagram {
+            Datagram::Data(d) => {
+                for message in wire::parse_datagram(d) {
+                    match message {
+                        Ok(mut m) => {
+                            walks.complete(&mut m);
+                            let seq = events.len() as u64;
+                            let event = RuleEvent::from_message(netns, seq, m, |index| {
+                                name(names, socket.as_fd(), index)
+                            });
+                            events.push(event);
+                            n += 1;
+                        }
+                        Err(_) => *malformed += 1,
                     }
-                    Err(_) => self.malformed += 1,
                 }
             }
+            Datagram::Truncated(_) => *malformed += 1,
+            // Events were lost; the ones after are still there to read.
+            Datagram::Overrun => *overruns += 1,
+        });
+        if let Err(e) = drained {
+            error.get_or_insert_with(|| e.to_string());
         }
-    }
-
-    fn event(&mut self, mut m: TraceMessage) -> RuleEvent {
-        self.walks.complete(&mut m);
-        let (names, fd) = (&mut self.names, self.fd.as_fd());
-        RuleEvent::from_message(&self.netns, self.events.len() as u64, m, |index| {
-            name(names, fd, index)
-        })
+        n
     }
 }
 

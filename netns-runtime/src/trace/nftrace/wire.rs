@@ -10,6 +10,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use super::TraceKind;
+#[cfg(test)]
+use crate::netlink::frame::NLA_HDR_LEN;
+use crate::netlink::frame::{self, AttrError, FrameError, NLMSG_HDR_LEN};
 use crate::trace::Tuple;
 
 /// `NFNL_SUBSYS_NFTABLES`.
@@ -19,11 +22,7 @@ const NFT_MSG_TRACE: u16 = 17;
 /// The netlink message type of a trace event.
 pub const TRACE_MSG_TYPE: u16 = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_TRACE;
 
-const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
-const NLA_HDRLEN: usize = 4;
-/// `NLA_F_NESTED | NLA_F_NET_BYTEORDER`, flags carried in an attribute's type.
-const NLA_TYPE_FLAGS: u16 = 0x8000 | 0x4000;
 
 // enum nft_trace_attributes
 const NFTA_TRACE_TABLE: u16 = 1;
@@ -128,33 +127,19 @@ pub enum Malformed {
 /// Control messages and messages other than trace events are skipped; a malformed trace
 /// event is returned as an error in its place, and a header that overruns the datagram ends it.
 pub fn parse_datagram(buf: &[u8]) -> Vec<Result<TraceMessage, Malformed>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while buf.len() - at >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes(word(buf, at)) as usize;
-        let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
-        if len < NLMSG_HDRLEN || len > buf.len() - at {
-            out.push(Err(Malformed::Message {
-                at,
-                len,
-                total: buf.len(),
-            }));
-            break;
-        }
-        if kind == TRACE_MSG_TYPE {
-            out.push(parse_trace(&buf[at + NLMSG_HDRLEN..at + len]));
-        }
-        // Messages are aligned to 4 bytes.
-        at += len.next_multiple_of(4).min(buf.len() - at);
-    }
-    out
+    frame::messages(buf)
+        .filter_map(|m| match m {
+            Ok(m) => (m.ty == TRACE_MSG_TYPE).then(|| parse_trace(m.payload)),
+            Err(FrameError { at, len, total }) => Some(Err(Malformed::Message { at, len, total })),
+        })
+        .collect()
 }
 
 /// Decodes the payload of one `NFT_MSG_TRACE` message: `nfgenmsg` and attributes.
 pub fn parse_trace(payload: &[u8]) -> Result<TraceMessage, Malformed> {
     if payload.len() < NFGENMSG_LEN {
         return Err(Malformed::Headers {
-            len: payload.len() + NLMSG_HDRLEN,
+            len: payload.len() + NLMSG_HDR_LEN,
         });
     }
     let family = payload[0];
@@ -171,7 +156,7 @@ pub fn parse_trace(payload: &[u8]) -> Result<TraceMessage, Malformed> {
     let mut nfproto = None;
     let mut network = None;
     let mut transport = None;
-    for attr in Attributes::new(&payload[NFGENMSG_LEN..]) {
+    for attr in attributes(&payload[NFGENMSG_LEN..]) {
         let (kind_, value) = attr?;
         match kind_ {
             NFTA_TRACE_TABLE => table = Some(string(value)),
@@ -242,7 +227,7 @@ pub fn family_name(family: u8) -> String {
 fn parse_verdict(nested: &[u8]) -> Result<Verdict, Malformed> {
     let mut code = None;
     let mut chain = None;
-    for attr in Attributes::new(nested) {
+    for attr in attributes(nested) {
         match attr? {
             (NFTA_VERDICT_CODE, v) => code = Some(be32(NFTA_VERDICT_CODE, v)? as i32),
             (NFTA_VERDICT_CHAIN, v) => chain = Some(string(v)),
@@ -256,40 +241,9 @@ fn parse_verdict(nested: &[u8]) -> Result<Verdict, Malformed> {
 }
 
 /// The `(type, value)` pairs of a run of netlink attributes, flags masked off the type.
-struct Attributes<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Attributes<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Attributes { buf, at: 0 }
-    }
-}
-
-impl<'a> Iterator for Attributes<'a> {
-    type Item = Result<(u16, &'a [u8]), Malformed>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let rest = self.buf.len() - self.at;
-        if rest < NLA_HDRLEN {
-            // Trailing bytes too short for a header are padding.
-            return None;
-        }
-        let at = self.at;
-        let len = usize::from(u16::from_ne_bytes([self.buf[at], self.buf[at + 1]]));
-        let kind = u16::from_ne_bytes([self.buf[at + 2], self.buf[at + 3]]) & !NLA_TYPE_FLAGS;
-        if len < NLA_HDRLEN || len > rest {
-            self.at = self.buf.len();
-            return Some(Err(Malformed::Attribute { at, kind, len }));
-        }
-        self.at += len.next_multiple_of(4).min(rest);
-        Some(Ok((kind, &self.buf[at + NLA_HDRLEN..at + len])))
-    }
-}
-
-fn word(buf: &[u8], at: usize) -> [u8; 4] {
-    [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
+fn attributes(run: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), Malformed>> {
+    frame::attrs(run)
+        .map(|a| a.map_err(|AttrError { at, kind, len }| Malformed::Attribute { at, kind, len }))
 }
 
 /// A string attribute: up to its first NUL (the kernel includes one).
@@ -381,7 +335,7 @@ pub(crate) mod build {
     use super::*;
 
     pub fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
-        let len = (NLA_HDRLEN + value.len()) as u16;
+        let len = (NLA_HDR_LEN + value.len()) as u16;
         let mut out = Vec::new();
         out.extend_from_slice(&len.to_ne_bytes());
         out.extend_from_slice(&kind.to_ne_bytes());
@@ -398,7 +352,7 @@ pub(crate) mod build {
 
     pub fn message(msg_type: u16, family: u8, attrs: &[Vec<u8>]) -> Vec<u8> {
         let body: Vec<u8> = attrs.concat();
-        let len = (NLMSG_HDRLEN + NFGENMSG_LEN + body.len()) as u32;
+        let len = (NLMSG_HDR_LEN + NFGENMSG_LEN + body.len()) as u32;
         let mut out = Vec::new();
         out.extend_from_slice(&len.to_ne_bytes());
         out.extend_from_slice(&msg_type.to_ne_bytes());

@@ -237,21 +237,41 @@ fn processes_with(marker: &str) -> Vec<String> {
 
 #[test]
 fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
+    shell_killed_with_sigkill(None);
+}
+
+/// `PODPATH_SANDBOX` used to tell podpath it was already sandboxed, whatever its value: it
+/// then built in the host's namespaces. The environment proves nothing now.
+#[test]
+fn podpath_sandbox_in_the_environment_does_not_skip_the_sandbox() {
+    shell_killed_with_sigkill(Some(""));
+    shell_killed_with_sigkill(Some("root"));
+}
+
+/// `podpath shell` of a three-node case, then SIGKILL: the host's network is as before while
+/// the cluster is up and after, and no process of the sandbox survives.
+fn shell_killed_with_sigkill(sandbox_env: Option<&str>) {
     let before = host_state();
-    let marker = format!("sigkill-{}", std::process::id());
-    let mut child = podpath()
-        .arg("shell")
+    let marker = format!("sigkill-{}-{sandbox_env:?}", std::process::id());
+    let mut cmd = podpath();
+    cmd.arg("shell")
         .arg(case("three-nodes.yaml"))
-        .args(["--", "sh", "-c", "ip netns list | wc -l; exec sleep 60"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "ip netns list | wc -l; echo \"${PODPATH_SANDBOX-unset}\"; exec sleep 60",
+        ])
         .env("PODPATH_TEST_MARKER", &marker)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if let Some(value) = sandbox_env {
+        cmd.env("PODPATH_SANDBOX", value);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    stdout.read_line(&mut line).unwrap();
     if line.trim().is_empty() {
         let status = child.wait().unwrap();
         let mut err = String::new();
@@ -261,7 +281,17 @@ fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
     }
     // underlay + 3 nodes + 3 pods are up inside the sandbox.
     assert_eq!(line.trim(), "7", "namespaces inside the sandbox");
+    let mut exported = String::new();
+    stdout.read_line(&mut exported).unwrap();
+    let want = sandbox_env.unwrap_or("unset");
+    assert_eq!(exported.trim(), want, "the shell's PODPATH_SANDBOX is the caller's");
     assert!(!processes_with(&marker).is_empty());
+    assert_eq!(host_state(), before, "the cluster is not on the host");
+    kill_and_check(child, &marker, &before);
+}
+
+/// SIGKILL to `child` (podpath): every process of its sandbox goes, and the host is `before`.
+fn kill_and_check(mut child: std::process::Child, marker: &str, before: &str) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -269,15 +299,69 @@ fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
     .unwrap();
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_with(&marker).is_empty() && Instant::now() < deadline {
+    while !processes_with(marker).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        processes_with(&marker),
+        processes_with(marker),
         Vec::<String>::new(),
         "every process of the sandbox dies with podpath"
     );
     assert_eq!(host_state(), before);
+}
+
+/// An `exec` flow that takes its time: while it runs, the cluster is up.
+const SLOW: &str = "\
+nodes: [node1]
+pods:
+  - { name: a, node: node1 }
+flows:
+  - { name: wait, from: a, exec: [sleep, '30'], timeout: 40s }
+";
+
+/// Waits until a process of `marker` runs `program` (at most 20 s).
+fn wait_for_process(marker: &str, program: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let running = processes_with(marker).iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).next() == Some(program.as_bytes()))
+        });
+        if running {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn run_with_podpath_sandbox_set_still_builds_in_the_sandbox() {
+    let path = temp_case("slow-sandboxed.yaml", SLOW);
+    let reports = path.with_file_name("slow-sandboxed-reports");
+    let before = host_state();
+    let marker = format!("run-sandbox-{}", std::process::id());
+    let mut child = podpath()
+        .arg("run")
+        .arg(&path)
+        .arg("--reports")
+        .arg(&reports)
+        .env("PODPATH_SANDBOX", "")
+        .env("PODPATH_TEST_MARKER", &marker)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if !wait_for_process(&marker, "sleep") {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "the flow never ran: {text}");
+        return; // No sandbox here: nothing ran.
+    }
+    assert_eq!(host_state(), before, "the cluster is not on the host");
+    kill_and_check(child, &marker, &before);
+    let _ = std::fs::remove_dir_all(&reports);
 }
 
 #[test]

@@ -10,6 +10,13 @@
 //!
 //! Network namespace names live on a private tmpfs over `/run/netns`, so `ip netns exec node1 ...`
 //! works inside the sandbox and nothing shows up in the host's `ip netns list`.
+//!
+//! A process started inside the sandbox (a test binary run from `podpath shell`) reuses it
+//! instead of making its own. Whether a process is inside is checked, never taken from the
+//! environment: the sandbox's PID 1 writes [`MARKER`] on its private `/run`, naming its PID
+//! namespace and the host's mount and network namespaces, and a process is inside only when it
+//! sees that file, is in that PID namespace, and in neither of those host namespaces (see
+//! [`already_inside`]).
 
 use std::fs;
 use std::io;
@@ -24,9 +31,10 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid, fork};
 /// Where netns names live inside the sandbox (the path `ip netns` uses).
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
-/// Set in the sandboxed process (and inherited by its children) so that a nested podpath, or a
-/// test binary started from `podpath shell`, reuses the sandbox it is already in.
-pub const SANDBOX_ENV: &str = "PODPATH_SANDBOX";
+/// Written by the sandbox's PID 1 on its private `/run` (so no host process can see it): the
+/// identities of the sandbox's PID namespace and of the host's mount and network namespaces,
+/// and the [`SandboxMode`].
+pub const MARKER: &str = "/run/podpath/sandbox";
 
 /// How the sandbox got its privileges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +46,15 @@ pub enum SandboxMode {
 }
 
 impl SandboxMode {
-    fn from_env(value: &str) -> SandboxMode {
-        if value == "userns" {
-            SandboxMode::UserNamespace
-        } else {
-            SandboxMode::Root
+    fn parse(value: &str) -> Option<SandboxMode> {
+        match value {
+            "userns" => Some(SandboxMode::UserNamespace),
+            "root" => Some(SandboxMode::Root),
+            _ => None,
         }
     }
 
-    fn as_env(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             SandboxMode::Root => "root",
             SandboxMode::UserNamespace => "userns",
@@ -85,7 +93,7 @@ fn setup_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError
 /// Returns in the sandboxed child (PID 1 of the new PID namespace). The parent never returns: it
 /// waits for the child and exits with its status.
 pub fn enter() -> Result<Sandbox, SandboxError> {
-    if let Ok(mode) = std::env::var(SANDBOX_ENV) {
+    if let Some(mode) = already_inside() {
         // Nested (a test binary run from `podpath shell`): is /etc still the overlay?
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let _ = ETC_WRITABLE.set(
@@ -93,10 +101,11 @@ pub fn enter() -> Result<Sandbox, SandboxError> {
                 .lines()
                 .any(|l| l.split(' ').nth(4) == Some("/etc") && l.contains(" podpath-etc ")),
         );
-        return Ok(Sandbox {
-            mode: SandboxMode::from_env(&mode),
-        });
+        return Ok(Sandbox { mode });
     }
+    // The host's namespaces, for the marker: a process in either of them is not sandboxed.
+    let host_mnt = ns_id("mnt");
+    let host_net = ns_id("net");
     let mode = unshare_namespaces()?;
     // The parent is invisible from the child's PID namespace (getppid() is 0 there), so the
     // child learns whether it is still alive from this pipe: the parent holds the write end.
@@ -135,11 +144,91 @@ pub fn enter() -> Result<Sandbox, SandboxError> {
                 let _ = unsafe { signal(sig, SigHandler::Handler(exit_on_signal)) };
             }
             prepare_mounts()?;
-            // SAFETY: still single-threaded.
-            unsafe { std::env::set_var(SANDBOX_ENV, mode.as_env()) };
+            let marker = Marker {
+                pid_ns: ns_id("pid").map_err(|source| SandboxError::Setup {
+                    what: "stat /proc/self/ns/pid".into(),
+                    source,
+                })?,
+                host_mnt: host_mnt.ok(),
+                host_net: host_net.ok(),
+                mode,
+            };
+            fs::write(MARKER, marker.to_string()).map_err(|source| SandboxError::Setup {
+                what: format!("write {MARKER}"),
+                source,
+            })?;
             Ok(Sandbox { mode })
         }
     }
+}
+
+/// A namespace's identity: the device and inode of `/proc/self/ns/<kind>`.
+type NsId = (u64, u64);
+
+fn ns_id(kind: &str) -> io::Result<NsId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = fs::metadata(format!("/proc/self/ns/{kind}"))?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// What the sandbox's PID 1 writes to [`MARKER`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Marker {
+    pid_ns: NsId,
+    host_mnt: Option<NsId>,
+    host_net: Option<NsId>,
+    mode: SandboxMode,
+}
+
+impl std::fmt::Display for Marker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = |n: Option<NsId>| n.map_or("-".to_string(), |(d, i)| format!("{d}:{i}"));
+        writeln!(f, "pid-ns {}", id(Some(self.pid_ns)))?;
+        writeln!(f, "host-mnt {}", id(self.host_mnt))?;
+        writeln!(f, "host-net {}", id(self.host_net))?;
+        writeln!(f, "mode {}", self.mode.as_str())
+    }
+}
+
+impl Marker {
+    fn parse(text: &str) -> Option<Marker> {
+        let mut fields = std::collections::HashMap::new();
+        for line in text.lines() {
+            let (k, v) = line.split_once(' ')?;
+            fields.insert(k, v);
+        }
+        let id = |k: &str| -> Option<Option<NsId>> {
+            let v = *fields.get(k)?;
+            if v == "-" {
+                return Some(None);
+            }
+            let (d, i) = v.split_once(':')?;
+            Some(Some((d.parse().ok()?, i.parse().ok()?)))
+        };
+        Some(Marker {
+            pid_ns: id("pid-ns")??,
+            host_mnt: id("host-mnt")?,
+            host_net: id("host-net")?,
+            mode: SandboxMode::parse(fields.get("mode")?)?,
+        })
+    }
+
+    /// Whether a process in these namespaces is inside the sandbox this marker describes: in
+    /// its PID namespace, and in neither the host's mount nor its network namespace.
+    fn admits(&self, pid_ns: NsId, mnt: NsId, net: NsId) -> bool {
+        pid_ns == self.pid_ns && self.host_mnt != Some(mnt) && self.host_net != Some(net)
+    }
+}
+
+/// The mode of the sandbox this process already is in, if it is in one: the sandbox's private
+/// `/run` holds [`MARKER`] (no host process sees that file), and the process is in the PID
+/// namespace the marker names (it cannot be unless the sandbox's PID 1 is its ancestor, or it
+/// was moved there with `setns`) and in neither of the host's mount and network namespaces the
+/// marker names. Nothing a user's environment carries can make this true.
+pub fn already_inside() -> Option<SandboxMode> {
+    let marker = Marker::parse(&fs::read_to_string(MARKER).ok()?)?;
+    let inside = marker.admits(ns_id("pid").ok()?, ns_id("mnt").ok()?, ns_id("net").ok()?);
+    inside.then_some(marker.mode)
 }
 
 fn unshare_namespaces() -> Result<SandboxMode, SandboxError> {
@@ -267,5 +356,38 @@ pub fn describe_status(status: std::process::ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "unknown status".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_round_trips_and_admits_only_its_own_pid_namespace() {
+        let m = Marker {
+            pid_ns: (4, 4026532000),
+            host_mnt: Some((4, 4026531841)),
+            host_net: None,
+            mode: SandboxMode::UserNamespace,
+        };
+        assert_eq!(Marker::parse(&m.to_string()), Some(m.clone()));
+        assert!(m.admits((4, 4026532000), (4, 1), (4, 2)));
+        // Another PID namespace (the host's): not inside, whatever else matches.
+        assert!(!m.admits((4, 4026531836), (4, 1), (4, 2)));
+        // The host's mount namespace: not inside.
+        assert!(!m.admits((4, 4026532000), (4, 4026531841), (4, 2)));
+        assert_eq!(Marker::parse("pid-ns 1:2\nmode root\n"), None);
+        assert_eq!(Marker::parse(""), None);
+    }
+
+    #[test]
+    fn the_environment_does_not_make_a_process_sandboxed() {
+        // This test process is not in a sandbox (cargo test runs it on the host): whatever the
+        // environment says, it is not inside.
+        if std::path::Path::new(MARKER).exists() {
+            return; // Run from inside `podpath shell`.
+        }
+        assert_eq!(already_inside(), None);
     }
 }

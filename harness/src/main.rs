@@ -160,6 +160,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
     };
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut failures = Vec::new();
+    let (case_count, mut flow_count) = (cases.len(), 0usize);
     for case in cases {
         let plan = match case.plan {
             Ok(p) => p,
@@ -177,6 +178,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
             }
         };
         for kind in suite::runs_of(&case.id, &plan) {
+            flow_count += plan.flows.len();
             let selected: Vec<usize> = (0..plan.flows.len())
                 .filter(|&i| {
                     let name = kind.flow_name(&plan.flows[i]);
@@ -233,6 +235,18 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
         }
     }
     println!("\n{passed} passed, {failed} failed");
+    if passed + failed == 0 {
+        // Nothing ran: that is not a suite that passed.
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let why = match (case_count, flow_count, &filter) {
+            (0, _, _) => format!("no case in {}", shown.join(", ")),
+            (_, 0, _) => format!("no case in {} has a flow", shown.join(", ")),
+            (_, _, Some(f)) => format!("no flow matches --filter {f:?}"),
+            _ => "no flow was selected".to_string(),
+        };
+        eprintln!("podpath: nothing ran: {why}");
+        return ExitCode::FAILURE;
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -63,12 +63,16 @@ fn main() -> ExitCode {
     }
 
     let mut trials = Vec::new();
+    let case_count = cases.len();
+    // The suite's own trials: flows and invalid cases (snapshots only check what flows build).
+    let mut suite_trials = 0usize;
     for case in cases {
         let plan = match case.plan {
             Ok(plan) => plan,
             Err(e) => {
                 // An invalid case is a failing trial that says where and why; nothing is built.
                 let message = e.to_string();
+                suite_trials += 1;
                 trials
                     .push(recorder.trial(case.id, &case.path, move || Err(Failed::from(message))));
                 continue;
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         };
         for kind in suite::runs_of(&case.id, &plan) {
             let flows: Vec<String> = plan.flows.iter().map(|f| kind.flow_name(f)).collect();
+            suite_trials += flows.len();
             let nodes: Vec<String> = plan.topology.nodes.iter().map(|n| n.name.clone()).collect();
             let snapshots: Vec<String> = nodes
                 .iter()
@@ -142,7 +147,25 @@ fn main() -> ExitCode {
             }
         }
     }
+    if std::env::var_os("PODPATH_CASES").is_some() && suite_trials == 0 {
+        // Pointed at a suite that has nothing to run: that is not a suite that passed.
+        let what = if case_count == 0 { "no case" } else { "no flow" };
+        eprintln!(
+            "podpath: nothing to run: PODPATH_CASES={} has {what}",
+            root.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let conclusion = libtest_mimic::run(&args, trials);
+    let ran = conclusion.num_passed + conclusion.num_failed + conclusion.num_ignored;
+    if !args.list && ran == 0 {
+        // libtest's convention (`cargo test somefilter` across every test binary): a filter
+        // that matches nothing here is exit 0, but said.
+        eprintln!(
+            "podpath: no trial of {} matches the filter: nothing ran",
+            root.display()
+        );
+    }
     if !args.list {
         match recorder.sink.finish("podpath") {
             Ok(path) => eprintln!("podpath: JUnit report in {}", path.display()),

@@ -456,3 +456,106 @@ fn a_flow_that_gets_nowhere_says_where_it_was_last_seen() {
     assert!(flow.join("capture.pcapng").exists(), "{stdout}");
     let _ = std::fs::remove_dir_all(&reports);
 }
+
+const NO_FLOWS: &str = "\
+nodes: [node1]
+pods:
+  - { name: a, node: node1 }
+";
+
+/// `podpath run ARGS...` with its reports in a directory of its own.
+fn run_args(args: &[&std::ffi::OsStr], reports: &Path) -> Output {
+    podpath()
+        .arg("run")
+        .args(args)
+        .arg("--reports")
+        .arg(reports)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn running_nothing_is_not_a_pass() {
+    let empty = std::env::temp_dir().join(format!("podpath-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let no_flows = temp_case("no-flows.yaml", NO_FLOWS);
+    let reported = temp_case("nothing-reported.yaml", REPORTED);
+    let reports = no_flows.with_file_name("nothing-reports");
+    for (args, why) in [
+        (vec![empty.as_os_str()], "no case in"),
+        (vec![no_flows.as_os_str()], "has a flow"),
+        (
+            vec![
+                reported.as_os_str(),
+                "--filter".as_ref(),
+                "matches-no-flow".as_ref(),
+            ],
+            "no flow matches --filter \"matches-no-flow\"",
+        ),
+    ] {
+        let out = run_args(&args, &reports);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(2) && !is_root() {
+            return; // No sandbox here.
+        }
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("podpath: nothing ran: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {why:?} missing from {stderr}");
+    }
+    // A path that does not exist is a usage error, not a failing case.
+    let out = run_args(&["/nonexistent/podpath".as_ref()], &reports);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/podpath: "), "{stderr}");
+    let _ = std::fs::remove_dir_all(&empty);
+    let _ = std::fs::remove_dir_all(&reports);
+}
+
+/// The `cases` test binary cargo built next to this one, if it did (`cargo test --test cli
+/// --test cases`).
+fn cases_binary() -> Option<PathBuf> {
+    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    std::fs::read_dir(deps)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("cases-") && !name.contains('.')
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
+#[test]
+fn the_cases_target_fails_a_suite_with_nothing_to_run_but_not_a_filter() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    let empty = std::env::temp_dir().join(format!("podpath-cases-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let no_flows = temp_case("cases-no-flows.yaml", NO_FLOWS);
+    let reported = temp_case("cases-reported.yaml", REPORTED);
+    let reports = no_flows.with_file_name("cases-nothing-reports");
+    let cases = |suite: &Path, args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .env("PODPATH_CASES", suite)
+            .env("PODPATH_REPORTS", &reports)
+            .output()
+            .unwrap()
+    };
+    for suite in [&empty, &no_flows] {
+        let out = cases(suite, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", suite.display());
+        assert!(stderr.contains("nothing to run"), "{stderr}");
+    }
+    // A filter that matches nothing is libtest's exit 0 (`cargo test some_unit_test`), said.
+    let out = cases(&reported, &["matches-no-trial"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("matches the filter: nothing ran"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&empty);
+    let _ = std::fs::remove_dir_all(&reports);
+}

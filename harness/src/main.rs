@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -93,7 +94,9 @@ fn main() -> ExitCode {
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            let sink = ReportSink::new(reports, artifacts);
+            let sink = Arc::new(ReportSink::new(reports, artifacts));
+            let on_signal = sink.clone();
+            interrupt_with(move |sig| on_signal.interrupted("podpath", sig.as_str()));
             let code = run(paths, filter, &sink);
             // The report is a by-product: failing to write it is said, but the exit code
             // stays the run's.
@@ -110,6 +113,8 @@ fn main() -> ExitCode {
             if let Err(code) = enter_sandbox() {
                 return code;
             }
+            let what = format!("podpath trace {}", case.display());
+            interrupt_with(move |sig| eprintln!("podpath: {what} interrupted by {sig}"));
             trace(case, flow, proxy)
         }
         Command::Shell {
@@ -120,6 +125,10 @@ fn main() -> ExitCode {
             if let Err(code) = enter_sandbox() {
                 return code;
             }
+            let what = format!("podpath shell {}", case.display());
+            interrupt_with(move |sig| {
+                eprintln!("podpath: {what} interrupted by {sig}; taking its cluster down")
+            });
             shell(case, proxy, command)
         }
     }
@@ -130,6 +139,14 @@ fn enter_sandbox() -> Result<(), ExitCode> {
         eprintln!("podpath: {e}");
         ExitCode::from(2)
     })
+}
+
+/// On SIGINT, SIGTERM, SIGHUP or SIGQUIT: `then`, and exit 128 + the signal's number, which
+/// takes the sandbox and everything in it down (`netns_runtime::sandbox::on_interrupt`).
+fn interrupt_with(then: impl FnOnce(nix::sys::signal::Signal) + Send + 'static) {
+    if let Err(e) = netns_runtime::sandbox::on_interrupt(then) {
+        eprintln!("podpath: warning: signals will stop podpath without a word: {e}");
+    }
 }
 
 fn plan(case: PathBuf) -> ExitCode {
@@ -161,6 +178,19 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut failures = Vec::new();
     let (case_count, mut flow_count) = (cases.len(), 0usize);
+    // Every trial this run means to run, so that an interrupted run's report lists them.
+    for case in &cases {
+        if let Ok(plan) = &case.plan {
+            for kind in suite::runs_of(&case.id, plan) {
+                for flow in &plan.flows {
+                    let name = kind.flow_name(flow);
+                    if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
+                        sink.expect(&name, &case.path.display().to_string());
+                    }
+                }
+            }
+        }
+    }
     for case in cases {
         let plan = match case.plan {
             Ok(p) => p,
@@ -192,6 +222,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
             let run = CaseRun::new(plan.clone(), kind.proxy, selected.len(), String::new());
             for i in selected {
                 let name = kind.flow_name(&run.plan.flows[i]);
+                sink.start(&name);
                 let start = Instant::now();
                 let options = suite::RunOptions {
                     observe: suite::observe_from_env(),

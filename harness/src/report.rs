@@ -37,7 +37,21 @@ pub enum TrialOutcome {
     Failed(String),
     /// Not run, and why.
     Ignored(String),
+    /// Did not end: the run was interrupted while it ran (a JUnit `<error>`).
+    Error(String),
 }
+
+/// How a run ended, as its report says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every trial the run meant to run ended.
+    Finished,
+    /// Stopped by a signal (`SIGINT`, `SIGTERM`...) before it was over.
+    Interrupted(String),
+}
+
+/// The name of the `<testsuite>` and `<testcase>` that say an interrupted run was interrupted.
+pub const INTERRUPTED: &str = "interrupted";
 
 /// Everything observed of one flow that goes into its artifact directory.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +80,40 @@ pub struct FlowArtifacts {
 /// line as `message` and its full text as content; an ignored trial is `<skipped>` with its
 /// reason. Times are in seconds with millisecond precision.
 pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
+    junit_xml_of(suite_name, records, &RunEnd::Finished)
+}
+
+/// [`junit_xml`] of a run that ended as `end`. An interrupted run's report says so, and never
+/// looks like a pass: every `<testsuite>` has the property `interrupted` (the signal), and a
+/// first `<testsuite name="interrupted">` holds one `<testcase name="interrupted">` with an
+/// `<error>` saying by what and how many trials did not end. `records` then holds the trials
+/// that were running as errors and those that never started as skipped.
+pub fn junit_xml_of(suite_name: &str, records: &[TrialRecord], end: &RunEnd) -> String {
+    let mut owned = Vec::new();
+    if let RunEnd::Interrupted(signal) = end {
+        let unfinished = records
+            .iter()
+            .filter(|r| matches!(r.outcome, TrialOutcome::Error(_) | TrialOutcome::Ignored(_)))
+            .count();
+        owned.push(TrialRecord {
+            name: INTERRUPTED.into(),
+            file: String::new(),
+            duration: Duration::ZERO,
+            outcome: TrialOutcome::Error(format!(
+                "the run was interrupted by {signal}: {unfinished} of its {} trials did not end",
+                records.len()
+            )),
+        });
+    }
+    owned.extend(records.iter().cloned());
+    let records = &owned[..];
+    let property = match end {
+        RunEnd::Finished => String::new(),
+        RunEnd::Interrupted(signal) => format!(
+            "    <properties>\n      <property name=\"{INTERRUPTED}\" value=\"{}\"/>\n    </properties>\n",
+            xml(signal)
+        ),
+    };
     let mut cases: Vec<(&str, Vec<&TrialRecord>)> = Vec::new();
     for record in records {
         let case = split_name(&record.name).0;
@@ -89,6 +137,7 @@ pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
             xml(case),
             counts(group)
         );
+        out.push_str(&property);
         for record in group {
             let (_, test) = split_name(&record.name);
             let _ = write!(
@@ -117,6 +166,15 @@ pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
                         xml(reason)
                     );
                 }
+                TrialOutcome::Error(text) => {
+                    let first = text.lines().next().unwrap_or("");
+                    let _ = writeln!(
+                        out,
+                        ">\n      <error message=\"{}\">{}</error>\n    </testcase>",
+                        xml(first),
+                        xml(text)
+                    );
+                }
             }
         }
         out.push_str("  </testsuite>\n");
@@ -140,9 +198,13 @@ fn counts(records: &[&TrialRecord]) -> String {
         .iter()
         .filter(|r| matches!(r.outcome, TrialOutcome::Ignored(_)))
         .count();
+    let errors = records
+        .iter()
+        .filter(|r| matches!(r.outcome, TrialOutcome::Error(_)))
+        .count();
     let time: Duration = records.iter().map(|r| r.duration).sum();
     format!(
-        "tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\"",
+        "tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{}\"",
         records.len(),
         seconds(time)
     )
@@ -323,6 +385,10 @@ pub struct ReportSink {
     dir: PathBuf,
     artifacts: ArtifactPolicy,
     records: Mutex<Vec<TrialRecord>>,
+    /// The trials the run means to run, as (name, file), in the order announced.
+    expected: Mutex<Vec<(String, String)>>,
+    /// The trials that started and have not ended.
+    running: Mutex<BTreeSet<String>>,
     /// The artifact directories written by this run (names below `flows/`).
     written: Mutex<BTreeSet<String>>,
 }
@@ -333,6 +399,8 @@ impl ReportSink {
             dir: dir.into(),
             artifacts,
             records: Mutex::new(Vec::new()),
+            expected: Mutex::new(Vec::new()),
+            running: Mutex::new(BTreeSet::new()),
             written: Mutex::new(BTreeSet::new()),
         }
     }
@@ -346,9 +414,98 @@ impl ReportSink {
         self.artifacts
     }
 
-    /// Adds one trial's outcome to the report.
+    /// Adds one trial's outcome to the report (it is no longer running).
     pub fn record(&self, rec: TrialRecord) {
-        lock(&self.records).push(rec);
+        let mut records = lock(&self.records);
+        lock(&self.running).remove(&rec.name);
+        records.push(rec);
+    }
+
+    /// Announces a trial the run means to run, so that a report of an interrupted run lists it
+    /// as not run if it never ends.
+    pub fn expect(&self, name: &str, file: &str) {
+        lock(&self.expected).push((name.to_string(), file.to_string()));
+    }
+
+    /// A trial starts: until it is [recorded](Self::record), it is running.
+    pub fn start(&self, name: &str) {
+        lock(&self.running).insert(name.to_string());
+    }
+
+    /// The trials running now, by name.
+    pub fn running(&self) -> Vec<String> {
+        lock(&self.running).iter().cloned().collect()
+    }
+
+    /// The records of a run interrupted by `signal` now: those of the trials that ended, the
+    /// running ones as errors, the announced ones that never started as skipped.
+    fn interrupted_records(&self, signal: &str) -> Vec<TrialRecord> {
+        let records = lock(&self.records);
+        let running = lock(&self.running);
+        let mut out = records.clone();
+        let ended: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        for (name, file) in lock(&self.expected).iter() {
+            if ended.contains(name.as_str()) || !seen.insert(name.clone()) {
+                continue;
+            }
+            let outcome = if running.contains(name) {
+                TrialOutcome::Error(format!("interrupted by {signal} while this trial ran"))
+            } else {
+                TrialOutcome::Ignored(format!("not run: the run was interrupted by {signal}"))
+            };
+            out.push(TrialRecord {
+                name: name.clone(),
+                file: file.clone(),
+                duration: Duration::ZERO,
+                outcome,
+            });
+        }
+        for name in running.iter() {
+            if !seen.contains(name) && !ended.contains(name.as_str()) {
+                out.push(TrialRecord {
+                    name: name.clone(),
+                    file: String::new(),
+                    duration: Duration::ZERO,
+                    outcome: TrialOutcome::Error(format!(
+                        "interrupted by {signal} while this trial ran"
+                    )),
+                });
+            }
+        }
+        out
+    }
+
+    /// What a run does when `signal` interrupts it: says on stderr which trials were running,
+    /// writes the interrupted report ([`finish_interrupted`](Self::finish_interrupted)) and
+    /// says where it is.
+    pub fn interrupted(&self, suite: &str, signal: &str) {
+        let running = self.running();
+        let what = if running.is_empty() {
+            "between trials".to_string()
+        } else {
+            format!("while running {}", running.join(", "))
+        };
+        eprintln!("podpath: interrupted by {signal} {what}; taking everything down");
+        match self.finish_interrupted(suite, signal) {
+            Ok(path) => eprintln!("podpath: JUnit report (interrupted run) in {}", path.display()),
+            Err(e) => eprintln!(
+                "podpath: warning: no JUnit report in {}: {e}",
+                self.dir().display()
+            ),
+        }
+    }
+
+    /// Writes the report of a run interrupted by `signal` (see [`junit_xml_of`]) and returns
+    /// its path. The artifact directories of earlier runs are left alone.
+    pub fn finish_interrupted(&self, suite: &str, signal: &str) -> io::Result<PathBuf> {
+        let mut records = self.interrupted_records(signal);
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        self.write_junit(&junit_xml_of(
+            suite,
+            &records,
+            &RunEnd::Interrupted(signal.to_string()),
+        ))
     }
 
     /// Whether a flow that `failed` (or not) should get an artifact directory.
@@ -376,13 +533,22 @@ impl ReportSink {
     pub fn finish(&self, suite: &str) -> io::Result<PathBuf> {
         let mut records = lock(&self.records).clone();
         records.sort_by(|a, b| a.name.cmp(&b.name));
+        let path = self.write_junit(&junit_xml(suite, &records))?;
+        self.prune_stale_artifacts()?;
+        Ok(path)
+    }
+
+    /// `<dir>/junit.xml`, written aside and renamed, so a reader never sees half a report.
+    fn write_junit(&self, text: &str) -> io::Result<PathBuf> {
         fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(JUNIT_FILE);
-        // Written aside and renamed, so a reader never sees half a report.
-        let partial = self.dir.join(format!(".{}.partial", JUNIT_FILE));
-        fs::write(&partial, junit_xml(suite, &records))?;
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let partial = self.dir.join(format!(".{JUNIT_FILE}.{unique}.partial"));
+        fs::write(&partial, text)?;
         fs::rename(&partial, &path)?;
-        self.prune_stale_artifacts()?;
         Ok(path)
     }
 

@@ -57,6 +57,14 @@ fn main() -> ExitCode {
         args: &args,
         sink: Arc::new(ReportSink::new(reports, artifacts)),
     };
+    if !args.list {
+        let sink = recorder.sink.clone();
+        if let Err(e) = netns_runtime::sandbox::on_interrupt(move |sig| {
+            sink.interrupted("podpath", sig.as_str())
+        }) {
+            eprintln!("podpath: warning: signals will stop the suite without a report: {e}");
+        }
+    }
     let unavailable = sandbox.err().map(|e| e.to_string());
     if let Some(reason) = &unavailable {
         eprintln!("podpath: every trial is ignored: {reason}");
@@ -202,7 +210,12 @@ impl Recorder<'_> {
         let sink = self.sink.clone();
         let file = report_path(file);
         let record_name = name.clone();
+        let probe = Trial::test(name.clone(), || Ok(()));
+        if !self.args.list && !self.args.is_filtered_out(&probe) && !self.args.is_ignored(&probe) {
+            self.sink.expect(&name, &file);
+        }
         Trial::test(name, move || {
+            sink.start(&record_name);
             let start = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
                 .unwrap_or_else(|panic| Err(Failed::from(panic_message(panic.as_ref()))));

@@ -35,6 +35,7 @@ fn temp_case(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("podpath-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -558,4 +559,160 @@ fn the_cases_target_fails_a_suite_with_nothing_to_run_but_not_a_filter() {
     assert!(stderr.contains("matches the filter: nothing ran"), "{stderr}");
     let _ = std::fs::remove_dir_all(&empty);
     let _ = std::fs::remove_dir_all(&reports);
+}
+
+/// A flow that passes, one that takes its time, one that never gets to run when the run is
+/// stopped during the second.
+const STOPPED: &str = "\
+nodes: [node1]
+pods:
+  - { name: a, node: node1 }
+  - { name: b, node: node1, listen: [8080/tcp] }
+flows:
+  - { name: first, from: a, to: 'b:8080', expect: { reach: b } }
+  - { name: wait, from: a, exec: [sleep, '30'], timeout: 40s }
+  - { name: never, from: a, to: 'b:8080', expect: { reach: b } }
+";
+
+/// Waits for `child` at most 10 s: its exit code and what it said on stderr.
+fn wait_stopped(mut child: std::process::Child) -> (Option<i32>, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not stop within 10 s of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to `child` once its `sleep` runs: the signal came in the middle of a trial.
+/// `false` when the trial never started (no sandbox here).
+fn signal_during_sleep(child: &std::process::Child, marker: &str, sig: Signal) -> bool {
+    if !wait_for_process(marker, "sleep") {
+        return false;
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    true
+}
+
+use nix::sys::signal::Signal;
+
+/// The report of a run stopped by `signal` during `<case>::wait`: it says so, `first` passed,
+/// `wait` is an error, `never` did not run.
+fn assert_interrupted_report(junit: &Path, case: &str, signal: &str) {
+    let text = std::fs::read_to_string(junit).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    let property = doc
+        .descendants()
+        .find(|n| n.has_tag_name("property") && n.attribute("name") == Some("interrupted"));
+    assert_eq!(property.and_then(|p| p.attribute("value")), Some(signal), "{text}");
+    let outcome = |name: &str| {
+        let tc = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("testcase")
+                    && n.attribute("classname") == Some(case)
+                    && n.attribute("name") == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {case}::{name} in {text}"));
+        tc.first_element_child()
+            .map_or("passed".to_string(), |c| c.tag_name().name().to_string())
+    };
+    assert_eq!(outcome("first"), "passed", "{text}");
+    assert_eq!(outcome("wait"), "error", "{text}");
+    assert_eq!(outcome("never"), "skipped", "{text}");
+    assert_ne!(doc.root_element().attribute("errors"), Some("0"), "{text}");
+}
+
+#[test]
+fn run_stops_on_sigint_and_sigterm_and_says_what_it_interrupted() {
+    let path = temp_case("stopped.yaml", STOPPED);
+    for (sig, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let reports = path.with_file_name(format!("stopped-reports-{sig}"));
+        let _ = std::fs::remove_dir_all(&reports);
+        let before = host_state();
+        let marker = format!("stopped-{}-{sig}", std::process::id());
+        let child = podpath()
+            .arg("run")
+            .arg(&path)
+            .arg("--reports")
+            .arg(&reports)
+            .env("PODPATH_TEST_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if !signal_during_sleep(&child, &marker, sig) {
+            return; // No sandbox here.
+        }
+        let (status, stderr) = wait_stopped(child);
+        assert_eq!(status, Some(code), "{sig}: {stderr}");
+        let said = format!("podpath: interrupted by {sig} while running stopped::wait");
+        assert!(stderr.contains(&said), "{said:?} missing from {stderr}");
+        assert_eq!(processes_with(&marker), Vec::<String>::new(), "{sig}");
+        assert_eq!(host_state(), before);
+        assert_interrupted_report(&reports.join("junit.xml"), "stopped", sig.as_str());
+        let _ = std::fs::remove_dir_all(&reports);
+    }
+}
+
+#[test]
+fn shell_stops_on_sigterm_and_sigint() {
+    for (sig, code) in [(Signal::SIGTERM, 143), (Signal::SIGINT, 130)] {
+        let marker = format!("shell-stopped-{}-{sig}", std::process::id());
+        let child = podpath()
+            .arg("shell")
+            .arg(case("three-nodes.yaml"))
+            .args(["--", "sleep", "30"])
+            .env("PODPATH_TEST_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if !signal_during_sleep(&child, &marker, sig) {
+            return; // No sandbox here.
+        }
+        let (status, stderr) = wait_stopped(child);
+        assert_eq!(status, Some(code), "{sig}: {stderr}");
+        assert!(stderr.contains(&format!("interrupted by {sig}")), "{stderr}");
+        assert_eq!(processes_with(&marker), Vec::<String>::new(), "{sig}");
+    }
+}
+
+#[test]
+fn the_cases_target_stops_on_sigint_with_an_interrupted_report() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    let path = temp_case("cases-stopped/stopped.yaml", STOPPED);
+    let reports = path.with_file_name("reports");
+    let marker = format!("cases-stopped-{}", std::process::id());
+    let child = Command::new(&bin)
+        .args(["--test-threads", "1", "--skip", "snapshot"])
+        .env("PODPATH_CASES", path.parent().unwrap())
+        .env("PODPATH_REPORTS", &reports)
+        .env("PODPATH_TEST_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if !signal_during_sleep(&child, &marker, Signal::SIGINT) {
+        return; // No sandbox here.
+    }
+    let (status, stderr) = wait_stopped(child);
+    assert_eq!(status, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted by SIGINT while running stopped::wait"),
+        "{stderr}"
+    );
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
+    assert_interrupted_report(&reports.join("junit.xml"), "stopped", "SIGINT");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

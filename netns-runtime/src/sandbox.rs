@@ -21,6 +21,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::process::ExitStatusExt as _;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
@@ -94,6 +95,7 @@ fn setup_err(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SandboxError
 /// waits for the child and exits with its status.
 pub fn enter() -> Result<Sandbox, SandboxError> {
     if let Some(mode) = already_inside() {
+        install_interrupt_handlers();
         // Nested (a test binary run from `podpath shell`): is /etc still the overlay?
         let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let _ = ETC_WRITABLE.set(
@@ -115,6 +117,7 @@ pub fn enter() -> Result<Sandbox, SandboxError> {
     // child is a faithful single-threaded copy.
     match unsafe { fork() }.map_err(setup_err("fork"))? {
         ForkResult::Parent { child } => {
+            CHILD.store(child.as_raw(), Ordering::SeqCst);
             drop(alive_r);
             let _keep_open = alive_w;
             wait_and_exit(child)
@@ -133,16 +136,8 @@ pub fn enter() -> Result<Sandbox, SandboxError> {
             }
             drop(alive_r);
             // PID 1 ignores every signal it has no handler for: give the terminal's signals
-            // their usual meaning.
-            for sig in [
-                Signal::SIGINT,
-                Signal::SIGTERM,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-            ] {
-                // SAFETY: the handler only calls the async-signal-safe `_exit`.
-                let _ = unsafe { signal(sig, SigHandler::Handler(exit_on_signal)) };
-            }
+            // their usual meaning, and the program a chance to say what they interrupted.
+            install_interrupt_handlers();
             prepare_mounts()?;
             let marker = Marker {
                 pid_ns: ns_id("pid").map_err(|source| SandboxError::Setup {
@@ -263,13 +258,36 @@ fn unshare_namespaces() -> Result<SandboxMode, SandboxError> {
     }
 }
 
+/// The signals that stop a run: the parent passes them on to the sandbox's PID 1, which stops
+/// (see [`on_interrupt`]).
+const STOP_SIGNALS: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// The sandbox's PID 1 as the parent sees it (0 until forked).
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+/// The parent's handler: the signal is the child's to act on. A terminal's Ctrl-C reaches both
+/// processes, so the child may get it twice; it acts on the first one only.
+extern "C" fn forward_to_child(sig: nix::libc::c_int) {
+    let child = CHILD.load(Ordering::SeqCst);
+    if child > 0 {
+        // SAFETY: `kill` is async-signal-safe.
+        unsafe { nix::libc::kill(child, sig) };
+    }
+}
+
 /// The parent: wait for the sandboxed child and leave with its status.
 fn wait_and_exit(child: Pid) -> ! {
-    // A terminal's Ctrl-C reaches both processes; the child decides (PID 1 ignores what it does
-    // not handle), and the parent must outlive it to pass the status on.
-    for sig in [Signal::SIGINT, Signal::SIGQUIT] {
-        // SAFETY: SIG_IGN installs no handler code.
-        let _ = unsafe { signal(sig, SigHandler::SigIgn) };
+    // The parent must outlive the child to pass its status on: a stop signal sent to podpath's
+    // own PID (the one its caller knows) goes to the child, which stops, tears down and exits
+    // 128 + the signal's number.
+    for sig in STOP_SIGNALS {
+        // SAFETY: the handler only calls the async-signal-safe `kill`.
+        let _ = unsafe { signal(sig, SigHandler::Handler(forward_to_child)) };
     }
     loop {
         match waitpid(child, None) {
@@ -290,9 +308,84 @@ fn wait_and_exit(child: Pid) -> ! {
     }
 }
 
-extern "C" fn exit_on_signal(sig: nix::libc::c_int) {
+/// The first stop signal received (0: none yet).
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+/// The write end of the pipe [`on_interrupt`]'s thread waits on (-1: nobody waits).
+static INTERRUPT_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// How long the program has, after a stop signal, to say what it interrupted before the
+/// sandbox exits anyway.
+pub const INTERRUPT_GRACE_SECS: u32 = 10;
+
+fn install_interrupt_handlers() {
+    for sig in STOP_SIGNALS {
+        // SAFETY: the handler only calls async-signal-safe functions (`write`, `alarm`, `_exit`).
+        let _ = unsafe { signal(sig, SigHandler::Handler(on_stop_signal)) };
+    }
+    // SAFETY: as above.
+    let _ = unsafe { signal(Signal::SIGALRM, SigHandler::Handler(on_grace_over)) };
+}
+
+extern "C" fn on_stop_signal(sig: nix::libc::c_int) {
+    if INTERRUPTED
+        .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return; // Already stopping (a terminal's Ctrl-C comes directly and forwarded).
+    }
+    let fd = INTERRUPT_PIPE.load(Ordering::SeqCst);
+    // SAFETY: `_exit`, `alarm` and `write` are async-signal-safe.
+    unsafe {
+        if fd < 0 {
+            nix::libc::_exit(128 + sig);
+        }
+        nix::libc::alarm(INTERRUPT_GRACE_SECS);
+        let byte = sig as u8;
+        if nix::libc::write(fd, (&byte as *const u8).cast(), 1) != 1 {
+            nix::libc::_exit(128 + sig);
+        }
+    }
+}
+
+extern "C" fn on_grace_over(_: nix::libc::c_int) {
+    let sig = INTERRUPTED.load(Ordering::SeqCst);
     // SAFETY: `_exit` is async-signal-safe.
-    unsafe { nix::libc::_exit(128 + sig) }
+    unsafe { nix::libc::_exit(if sig > 0 { 128 + sig } else { 1 }) }
+}
+
+/// What to do when a stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) reaches the sandbox, sent
+/// to podpath's own PID (the parent outside passes it on) or to the sandbox's PID 1.
+///
+/// `then` runs once, on a thread of its own, while the program's other threads go on: it says
+/// what was interrupted and writes what must be written. Then the process exits with 128 + the
+/// signal's number (130 for SIGINT, 143 for SIGTERM); as the sandbox's PID 1, that takes every
+/// process, namespace, link and rule of the sandbox down with it. If `then` takes longer than
+/// [`INTERRUPT_GRACE_SECS`], the process exits without waiting for it; further signals while
+/// it runs are ignored. Before this is called, a stop signal only exits.
+pub fn on_interrupt(then: impl FnOnce(Signal) + Send + 'static) -> io::Result<()> {
+    use std::os::fd::IntoRawFd as _;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    std::thread::Builder::new()
+        .name("podpath-interrupt".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            let mut file = fs::File::from(r);
+            if io::Read::read_exact(&mut file, &mut byte).is_err() {
+                return;
+            }
+            let sig = Signal::try_from(i32::from(byte[0])).unwrap_or(Signal::SIGTERM);
+            then(sig);
+            let _ = io::Write::flush(&mut io::stdout());
+            let _ = io::Write::flush(&mut io::stderr());
+            // SAFETY: `_exit` ends the process without running other threads' destructors,
+            // which may be in the middle of anything.
+            unsafe { nix::libc::_exit(128 + sig as i32) }
+        })?;
+    let fd = w.into_raw_fd();
+    if INTERRUPT_PIPE.swap(fd, Ordering::SeqCst) >= 0 {
+        return Err(io::Error::other("on_interrupt called twice"));
+    }
+    Ok(())
 }
 
 /// Private mount propagation, a private `/run` (netns names, iptables' lock, the overlay's

@@ -91,13 +91,37 @@ fn main() -> ExitCode {
             reports,
             artifacts,
         } => {
+            // Paths the user gives are the host's: the cases are read and the reports
+            // directory opened before the sandbox covers /run and /etc with its own.
+            let paths = if paths.is_empty() {
+                vec![PathBuf::from("cases")]
+            } else {
+                paths
+            };
+            let cases = match suite::load(&paths) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("podpath: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut sink = ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
+                eprintln!(
+                    "podpath: warning: reports directory {}: {e}",
+                    reports.display()
+                );
+                ReportSink::new(reports.clone(), artifacts)
+            });
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            let sink = Arc::new(ReportSink::new(reports, artifacts));
+            if let Err(e) = sink.begin() {
+                eprintln!("podpath: warning: no report in {}: {e}", reports.display());
+            }
+            let sink = Arc::new(sink);
             let on_signal = sink.clone();
             interrupt_with(move |sig| on_signal.interrupted("podpath", sig.as_str()));
-            let code = run(paths, filter, &sink);
+            let code = run(&paths, cases, filter, &sink);
             // The report is a by-product: failing to write it is said, but the exit code
             // stays the run's.
             match sink.finish("podpath") {
@@ -110,18 +134,28 @@ fn main() -> ExitCode {
             code
         }
         Command::Trace { case, flow, proxy } => {
+            // Read before the sandbox's private /run and /etc hide the host's.
+            let loaded = match load_with_mode(&case, proxy.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
             if let Err(code) = enter_sandbox() {
                 return code;
             }
             let what = format!("podpath trace {}", case.display());
             interrupt_with(move |sig| eprintln!("podpath: {what} interrupted by {sig}"));
-            trace(case, flow, proxy)
+            trace(case, loaded, flow)
         }
         Command::Shell {
             case,
             proxy,
             command,
         } => {
+            // Read before the sandbox's private /run and /etc hide the host's.
+            let loaded = match load_with_mode(&case, proxy.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
             if let Err(code) = enter_sandbox() {
                 return code;
             }
@@ -129,7 +163,7 @@ fn main() -> ExitCode {
             interrupt_with(move |sig| {
                 eprintln!("podpath: {what} interrupted by {sig}; taking its cluster down")
             });
-            shell(case, proxy, command)
+            shell(case, loaded, command)
         }
     }
 }
@@ -162,19 +196,12 @@ fn plan(case: PathBuf) -> ExitCode {
     }
 }
 
-fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCode {
-    let paths = if paths.is_empty() {
-        vec![PathBuf::from("cases")]
-    } else {
-        paths
-    };
-    let cases = match suite::load(&paths) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("podpath: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn run(
+    paths: &[PathBuf],
+    cases: Vec<suite::LoadedCase>,
+    filter: Option<String>,
+    sink: &ReportSink,
+) -> ExitCode {
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut failures = Vec::new();
     let (case_count, mut flow_count) = (cases.len(), 0usize);
@@ -285,11 +312,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
     }
 }
 
-fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>) -> ExitCode {
-    let (plan, mode) = match load_with_mode(&case, proxy.as_deref()) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
+fn shell(case: PathBuf, (plan, mode): (Plan, Option<ProxyMode>), command: Vec<String>) -> ExitCode {
     let cluster = match Cluster::build(&plan.topology) {
         Ok(c) => c,
         Err(e) => {
@@ -386,11 +409,7 @@ fn proxy_mode(plan: &Plan, proxy: Option<&str>) -> Result<Option<ProxyMode>, Exi
     }
 }
 
-fn trace(case: PathBuf, flow: Option<String>, proxy: Option<String>) -> ExitCode {
-    let (plan, mode) = match load_with_mode(&case, proxy.as_deref()) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
+fn trace(case: PathBuf, (plan, mode): (Plan, Option<ProxyMode>), flow: Option<String>) -> ExitCode {
     let selected: Vec<usize> = (0..plan.flows.len())
         .filter(|&i| flow.as_ref().is_none_or(|f| plan.flows[i].name == *f))
         .collect();

@@ -48,6 +48,8 @@ pub enum RunEnd {
     Finished,
     /// Stopped by a signal (`SIGINT`, `SIGTERM`...) before it was over.
     Interrupted(String),
+    /// Not over yet: what a run's report says until it is (and after, if it was killed).
+    Unfinished,
 }
 
 /// The name of the `<testsuite>` and `<testcase>` that say an interrupted run was interrupted.
@@ -90,6 +92,18 @@ pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
 /// that were running as errors and those that never started as skipped.
 pub fn junit_xml_of(suite_name: &str, records: &[TrialRecord], end: &RunEnd) -> String {
     let mut owned = Vec::new();
+    if *end == RunEnd::Unfinished {
+        owned.push(TrialRecord {
+            name: INTERRUPTED.into(),
+            file: String::new(),
+            duration: Duration::ZERO,
+            outcome: TrialOutcome::Error(
+                "the run has not finished: it is still running, or was killed before it could \
+                 write its report"
+                    .into(),
+            ),
+        });
+    }
     if let RunEnd::Interrupted(signal) = end {
         let unfinished = records
             .iter()
@@ -109,6 +123,9 @@ pub fn junit_xml_of(suite_name: &str, records: &[TrialRecord], end: &RunEnd) -> 
     let records = &owned[..];
     let property = match end {
         RunEnd::Finished => String::new(),
+        RunEnd::Unfinished => format!(
+            "    <properties>\n      <property name=\"{INTERRUPTED}\" value=\"unfinished\"/>\n    </properties>\n"
+        ),
         RunEnd::Interrupted(signal) => format!(
             "    <properties>\n      <property name=\"{INTERRUPTED}\" value=\"{}\"/>\n    </properties>\n",
             xml(signal)
@@ -377,12 +394,30 @@ impl ArtifactPolicy {
     }
 }
 
+/// The subdirectory of the reports directory that holds one directory per run.
+pub const RUNS_DIR: &str = "runs";
+
+/// The symbolic link in the reports directory to the run that started last.
+pub const LATEST_LINK: &str = "latest";
+
+/// How many runs' directories [`ReportSink::finish`] keeps at least; older ones go once they
+/// are more than [`KEEP_RUNS_AGE`] old.
+pub const KEEP_RUNS: usize = 10;
+const KEEP_RUNS_AGE: Duration = Duration::from_secs(3600);
+
 /// Where a run's reports go, and what it has recorded so far. Shared by every trial of a run
 /// (it is `Sync`); nothing is written before [`finish`](Self::finish) except artifact
-/// directories, which are written as flows end.
+/// directories, which are written as flows end (and, for a sink [`open`](Self::open)ed on a
+/// reports directory, a report saying the run has not finished).
 #[derive(Debug)]
 pub struct ReportSink {
+    /// Where this run's files are written (through the reports directory's descriptor when
+    /// [`open`](Self::open)ed).
     dir: PathBuf,
+    /// The same directory as the user names it.
+    shown: PathBuf,
+    /// The reports directory, when the run has a directory of its own in it.
+    root: Option<RunRoot>,
     artifacts: ArtifactPolicy,
     records: Mutex<Vec<TrialRecord>>,
     /// The trials the run means to run, as (name, file), in the order announced.
@@ -394,9 +429,14 @@ pub struct ReportSink {
 }
 
 impl ReportSink {
+    /// A sink that writes `junit.xml` and `flows/` directly into `dir`, replacing what earlier
+    /// runs left there (for a directory of the caller's own; runs of the suite [`open`](Self::open)).
     pub fn new(dir: impl Into<PathBuf>, artifacts: ArtifactPolicy) -> ReportSink {
+        let dir = dir.into();
         ReportSink {
-            dir: dir.into(),
+            shown: dir.clone(),
+            dir,
+            root: None,
             artifacts,
             records: Mutex::new(Vec::new()),
             expected: Mutex::new(Vec::new()),
@@ -405,9 +445,123 @@ impl ReportSink {
         }
     }
 
-    /// The reports directory.
+    /// A run's sink on the reports directory `dir`: once [`begin`](Self::begin) has been
+    /// called, the run has a directory of its own, `<dir>/runs/<UTC time>-<pid>/`, that no
+    /// other run writes to or removes, and is the latest run (`<dir>/latest` points at it).
+    /// Until [`finish`](Self::finish), its `junit.xml` (and `<dir>/junit.xml`, the latest
+    /// run's) say that the run has not finished, which is what stays if it is killed.
+    ///
+    /// Call it before entering the sandbox: `dir` is created and opened here, and everything
+    /// after goes through that descriptor, so `dir` means the host's directory even under the
+    /// sandbox's private `/run` and `/etc`.
+    pub fn open(dir: &Path, artifacts: ArtifactPolicy) -> io::Result<ReportSink> {
+        use std::os::fd::AsRawFd as _;
+        fs::create_dir_all(dir)?;
+        let shown_root = fs::canonicalize(dir)?;
+        let fd = std::os::fd::OwnedFd::from(fs::File::open(&shown_root)?);
+        let access = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        // The host's PID, for names no concurrent run uses (inside, every run is PID 1).
+        let _ = unique();
+        Ok(ReportSink {
+            dir: access.clone(),
+            shown: shown_root.clone(),
+            root: Some(RunRoot {
+                _fd: fd,
+                access,
+                shown: shown_root,
+                run: String::new(),
+            }),
+            ..ReportSink::new(PathBuf::new(), artifacts)
+        })
+    }
+
+    /// The run starts: its own directory is made, with a `junit.xml` that says it has not
+    /// finished, and it becomes the latest run. A no-op for [`new`](Self::new).
+    pub fn begin(&mut self) -> io::Result<()> {
+        let Some(root) = &mut self.root else {
+            return Ok(());
+        };
+        let runs = root.access.join(RUNS_DIR);
+        fs::create_dir_all(&runs)?;
+        let stamp = utc_stamp(std::time::SystemTime::now());
+        let pid = unique().split('.').next().unwrap_or_default().to_string();
+        let mut n = 0;
+        let id = loop {
+            let id = match n {
+                0 => format!("{stamp}-{pid}"),
+                n => format!("{stamp}-{pid}-{n}"),
+            };
+            match fs::create_dir(runs.join(&id)) {
+                Ok(()) => break id,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        root.run = format!("{RUNS_DIR}/{id}");
+        self.dir = root.access.join(&root.run);
+        self.shown = root.shown.join(&root.run);
+        let text = junit_xml_of("podpath", &[], &RunEnd::Unfinished);
+        self.write_junit(&text)?;
+        self.publish(&text, true)?;
+        Ok(())
+    }
+
+    /// This run's reports directory, as the user names it.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.shown
+    }
+
+    /// Makes `text` the reports directory's `junit.xml` if this run is the latest (with
+    /// `claim`, makes it the latest first). Whether it was. A no-op for [`new`](Self::new).
+    fn publish(&self, text: &str, claim: bool) -> io::Result<bool> {
+        let Some(root) = self.root.as_ref().filter(|r| !r.run.is_empty()) else {
+            return Ok(false);
+        };
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.access.join(".lock"))?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io::Error::from(e))?;
+        let latest = root.access.join(LATEST_LINK);
+        if claim {
+            let aside = root.access.join(format!(".{LATEST_LINK}.{}", unique()));
+            std::os::unix::fs::symlink(&root.run, &aside)?;
+            fs::rename(&aside, &latest)?;
+        } else if fs::read_link(&latest).ok().as_deref() != Some(Path::new(&root.run)) {
+            return Ok(false);
+        }
+        write_atomically(&root.access, JUNIT_FILE, text)?;
+        Ok(true)
+    }
+
+    /// Removes the directories of runs beyond the newest [`KEEP_RUNS`] that are more than
+    /// [`KEEP_RUNS_AGE`] old (a run in progress is younger, and is never this old's).
+    fn prune_old_runs(&self) -> io::Result<()> {
+        let Some(root) = self.root.as_ref().filter(|r| !r.run.is_empty()) else {
+            return Ok(());
+        };
+        let runs = root.access.join(RUNS_DIR);
+        let mut names: Vec<String> = fs::read_dir(&runs)?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() > 16 && n.as_bytes()[8] == b'T')
+            .collect();
+        names.sort();
+        let old = names.len().saturating_sub(KEEP_RUNS);
+        for name in &names[..old] {
+            let path = runs.join(name);
+            let age = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > KEEP_RUNS_AGE) && !root.run.ends_with(name.as_str()) {
+                fs::remove_dir_all(&path)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn artifacts(&self) -> ArtifactPolicy {
@@ -488,7 +642,10 @@ impl ReportSink {
         };
         eprintln!("podpath: interrupted by {signal} {what}; taking everything down");
         match self.finish_interrupted(suite, signal) {
-            Ok(path) => eprintln!("podpath: JUnit report (interrupted run) in {}", path.display()),
+            Ok(path) => eprintln!(
+                "podpath: JUnit report (interrupted run) in {}",
+                path.display()
+            ),
             Err(e) => eprintln!(
                 "podpath: warning: no JUnit report in {}: {e}",
                 self.dir().display()
@@ -501,11 +658,10 @@ impl ReportSink {
     pub fn finish_interrupted(&self, suite: &str, signal: &str) -> io::Result<PathBuf> {
         let mut records = self.interrupted_records(signal);
         records.sort_by(|a, b| a.name.cmp(&b.name));
-        self.write_junit(&junit_xml_of(
-            suite,
-            &records,
-            &RunEnd::Interrupted(signal.to_string()),
-        ))
+        let text = junit_xml_of(suite, &records, &RunEnd::Interrupted(signal.to_string()));
+        let path = self.write_junit(&text)?;
+        self.publish(&text, false)?;
+        Ok(path)
     }
 
     /// Whether a flow that `failed` (or not) should get an artifact directory.
@@ -521,35 +677,37 @@ impl ReportSink {
     /// returns that directory. The caller asks [`wants_artifacts`](Self::wants_artifacts)
     /// first; this writes whatever it is given.
     pub fn flow_artifacts(&self, trial: &str, a: &FlowArtifacts) -> io::Result<PathBuf> {
-        let path = write_flow_artifacts(&self.dir.join(FLOWS_DIR), trial, a)?;
+        write_flow_artifacts(&self.dir.join(FLOWS_DIR), trial, a)?;
         lock(&self.written).insert(artifact_dir_name(trial));
-        Ok(path)
+        Ok(self.shown.join(FLOWS_DIR).join(artifact_dir_name(trial)))
     }
 
-    /// Writes `<dir>/junit.xml` with every record so far, sorted by trial name (trials end in
-    /// any order when they run in parallel), and returns its path. Then removes the artifact
-    /// directories of earlier runs that this run did not write (a flow that failed then and
-    /// passes now), so that the reports directory describes this run only.
+    /// Writes the run's `junit.xml` with every record so far, sorted by trial name (trials end
+    /// in any order when they run in parallel), and returns its path. For an
+    /// [`open`](Self::open)ed sink, the reports directory's `junit.xml` becomes a copy of it if
+    /// this run is still the latest, and the directories of old runs are pruned; for a
+    /// [`new`](Self::new) one, the artifact directories of earlier runs that this run did not
+    /// write (a flow that failed then and passes now) are removed.
     pub fn finish(&self, suite: &str) -> io::Result<PathBuf> {
         let mut records = lock(&self.records).clone();
         records.sort_by(|a, b| a.name.cmp(&b.name));
-        let path = self.write_junit(&junit_xml(suite, &records))?;
-        self.prune_stale_artifacts()?;
+        let text = junit_xml(suite, &records);
+        let path = self.write_junit(&text)?;
+        if self.root.is_some() {
+            self.publish(&text, false)?;
+            self.prune_old_runs()?;
+        } else {
+            self.prune_stale_artifacts()?;
+        }
         Ok(path)
     }
 
-    /// `<dir>/junit.xml`, written aside and renamed, so a reader never sees half a report.
+    /// The run's `junit.xml`, written aside and renamed, so a reader never sees half a report;
+    /// its path as the user names it.
     fn write_junit(&self, text: &str) -> io::Result<PathBuf> {
         fs::create_dir_all(&self.dir)?;
-        let path = self.dir.join(JUNIT_FILE);
-        let unique = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let partial = self.dir.join(format!(".{JUNIT_FILE}.{unique}.partial"));
-        fs::write(&partial, text)?;
-        fs::rename(&partial, &path)?;
-        Ok(path)
+        write_atomically(&self.dir, JUNIT_FILE, text)?;
+        Ok(self.shown.join(JUNIT_FILE))
     }
 
     fn prune_stale_artifacts(&self) -> io::Result<()> {
@@ -572,6 +730,63 @@ impl ReportSink {
         }
         Ok(())
     }
+}
+
+/// The reports directory of a run that has a directory of its own in it.
+#[derive(Debug)]
+struct RunRoot {
+    /// Keeps `access` valid.
+    _fd: std::os::fd::OwnedFd,
+    /// The reports directory through its descriptor (`/proc/self/fd/<n>`): the host's, even
+    /// inside the sandbox's private mounts.
+    access: PathBuf,
+    /// The same as the user names it (absolute).
+    shown: PathBuf,
+    /// The run's directory relative to it: `runs/<id>` (empty before [`ReportSink::begin`]).
+    run: String,
+}
+
+/// `dir/name` replaced by `text` at once: written aside and renamed.
+fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    let partial = dir.join(format!(".{name}.{}.partial", unique()));
+    fs::write(&partial, text)?;
+    fs::rename(&partial, dir.join(name))
+}
+
+/// A name part no other writer uses at the same time: the host PID (taken before the sandbox,
+/// where every run is PID 1, would hide it) and the time in nanoseconds.
+fn unique() -> String {
+    static HOST_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = HOST_PID.get_or_init(std::process::id);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{pid}.{nanos}")
+}
+
+/// `t` as `YYYYMMDDTHHMMSS.mmmZ` (UTC), which sorts as time does.
+pub fn utc_stamp(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
 }
 
 /// A poisoned lock only means a trial panicked while holding it; the data is still whole.

@@ -25,8 +25,6 @@ use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
 use podpath::suite::{self, CaseRun};
 
 fn main() -> ExitCode {
-    // First, before any thread exists: move into the private sandbox.
-    let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
     let root = std::env::var_os("PODPATH_CASES")
         .map(PathBuf::from)
@@ -53,9 +51,32 @@ fn main() -> ExitCode {
     let reports = std::env::var_os("PODPATH_REPORTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("reports"));
+    // The cases are read and the reports directory opened before the sandbox covers /run and
+    // /etc with its own: paths are the host's. `--list` writes nothing.
+    let mut sink = if args.list {
+        ReportSink::new(reports, artifacts)
+    } else {
+        ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
+            eprintln!(
+                "podpath: warning: reports directory {}: {e}",
+                reports.display()
+            );
+            ReportSink::new(reports.clone(), artifacts)
+        })
+    };
+    // Before any thread exists: move into the private sandbox.
+    let sandbox = netns_runtime::sandbox::enter();
+    if !args.list
+        && let Err(e) = sink.begin()
+    {
+        eprintln!(
+            "podpath: warning: no report in {}: {e}",
+            sink.dir().display()
+        );
+    }
     let recorder = Recorder {
         args: &args,
-        sink: Arc::new(ReportSink::new(reports, artifacts)),
+        sink: Arc::new(sink),
     };
     if !args.list {
         let sink = recorder.sink.clone();
@@ -157,7 +178,11 @@ fn main() -> ExitCode {
     }
     if std::env::var_os("PODPATH_CASES").is_some() && suite_trials == 0 {
         // Pointed at a suite that has nothing to run: that is not a suite that passed.
-        let what = if case_count == 0 { "no case" } else { "no flow" };
+        let what = if case_count == 0 {
+            "no case"
+        } else {
+            "no flow"
+        };
         eprintln!(
             "podpath: nothing to run: PODPATH_CASES={} has {what}",
             root.display()

@@ -122,10 +122,21 @@ fn run_writes_a_junit_report_naming_every_flow() {
         return; // No sandbox here: nothing ran, nothing to report.
     }
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    let junit = reports.join("junit.xml");
+    // The run's own report, in its own directory, which `latest` points at; `junit.xml` at the
+    // top is a copy of the latest run's.
+    let latest = std::fs::read_link(reports.join("latest")).unwrap();
+    let junit = reports
+        .canonicalize()
+        .unwrap()
+        .join(&latest)
+        .join("junit.xml");
     let said = format!("podpath: JUnit report in {}", junit.display());
     assert!(stderr.contains(&said), "expected {said:?} in: {stderr}");
     let text = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(reports.join("junit.xml")).unwrap(),
+        text
+    );
     let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
     let suite = doc
         .descendants()
@@ -285,7 +296,11 @@ fn shell_killed_with_sigkill(sandbox_env: Option<&str>) {
     let mut exported = String::new();
     stdout.read_line(&mut exported).unwrap();
     let want = sandbox_env.unwrap_or("unset");
-    assert_eq!(exported.trim(), want, "the shell's PODPATH_SANDBOX is the caller's");
+    assert_eq!(
+        exported.trim(),
+        want,
+        "the shell's PODPATH_SANDBOX is the caller's"
+    );
     assert!(!processes_with(&marker).is_empty());
     assert_eq!(host_state(), before, "the cluster is not on the host");
     kill_and_check(child, &marker, &before);
@@ -453,7 +468,7 @@ fn a_flow_that_gets_nowhere_says_where_it_was_last_seen() {
     ] {
         assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
     }
-    let flow = reports.join("flows/no-route__no-route");
+    let flow = reports.join("latest/flows/no-route__no-route");
     assert!(flow.join("capture.pcapng").exists(), "{stdout}");
     let _ = std::fs::remove_dir_all(&reports);
 }
@@ -500,8 +515,14 @@ fn running_nothing_is_not_a_pass() {
             return; // No sandbox here.
         }
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.contains("podpath: nothing ran: "), "{args:?}: {stderr}");
-        assert!(stderr.contains(why), "{args:?}: {why:?} missing from {stderr}");
+        assert!(
+            stderr.contains("podpath: nothing ran: "),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(why),
+            "{args:?}: {why:?} missing from {stderr}"
+        );
     }
     // A path that does not exist is a usage error, not a failing case.
     let out = run_args(&["/nonexistent/podpath".as_ref()], &reports);
@@ -556,7 +577,10 @@ fn the_cases_target_fails_a_suite_with_nothing_to_run_but_not_a_filter() {
     let out = cases(&reported, &["matches-no-trial"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("matches the filter: nothing ran"), "{stderr}");
+    assert!(
+        stderr.contains("matches the filter: nothing ran"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&empty);
     let _ = std::fs::remove_dir_all(&reports);
 }
@@ -611,7 +635,11 @@ fn assert_interrupted_report(junit: &Path, case: &str, signal: &str) {
     let property = doc
         .descendants()
         .find(|n| n.has_tag_name("property") && n.attribute("name") == Some("interrupted"));
-    assert_eq!(property.and_then(|p| p.attribute("value")), Some(signal), "{text}");
+    assert_eq!(
+        property.and_then(|p| p.attribute("value")),
+        Some(signal),
+        "{text}"
+    );
     let outcome = |name: &str| {
         let tc = doc
             .descendants()
@@ -680,7 +708,10 @@ fn shell_stops_on_sigterm_and_sigint() {
         }
         let (status, stderr) = wait_stopped(child);
         assert_eq!(status, Some(code), "{sig}: {stderr}");
-        assert!(stderr.contains(&format!("interrupted by {sig}")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by {sig}")),
+            "{stderr}"
+        );
         assert_eq!(processes_with(&marker), Vec::<String>::new(), "{sig}");
     }
 }
@@ -715,4 +746,125 @@ fn the_cases_target_stops_on_sigint_with_an_interrupted_report() {
     assert_eq!(processes_with(&marker), Vec::<String>::new());
     assert_interrupted_report(&reports.join("junit.xml"), "stopped", "SIGINT");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// The path after `artifacts: ` in a run's output.
+fn artifacts_path(stdout: &str) -> PathBuf {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("artifacts: "))
+        .unwrap_or_else(|| panic!("no artifacts in {stdout}"));
+    PathBuf::from(line)
+}
+
+#[test]
+fn two_runs_into_one_reports_directory_keep_each_others_output() {
+    let failing = temp_case("two-runs/failing.yaml", REPORTED);
+    let passing = temp_case("two-runs/passing.yaml", &REPORTED.replace(
+        "  - name: wrong-port\n    from: client\n    to: server:8080\n    expect: { fail: refused }\n",
+        "",
+    ));
+    let reports = failing.with_file_name("reports");
+    let _ = std::fs::remove_dir_all(&reports);
+    let first = run_reporting(&failing, &reports);
+    if first.status.code() == Some(2) && !is_root() {
+        return; // No sandbox here.
+    }
+    let first_out = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(first.status.code(), Some(1), "{first_out}");
+    let flow = artifacts_path(&first_out);
+    let first_junit = flow.parent().unwrap().parent().unwrap().join("junit.xml");
+    let second = run_reporting(&passing, &reports);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stdout)
+    );
+    // The first run's artifacts are where it said, and its report next to them.
+    assert!(flow.join("capture.pcapng").is_file(), "{}", flow.display());
+    let text = std::fs::read_to_string(&first_junit).unwrap();
+    assert!(text.contains("failures=\"1\""), "{text}");
+    // The top-level report is the latest run's: the second.
+    let latest = std::fs::read_to_string(reports.join("junit.xml")).unwrap();
+    assert!(latest.contains("tests=\"1\" failures=\"0\""), "{latest}");
+    assert_eq!(
+        std::fs::read_to_string(reports.join("latest/junit.xml")).unwrap(),
+        latest
+    );
+    let _ = std::fs::remove_dir_all(failing.parent().unwrap());
+}
+
+#[test]
+fn a_killed_run_does_not_leave_an_earlier_green_report() {
+    let passing = temp_case("killed-run/passing.yaml", &REPORTED.replace(
+        "  - name: wrong-port\n    from: client\n    to: server:8080\n    expect: { fail: refused }\n",
+        "",
+    ));
+    let slow = temp_case("killed-run/slow.yaml", STOPPED);
+    let reports = passing.with_file_name("reports");
+    let _ = std::fs::remove_dir_all(&reports);
+    let green = run_reporting(&passing, &reports);
+    if green.status.code() == Some(2) && !is_root() {
+        return; // No sandbox here.
+    }
+    assert_eq!(green.status.code(), Some(0));
+    let marker = format!("killed-run-{}", std::process::id());
+    let child = podpath()
+        .arg("run")
+        .arg(&slow)
+        .arg("--reports")
+        .arg(&reports)
+        .env("PODPATH_TEST_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_process(&marker, "sleep"));
+    let before = host_state();
+    kill_and_check(child, &marker, &before);
+    // What the reports directory says now is that the last run did not finish.
+    for junit in ["junit.xml", "latest/junit.xml"] {
+        let text = std::fs::read_to_string(reports.join(junit)).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+        assert_ne!(doc.root_element().attribute("errors"), Some("0"), "{text}");
+        assert!(text.contains("value=\"unfinished\""), "{junit}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(passing.parent().unwrap());
+}
+
+#[test]
+fn paths_under_run_are_the_hosts() {
+    let dir = PathBuf::from(format!("/run/podpath-cli-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return; // /run is not ours to write.
+    }
+    let case = dir.join("in-run.yaml");
+    std::fs::write(&case, REPORTED).unwrap();
+    let reports = dir.join("reports");
+    let out = run_reporting(&case, &reports);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(2) && !is_root() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return; // No sandbox here.
+    }
+    // The case was read (one flow passes, one fails), and what the run wrote is on the host.
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("ok   in-run::tcp"), "{stdout}");
+    let said = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("podpath: JUnit report in "))
+        .unwrap_or_else(|| panic!("no report in {stderr}"));
+    assert!(
+        said.starts_with(&format!("{}/runs/", reports.display())),
+        "{said}"
+    );
+    assert!(Path::new(said).is_file(), "{said} is not on the host");
+    assert!(reports.join("junit.xml").is_file());
+    assert!(
+        artifacts_path(&stdout).join("journey.md").is_file(),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

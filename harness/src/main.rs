@@ -105,7 +105,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut sink = ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
+            let sink = ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
                 eprintln!(
                     "podpath: warning: reports directory {}: {e}",
                     reports.display()

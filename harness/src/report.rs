@@ -413,9 +413,9 @@ const KEEP_RUNS_AGE: Duration = Duration::from_secs(3600);
 pub struct ReportSink {
     /// Where this run's files are written (through the reports directory's descriptor when
     /// [`open`](Self::open)ed).
-    dir: PathBuf,
+    write_dir: PathBuf,
     /// The same directory as the user names it.
-    shown: PathBuf,
+    dir: PathBuf,
     /// The reports directory, when the run has a directory of its own in it.
     root: Option<RunRoot>,
     artifacts: ArtifactPolicy,
@@ -434,7 +434,7 @@ impl ReportSink {
     pub fn new(dir: impl Into<PathBuf>, artifacts: ArtifactPolicy) -> ReportSink {
         let dir = dir.into();
         ReportSink {
-            shown: dir.clone(),
+            write_dir: dir.clone(),
             dir,
             root: None,
             artifacts,
@@ -463,13 +463,14 @@ impl ReportSink {
         // The host's PID, for names no concurrent run uses (inside, every run is PID 1).
         let _ = unique();
         Ok(ReportSink {
-            dir: access.clone(),
-            shown: shown_root.clone(),
+            write_dir: access.clone(),
+            dir: shown_root.clone(),
             root: Some(RunRoot {
                 _fd: fd,
                 access,
                 shown: shown_root,
-                run: String::new(),
+                run: std::sync::OnceLock::new(),
+                dirs: std::sync::OnceLock::new(),
             }),
             ..ReportSink::new(PathBuf::new(), artifacts)
         })
@@ -477,10 +478,13 @@ impl ReportSink {
 
     /// The run starts: its own directory is made, with a `junit.xml` that says it has not
     /// finished, and it becomes the latest run. A no-op for [`new`](Self::new).
-    pub fn begin(&mut self) -> io::Result<()> {
-        let Some(root) = &mut self.root else {
+    pub fn begin(&self) -> io::Result<()> {
+        let Some(root) = &self.root else {
             return Ok(());
         };
+        if root.run.get().is_some() {
+            return Ok(());
+        }
         let runs = root.access.join(RUNS_DIR);
         fs::create_dir_all(&runs)?;
         let stamp = utc_stamp(std::time::SystemTime::now());
@@ -497,9 +501,11 @@ impl ReportSink {
                 Err(e) => return Err(e),
             }
         };
-        root.run = format!("{RUNS_DIR}/{id}");
-        self.dir = root.access.join(&root.run);
-        self.shown = root.shown.join(&root.run);
+        let run = format!("{RUNS_DIR}/{id}");
+        let _ = root
+            .dirs
+            .set((root.access.join(&run), root.shown.join(&run)));
+        let _ = root.run.set(run);
         let text = junit_xml_of("podpath", &[], &RunEnd::Unfinished);
         self.write_junit(&text)?;
         self.publish(&text, true)?;
@@ -508,13 +514,24 @@ impl ReportSink {
 
     /// This run's reports directory, as the user names it.
     pub fn dir(&self) -> &Path {
-        &self.shown
+        match self.root.as_ref().and_then(|r| r.dirs.get()) {
+            Some((_, shown)) => shown,
+            None => &self.dir,
+        }
+    }
+
+    /// Where this run's files are written.
+    fn write_dir(&self) -> &Path {
+        match self.root.as_ref().and_then(|r| r.dirs.get()) {
+            Some((access, _)) => access,
+            None => &self.write_dir,
+        }
     }
 
     /// Makes `text` the reports directory's `junit.xml` if this run is the latest (with
     /// `claim`, makes it the latest first). Whether it was. A no-op for [`new`](Self::new).
     fn publish(&self, text: &str, claim: bool) -> io::Result<bool> {
-        let Some(root) = self.root.as_ref().filter(|r| !r.run.is_empty()) else {
+        let Some((root, run)) = self.root.as_ref().and_then(|r| Some((r, r.run.get()?))) else {
             return Ok(false);
         };
         let lock_file = fs::OpenOptions::new()
@@ -527,9 +544,9 @@ impl ReportSink {
         let latest = root.access.join(LATEST_LINK);
         if claim {
             let aside = root.access.join(format!(".{LATEST_LINK}.{}", unique()));
-            std::os::unix::fs::symlink(&root.run, &aside)?;
+            std::os::unix::fs::symlink(run, &aside)?;
             fs::rename(&aside, &latest)?;
-        } else if fs::read_link(&latest).ok().as_deref() != Some(Path::new(&root.run)) {
+        } else if fs::read_link(&latest).ok().as_deref() != Some(Path::new(run)) {
             return Ok(false);
         }
         write_atomically(&root.access, JUNIT_FILE, text)?;
@@ -539,7 +556,7 @@ impl ReportSink {
     /// Removes the directories of runs beyond the newest [`KEEP_RUNS`] that are more than
     /// [`KEEP_RUNS_AGE`] old (a run in progress is younger, and is never this old's).
     fn prune_old_runs(&self) -> io::Result<()> {
-        let Some(root) = self.root.as_ref().filter(|r| !r.run.is_empty()) else {
+        let Some((root, run)) = self.root.as_ref().and_then(|r| Some((r, r.run.get()?))) else {
             return Ok(());
         };
         let runs = root.access.join(RUNS_DIR);
@@ -557,7 +574,7 @@ impl ReportSink {
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok());
-            if age.is_some_and(|a| a > KEEP_RUNS_AGE) && !root.run.ends_with(name.as_str()) {
+            if age.is_some_and(|a| a > KEEP_RUNS_AGE) && !run.ends_with(name.as_str()) {
                 fs::remove_dir_all(&path)?;
             }
         }
@@ -659,6 +676,7 @@ impl ReportSink {
         let mut records = self.interrupted_records(signal);
         records.sort_by(|a, b| a.name.cmp(&b.name));
         let text = junit_xml_of(suite, &records, &RunEnd::Interrupted(signal.to_string()));
+        self.begin()?;
         let path = self.write_junit(&text)?;
         self.publish(&text, false)?;
         Ok(path)
@@ -677,9 +695,9 @@ impl ReportSink {
     /// returns that directory. The caller asks [`wants_artifacts`](Self::wants_artifacts)
     /// first; this writes whatever it is given.
     pub fn flow_artifacts(&self, trial: &str, a: &FlowArtifacts) -> io::Result<PathBuf> {
-        write_flow_artifacts(&self.dir.join(FLOWS_DIR), trial, a)?;
+        write_flow_artifacts(&self.write_dir().join(FLOWS_DIR), trial, a)?;
         lock(&self.written).insert(artifact_dir_name(trial));
-        Ok(self.shown.join(FLOWS_DIR).join(artifact_dir_name(trial)))
+        Ok(self.dir().join(FLOWS_DIR).join(artifact_dir_name(trial)))
     }
 
     /// Writes the run's `junit.xml` with every record so far, sorted by trial name (trials end
@@ -694,6 +712,8 @@ impl ReportSink {
         let text = junit_xml(suite, &records);
         let path = self.write_junit(&text)?;
         if self.root.is_some() {
+            // A run that never began (nothing ran) begins and ends here.
+            self.begin()?;
             self.publish(&text, false)?;
             self.prune_old_runs()?;
         } else {
@@ -705,13 +725,13 @@ impl ReportSink {
     /// The run's `junit.xml`, written aside and renamed, so a reader never sees half a report;
     /// its path as the user names it.
     fn write_junit(&self, text: &str) -> io::Result<PathBuf> {
-        fs::create_dir_all(&self.dir)?;
-        write_atomically(&self.dir, JUNIT_FILE, text)?;
-        Ok(self.shown.join(JUNIT_FILE))
+        fs::create_dir_all(self.write_dir())?;
+        write_atomically(self.write_dir(), JUNIT_FILE, text)?;
+        Ok(self.dir().join(JUNIT_FILE))
     }
 
     fn prune_stale_artifacts(&self) -> io::Result<()> {
-        let flows = self.dir.join(FLOWS_DIR);
+        let flows = self.write_dir().join(FLOWS_DIR);
         let entries = match fs::read_dir(&flows) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -743,7 +763,9 @@ struct RunRoot {
     /// The same as the user names it (absolute).
     shown: PathBuf,
     /// The run's directory relative to it: `runs/<id>` (empty before [`ReportSink::begin`]).
-    run: String,
+    run: std::sync::OnceLock<String>,
+    /// The run's directory once begun: as written to, as the user names it.
+    dirs: std::sync::OnceLock<(PathBuf, PathBuf)>,
 }
 
 /// `dir/name` replaced by `text` at once: written aside and renamed.
@@ -1239,5 +1261,95 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 2, "junit.xml and flows/: {leftovers:?}");
+    }
+
+    #[test]
+    fn utc_stamps_sort_as_time_does() {
+        let at = |secs: u64, ms: u64| {
+            utc_stamp(std::time::UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms))
+        };
+        assert_eq!(at(0, 0), "19700101T000000.000Z");
+        assert_eq!(at(951_782_400, 5), "20000229T000000.005Z");
+        assert_eq!(at(1_796_304_900, 123), "20261203T133500.123Z");
+        assert!(at(1_796_304_900, 123) < at(1_796_304_901, 0));
+    }
+
+    #[test]
+    fn an_interrupted_run_reports_what_ran_what_was_running_and_what_did_not() {
+        let sink = ReportSink::new("unused", ArtifactPolicy::None);
+        for name in ["c::a", "c::b", "c::c"] {
+            sink.expect(name, "cases/c.yaml");
+        }
+        sink.start("c::a");
+        sink.record(record("c::a", 4, TrialOutcome::Passed));
+        sink.start("c::b");
+        assert_eq!(sink.running(), ["c::b"]);
+        let mut records = sink.interrupted_records("SIGTERM");
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        let text = junit_xml_of("podpath", &records, &RunEnd::Interrupted("SIGTERM".into()));
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let root = doc.root_element();
+        assert_eq!(root.attribute("tests"), Some("4"), "{text}");
+        assert_eq!(root.attribute("errors"), Some("2"), "{text}");
+        assert_eq!(root.attribute("skipped"), Some("1"), "{text}");
+        let outcome = |name: &str| {
+            let tc = doc
+                .descendants()
+                .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+                .unwrap();
+            tc.first_element_child()
+                .map(|c| c.tag_name().name().to_string())
+        };
+        assert_eq!(outcome("a"), None);
+        assert_eq!(outcome("b").as_deref(), Some("error"));
+        assert_eq!(outcome("c").as_deref(), Some("skipped"));
+        assert_eq!(outcome(INTERRUPTED).as_deref(), Some("error"));
+        let interrupted = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .all(|p| p.attribute("value") == Some("SIGTERM"));
+        assert!(interrupted, "{text}");
+    }
+
+    #[test]
+    fn runs_into_one_directory_keep_their_own_and_the_latest_is_published() {
+        let tmp = TempDir::new("runs");
+        let reports = tmp.0.join("reports");
+        let first = ReportSink::open(&reports, ArtifactPolicy::All).unwrap();
+        first.begin().unwrap();
+        // Until it finishes, its report says so, and it is the latest.
+        let unfinished = fs::read_to_string(reports.join("junit.xml")).unwrap();
+        assert!(unfinished.contains("value=\"unfinished\""), "{unfinished}");
+        let flow = first
+            .flow_artifacts("same-node::tcp", &artifacts())
+            .unwrap();
+        assert!(flow.starts_with(fs::canonicalize(&reports).unwrap().join(RUNS_DIR)));
+        let second = ReportSink::open(&reports, ArtifactPolicy::All).unwrap();
+        second.begin().unwrap();
+        assert_ne!(first.dir(), second.dir());
+        second.record(record("same-node::udp", 1, TrialOutcome::Passed));
+        let second_junit = second.finish("podpath").unwrap();
+        // The first run finishes after the second started: its own report and artifacts are
+        // whole, and the top-level report stays the latest run's.
+        first.record(record(
+            "same-node::tcp",
+            1,
+            TrialOutcome::Failed("x".into()),
+        ));
+        let first_junit = first.finish("podpath").unwrap();
+        assert!(flow.join("journey.md").is_file());
+        assert!(
+            fs::read_to_string(&first_junit)
+                .unwrap()
+                .contains("failures=\"1\"")
+        );
+        assert_eq!(
+            fs::read_to_string(reports.join("junit.xml")).unwrap(),
+            fs::read_to_string(&second_junit).unwrap()
+        );
+        assert_eq!(
+            fs::canonicalize(reports.join(LATEST_LINK)).unwrap(),
+            second.dir()
+        );
     }
 }

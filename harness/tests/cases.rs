@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| workspace().join("reports"));
     // The cases are read and the reports directory opened before the sandbox covers /run and
     // /etc with its own: paths are the host's. `--list` writes nothing.
-    let mut sink = if args.list {
+    let sink = if args.list {
         ReportSink::new(reports, artifacts)
     } else {
         ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
@@ -66,14 +66,6 @@ fn main() -> ExitCode {
     };
     // Before any thread exists: move into the private sandbox.
     let sandbox = netns_runtime::sandbox::enter();
-    if !args.list
-        && let Err(e) = sink.begin()
-    {
-        eprintln!(
-            "podpath: warning: no report in {}: {e}",
-            sink.dir().display()
-        );
-    }
     let recorder = Recorder {
         args: &args,
         sink: Arc::new(sink),
@@ -189,6 +181,15 @@ fn main() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // A filter that matches nothing here (`cargo test some_unit_test`) writes no report, as
+    // `--list` does not; a run that will run something is the latest from now on.
+    let reporting = !args.list && trials.iter().any(|t| !args.is_filtered_out(t));
+    if reporting && let Err(e) = recorder.sink.begin() {
+        eprintln!(
+            "podpath: warning: no report in {}: {e}",
+            recorder.sink.dir().display()
+        );
+    }
     let conclusion = libtest_mimic::run(&args, trials);
     let ran = conclusion.num_passed + conclusion.num_failed + conclusion.num_ignored;
     if !args.list && ran == 0 {
@@ -199,7 +200,7 @@ fn main() -> ExitCode {
             root.display()
         );
     }
-    if !args.list {
+    if reporting {
         match recorder.sink.finish("podpath") {
             Ok(path) => eprintln!("podpath: JUnit report in {}", path.display()),
             Err(e) => eprintln!(

@@ -616,13 +616,19 @@ fn wait_stopped(mut child: std::process::Child) -> (Option<i32>, String) {
 }
 
 /// Sends `sig` to `child` once its `sleep` runs: the signal came in the middle of a trial.
-/// `false` when the trial never started (no sandbox here).
-fn signal_during_sleep(child: &std::process::Child, marker: &str, sig: Signal) -> bool {
+/// `None` when the trial never started (no sandbox here).
+fn signal_during_sleep(
+    mut child: std::process::Child,
+    marker: &str,
+    sig: Signal,
+) -> Option<std::process::Child> {
     if !wait_for_process(marker, "sleep") {
-        return false;
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-    true
+    Some(child)
 }
 
 use nix::sys::signal::Signal;
@@ -676,9 +682,9 @@ fn run_stops_on_sigint_and_sigterm_and_says_what_it_interrupted() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        if !signal_during_sleep(&child, &marker, sig) {
+        let Some(child) = signal_during_sleep(child, &marker, sig) else {
             return; // No sandbox here.
-        }
+        };
         let (status, stderr) = wait_stopped(child);
         assert_eq!(status, Some(code), "{sig}: {stderr}");
         let said = format!("podpath: interrupted by {sig} while running stopped::wait");
@@ -703,9 +709,9 @@ fn shell_stops_on_sigterm_and_sigint() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        if !signal_during_sleep(&child, &marker, sig) {
+        let Some(child) = signal_during_sleep(child, &marker, sig) else {
             return; // No sandbox here.
-        }
+        };
         let (status, stderr) = wait_stopped(child);
         assert_eq!(status, Some(code), "{sig}: {stderr}");
         assert!(
@@ -734,9 +740,9 @@ fn the_cases_target_stops_on_sigint_with_an_interrupted_report() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    if !signal_during_sleep(&child, &marker, Signal::SIGINT) {
+    let Some(child) = signal_during_sleep(child, &marker, Signal::SIGINT) else {
         return; // No sandbox here.
-    }
+    };
     let (status, stderr) = wait_stopped(child);
     assert_eq!(status, Some(130), "{stderr}");
     assert!(

@@ -1,7 +1,9 @@
-//! What a run leaves under `reports/`: JUnit XML for the whole run (`junit.xml`), and for a
-//! failing flow (every flow with `--artifacts all`) a directory `flows/<trial>/` with its pcapng,
-//! its journey in Markdown with a mermaid sequence diagram, the nodes' rule tables and conntrack
-//! entries. The layout is described for users in `docs/reports.md`.
+//! What a run leaves under `reports/`: a directory of its own, `runs/<UTC time>-<pid>/`, with
+//! JUnit XML for the whole run (`junit.xml`), and for a failing flow (every flow with
+//! `--artifacts all`) a directory `flows/<trial>/` with its pcapng, its journey in Markdown with
+//! a mermaid sequence diagram, the nodes' rule tables and conntrack entries; `latest` and a
+//! top-level `junit.xml` for the latest run. A run that has not finished, or was interrupted,
+//! says so in its report. The layout is described for users in `docs/reports.md`.
 //!
 //! [`junit_xml`] and [`artifact_dir_name`] are pure; [`ReportSink`] is the thin I/O edge the
 //! test target and the CLI share: trials [`record`](ReportSink::record) their outcome as they

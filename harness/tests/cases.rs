@@ -41,6 +41,16 @@ fn main() -> ExitCode {
     } else {
         root.parent().unwrap_or(Path::new(".")).join("snapshots")
     };
+    // The snapshots are the host's too (under /run or /etc the sandbox has its own): kept open
+    // and reached through the descriptor when they exist.
+    let snapshots_fd = std::fs::File::open(&snapshot_dir).ok();
+    let snapshot_dir = match &snapshots_fd {
+        Some(f) => PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(f)
+        )),
+        None => snapshot_dir,
+    };
     let artifacts = match ArtifactPolicy::from_env() {
         Ok(policy) => policy,
         Err(e) => {

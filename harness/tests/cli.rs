@@ -874,3 +874,37 @@ fn paths_under_run_are_the_hosts() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_cases_target_reads_a_suite_under_run_with_its_snapshots() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    let dir = PathBuf::from(format!("/run/podpath-cases-{}", std::process::id()));
+    if std::fs::create_dir_all(dir.join("snapshots")).is_err() {
+        return; // /run is not ours to write.
+    }
+    std::fs::copy(case("same-node.yaml"), dir.join("same-node.yaml")).unwrap();
+    let snap = "snapshots/same-node__node1.snap";
+    std::fs::copy(case(snap), dir.join(snap)).unwrap();
+    let reports = dir.join("reports");
+    let out = Command::new(&bin)
+        .env("CI", "true")
+        .env("PODPATH_CASES", &dir)
+        .env("PODPATH_REPORTS", &reports)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let junit = std::fs::read_to_string(reports.join("junit.xml"));
+    let _ = std::fs::remove_dir_all(&dir);
+    if stderr.contains("every trial is ignored") {
+        return; // No sandbox here.
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("same-node::snapshot::node1"), "{stdout}");
+    assert!(stdout.contains("5 passed"), "{stdout}");
+    let junit = junit.unwrap();
+    assert!(junit.contains("tests=\"5\" failures=\"0\""), "{junit}");
+}

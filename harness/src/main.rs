@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -12,7 +13,6 @@ use podpath::plan::Plan;
 use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
 use podpath::stack::Stack;
 use podpath::suite::{self, CaseRun};
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -109,12 +109,38 @@ fn main() -> ExitCode {
                 Ok(stack) => stack,
                 Err(code) => return code,
             };
+            // Paths the user gives are the host's: the cases are read and the reports
+            // directory opened before the sandbox covers /run and /etc with its own.
+            let paths = if paths.is_empty() {
+                vec![PathBuf::from("cases")]
+            } else {
+                paths
+            };
+            let cases = match suite::load(&paths) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("podpath: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let sink = ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
+                eprintln!(
+                    "podpath: warning: reports directory {}: {e}",
+                    reports.display()
+                );
+                ReportSink::new(reports.clone(), artifacts)
+            });
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            let sink = ReportSink::new(reports, artifacts);
+            if let Err(e) = sink.begin() {
+                eprintln!("podpath: warning: no report in {}: {e}", reports.display());
+            }
+            let sink = Arc::new(sink);
+            let on_signal = sink.clone();
+            interrupt_with(move |sig| on_signal.interrupted("podpath", sig.as_str()));
             eprintln!("podpath: {stack}");
-            let code = run(paths, filter, &sink, &stack);
+            let code = run(&paths, cases, filter, &sink, &stack);
             // The report is a by-product: failing to write it is said, but the exit code
             // stays the run's.
             match sink.finish(&format!("podpath on stack {}", stack.name)) {
@@ -136,10 +162,17 @@ fn main() -> ExitCode {
                 Ok(stack) => stack,
                 Err(code) => return code,
             };
+            // Read before the sandbox's private /run and /etc hide the host's.
+            let loaded = match load_with_mode(&case, proxy.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            trace(case, flow, proxy, stack)
+            let what = format!("podpath trace {}", case.display());
+            interrupt_with(move |sig| eprintln!("podpath: {what} interrupted by {sig}"));
+            trace(case, loaded, flow, stack)
         }
         Command::Shell {
             case,
@@ -151,10 +184,19 @@ fn main() -> ExitCode {
                 Ok(stack) => stack,
                 Err(code) => return code,
             };
+            // Read before the sandbox's private /run and /etc hide the host's.
+            let loaded = match load_with_mode(&case, proxy.as_deref()) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
             if let Err(code) = enter_sandbox() {
                 return code;
             }
-            shell(case, proxy, command, &stack)
+            let what = format!("podpath shell {}", case.display());
+            interrupt_with(move |sig| {
+                eprintln!("podpath: {what} interrupted by {sig}; taking its cluster down")
+            });
+            shell(case, loaded, command, &stack)
         }
     }
 }
@@ -179,6 +221,14 @@ fn enter_sandbox() -> Result<(), ExitCode> {
     })
 }
 
+/// On SIGINT, SIGTERM, SIGHUP or SIGQUIT: `then`, and exit 128 + the signal's number, which
+/// takes the sandbox and everything in it down (`netns_runtime::sandbox::on_interrupt`).
+fn interrupt_with(then: impl FnOnce(nix::sys::signal::Signal) + Send + 'static) {
+    if let Err(e) = netns_runtime::sandbox::on_interrupt(then) {
+        eprintln!("podpath: warning: signals will stop podpath without a word: {e}");
+    }
+}
+
 fn plan(case: PathBuf) -> ExitCode {
     match podpath::plan::load(&case) {
         Ok(plan) => {
@@ -193,25 +243,28 @@ fn plan(case: PathBuf) -> ExitCode {
 }
 
 fn run(
-    paths: Vec<PathBuf>,
+    paths: &[PathBuf],
+    cases: Vec<suite::LoadedCase>,
     filter: Option<String>,
     sink: &ReportSink,
     stack: &Arc<Stack>,
 ) -> ExitCode {
-    let paths = if paths.is_empty() {
-        vec![PathBuf::from("cases")]
-    } else {
-        paths
-    };
-    let cases = match suite::load(&paths) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("podpath: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let (mut passed, mut failed, mut ignored) = (0usize, 0usize, 0usize);
     let mut failures = Vec::new();
+    let (case_count, mut flow_count) = (cases.len(), 0usize);
+    // Every trial this run means to run, so that an interrupted run's report lists them.
+    for case in &cases {
+        if let Ok(plan) = &case.plan {
+            for kind in suite::runs_of(&case.id, plan, stack) {
+                for flow in &plan.flows {
+                    let name = kind.flow_name(flow);
+                    if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
+                        sink.expect(&name, &case.path.display().to_string());
+                    }
+                }
+            }
+        }
+    }
     for case in cases {
         let plan = match case.plan {
             Ok(p) => p,
@@ -229,6 +282,7 @@ fn run(
             }
         };
         for kind in suite::runs_of(&case.id, &plan, stack) {
+            flow_count += plan.flows.len();
             let selected: Vec<usize> = (0..plan.flows.len())
                 .filter(|&i| {
                     let name = kind.flow_name(&plan.flows[i]);
@@ -260,9 +314,13 @@ fn run(
                     outcome: TrialOutcome::Ignored(reason),
                 });
             }
+            if selected.is_empty() {
+                continue;
+            }
             let run = run.with_pending(selected.len());
             for i in selected {
                 let name = kind.flow_name(&run.plan.flows[i]);
+                sink.start(&name);
                 let start = Instant::now();
                 let options = suite::RunOptions {
                     observe: suite::observe_from_env(),
@@ -306,6 +364,18 @@ fn run(
         }
     }
     println!("\n{passed} passed, {failed} failed, {ignored} ignored");
+    if passed + failed == 0 {
+        // Nothing ran: that is not a suite that passed.
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let why = match (case_count, flow_count, &filter) {
+            (0, _, _) => format!("no case in {}", shown.join(", ")),
+            (_, 0, _) => format!("no case in {} has a flow", shown.join(", ")),
+            (_, _, Some(f)) => format!("no flow matches --filter {f:?}"),
+            _ => "no flow was selected".to_string(),
+        };
+        eprintln!("podpath: nothing ran: {why}");
+        return ExitCode::FAILURE;
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -313,11 +383,12 @@ fn run(
     }
 }
 
-fn shell(case: PathBuf, proxy: Option<String>, command: Vec<String>, stack: &Stack) -> ExitCode {
-    let (plan, mode) = match load_with_mode(&case, proxy.as_deref()) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
+fn shell(
+    case: PathBuf,
+    (plan, mode): (Plan, Option<ProxyMode>),
+    command: Vec<String>,
+    stack: &Stack,
+) -> ExitCode {
     let cluster = match Cluster::build_with(&plan.topology, "", &stack.drivers()) {
         Ok(c) => c,
         Err(e) => {
@@ -417,14 +488,10 @@ fn proxy_mode(plan: &Plan, proxy: Option<&str>) -> Result<Option<ProxyMode>, Exi
 
 fn trace(
     case: PathBuf,
+    (plan, mode): (Plan, Option<ProxyMode>),
     flow: Option<String>,
-    proxy: Option<String>,
     stack: Arc<Stack>,
 ) -> ExitCode {
-    let (plan, mode) = match load_with_mode(&case, proxy.as_deref()) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
-    };
     let selected: Vec<usize> = (0..plan.flows.len())
         .filter(|&i| flow.as_ref().is_none_or(|f| plan.flows[i].name == *f))
         .collect();

@@ -1,7 +1,9 @@
-//! What a run leaves under `reports/`: JUnit XML for the whole run (`junit.xml`), and for a
-//! failing flow (every flow with `--artifacts all`) a directory `flows/<trial>/` with its pcapng,
-//! its journey in Markdown with a mermaid sequence diagram, the nodes' rule tables and conntrack
-//! entries. The layout is described for users in `docs/reports.md`.
+//! What a run leaves under `reports/`: a directory of its own, `runs/<UTC time>-<pid>/`, with
+//! JUnit XML for the whole run (`junit.xml`), and for a failing flow (every flow with
+//! `--artifacts all`) a directory `flows/<trial>/` with its pcapng, its journey in Markdown with
+//! a mermaid sequence diagram, the nodes' rule tables and conntrack entries; `latest` and a
+//! top-level `junit.xml` for the latest run. A run that has not finished, or was interrupted,
+//! says so in its report. The layout is described for users in `docs/reports.md`.
 //!
 //! [`junit_xml`] and [`artifact_dir_name`] are pure; [`ReportSink`] is the thin I/O edge the
 //! test target and the CLI share: trials [`record`](ReportSink::record) their outcome as they
@@ -37,7 +39,23 @@ pub enum TrialOutcome {
     Failed(String),
     /// Not run, and why.
     Ignored(String),
+    /// Did not end: the run was interrupted while it ran (a JUnit `<error>`).
+    Error(String),
 }
+
+/// How a run ended, as its report says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every trial the run meant to run ended.
+    Finished,
+    /// Stopped by a signal (`SIGINT`, `SIGTERM`...) before it was over.
+    Interrupted(String),
+    /// Not over yet: what a run's report says until it is (and after, if it was killed).
+    Unfinished,
+}
+
+/// The name of the `<testsuite>` and `<testcase>` that say an interrupted run was interrupted.
+pub const INTERRUPTED: &str = "interrupted";
 
 /// Everything observed of one flow that goes into its artifact directory.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +84,55 @@ pub struct FlowArtifacts {
 /// line as `message` and its full text as content; an ignored trial is `<skipped>` with its
 /// reason. Times are in seconds with millisecond precision.
 pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
+    junit_xml_of(suite_name, records, &RunEnd::Finished)
+}
+
+/// [`junit_xml`] of a run that ended as `end`. An interrupted run's report says so, and never
+/// looks like a pass: every `<testsuite>` has the property `interrupted` (the signal), and a
+/// first `<testsuite name="interrupted">` holds one `<testcase name="interrupted">` with an
+/// `<error>` saying by what and how many trials did not end. `records` then holds the trials
+/// that were running as errors and those that never started as skipped.
+pub fn junit_xml_of(suite_name: &str, records: &[TrialRecord], end: &RunEnd) -> String {
+    let mut owned = Vec::new();
+    if *end == RunEnd::Unfinished {
+        owned.push(TrialRecord {
+            name: INTERRUPTED.into(),
+            file: String::new(),
+            duration: Duration::ZERO,
+            outcome: TrialOutcome::Error(
+                "the run has not finished: it is still running, or was killed before it could \
+                 write its report"
+                    .into(),
+            ),
+        });
+    }
+    if let RunEnd::Interrupted(signal) = end {
+        let unfinished = records
+            .iter()
+            .filter(|r| matches!(r.outcome, TrialOutcome::Error(_) | TrialOutcome::Ignored(_)))
+            .count();
+        owned.push(TrialRecord {
+            name: INTERRUPTED.into(),
+            file: String::new(),
+            duration: Duration::ZERO,
+            outcome: TrialOutcome::Error(format!(
+                "the run was interrupted by {signal}: {unfinished} of its {} trials did not end",
+                records.len()
+            )),
+        });
+    }
+    owned.extend(records.iter().cloned());
+    let records = &owned[..];
+    let property = match end {
+        RunEnd::Finished => String::new(),
+        RunEnd::Unfinished => format!(
+            "    <properties>\n      <property name=\"{INTERRUPTED}\" value=\"unfinished\"/>\n    </properties>\n"
+        ),
+        RunEnd::Interrupted(signal) => format!(
+            "    <properties>\n      <property name=\"{INTERRUPTED}\" value=\"{}\"/>\n    </properties>\n",
+            xml(signal)
+        ),
+    };
     let mut cases: Vec<(&str, Vec<&TrialRecord>)> = Vec::new();
     for record in records {
         let case = split_name(&record.name).0;
@@ -89,6 +156,7 @@ pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
             xml(case),
             counts(group)
         );
+        out.push_str(&property);
         for record in group {
             let (_, test) = split_name(&record.name);
             let _ = write!(
@@ -117,6 +185,15 @@ pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
                         xml(reason)
                     );
                 }
+                TrialOutcome::Error(text) => {
+                    let first = text.lines().next().unwrap_or("");
+                    let _ = writeln!(
+                        out,
+                        ">\n      <error message=\"{}\">{}</error>\n    </testcase>",
+                        xml(first),
+                        xml(text)
+                    );
+                }
             }
         }
         out.push_str("  </testsuite>\n");
@@ -140,9 +217,13 @@ fn counts(records: &[&TrialRecord]) -> String {
         .iter()
         .filter(|r| matches!(r.outcome, TrialOutcome::Ignored(_)))
         .count();
+    let errors = records
+        .iter()
+        .filter(|r| matches!(r.outcome, TrialOutcome::Error(_)))
+        .count();
     let time: Duration = records.iter().map(|r| r.duration).sum();
     format!(
-        "tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{}\"",
+        "tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{}\"",
         records.len(),
         seconds(time)
     )
@@ -315,40 +396,292 @@ impl ArtifactPolicy {
     }
 }
 
+/// The subdirectory of the reports directory that holds one directory per run.
+pub const RUNS_DIR: &str = "runs";
+
+/// The symbolic link in the reports directory to the run that started last.
+pub const LATEST_LINK: &str = "latest";
+
+/// How many runs' directories [`ReportSink::finish`] keeps at least; older ones go once they
+/// are more than [`KEEP_RUNS_AGE`] old.
+pub const KEEP_RUNS: usize = 10;
+const KEEP_RUNS_AGE: Duration = Duration::from_secs(3600);
+
 /// Where a run's reports go, and what it has recorded so far. Shared by every trial of a run
 /// (it is `Sync`); nothing is written before [`finish`](Self::finish) except artifact
-/// directories, which are written as flows end.
+/// directories, which are written as flows end (and, for a sink [`open`](Self::open)ed on a
+/// reports directory, a report saying the run has not finished).
 #[derive(Debug)]
 pub struct ReportSink {
+    /// Where this run's files are written (through the reports directory's descriptor when
+    /// [`open`](Self::open)ed).
+    write_dir: PathBuf,
+    /// The same directory as the user names it.
     dir: PathBuf,
+    /// The reports directory, when the run has a directory of its own in it.
+    root: Option<RunRoot>,
     artifacts: ArtifactPolicy,
     records: Mutex<Vec<TrialRecord>>,
+    /// The trials the run means to run, as (name, file), in the order announced.
+    expected: Mutex<Vec<(String, String)>>,
+    /// The trials that started and have not ended.
+    running: Mutex<BTreeSet<String>>,
     /// The artifact directories written by this run (names below `flows/`).
     written: Mutex<BTreeSet<String>>,
 }
 
 impl ReportSink {
+    /// A sink that writes `junit.xml` and `flows/` directly into `dir`, replacing what earlier
+    /// runs left there (for a directory of the caller's own; runs of the suite [`open`](Self::open)).
     pub fn new(dir: impl Into<PathBuf>, artifacts: ArtifactPolicy) -> ReportSink {
+        let dir = dir.into();
         ReportSink {
-            dir: dir.into(),
+            write_dir: dir.clone(),
+            dir,
+            root: None,
             artifacts,
             records: Mutex::new(Vec::new()),
+            expected: Mutex::new(Vec::new()),
+            running: Mutex::new(BTreeSet::new()),
             written: Mutex::new(BTreeSet::new()),
         }
     }
 
-    /// The reports directory.
+    /// A run's sink on the reports directory `dir`: once [`begin`](Self::begin) has been
+    /// called, the run has a directory of its own, `<dir>/runs/<UTC time>-<pid>/`, that no
+    /// other run writes to or removes, and is the latest run (`<dir>/latest` points at it).
+    /// Until [`finish`](Self::finish), its `junit.xml` (and `<dir>/junit.xml`, the latest
+    /// run's) say that the run has not finished, which is what stays if it is killed.
+    ///
+    /// Call it before entering the sandbox: `dir` is created and opened here, and everything
+    /// after goes through that descriptor, so `dir` means the host's directory even under the
+    /// sandbox's private `/run` and `/etc`.
+    pub fn open(dir: &Path, artifacts: ArtifactPolicy) -> io::Result<ReportSink> {
+        use std::os::fd::AsRawFd as _;
+        fs::create_dir_all(dir)?;
+        let shown_root = fs::canonicalize(dir)?;
+        let fd = std::os::fd::OwnedFd::from(fs::File::open(&shown_root)?);
+        let access = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        // The host's PID, for names no concurrent run uses (inside, every run is PID 1).
+        let _ = unique();
+        Ok(ReportSink {
+            write_dir: access.clone(),
+            dir: shown_root.clone(),
+            root: Some(RunRoot {
+                _fd: fd,
+                access,
+                shown: shown_root,
+                run: std::sync::OnceLock::new(),
+                dirs: std::sync::OnceLock::new(),
+            }),
+            ..ReportSink::new(PathBuf::new(), artifacts)
+        })
+    }
+
+    /// The run starts: its own directory is made, with a `junit.xml` that says it has not
+    /// finished, and it becomes the latest run. A no-op for [`new`](Self::new).
+    pub fn begin(&self) -> io::Result<()> {
+        let Some(root) = &self.root else {
+            return Ok(());
+        };
+        if root.run.get().is_some() {
+            return Ok(());
+        }
+        let runs = root.access.join(RUNS_DIR);
+        fs::create_dir_all(&runs)?;
+        let stamp = utc_stamp(std::time::SystemTime::now());
+        let pid = unique().split('.').next().unwrap_or_default().to_string();
+        let mut n = 0;
+        let id = loop {
+            let id = match n {
+                0 => format!("{stamp}-{pid}"),
+                n => format!("{stamp}-{pid}-{n}"),
+            };
+            match fs::create_dir(runs.join(&id)) {
+                Ok(()) => break id,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        let run = format!("{RUNS_DIR}/{id}");
+        let _ = root
+            .dirs
+            .set((root.access.join(&run), root.shown.join(&run)));
+        let _ = root.run.set(run);
+        let text = junit_xml_of("podpath", &[], &RunEnd::Unfinished);
+        self.write_junit(&text)?;
+        self.publish(&text, true)?;
+        Ok(())
+    }
+
+    /// This run's reports directory, as the user names it.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        match self.root.as_ref().and_then(|r| r.dirs.get()) {
+            Some((_, shown)) => shown,
+            None => &self.dir,
+        }
+    }
+
+    /// Where this run's files are written.
+    fn write_dir(&self) -> &Path {
+        match self.root.as_ref().and_then(|r| r.dirs.get()) {
+            Some((access, _)) => access,
+            None => &self.write_dir,
+        }
+    }
+
+    /// Makes `text` the reports directory's `junit.xml` if this run is the latest (with
+    /// `claim`, makes it the latest first). Whether it was. A no-op for [`new`](Self::new).
+    fn publish(&self, text: &str, claim: bool) -> io::Result<bool> {
+        let Some((root, run)) = self.root.as_ref().and_then(|r| Some((r, r.run.get()?))) else {
+            return Ok(false);
+        };
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.access.join(".lock"))?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io::Error::from(e))?;
+        let latest = root.access.join(LATEST_LINK);
+        if claim {
+            let aside = root.access.join(format!(".{LATEST_LINK}.{}", unique()));
+            std::os::unix::fs::symlink(run, &aside)?;
+            fs::rename(&aside, &latest)?;
+        } else if fs::read_link(&latest).ok().as_deref() != Some(Path::new(run)) {
+            return Ok(false);
+        }
+        write_atomically(&root.access, JUNIT_FILE, text)?;
+        Ok(true)
+    }
+
+    /// Removes the directories of runs beyond the newest [`KEEP_RUNS`] that are more than
+    /// [`KEEP_RUNS_AGE`] old (a run in progress is younger, and is never this old's).
+    fn prune_old_runs(&self) -> io::Result<()> {
+        let Some((root, run)) = self.root.as_ref().and_then(|r| Some((r, r.run.get()?))) else {
+            return Ok(());
+        };
+        let runs = root.access.join(RUNS_DIR);
+        let mut names: Vec<String> = fs::read_dir(&runs)?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() > 16 && n.as_bytes()[8] == b'T')
+            .collect();
+        names.sort();
+        let old = names.len().saturating_sub(KEEP_RUNS);
+        for name in &names[..old] {
+            let path = runs.join(name);
+            let age = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|a| a > KEEP_RUNS_AGE) && !run.ends_with(name.as_str()) {
+                fs::remove_dir_all(&path)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn artifacts(&self) -> ArtifactPolicy {
         self.artifacts
     }
 
-    /// Adds one trial's outcome to the report.
+    /// Adds one trial's outcome to the report (it is no longer running).
     pub fn record(&self, rec: TrialRecord) {
-        lock(&self.records).push(rec);
+        let mut records = lock(&self.records);
+        lock(&self.running).remove(&rec.name);
+        records.push(rec);
+    }
+
+    /// Announces a trial the run means to run, so that a report of an interrupted run lists it
+    /// as not run if it never ends.
+    pub fn expect(&self, name: &str, file: &str) {
+        lock(&self.expected).push((name.to_string(), file.to_string()));
+    }
+
+    /// A trial starts: until it is [recorded](Self::record), it is running.
+    pub fn start(&self, name: &str) {
+        lock(&self.running).insert(name.to_string());
+    }
+
+    /// The trials running now, by name.
+    pub fn running(&self) -> Vec<String> {
+        lock(&self.running).iter().cloned().collect()
+    }
+
+    /// The records of a run interrupted by `signal` now: those of the trials that ended, the
+    /// running ones as errors, the announced ones that never started as skipped.
+    fn interrupted_records(&self, signal: &str) -> Vec<TrialRecord> {
+        let records = lock(&self.records);
+        let running = lock(&self.running);
+        let mut out = records.clone();
+        let ended: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        let mut seen = BTreeSet::new();
+        for (name, file) in lock(&self.expected).iter() {
+            if ended.contains(name.as_str()) || !seen.insert(name.clone()) {
+                continue;
+            }
+            let outcome = if running.contains(name) {
+                TrialOutcome::Error(format!("interrupted by {signal} while this trial ran"))
+            } else {
+                TrialOutcome::Ignored(format!("not run: the run was interrupted by {signal}"))
+            };
+            out.push(TrialRecord {
+                name: name.clone(),
+                file: file.clone(),
+                duration: Duration::ZERO,
+                outcome,
+            });
+        }
+        for name in running.iter() {
+            if !seen.contains(name) && !ended.contains(name.as_str()) {
+                out.push(TrialRecord {
+                    name: name.clone(),
+                    file: String::new(),
+                    duration: Duration::ZERO,
+                    outcome: TrialOutcome::Error(format!(
+                        "interrupted by {signal} while this trial ran"
+                    )),
+                });
+            }
+        }
+        out
+    }
+
+    /// What a run does when `signal` interrupts it: says on stderr which trials were running,
+    /// writes the interrupted report ([`finish_interrupted`](Self::finish_interrupted)) and
+    /// says where it is.
+    pub fn interrupted(&self, suite: &str, signal: &str) {
+        let running = self.running();
+        let what = if running.is_empty() {
+            "between trials".to_string()
+        } else {
+            format!("while running {}", running.join(", "))
+        };
+        eprintln!("podpath: interrupted by {signal} {what}; taking everything down");
+        match self.finish_interrupted(suite, signal) {
+            Ok(path) => eprintln!(
+                "podpath: JUnit report (interrupted run) in {}",
+                path.display()
+            ),
+            Err(e) => eprintln!(
+                "podpath: warning: no JUnit report in {}: {e}",
+                self.dir().display()
+            ),
+        }
+    }
+
+    /// Writes the report of a run interrupted by `signal` (see [`junit_xml_of`]) and returns
+    /// its path. The artifact directories of earlier runs are left alone.
+    pub fn finish_interrupted(&self, suite: &str, signal: &str) -> io::Result<PathBuf> {
+        let mut records = self.interrupted_records(signal);
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        let text = junit_xml_of(suite, &records, &RunEnd::Interrupted(signal.to_string()));
+        self.begin()?;
+        let path = self.write_junit(&text)?;
+        self.publish(&text, false)?;
+        Ok(path)
     }
 
     /// Whether a flow that `failed` (or not) should get an artifact directory.
@@ -364,30 +697,43 @@ impl ReportSink {
     /// returns that directory. The caller asks [`wants_artifacts`](Self::wants_artifacts)
     /// first; this writes whatever it is given.
     pub fn flow_artifacts(&self, trial: &str, a: &FlowArtifacts) -> io::Result<PathBuf> {
-        let path = write_flow_artifacts(&self.dir.join(FLOWS_DIR), trial, a)?;
+        write_flow_artifacts(&self.write_dir().join(FLOWS_DIR), trial, a)?;
         lock(&self.written).insert(artifact_dir_name(trial));
-        Ok(path)
+        Ok(self.dir().join(FLOWS_DIR).join(artifact_dir_name(trial)))
     }
 
-    /// Writes `<dir>/junit.xml` with every record so far, sorted by trial name (trials end in
-    /// any order when they run in parallel), and returns its path. Then removes the artifact
-    /// directories of earlier runs that this run did not write (a flow that failed then and
-    /// passes now), so that the reports directory describes this run only.
+    /// Writes the run's `junit.xml` with every record so far, sorted by trial name (trials end
+    /// in any order when they run in parallel), and returns its path. For an
+    /// [`open`](Self::open)ed sink, the reports directory's `junit.xml` becomes a copy of it if
+    /// this run is still the latest, and the directories of old runs are pruned; for a
+    /// [`new`](Self::new) one, the artifact directories of earlier runs that this run did not
+    /// write (a flow that failed then and passes now) are removed.
     pub fn finish(&self, suite: &str) -> io::Result<PathBuf> {
         let mut records = lock(&self.records).clone();
         records.sort_by(|a, b| a.name.cmp(&b.name));
-        fs::create_dir_all(&self.dir)?;
-        let path = self.dir.join(JUNIT_FILE);
-        // Written aside and renamed, so a reader never sees half a report.
-        let partial = self.dir.join(format!(".{}.partial", JUNIT_FILE));
-        fs::write(&partial, junit_xml(suite, &records))?;
-        fs::rename(&partial, &path)?;
-        self.prune_stale_artifacts()?;
+        let text = junit_xml(suite, &records);
+        let path = self.write_junit(&text)?;
+        if self.root.is_some() {
+            // A run that never began (nothing ran) begins and ends here.
+            self.begin()?;
+            self.publish(&text, false)?;
+            self.prune_old_runs()?;
+        } else {
+            self.prune_stale_artifacts()?;
+        }
         Ok(path)
     }
 
+    /// The run's `junit.xml`, written aside and renamed, so a reader never sees half a report;
+    /// its path as the user names it.
+    fn write_junit(&self, text: &str) -> io::Result<PathBuf> {
+        fs::create_dir_all(self.write_dir())?;
+        write_atomically(self.write_dir(), JUNIT_FILE, text)?;
+        Ok(self.dir().join(JUNIT_FILE))
+    }
+
     fn prune_stale_artifacts(&self) -> io::Result<()> {
-        let flows = self.dir.join(FLOWS_DIR);
+        let flows = self.write_dir().join(FLOWS_DIR);
         let entries = match fs::read_dir(&flows) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -406,6 +752,65 @@ impl ReportSink {
         }
         Ok(())
     }
+}
+
+/// The reports directory of a run that has a directory of its own in it.
+#[derive(Debug)]
+struct RunRoot {
+    /// Keeps `access` valid.
+    _fd: std::os::fd::OwnedFd,
+    /// The reports directory through its descriptor (`/proc/self/fd/<n>`): the host's, even
+    /// inside the sandbox's private mounts.
+    access: PathBuf,
+    /// The same as the user names it (absolute).
+    shown: PathBuf,
+    /// The run's directory relative to it: `runs/<id>` (empty before [`ReportSink::begin`]).
+    run: std::sync::OnceLock<String>,
+    /// The run's directory once begun: as written to, as the user names it.
+    dirs: std::sync::OnceLock<(PathBuf, PathBuf)>,
+}
+
+/// `dir/name` replaced by `text` at once: written aside and renamed.
+fn write_atomically(dir: &Path, name: &str, text: &str) -> io::Result<()> {
+    let partial = dir.join(format!(".{name}.{}.partial", unique()));
+    fs::write(&partial, text)?;
+    fs::rename(&partial, dir.join(name))
+}
+
+/// A name part no other writer uses at the same time: the host PID (taken before the sandbox,
+/// where every run is PID 1, would hide it) and the time in nanoseconds.
+fn unique() -> String {
+    static HOST_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = HOST_PID.get_or_init(std::process::id);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{pid}.{nanos}")
+}
+
+/// `t` as `YYYYMMDDTHHMMSS.mmmZ` (UTC), which sorts as time does.
+pub fn utc_stamp(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
 }
 
 /// A poisoned lock only means a trial panicked while holding it; the data is still whole.
@@ -858,5 +1263,95 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 2, "junit.xml and flows/: {leftovers:?}");
+    }
+
+    #[test]
+    fn utc_stamps_sort_as_time_does() {
+        let at = |secs: u64, ms: u64| {
+            utc_stamp(std::time::UNIX_EPOCH + Duration::from_millis(secs * 1000 + ms))
+        };
+        assert_eq!(at(0, 0), "19700101T000000.000Z");
+        assert_eq!(at(951_782_400, 5), "20000229T000000.005Z");
+        assert_eq!(at(1_796_304_900, 123), "20261203T133500.123Z");
+        assert!(at(1_796_304_900, 123) < at(1_796_304_901, 0));
+    }
+
+    #[test]
+    fn an_interrupted_run_reports_what_ran_what_was_running_and_what_did_not() {
+        let sink = ReportSink::new("unused", ArtifactPolicy::None);
+        for name in ["c::a", "c::b", "c::c"] {
+            sink.expect(name, "cases/c.yaml");
+        }
+        sink.start("c::a");
+        sink.record(record("c::a", 4, TrialOutcome::Passed));
+        sink.start("c::b");
+        assert_eq!(sink.running(), ["c::b"]);
+        let mut records = sink.interrupted_records("SIGTERM");
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        let text = junit_xml_of("podpath", &records, &RunEnd::Interrupted("SIGTERM".into()));
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        let root = doc.root_element();
+        assert_eq!(root.attribute("tests"), Some("4"), "{text}");
+        assert_eq!(root.attribute("errors"), Some("2"), "{text}");
+        assert_eq!(root.attribute("skipped"), Some("1"), "{text}");
+        let outcome = |name: &str| {
+            let tc = doc
+                .descendants()
+                .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+                .unwrap();
+            tc.first_element_child()
+                .map(|c| c.tag_name().name().to_string())
+        };
+        assert_eq!(outcome("a"), None);
+        assert_eq!(outcome("b").as_deref(), Some("error"));
+        assert_eq!(outcome("c").as_deref(), Some("skipped"));
+        assert_eq!(outcome(INTERRUPTED).as_deref(), Some("error"));
+        let interrupted = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("property"))
+            .all(|p| p.attribute("value") == Some("SIGTERM"));
+        assert!(interrupted, "{text}");
+    }
+
+    #[test]
+    fn runs_into_one_directory_keep_their_own_and_the_latest_is_published() {
+        let tmp = TempDir::new("runs");
+        let reports = tmp.0.join("reports");
+        let first = ReportSink::open(&reports, ArtifactPolicy::All).unwrap();
+        first.begin().unwrap();
+        // Until it finishes, its report says so, and it is the latest.
+        let unfinished = fs::read_to_string(reports.join("junit.xml")).unwrap();
+        assert!(unfinished.contains("value=\"unfinished\""), "{unfinished}");
+        let flow = first
+            .flow_artifacts("same-node::tcp", &artifacts())
+            .unwrap();
+        assert!(flow.starts_with(fs::canonicalize(&reports).unwrap().join(RUNS_DIR)));
+        let second = ReportSink::open(&reports, ArtifactPolicy::All).unwrap();
+        second.begin().unwrap();
+        assert_ne!(first.dir(), second.dir());
+        second.record(record("same-node::udp", 1, TrialOutcome::Passed));
+        let second_junit = second.finish("podpath").unwrap();
+        // The first run finishes after the second started: its own report and artifacts are
+        // whole, and the top-level report stays the latest run's.
+        first.record(record(
+            "same-node::tcp",
+            1,
+            TrialOutcome::Failed("x".into()),
+        ));
+        let first_junit = first.finish("podpath").unwrap();
+        assert!(flow.join("journey.md").is_file());
+        assert!(
+            fs::read_to_string(&first_junit)
+                .unwrap()
+                .contains("failures=\"1\"")
+        );
+        assert_eq!(
+            fs::read_to_string(reports.join("junit.xml")).unwrap(),
+            fs::read_to_string(&second_junit).unwrap()
+        );
+        assert_eq!(
+            fs::canonicalize(reports.join(LATEST_LINK)).unwrap(),
+            second.dir()
+        );
     }
 }

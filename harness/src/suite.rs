@@ -29,10 +29,14 @@ pub struct LoadedCase {
     pub plan: Result<Plan, CaseError>,
 }
 
-/// Loads every case under each of `paths` (a directory, searched recursively, or a file).
+/// Loads every case under each of `paths` (a directory, searched recursively, or a file). A
+/// path that does not exist is an error (a usage error, not a failing case).
 pub fn load(paths: &[PathBuf]) -> io::Result<Vec<LoadedCase>> {
     let mut cases = Vec::new();
     for root in paths {
+        if let Err(e) = std::fs::metadata(root) {
+            return Err(io::Error::new(e.kind(), format!("{}: {e}", root.display())));
+        }
         let files = if root.is_dir() {
             plan::discover(root)?
         } else {

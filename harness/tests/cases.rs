@@ -25,8 +25,6 @@ use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
 use podpath::suite::{self, CaseRun};
 
 fn main() -> ExitCode {
-    // First, before any thread exists: move into the private sandbox.
-    let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
     let root = std::env::var_os("PODPATH_CASES")
         .map(PathBuf::from)
@@ -43,6 +41,16 @@ fn main() -> ExitCode {
     } else {
         root.parent().unwrap_or(Path::new(".")).join("snapshots")
     };
+    // The snapshots are the host's too (under /run or /etc the sandbox has its own): kept open
+    // and reached through the descriptor when they exist.
+    let snapshots_fd = std::fs::File::open(&snapshot_dir).ok();
+    let snapshot_dir = match &snapshots_fd {
+        Some(f) => PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(f)
+        )),
+        None => snapshot_dir,
+    };
     let artifacts = match ArtifactPolicy::from_env() {
         Ok(policy) => policy,
         Err(e) => {
@@ -53,10 +61,20 @@ fn main() -> ExitCode {
     let reports = std::env::var_os("PODPATH_REPORTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("reports"));
-    let recorder = Recorder {
-        args: &args,
-        sink: Arc::new(ReportSink::new(reports, artifacts)),
+    // The cases are read and the reports directory opened before the sandbox covers /run and
+    // /etc with its own: paths are the host's. `--list` writes nothing.
+    let sink = if args.list {
+        ReportSink::new(reports, artifacts)
+    } else {
+        ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
+            eprintln!(
+                "podpath: warning: reports directory {}: {e}",
+                reports.display()
+            );
+            ReportSink::new(reports.clone(), artifacts)
+        })
     };
+    // The stack file too is read before the sandbox, so its path is the host's.
     let stack = match podpath::stack::Stack::from_env() {
         Ok(stack) => Arc::new(stack),
         Err(e) => {
@@ -64,8 +82,20 @@ fn main() -> ExitCode {
             std::process::exit(2);
         }
     };
+    // Before any thread exists: move into the private sandbox.
+    let sandbox = netns_runtime::sandbox::enter();
+    let recorder = Recorder {
+        args: &args,
+        sink: Arc::new(sink),
+    };
     if !args.list {
         eprintln!("podpath: {stack}");
+        let sink = recorder.sink.clone();
+        if let Err(e) = netns_runtime::sandbox::on_interrupt(move |sig| {
+            sink.interrupted("podpath", sig.as_str())
+        }) {
+            eprintln!("podpath: warning: signals will stop the suite without a report: {e}");
+        }
     }
     let unavailable = sandbox.err().map(|e| e.to_string());
     if let Some(reason) = &unavailable {
@@ -73,12 +103,16 @@ fn main() -> ExitCode {
     }
 
     let mut trials = Vec::new();
+    let case_count = cases.len();
+    // The suite's own trials: flows and invalid cases (snapshots only check what flows build).
+    let mut suite_trials = 0usize;
     for case in cases {
         let plan = match case.plan {
             Ok(plan) => plan,
             Err(e) => {
                 // An invalid case is a failing trial that says where and why; nothing is built.
                 let message = e.to_string();
+                suite_trials += 1;
                 trials
                     .push(recorder.trial(case.id, &case.path, move || Err(Failed::from(message))));
                 continue;
@@ -86,6 +120,7 @@ fn main() -> ExitCode {
         };
         for kind in suite::runs_of(&case.id, &plan, &stack) {
             let flows: Vec<String> = plan.flows.iter().map(|f| kind.flow_name(f)).collect();
+            suite_trials += flows.len();
             let nodes: Vec<String> = plan.topology.nodes.iter().map(|n| n.name.clone()).collect();
             let snapshots: Vec<String> = nodes
                 .iter()
@@ -177,8 +212,39 @@ fn main() -> ExitCode {
             }
         }
     }
+    if std::env::var_os("PODPATH_CASES").is_some() && suite_trials == 0 {
+        // Pointed at a suite that has nothing to run: that is not a suite that passed.
+        let what = if case_count == 0 {
+            "no case"
+        } else {
+            "no flow"
+        };
+        eprintln!(
+            "podpath: nothing to run: PODPATH_CASES={} has {what}",
+            root.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    // A filter that matches nothing here (`cargo test some_unit_test`) writes no report, as
+    // `--list` does not; a run that will run something is the latest from now on.
+    let reporting = !args.list && trials.iter().any(|t| !args.is_filtered_out(t));
+    if reporting && let Err(e) = recorder.sink.begin() {
+        eprintln!(
+            "podpath: warning: no report in {}: {e}",
+            recorder.sink.dir().display()
+        );
+    }
     let conclusion = libtest_mimic::run(&args, trials);
-    if !args.list {
+    let ran = conclusion.num_passed + conclusion.num_failed + conclusion.num_ignored;
+    if !args.list && ran == 0 {
+        // libtest's convention (`cargo test somefilter` across every test binary): a filter
+        // that matches nothing here is exit 0, but said.
+        eprintln!(
+            "podpath: no trial of {} matches the filter: nothing ran",
+            root.display()
+        );
+    }
+    if reporting {
         match recorder
             .sink
             .finish(&format!("podpath on stack {}", stack.name))
@@ -217,7 +283,12 @@ impl Recorder<'_> {
         let sink = self.sink.clone();
         let file = report_path(file);
         let record_name = name.clone();
+        let probe = Trial::test(name.clone(), || Ok(()));
+        if !self.args.list && !self.args.is_filtered_out(&probe) && !self.args.is_ignored(&probe) {
+            self.sink.expect(&name, &file);
+        }
         Trial::test(name, move || {
+            sink.start(&record_name);
             let start = Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
                 .unwrap_or_else(|panic| Err(Failed::from(panic_message(panic.as_ref()))));

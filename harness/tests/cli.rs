@@ -35,6 +35,7 @@ fn temp_case(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("podpath-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -121,10 +122,21 @@ fn run_writes_a_junit_report_naming_every_flow() {
         return; // No sandbox here: nothing ran, nothing to report.
     }
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    let junit = reports.join("junit.xml");
+    // The run's own report, in its own directory, which `latest` points at; `junit.xml` at the
+    // top is a copy of the latest run's.
+    let latest = std::fs::read_link(reports.join("latest")).unwrap();
+    let junit = reports
+        .canonicalize()
+        .unwrap()
+        .join(&latest)
+        .join("junit.xml");
     let said = format!("podpath: JUnit report in {}", junit.display());
     assert!(stderr.contains(&said), "expected {said:?} in: {stderr}");
     let text = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(reports.join("junit.xml")).unwrap(),
+        text
+    );
     let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
     let suite = doc
         .descendants()
@@ -237,21 +249,41 @@ fn processes_with(marker: &str) -> Vec<String> {
 
 #[test]
 fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
+    shell_killed_with_sigkill(None);
+}
+
+/// `PODPATH_SANDBOX` used to tell podpath it was already sandboxed, whatever its value: it
+/// then built in the host's namespaces. The environment proves nothing now.
+#[test]
+fn podpath_sandbox_in_the_environment_does_not_skip_the_sandbox() {
+    shell_killed_with_sigkill(Some(""));
+    shell_killed_with_sigkill(Some("root"));
+}
+
+/// `podpath shell` of a three-node case, then SIGKILL: the host's network is as before while
+/// the cluster is up and after, and no process of the sandbox survives.
+fn shell_killed_with_sigkill(sandbox_env: Option<&str>) {
     let before = host_state();
-    let marker = format!("sigkill-{}", std::process::id());
-    let mut child = podpath()
-        .arg("shell")
+    let marker = format!("sigkill-{}-{sandbox_env:?}", std::process::id());
+    let mut cmd = podpath();
+    cmd.arg("shell")
         .arg(case("three-nodes.yaml"))
-        .args(["--", "sh", "-c", "ip netns list | wc -l; exec sleep 60"])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "ip netns list | wc -l; echo \"${PODPATH_SANDBOX-unset}\"; exec sleep 60",
+        ])
         .env("PODPATH_TEST_MARKER", &marker)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if let Some(value) = sandbox_env {
+        cmd.env("PODPATH_SANDBOX", value);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    stdout.read_line(&mut line).unwrap();
     if line.trim().is_empty() {
         let status = child.wait().unwrap();
         let mut err = String::new();
@@ -261,7 +293,21 @@ fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
     }
     // underlay + 3 nodes + 3 pods are up inside the sandbox.
     assert_eq!(line.trim(), "7", "namespaces inside the sandbox");
+    let mut exported = String::new();
+    stdout.read_line(&mut exported).unwrap();
+    let want = sandbox_env.unwrap_or("unset");
+    assert_eq!(
+        exported.trim(),
+        want,
+        "the shell's PODPATH_SANDBOX is the caller's"
+    );
     assert!(!processes_with(&marker).is_empty());
+    assert_eq!(host_state(), before, "the cluster is not on the host");
+    kill_and_check(child, &marker, &before);
+}
+
+/// SIGKILL to `child` (podpath): every process of its sandbox goes, and the host is `before`.
+fn kill_and_check(mut child: std::process::Child, marker: &str, before: &str) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -269,15 +315,69 @@ fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
     .unwrap();
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_with(&marker).is_empty() && Instant::now() < deadline {
+    while !processes_with(marker).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        processes_with(&marker),
+        processes_with(marker),
         Vec::<String>::new(),
         "every process of the sandbox dies with podpath"
     );
     assert_eq!(host_state(), before);
+}
+
+/// An `exec` flow that takes its time: while it runs, the cluster is up.
+const SLOW: &str = "\
+nodes: [node1]
+pods:
+  - { name: a, node: node1 }
+flows:
+  - { name: wait, from: a, exec: [sleep, '30'], timeout: 40s }
+";
+
+/// Waits until a process of `marker` runs `program` (at most 20 s).
+fn wait_for_process(marker: &str, program: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let running = processes_with(marker).iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).next() == Some(program.as_bytes()))
+        });
+        if running {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn run_with_podpath_sandbox_set_still_builds_in_the_sandbox() {
+    let path = temp_case("slow-sandboxed.yaml", SLOW);
+    let reports = path.with_file_name("slow-sandboxed-reports");
+    let before = host_state();
+    let marker = format!("run-sandbox-{}", std::process::id());
+    let mut child = podpath()
+        .arg("run")
+        .arg(&path)
+        .arg("--reports")
+        .arg(&reports)
+        .env("PODPATH_SANDBOX", "")
+        .env("PODPATH_TEST_MARKER", &marker)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if !wait_for_process(&marker, "sleep") {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "the flow never ran: {text}");
+        return; // No sandbox here: nothing ran.
+    }
+    assert_eq!(host_state(), before, "the cluster is not on the host");
+    kill_and_check(child, &marker, &before);
+    let _ = std::fs::remove_dir_all(&reports);
 }
 
 #[test]
@@ -368,7 +468,443 @@ fn a_flow_that_gets_nowhere_says_where_it_was_last_seen() {
     ] {
         assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
     }
-    let flow = reports.join("flows/no-route__no-route");
+    let flow = reports.join("latest/flows/no-route__no-route");
     assert!(flow.join("capture.pcapng").exists(), "{stdout}");
     let _ = std::fs::remove_dir_all(&reports);
+}
+
+const NO_FLOWS: &str = "\
+nodes: [node1]
+pods:
+  - { name: a, node: node1 }
+";
+
+/// `podpath run ARGS...` with its reports in a directory of its own.
+fn run_args(args: &[&std::ffi::OsStr], reports: &Path) -> Output {
+    podpath()
+        .arg("run")
+        .args(args)
+        .arg("--reports")
+        .arg(reports)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn running_nothing_is_not_a_pass() {
+    let empty = std::env::temp_dir().join(format!("podpath-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let no_flows = temp_case("no-flows.yaml", NO_FLOWS);
+    let reported = temp_case("nothing-reported.yaml", REPORTED);
+    let reports = no_flows.with_file_name("nothing-reports");
+    for (args, why) in [
+        (vec![empty.as_os_str()], "no case in"),
+        (vec![no_flows.as_os_str()], "has a flow"),
+        (
+            vec![
+                reported.as_os_str(),
+                "--filter".as_ref(),
+                "matches-no-flow".as_ref(),
+            ],
+            "no flow matches --filter \"matches-no-flow\"",
+        ),
+    ] {
+        let out = run_args(&args, &reports);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(2) && !is_root() {
+            return; // No sandbox here.
+        }
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("podpath: nothing ran: "),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(why),
+            "{args:?}: {why:?} missing from {stderr}"
+        );
+    }
+    // A path that does not exist is a usage error, not a failing case.
+    let out = run_args(&["/nonexistent/podpath".as_ref()], &reports);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/podpath: "), "{stderr}");
+    let _ = std::fs::remove_dir_all(&empty);
+    let _ = std::fs::remove_dir_all(&reports);
+}
+
+/// The `cases` test binary cargo built next to this one, if it did (`cargo test --test cli
+/// --test cases`).
+fn cases_binary() -> Option<PathBuf> {
+    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    std::fs::read_dir(deps)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("cases-") && !name.contains('.')
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
+#[test]
+fn the_cases_target_fails_a_suite_with_nothing_to_run_but_not_a_filter() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    let empty = std::env::temp_dir().join(format!("podpath-cases-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let no_flows = temp_case("cases-no-flows.yaml", NO_FLOWS);
+    let reported = temp_case("cases-reported.yaml", REPORTED);
+    let reports = no_flows.with_file_name("cases-nothing-reports");
+    let cases = |suite: &Path, args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .env("PODPATH_CASES", suite)
+            .env("PODPATH_REPORTS", &reports)
+            .output()
+            .unwrap()
+    };
+    for suite in [&empty, &no_flows] {
+        let out = cases(suite, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", suite.display());
+        assert!(stderr.contains("nothing to run"), "{stderr}");
+    }
+    // A filter that matches nothing is libtest's exit 0 (`cargo test some_unit_test`), said.
+    let out = cases(&reported, &["matches-no-trial"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("matches the filter: nothing ran"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&empty);
+    let _ = std::fs::remove_dir_all(&reports);
+}
+
+/// A flow that passes, one that takes its time, one that never gets to run when the run is
+/// stopped during the second.
+const STOPPED: &str = "\
+nodes: [node1]
+pods:
+  - { name: a, node: node1 }
+  - { name: b, node: node1, listen: [8080/tcp] }
+flows:
+  - { name: first, from: a, to: 'b:8080', expect: { reach: b } }
+  - { name: wait, from: a, exec: [sleep, '30'], timeout: 40s }
+  - { name: never, from: a, to: 'b:8080', expect: { reach: b } }
+";
+
+/// Waits for `child` at most 10 s: its exit code and what it said on stderr.
+fn wait_stopped(mut child: std::process::Child) -> (Option<i32>, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not stop within 10 s of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to `child` once its `sleep` runs: the signal came in the middle of a trial.
+/// `None` when the trial never started (no sandbox here).
+fn signal_during_sleep(
+    mut child: std::process::Child,
+    marker: &str,
+    sig: Signal,
+) -> Option<std::process::Child> {
+    if !wait_for_process(marker, "sleep") {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    Some(child)
+}
+
+use nix::sys::signal::Signal;
+
+/// The report of a run stopped by `signal` during `<case>::wait`: it says so, `first` passed,
+/// `wait` is an error, `never` did not run.
+fn assert_interrupted_report(junit: &Path, case: &str, signal: &str) {
+    let text = std::fs::read_to_string(junit).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+    let property = doc
+        .descendants()
+        .find(|n| n.has_tag_name("property") && n.attribute("name") == Some("interrupted"));
+    assert_eq!(
+        property.and_then(|p| p.attribute("value")),
+        Some(signal),
+        "{text}"
+    );
+    let outcome = |name: &str| {
+        let tc = doc
+            .descendants()
+            .find(|n| {
+                n.has_tag_name("testcase")
+                    && n.attribute("classname") == Some(case)
+                    && n.attribute("name") == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {case}::{name} in {text}"));
+        tc.first_element_child()
+            .map_or("passed".to_string(), |c| c.tag_name().name().to_string())
+    };
+    assert_eq!(outcome("first"), "passed", "{text}");
+    assert_eq!(outcome("wait"), "error", "{text}");
+    assert_eq!(outcome("never"), "skipped", "{text}");
+    assert_ne!(doc.root_element().attribute("errors"), Some("0"), "{text}");
+}
+
+#[test]
+fn run_stops_on_sigint_and_sigterm_and_says_what_it_interrupted() {
+    let path = temp_case("stopped.yaml", STOPPED);
+    for (sig, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let reports = path.with_file_name(format!("stopped-reports-{sig}"));
+        let _ = std::fs::remove_dir_all(&reports);
+        let before = host_state();
+        let marker = format!("stopped-{}-{sig}", std::process::id());
+        let child = podpath()
+            .arg("run")
+            .arg(&path)
+            .arg("--reports")
+            .arg(&reports)
+            .env("PODPATH_TEST_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let Some(child) = signal_during_sleep(child, &marker, sig) else {
+            return; // No sandbox here.
+        };
+        let (status, stderr) = wait_stopped(child);
+        assert_eq!(status, Some(code), "{sig}: {stderr}");
+        let said = format!("podpath: interrupted by {sig} while running stopped::wait");
+        assert!(stderr.contains(&said), "{said:?} missing from {stderr}");
+        assert_eq!(processes_with(&marker), Vec::<String>::new(), "{sig}");
+        assert_eq!(host_state(), before);
+        assert_interrupted_report(&reports.join("junit.xml"), "stopped", sig.as_str());
+        let _ = std::fs::remove_dir_all(&reports);
+    }
+}
+
+#[test]
+fn shell_stops_on_sigterm_and_sigint() {
+    for (sig, code) in [(Signal::SIGTERM, 143), (Signal::SIGINT, 130)] {
+        let marker = format!("shell-stopped-{}-{sig}", std::process::id());
+        let child = podpath()
+            .arg("shell")
+            .arg(case("three-nodes.yaml"))
+            .args(["--", "sleep", "30"])
+            .env("PODPATH_TEST_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let Some(child) = signal_during_sleep(child, &marker, sig) else {
+            return; // No sandbox here.
+        };
+        let (status, stderr) = wait_stopped(child);
+        assert_eq!(status, Some(code), "{sig}: {stderr}");
+        assert!(
+            stderr.contains(&format!("interrupted by {sig}")),
+            "{stderr}"
+        );
+        assert_eq!(processes_with(&marker), Vec::<String>::new(), "{sig}");
+    }
+}
+
+#[test]
+fn the_cases_target_stops_on_sigint_with_an_interrupted_report() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    let path = temp_case("cases-stopped/stopped.yaml", STOPPED);
+    let reports = path.with_file_name("reports");
+    let marker = format!("cases-stopped-{}", std::process::id());
+    let child = Command::new(&bin)
+        .args(["--test-threads", "1", "--skip", "snapshot"])
+        .env("PODPATH_CASES", path.parent().unwrap())
+        .env("PODPATH_REPORTS", &reports)
+        .env("PODPATH_TEST_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let Some(child) = signal_during_sleep(child, &marker, Signal::SIGINT) else {
+        return; // No sandbox here.
+    };
+    let (status, stderr) = wait_stopped(child);
+    assert_eq!(status, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted by SIGINT while running stopped::wait"),
+        "{stderr}"
+    );
+    assert_eq!(processes_with(&marker), Vec::<String>::new());
+    assert_interrupted_report(&reports.join("junit.xml"), "stopped", "SIGINT");
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
+}
+
+/// The path after `artifacts: ` in a run's output.
+fn artifacts_path(stdout: &str) -> PathBuf {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("artifacts: "))
+        .unwrap_or_else(|| panic!("no artifacts in {stdout}"));
+    PathBuf::from(line)
+}
+
+#[test]
+fn two_runs_into_one_reports_directory_keep_each_others_output() {
+    let failing = temp_case("two-runs/failing.yaml", REPORTED);
+    let passing = temp_case("two-runs/passing.yaml", &REPORTED.replace(
+        "  - name: wrong-port\n    from: client\n    to: server:8080\n    expect: { fail: refused }\n",
+        "",
+    ));
+    let reports = failing.with_file_name("reports");
+    let _ = std::fs::remove_dir_all(&reports);
+    let first = run_reporting(&failing, &reports);
+    if first.status.code() == Some(2) && !is_root() {
+        return; // No sandbox here.
+    }
+    let first_out = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(first.status.code(), Some(1), "{first_out}");
+    let flow = artifacts_path(&first_out);
+    let first_junit = flow.parent().unwrap().parent().unwrap().join("junit.xml");
+    let second = run_reporting(&passing, &reports);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stdout)
+    );
+    // The first run's artifacts are where it said, and its report next to them.
+    assert!(flow.join("capture.pcapng").is_file(), "{}", flow.display());
+    let text = std::fs::read_to_string(&first_junit).unwrap();
+    assert!(text.contains("failures=\"1\""), "{text}");
+    // The top-level report is the latest run's: the second.
+    let latest = std::fs::read_to_string(reports.join("junit.xml")).unwrap();
+    assert!(latest.contains("tests=\"1\" failures=\"0\""), "{latest}");
+    assert_eq!(
+        std::fs::read_to_string(reports.join("latest/junit.xml")).unwrap(),
+        latest
+    );
+    let _ = std::fs::remove_dir_all(failing.parent().unwrap());
+}
+
+#[test]
+fn a_killed_run_does_not_leave_an_earlier_green_report() {
+    let passing = temp_case("killed-run/passing.yaml", &REPORTED.replace(
+        "  - name: wrong-port\n    from: client\n    to: server:8080\n    expect: { fail: refused }\n",
+        "",
+    ));
+    let slow = temp_case("killed-run/slow.yaml", STOPPED);
+    let reports = passing.with_file_name("reports");
+    let _ = std::fs::remove_dir_all(&reports);
+    let green = run_reporting(&passing, &reports);
+    if green.status.code() == Some(2) && !is_root() {
+        return; // No sandbox here.
+    }
+    assert_eq!(green.status.code(), Some(0));
+    let marker = format!("killed-run-{}", std::process::id());
+    let child = podpath()
+        .arg("run")
+        .arg(&slow)
+        .arg("--reports")
+        .arg(&reports)
+        .env("PODPATH_TEST_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_process(&marker, "sleep"));
+    let before = host_state();
+    kill_and_check(child, &marker, &before);
+    // What the reports directory says now is that the last run did not finish.
+    for junit in ["junit.xml", "latest/junit.xml"] {
+        let text = std::fs::read_to_string(reports.join(junit)).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+        assert_ne!(doc.root_element().attribute("errors"), Some("0"), "{text}");
+        assert!(text.contains("value=\"unfinished\""), "{junit}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(passing.parent().unwrap());
+}
+
+#[test]
+fn paths_under_run_are_the_hosts() {
+    let dir = PathBuf::from(format!("/run/podpath-cli-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return; // /run is not ours to write.
+    }
+    let case = dir.join("in-run.yaml");
+    std::fs::write(&case, REPORTED).unwrap();
+    let reports = dir.join("reports");
+    let out = run_reporting(&case, &reports);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(2) && !is_root() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return; // No sandbox here.
+    }
+    // The case was read (one flow passes, one fails), and what the run wrote is on the host.
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("ok   in-run::tcp"), "{stdout}");
+    let said = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("podpath: JUnit report in "))
+        .unwrap_or_else(|| panic!("no report in {stderr}"));
+    assert!(
+        said.starts_with(&format!("{}/runs/", reports.display())),
+        "{said}"
+    );
+    assert!(Path::new(said).is_file(), "{said} is not on the host");
+    assert!(reports.join("junit.xml").is_file());
+    assert!(
+        artifacts_path(&stdout).join("journey.md").is_file(),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_cases_target_reads_a_suite_under_run_with_its_snapshots() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    let dir = PathBuf::from(format!("/run/podpath-cases-{}", std::process::id()));
+    if std::fs::create_dir_all(dir.join("snapshots")).is_err() {
+        return; // /run is not ours to write.
+    }
+    std::fs::copy(case("same-node.yaml"), dir.join("same-node.yaml")).unwrap();
+    let snap = "snapshots/same-node__node1.snap";
+    std::fs::copy(case(snap), dir.join(snap)).unwrap();
+    let reports = dir.join("reports");
+    let out = Command::new(&bin)
+        .env("CI", "true")
+        .env("PODPATH_CASES", &dir)
+        .env("PODPATH_REPORTS", &reports)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let junit = std::fs::read_to_string(reports.join("junit.xml"));
+    let _ = std::fs::remove_dir_all(&dir);
+    if stderr.contains("every trial is ignored") {
+        return; // No sandbox here.
+    }
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("same-node::snapshot::node1"), "{stdout}");
+    assert!(stdout.contains("5 passed"), "{stdout}");
+    let junit = junit.unwrap();
+    assert!(junit.contains("tests=\"5\" failures=\"0\""), "{junit}");
 }

@@ -136,6 +136,7 @@ fn plan(case: PathBuf) -> ExitCode {
     match podpath::plan::load(&case) {
         Ok(plan) => {
             print!("{plan}");
+            podpath::plan_warnings::eprint(&plan);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -176,6 +177,7 @@ fn run(paths: Vec<PathBuf>, filter: Option<String>, sink: &ReportSink) -> ExitCo
                 continue;
             }
         };
+        podpath::plan_warnings::eprint(&plan);
         for kind in suite::runs_of(&case.id, &plan) {
             let selected: Vec<usize> = (0..plan.flows.len())
                 .filter(|&i| {

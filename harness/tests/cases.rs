@@ -74,6 +74,7 @@ fn main() -> ExitCode {
                 continue;
             }
         };
+        podpath::plan_warnings::eprint(&plan);
         for kind in suite::runs_of(&case.id, &plan) {
             let flows: Vec<String> = plan.flows.iter().map(|f| kind.flow_name(f)).collect();
             let nodes: Vec<String> = plan.topology.nodes.iter().map(|n| n.name.clone()).collect();

@@ -1471,8 +1471,8 @@ flows:
         // With strict booleans, `no` is a name, not `false`.
         assert_eq!(case.name.unwrap().value, "no");
         let pods = case.pods.unwrap();
-        assert_eq!(pods[0].value.ready.as_ref().unwrap().value, true);
-        assert_eq!(pods[1].value.ready.as_ref().unwrap().value, false);
+        assert!(pods[0].value.ready.as_ref().unwrap().value);
+        assert!(!pods[1].value.ready.as_ref().unwrap().value);
         let labels = &pods[0].value.labels.as_ref().unwrap().value;
         assert_eq!(labels["app"], "5");
         assert_eq!(labels["on"], "yes");

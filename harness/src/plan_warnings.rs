@@ -4,9 +4,11 @@
 //!
 //! A flow whose `expect.reach` lists several pods may be answered by any of them (a Service
 //! balances each connection anew). A hop that names one of them (its interface, the host end
-//! of its veth pair, its address in `src`, `dst`, `dnat`, `snat`, `undnat` or `unsnat`) or one
-//! endpoint's own chain (`KUBE-SEP-X`, `endpoint-X`, without `*`) is only observed when that
-//! one is picked: the flow passes or fails by chance. Such a hop gets a warning at its entry.
+//! of its veth pair, its address in `src`, `dst`, `dnat`, `snat`, `undnat` or `unsnat`), one
+//! endpoint's own chain (`KUBE-SEP-X`, `endpoint-X`, without `*`), a node other than the
+//! flow's first that some of them run on but not all, or VXLAN while some run on the flow's
+//! first node and some do not, is only observed when such a one is picked: the flow passes or
+//! fails by chance. Such a hop gets a warning at its entry.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -47,7 +49,8 @@ pub fn warnings(plan: &Plan) -> Vec<Warning> {
         if candidates.len() < 2 {
             continue;
         }
-        let all: Vec<&str> = candidates.iter().map(|(name, _)| name.as_str()).collect();
+        let all: Vec<&str> = candidates.iter().map(|(name, ..)| name.as_str()).collect();
+        let entry = entry_node(plan, flow);
         let picker = match &flow.service {
             Some(s) => format!("Service {}/{}", s.namespace, s.name),
             None => "the flow's target".to_string(),
@@ -58,22 +61,35 @@ pub fn warnings(plan: &Plan) -> Vec<Warning> {
             (&flow.hops.avoid, true),
         ] {
             for hop in list.iter().filter(|h| h.conversation == Conversation::Main) {
-                let Some(named) = names(plan, hop, &candidates) else {
+                let Some(named) = names(plan, hop, &candidates)
+                    .or_else(|| names_node(plan, hop, &candidates, entry.as_deref()))
+                else {
                     continue;
                 };
-                let what = match &named {
-                    Named::Pods(pods) => pods.iter().cloned().collect::<Vec<_>>().join(" and "),
-                    Named::Chain(chain) => format!("one endpoint's chain {chain}"),
+                let join = |pods: &BTreeSet<String>| {
+                    pods.iter().cloned().collect::<Vec<_>>().join(" and ")
                 };
-                let when = match (&named, avoided) {
-                    (Named::Pods(_), false) => format!("it is observed only when {what} answers"),
-                    (Named::Pods(_), true) => format!("the flow fails whenever {what} answers"),
-                    (Named::Chain(_), false) => {
-                        "it is observed only when that endpoint answers".into()
-                    }
-                    (Named::Chain(_), true) => {
-                        "the flow fails whenever that endpoint answers".into()
-                    }
+                let (what, who) = match &named {
+                    Named::Pods(pods) => (join(pods), join(pods)),
+                    Named::Chain(chain) => (
+                        format!("one endpoint's chain {chain}"),
+                        "that endpoint".to_string(),
+                    ),
+                    Named::Node(node, pods) => (
+                        format!("{node}, where only {} of them runs", join(pods)),
+                        join(pods),
+                    ),
+                    Named::Overlay(pods) => (
+                        "the overlay, crossed only to reach a pod on another node than the \
+                         flow's first"
+                            .to_string(),
+                        join(pods),
+                    ),
+                };
+                let when = if avoided {
+                    format!("the flow fails whenever {who} answers")
+                } else {
+                    format!("it is observed only when {who} answers")
                 };
                 out.push(Warning {
                     file: plan.file.clone(),
@@ -100,9 +116,12 @@ pub fn eprint(plan: &Plan) {
     }
 }
 
-/// The pods the flow may be answered by, when `expect.reach` lists several: name and `eth0`
-/// address (the external host is no endpoint).
-fn may_reach(plan: &Plan, flow: &FlowPlan) -> Vec<(String, Ipv4Addr)> {
+/// A pod the flow may be answered by: name, `eth0` address, node.
+type Candidate = (String, Ipv4Addr, String);
+
+/// The pods the flow may be answered by, when `expect.reach` lists several (the external host
+/// is no endpoint).
+fn may_reach(plan: &Plan, flow: &FlowPlan) -> Vec<Candidate> {
     if flow.exec.is_some() || !flow.sends_traffic() {
         return Vec::new();
     }
@@ -113,7 +132,10 @@ fn may_reach(plan: &Plan, flow: &FlowPlan) -> Vec<(String, Ipv4Addr)> {
     pods.iter()
         .filter(|p| seen.insert(p.as_str()))
         .filter_map(|p| plan.topology.pod(p))
-        .map(|p| (p.name.clone(), p.eth0.addr.addr()))
+        .map(|p| {
+            let node = plan.topology.nodes[p.node].name.clone();
+            (p.name.clone(), p.eth0.addr.addr(), node)
+        })
         .collect()
 }
 
@@ -122,13 +144,93 @@ enum Named {
     Pods(BTreeSet<String>),
     /// An endpoint's own chain.
     Chain(String),
+    /// A node some of the candidates run on, not all, that the flow does not start on.
+    Node(String, BTreeSet<String>),
+    /// VXLAN, while some candidates run on the flow's first node and some do not: the
+    /// candidates off it.
+    Overlay(BTreeSet<String>),
+}
+
+/// The node a flow's packets enter the cluster by: the node of its pod, or the node of the
+/// NodePort a flow from the external host goes to.
+fn entry_node(plan: &Plan, flow: &FlowPlan) -> Option<String> {
+    if let Some(pod) = plan.topology.pod(&flow.from) {
+        return Some(plan.topology.nodes[pod.node].name.clone());
+    }
+    match &flow.service.as_ref()?.via {
+        crate::plan::ServiceVia::NodePort { node } => Some(node.clone()),
+        crate::plan::ServiceVia::ClusterIp => None,
+    }
+}
+
+/// What a node-scoped hop names that only some candidates' answers cross: a node other than
+/// the flow's first one that some of them run on, not all; or the overlay, when some run on
+/// the first node and some do not.
+fn names_node(
+    plan: &Plan,
+    hop: &HopPlan,
+    candidates: &[Candidate],
+    entry: Option<&str>,
+) -> Option<Named> {
+    let entry = entry?;
+    let is_node = |n: &str| plan.topology.nodes.iter().any(|node| node.name == n);
+    let on = |n: &str| -> BTreeSet<String> {
+        candidates
+            .iter()
+            .filter(|(_, _, node)| node == n)
+            .map(|(name, ..)| name.clone())
+            .collect()
+    };
+    let mut nodes: Vec<String> = Vec::new();
+    let node_of_addr = |m: &AddrMatch| {
+        plan.topology
+            .nodes
+            .iter()
+            .find(|n| m.addrs.contains(&n.eth0.addr.addr()))
+            .map(|n| n.name.clone())
+    };
+    match &hop.kind {
+        HopKind::Iface { netns, iface, .. } => {
+            if is_node(netns) {
+                nodes.push(netns.clone());
+            } else if netns == "underlay" && is_node(iface) {
+                nodes.push(iface.clone());
+            }
+        }
+        HopKind::Dnat { node, .. }
+        | HopKind::Snat { node, .. }
+        | HopKind::UnDnat { node, .. }
+        | HopKind::UnSnat { node, .. }
+        | HopKind::Rule { node, .. } => nodes.push(node.clone()),
+        HopKind::Vxlan { at, outer, .. } => {
+            if let Some((ns, _)) = at.as_ref().filter(|(ns, _)| is_node(ns)) {
+                nodes.push(ns.clone());
+            }
+            if let Some((a, b)) = outer {
+                nodes.extend(node_of_addr(a));
+                nodes.extend(node_of_addr(b));
+            }
+            let off: BTreeSet<String> = candidates
+                .iter()
+                .filter(|(_, _, node)| node != entry)
+                .map(|(name, ..)| name.clone())
+                .collect();
+            if !off.is_empty() && off.len() < candidates.len() {
+                return Some(Named::Overlay(off));
+            }
+        }
+    }
+    nodes.into_iter().filter(|n| n != entry).find_map(|n| {
+        let pods = on(&n);
+        (!pods.is_empty() && pods.len() < candidates.len()).then_some(Named::Node(n, pods))
+    })
 }
 
 /// What a hop names that only some of the candidates give, if anything.
-fn names(plan: &Plan, hop: &HopPlan, candidates: &[(String, Ipv4Addr)]) -> Option<Named> {
+fn names(plan: &Plan, hop: &HopPlan, candidates: &[Candidate]) -> Option<Named> {
     let mut named = BTreeSet::new();
     let by_addr = |named: &mut BTreeSet<String>, m: Option<&AddrMatch>| {
-        for (name, ip) in candidates {
+        for (name, ip, _) in candidates {
             if m.is_some_and(|m| m.addrs.contains(ip)) {
                 named.insert(name.clone());
             }
@@ -142,7 +244,7 @@ fn names(plan: &Plan, hop: &HopPlan, candidates: &[(String, Ipv4Addr)]) -> Optio
             dst,
             ..
         } => {
-            for (name, _) in candidates {
+            for (name, ..) in candidates {
                 let veth = plan.topology.pod(name).is_some_and(|p| {
                     plan.topology.nodes[p.node].name == *netns && p.host_veth == *iface
                 });
@@ -266,6 +368,36 @@ flows:
             !w.iter().any(|w| w.message.contains("client/eth0")),
             "{w:#?}"
         );
+    }
+
+    #[test]
+    fn hops_on_a_node_only_some_endpoints_run_on_and_the_overlay_are_warned() {
+        let text = CASE.replace(
+            "        - api-2/eth0\n",
+            "        - { iface: node2/cni0, dir: out }\n        - { iface: node1/eth0, vxlan: { vni: 1 } }\n        - { iface: node1/cni0, dir: in }\n",
+        );
+        let w: Vec<String> = warnings(&plan(&text))
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(w.len(), 5, "{w:#?}");
+        assert!(
+            w[2].starts_with(
+                "cases/balanced.yaml:22:11: warning: flow `either`: hop `node2/cni0 out`"
+            ),
+            "{}",
+            w[2]
+        );
+        assert!(
+            w[2].contains("it names node2, where only api-2 of them runs, while the flow may reach api-1 or api-2; it is observed only when api-2 answers"),
+            "{}",
+            w[2]
+        );
+        assert!(w[3].contains("hop `node1/eth0 vxlan vni=1`"), "{}", w[3]);
+        assert!(w[3].contains("it names the overlay"), "{}", w[3]);
+        assert!(w[3].contains("only when api-2 answers"), "{}", w[3]);
+        // The client's node is crossed whichever answers.
+        assert!(!w.iter().any(|w| w.contains("node1/cni0")), "{w:#?}");
     }
 
     #[test]

@@ -394,20 +394,421 @@ impl PodNames {
     }
 }
 
-/// Parses a case, checking its structure only (see the module documentation).
+/// Parses a case, checking its structure only (see the module documentation), and the types
+/// Kubernetes gives a few values (see [`kubernetes_types`]).
 ///
 /// The error is the one structural problem serde-saphyr stopped at: syntax, a list where a
-/// mapping belongs, an unknown key. Its location is `None` only if the parser had none.
+/// mapping belongs, an unknown key. Its location is `None` only if the parser had none. A
+/// syntax error inside a `[...]` or `{...}` that is never closed (or closed by the other
+/// bracket) is reported at that bracket, where the mistake is, rather than where the parser
+/// gave up (often the next key).
 pub fn parse(text: &str) -> Result<Spanned<Case>, (Option<Location>, String)> {
+    let budget = serde_saphyr::Budget::default();
     let options = serde_saphyr::options! {
         with_snippet: false,
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        strict_booleans: true,
+        budget: Some(budget.clone()),
     };
-    serde_saphyr::from_str_with_options::<Spanned<Case>>(text, options).map_err(|err| {
-        let location = err.location().and_then(Location::from_yaml);
-        let message = serde_saphyr::UserMessageFormatter.format_message(err.without_snippet());
-        (location, plain(&message))
-    })
+    let case =
+        serde_saphyr::from_str_with_options::<Spanned<Case>>(text, options).map_err(|err| {
+            let location = err.location().and_then(Location::from_yaml);
+            let err = err.without_snippet();
+            if let serde_saphyr::Error::Budget { breach, .. } = &err {
+                return (location, too_large(breach, &budget));
+            }
+            if let Some((at, message)) = unclosed_bracket(text)
+                && location.is_none_or(|l| at <= l)
+            {
+                return (Some(at), message);
+            }
+            let message = serde_saphyr::UserMessageFormatter.format_message(err);
+            (location, plain(&message))
+        })?;
+    kubernetes_types(text)?;
+    Ok(case)
+}
+
+/// Which limit a case too large or too complex for the parser exceeded, in words.
+fn too_large(breach: &serde_saphyr::budget::BudgetBreach, limits: &serde_saphyr::Budget) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let what = match breach {
+        B::Nodes { .. } => format!(
+            "it has more than {} YAML nodes (every value, list and mapping counts one)",
+            limits.max_nodes
+        ),
+        B::Events { .. } => format!("it has more than {} YAML parser events", limits.max_events),
+        B::Depth { .. } => format!(
+            "its lists and mappings are nested more than {} deep",
+            limits.max_depth
+        ),
+        B::Documents { .. } => format!(
+            "it has more than {} YAML documents (`---`)",
+            limits.max_documents
+        ),
+        B::Aliases { .. } => format!("it has more than {} aliases (`*name`)", limits.max_aliases),
+        B::Anchors { .. } => format!("it has more than {} anchors (`&name`)", limits.max_anchors),
+        B::AliasAnchorRatio { .. } => format!(
+            "its aliases repeat its anchors more than {} times over",
+            limits.alias_anchor_ratio_multiplier
+        ),
+        B::MergeKeys { .. } => format!(
+            "it has more than {} merge keys (`<<`)",
+            limits.max_merge_keys
+        ),
+        B::ScalarBytes { .. } => format!(
+            "its values hold more than {} bytes of text",
+            limits.max_total_scalar_bytes
+        ),
+        other => format!("it exceeds a limit of the YAML parser ({other:?})"),
+    };
+    format!("the file is too large or too complex for a case: {what}")
+}
+
+/// Where a syntax error may really be: the innermost `[` or `{` that is never closed, or is
+/// closed by the other bracket, with what to say about it. A rough scan of the YAML: quoted
+/// scalars, comments, block scalars (`|`, `>`), tags and anchors are skipped; a bracket
+/// counts only where a value may start (after `: `, `- `, `[`, `{`, `,` or an indentation), as
+/// brackets inside a plain scalar (`a[1]`) are text.
+fn unclosed_bracket(text: &str) -> Option<(Location, String)> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let at = |i: usize| chars.get(i).map(|&(_, c)| c);
+    let blank = |c: Option<char>| c.is_none_or(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
+    let flow_indicator = |c: Option<char>| matches!(c, Some(',' | '[' | ']' | '{' | '}'));
+    let location = |i: usize| Location::of_byte(text.as_bytes(), chars[i].0);
+    let mut stack: Vec<(char, usize)> = Vec::new();
+    let mut start = true;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i].1;
+        let flow = !stack.is_empty();
+        match c {
+            '\n' => {
+                if !flow {
+                    start = true;
+                }
+                i += 1;
+                continue;
+            }
+            ' ' | '\t' | '\r' => {
+                i += 1;
+                continue;
+            }
+            '#' if i == 0 || blank(at(i - 1)) => {
+                while i < chars.len() && chars[i].1 != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if start && !(flow && matches!(c, ']' | '}' | ',')) {
+            match c {
+                '[' | '{' => {
+                    stack.push((c, i));
+                    i += 1;
+                    continue;
+                }
+                '"' | '\'' => {
+                    i += 1;
+                    while i < chars.len() {
+                        match chars[i].1 {
+                            '\\' if c == '"' => i += 1,
+                            '\'' if c == '\'' && at(i + 1) == Some('\'') => i += 1,
+                            q if q == c => break,
+                            _ => {}
+                        }
+                        i += 1;
+                    }
+                    i += 1;
+                    start = false;
+                    continue;
+                }
+                '-' | '?' | ':' if blank(at(i + 1)) => {
+                    i += 1;
+                    continue;
+                }
+                '&' | '!' => {
+                    while i < chars.len() && !blank(at(i)) && !(flow && flow_indicator(at(i))) {
+                        i += 1;
+                    }
+                    continue;
+                }
+                '|' | '>' if !flow => {
+                    // A block scalar: the lines after this one indented more than it.
+                    let line_start = chars[..i]
+                        .iter()
+                        .rposition(|&(_, c)| c == '\n')
+                        .map_or(0, |p| p + 1);
+                    let indent = chars[line_start..]
+                        .iter()
+                        .take_while(|&&(_, c)| c == ' ')
+                        .count();
+                    while i < chars.len() && chars[i].1 != '\n' {
+                        i += 1;
+                    }
+                    while i < chars.len() {
+                        let next = i + 1;
+                        let spaces = chars[next..].iter().take_while(|&&(_, c)| c == ' ').count();
+                        let end = at(next + spaces);
+                        if end.is_none_or(|c| c == '\n' || c == '\r') || spaces > indent {
+                            i = next + spaces;
+                            while i < chars.len() && chars[i].1 != '\n' {
+                                i += 1;
+                            }
+                        } else {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                _ => start = false,
+            }
+        }
+        match c {
+            ',' if flow => start = true,
+            '[' | '{' if flow => {
+                stack.push((c, i));
+                start = true;
+            }
+            ']' | '}' if flow => {
+                let (open, at_open) = stack.pop().expect("in flow");
+                let want = if open == '[' { ']' } else { '}' };
+                if c != want {
+                    let close = location(i);
+                    return Some((
+                        location(at_open),
+                        format!(
+                            "unclosed bracket `{open}`: it is closed by `{c}` at line {}, column {} instead of `{want}`",
+                            close.line, close.column
+                        ),
+                    ));
+                }
+                start = false;
+            }
+            ':' if blank(at(i + 1)) || (flow && flow_indicator(at(i + 1))) => start = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    let &(open, at_open) = stack.last()?;
+    let want = if open == '[' { ']' } else { '}' };
+    Some((
+        location(at_open),
+        format!("unclosed bracket `{open}`: no `{want}` closes it"),
+    ))
+}
+
+/// Keys whose value is a boolean: `true` or `false`, unquoted.
+const BOOLEAN_KEYS: &[&str] = &["ready", "sticky"];
+/// Keys whose value is a whole number, unquoted.
+const COUNT_KEYS: &[&str] = &[
+    "attempts",
+    "mtu",
+    "subnetLen",
+    "nodePort",
+    "sessionAffinityTimeout",
+    "vni",
+    "exit",
+];
+/// Keys whose value is a mapping of labels, whose values are strings.
+const LABEL_KEYS: &[&str] = &["labels", "selector"];
+
+/// A whole number too large for a `u64`, `text` as written, in the words the planner uses for
+/// the same key's values out of range (it cannot tell them, having only their text).
+fn too_big(key: Option<&str>, list: Option<&str>, text: &str) -> String {
+    use crate::plan::hops::MAX_VNI;
+    use crate::plan::{MAX_AFFINITY_TIMEOUT, MAX_ATTEMPTS, MTU_RANGE, NODE_PORT_RANGE};
+    match (key, list) {
+        (Some("mtu"), _) => format!(
+            "mtu {text} is out of range {}..={}",
+            MTU_RANGE.start(),
+            MTU_RANGE.end()
+        ),
+        (Some("attempts"), _) => format!("attempts {text} is out of range 1..={MAX_ATTEMPTS}"),
+        (Some("vni"), _) => format!("vni {text} is out of range 0..={MAX_VNI} (24 bits)"),
+        (Some("nodePort"), _) => format!(
+            "nodePort {text} is out of range {}-{}",
+            NODE_PORT_RANGE.start(),
+            NODE_PORT_RANGE.end()
+        ),
+        (Some("sessionAffinityTimeout"), _) => format!(
+            "sessionAffinityTimeout {text} is out of range 1..={MAX_AFFINITY_TIMEOUT} (seconds)"
+        ),
+        (Some("subnetLen"), _) => format!("subnetLen {text} is too long: at most 30"),
+        (Some("exit"), _) => format!("exit {text} is out of range 0..=255 (an exit status)"),
+        (Some("port" | "targetPort"), _) => format!("port `{text}` is out of range 1..=65535"),
+        (None, Some("listen")) => format!("listener `{text}` is out of range 1..=65535"),
+        (Some(key), _) => {
+            format!("{key} {text} is out of range: too large for any number of a case")
+        }
+        (None, _) => format!("{text} is out of range: too large for any number of a case"),
+    }
+}
+
+/// What YAML's core schema makes of a plain scalar that is not a string, if anything.
+fn core_type(value: &str) -> Option<&'static str> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
+    if matches!(
+        value,
+        "true" | "True" | "TRUE" | "false" | "False" | "FALSE"
+    ) {
+        return Some("a boolean");
+    }
+    if digits(unsigned)
+        || value
+            .strip_prefix("0x")
+            .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        || value
+            .strip_prefix("0o")
+            .is_some_and(|o| !o.is_empty() && o.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+    {
+        return Some("a number");
+    }
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(e) => (&unsigned[..e], Some(&unsigned[e + 1..])),
+        None => (unsigned, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((a, b)) => {
+            (digits(a) || a.is_empty())
+                && (digits(b) || b.is_empty())
+                && !(a.is_empty() && b.is_empty())
+        }
+        None => digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    if (mantissa_ok && exponent_ok)
+        || matches!(unsigned, ".inf" | ".Inf" | ".INF")
+        || matches!(value, ".nan" | ".NaN" | ".NAN")
+    {
+        return Some("a number");
+    }
+    None
+}
+
+/// Kubernetes' typing of the values it types, which serde-saphyr would convert leniently:
+/// a label value (under `labels` or `selector`) is a string, so a plain number or boolean
+/// there must be quoted; a boolean (`ready`, `sticky`) is an unquoted `true` or `false` (not
+/// `"no"`, `n` or `yes`: serde-saphyr's strict booleans reject those unquoted); a count
+/// (`attempts`, `mtu`, ...) is an unquoted whole number, not a string; a whole number too
+/// large for any field is reported as written; and `!!binary` is no way to write a case's
+/// text. The first problem in file order, if any.
+pub fn kubernetes_types(text: &str) -> Result<(), (Option<Location>, String)> {
+    use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
+    enum Frame {
+        Map {
+            /// The key this mapping is the value of.
+            own: Option<String>,
+            /// The key whose value comes next, if a value comes next.
+            key: Option<String>,
+        },
+        Seq {
+            /// The key this list is the value of.
+            own: Option<String>,
+        },
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else {
+            return Ok(());
+        };
+        let at = Some(Location {
+            line: span.start.line() as u64,
+            column: span.start.col() as u64 + 1,
+        });
+        // The key this node is the value of, and whether it is a key itself.
+        let (is_key, key, parent) = match stack.last() {
+            Some(Frame::Map { own, key }) => (key.is_none(), key.clone(), own.clone()),
+            _ => (false, None, None),
+        };
+        let done = |stack: &mut Vec<Frame>| {
+            if let Some(Frame::Map { key, .. }) = stack.last_mut() {
+                *key = None;
+            }
+        };
+        match event {
+            Event::MappingStart(..) => stack.push(Frame::Map {
+                own: key,
+                key: None,
+            }),
+            Event::SequenceStart(..) => stack.push(Frame::Seq { own: key }),
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+                done(&mut stack);
+            }
+            Event::Alias(_) => done(&mut stack),
+            Event::Scalar(value, style, _, tag) => {
+                let plain = style == ScalarStyle::Plain && tag.is_none();
+                let what = key.as_deref().unwrap_or("a value");
+                if tag
+                    .as_ref()
+                    .is_some_and(|t| t.handle() == "tag:yaml.org,2002:" && t.suffix() == "binary")
+                {
+                    return Err((
+                        at,
+                        format!("{what}: `!!binary` is not taken in a case: write the text itself"),
+                    ));
+                }
+                let unsigned = value.strip_prefix(['+', '-']).unwrap_or(&value);
+                if plain
+                    && !unsigned.is_empty()
+                    && unsigned.bytes().all(|b| b.is_ascii_digit())
+                    && unsigned.parse::<u64>().is_err()
+                {
+                    let in_list = match stack.last() {
+                        Some(Frame::Seq { own }) => own.as_deref(),
+                        _ => None,
+                    };
+                    return Err((at, too_big(key.as_deref(), in_list, &value)));
+                }
+                if is_key {
+                    if let Some(Frame::Map { key, .. }) = stack.last_mut() {
+                        *key = Some(value.into_owned());
+                    }
+                    continue;
+                }
+                let quoted = if style == ScalarStyle::DoubleQuoted {
+                    format!("\"{value}\"")
+                } else {
+                    format!("'{value}'")
+                };
+                if let Some(k) = key.as_deref() {
+                    if parent.as_deref().is_some_and(|p| LABEL_KEYS.contains(&p))
+                        && plain
+                        && let Some(kind) = core_type(&value)
+                    {
+                        return Err((
+                            at,
+                            format!(
+                                "label value {value} of `{k}` is {kind}: a label value is a string, write it quoted (`{k}: \"{value}\"`)"
+                            ),
+                        ));
+                    }
+                    if BOOLEAN_KEYS.contains(&k) && style != ScalarStyle::Plain {
+                        return Err((
+                            at,
+                            format!(
+                                "{k} is a boolean: expected true or false, unquoted, not the string {quoted}"
+                            ),
+                        ));
+                    }
+                    if COUNT_KEYS.contains(&k) && style != ScalarStyle::Plain {
+                        return Err((
+                            at,
+                            format!(
+                                "{k} is a whole number, not the string {quoted}: write it without quotes (`{k}: {value}`)"
+                            ),
+                        ));
+                    }
+                }
+                done(&mut stack);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The parser's message in words a case author uses, on one line.
@@ -418,7 +819,7 @@ fn plain(message: &str) -> String {
         "expected a list (`[a, b]` or lines starting with `- `) here"
     } else if message.starts_with("expected string scalar") {
         "expected a single value here, not a list or a mapping"
-    } else if message == "invalid boolean" {
+    } else if message == "invalid boolean" || message.starts_with("invalid boolean (") {
         "expected true or false"
     } else {
         message
@@ -965,6 +1366,88 @@ flows:
     #[case::scalar_for_list("nodes: 3\n", 1, 8, "expected a list")]
     #[case::mapping_for_name("name: {a: 1}\n", 1, 7, "expected a single value")]
     #[case::not_a_boolean("pods: [{ ready: maybe }]\n", 1, 17, "expected true or false")]
+    #[case::unclosed_bracket_before_the_next_key(
+        "pods:\n  - name: a\n    listen: [80/tcp\nflows: []\n",
+        3,
+        13,
+        "unclosed bracket `[`: no `]` closes it"
+    )]
+    #[case::bracket_closed_by_a_brace(
+        "pods:\n  - { name: a, listen: [80/tcp }\nflows: []\n",
+        2,
+        24,
+        "unclosed bracket `[`: it is closed by `}` at line 2, column 32 instead of `]`"
+    )]
+    #[case::brackets_in_text_and_quotes_are_not_brackets(
+        "description: a [b c[d # [e\nname: 'x [y'\npods: [{ name: a, listen: [80 }]\n",
+        3,
+        27,
+        "unclosed bracket `[`"
+    )]
+    #[case::integer_too_large_as_written(
+        "flows: [{ attempts: 99999999999999999999999 }]\n",
+        1,
+        21,
+        "attempts 99999999999999999999999 is out of range 1..=100"
+    )]
+    #[case::listener_too_large_as_written(
+        "pods: [{ listen: [99999999999999999999999] }]\n",
+        1,
+        19,
+        "listener `99999999999999999999999` is out of range 1..=65535"
+    )]
+    #[case::name_too_large_as_written(
+        "nodes: [99999999999999999999999]\n",
+        1,
+        9,
+        "99999999999999999999999 is out of range"
+    )]
+    #[case::quoted_no_is_no_boolean("pods: [{ ready: \"no\" }]\n", 1, 17, "expected true or false")]
+    #[case::n_is_no_boolean("pods: [{ ready: n }]\n", 1, 17, "expected true or false")]
+    #[case::yes_is_no_boolean(
+        "flows: [{ expect: { sticky: yes } }]\n",
+        1,
+        29,
+        "expected true or false"
+    )]
+    #[case::quoted_true_is_a_string(
+        "pods: [{ ready: \"true\" }]\n",
+        1,
+        17,
+        "ready is a boolean: expected true or false, unquoted, not the string \"true\""
+    )]
+    #[case::quoted_count(
+        "flows: [{ attempts: \"5\" }]\n",
+        1,
+        21,
+        "attempts is a whole number, not the string \"5\": write it without quotes (`attempts: 5`)"
+    )]
+    #[case::quoted_mtu(
+        "cluster: { mtu: '1500' }\n",
+        1,
+        17,
+        "mtu is a whole number, not the string '1500'"
+    )]
+    #[case::integer_label_value(
+        "pods: [{ labels: { app: web, tier: 5 } }]\n",
+        1,
+        36,
+        "label value 5 of `tier` is a number: a label value is a string, write it quoted (`tier: \"5\"`)"
+    )]
+    #[case::boolean_selector_value(
+        "services: [{ selector: { canary: true } }]\n",
+        1,
+        34,
+        "label value true of `canary` is a boolean"
+    )]
+    #[case::float_label_value("pods: [{ labels: { version: 1.0 } }]\n", 1, 29, "is a number")]
+    #[case::binary_string(
+        "pods: [{ name: !!binary YQ== }]\n",
+        1,
+        25,
+        "name: `!!binary` is not taken in a case: write the text itself"
+    )]
+    #[case::binary_label_value("pods: [{ labels: { app: !!binary d2Vi } }]\n", 1, 34, "`!!binary`")]
     #[case::control_character("\u{0}x", 1, 1, "unexpected character")]
     #[case::duplicate_key("name: a\nname: b\n", 2, 1, "duplicate mapping key `name`")]
     fn structural_errors_are_located(
@@ -976,5 +1459,46 @@ flows:
         let (location, got) = parse(text).unwrap_err();
         assert_eq!(location, Some(Location { line, column }), "{got}");
         assert!(got.contains(message), "{got}");
+    }
+
+    #[test]
+    fn kubernetes_types_accepted_as_kubernetes_takes_them() {
+        let case = parse(
+            "name: no\npods:\n  - { name: a, ready: true, labels: { app: \"5\", tier: web, on: yes, v: !!str 1 } }\n  - { name: b, ready: False }\nflows: [{ name: f, attempts: 5 }]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .value;
+        // With strict booleans, `no` is a name, not `false`.
+        assert_eq!(case.name.unwrap().value, "no");
+        let pods = case.pods.unwrap();
+        assert!(pods[0].value.ready.as_ref().unwrap().value);
+        assert!(!pods[1].value.ready.as_ref().unwrap().value);
+        let labels = &pods[0].value.labels.as_ref().unwrap().value;
+        assert_eq!(labels["app"], "5");
+        assert_eq!(labels["on"], "yes");
+        assert_eq!(labels["v"], "1");
+        assert_eq!(
+            case.flows.unwrap()[0]
+                .value
+                .attempts
+                .as_ref()
+                .unwrap()
+                .value,
+            "5"
+        );
+    }
+
+    #[test]
+    fn a_file_too_large_says_which_limit_it_exceeds() {
+        let mut text = String::from("flows:\n");
+        for _ in 0..90_000 {
+            text.push_str("  - { name: f }\n");
+        }
+        let (location, message) = parse(&text).unwrap_err();
+        assert!(location.is_some());
+        assert_eq!(
+            message,
+            "the file is too large or too complex for a case: it has more than 250000 YAML nodes (every value, list and mapping counts one)"
+        );
     }
 }

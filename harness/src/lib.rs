@@ -5,6 +5,7 @@ pub mod diag;
 pub mod hops;
 pub mod journey;
 pub mod plan;
+pub mod plan_warnings;
 pub mod report;
 pub mod stack;
 pub mod suite;

@@ -233,6 +233,7 @@ fn plan(case: PathBuf) -> ExitCode {
     match podpath::plan::load(&case) {
         Ok(plan) => {
             print!("{plan}");
+            podpath::plan_warnings::eprint(&plan);
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -281,6 +282,7 @@ fn run(
                 continue;
             }
         };
+        podpath::plan_warnings::eprint(&plan);
         for kind in suite::runs_of(&case.id, &plan, stack) {
             flow_count += plan.flows.len();
             let selected: Vec<usize> = (0..plan.flows.len())

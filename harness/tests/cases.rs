@@ -118,6 +118,7 @@ fn main() -> ExitCode {
                 continue;
             }
         };
+        podpath::plan_warnings::eprint(&plan);
         for kind in suite::runs_of(&case.id, &plan, &stack) {
             let flows: Vec<String> = plan.flows.iter().map(|f| kind.flow_name(f)).collect();
             suite_trials += flows.len();

@@ -63,6 +63,35 @@ fn plan_reports_a_malformed_case_with_file_line_and_column() {
 }
 
 #[test]
+fn plan_warns_of_a_hop_that_depends_on_the_endpoint_picked() {
+    let path = temp_case(
+        "either-endpoint.yaml",
+        "\
+nodes: [node1]
+pods:
+  - { name: client, node: node1 }
+  - { name: api-1, node: node1, labels: { app: api }, listen: [8080/tcp] }
+  - { name: api-2, node: node1, labels: { app: api }, listen: [8080/tcp] }
+services: [{ name: api, selector: { app: api }, ports: [{ port: 80, targetPort: 8080 }] }]
+flows:
+  - name: either
+    from: client
+    to: svc/api:80
+    expect: { reach: [api-1, api-2], hops: [{ node: node1, dnat: api-1:8080 }] }
+",
+    );
+    let out = podpath().arg("plan").arg(&path).output().unwrap();
+    assert!(out.status.success(), "a warning is no error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}:11:45: warning: flow `either`: hop `node1 dnat api-1:8080` depends on the endpoint",
+        path.display()
+    );
+    assert!(stderr.contains(&want), "expected {want} in: {stderr}");
+    assert!(!out.stdout.is_empty(), "the plan is printed");
+}
+
+#[test]
 fn run_fails_an_invalid_case_without_building_it() {
     let path = temp_case("bad-run.yaml", BAD_NODE);
     let reports = path.with_file_name("bad-run-reports");

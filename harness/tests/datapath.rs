@@ -160,6 +160,87 @@ fn one_wrong_hop(from: &str, to: &str, label: &str, prefix: &str) -> Result<Comp
     Ok(Completion::Completed)
 }
 
+/// `case` (under `cases/`) with `edit` applied to its text.
+fn case_edited(
+    case: &str,
+    edit: impl FnOnce(&str) -> Result<String, Failed>,
+) -> Result<Plan, Failed> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cases")
+        .join(case);
+    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    plan::load_str(&path, &edit(&text)?).map_err(|e| e.to_string().into())
+}
+
+/// Runs `flows` of `plan` on one cluster, observed, in proxy mode `mode`: each run with its
+/// failure as reported.
+fn run_flows(
+    plan: Plan,
+    flows: &[&str],
+    mode: Option<plan::ProxyMode>,
+    prefix: &str,
+) -> Result<Vec<(podpath::suite::FlowRun, Option<String>)>, Failed> {
+    use podpath::report::{ArtifactPolicy, ReportSink};
+    use podpath::suite::{CaseRun, RunOptions, flow_failure};
+    let reports = std::env::temp_dir().join(format!("podpath-dp-{prefix}{}", std::process::id()));
+    let indices = flows
+        .iter()
+        .map(|name| {
+            plan.flows
+                .iter()
+                .position(|f| f.name == *name)
+                .ok_or_else(|| format!("no flow {name}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let run = CaseRun::new(plan, mode, indices.len(), prefix.into());
+    let options = RunOptions {
+        observe: true,
+        artifacts: ArtifactPolicy::Failing,
+        rule_texts: false,
+    };
+    let sink = ReportSink::new(reports.clone(), ArtifactPolicy::Failing);
+    let mut out = Vec::new();
+    for index in indices {
+        let r = run.run_flow(index, &options)?;
+        let flow = &run.plan.flows[index];
+        let failure = flow_failure(&r, flow, &format!("hops::{}", flow.name), &sink);
+        out.push((r, failure));
+    }
+    let _ = std::fs::remove_dir_all(&reports);
+    Ok(out)
+}
+
+/// The failure of a flow whose hops are out of order, though the flow works: the first hop
+/// found out of order is `missing`, after `after` on the same packet, side by side.
+fn out_of_order(
+    run: &podpath::suite::FlowRun,
+    failure: Option<String>,
+    answered: &str,
+    missing: &str,
+    after: &str,
+) -> Result<(), Failed> {
+    let failure = failure.ok_or("hops out of order, yet the flow passed")?;
+    check(
+        run.verdict.observed.contains(answered),
+        format!("only the order is wrong, the flow itself works: {failure}"),
+    )?;
+    for want in [
+        format!("`{missing}`"),
+        format!("was not observed after `{after}` on the same packet"),
+        format!("✓ {after}"),
+        format!("✗ {missing}"),
+        "observed (forward), along one packet: packet 1 of ".to_string(),
+        "| +0.0".to_string(),
+        "last seen:".to_string(),
+    ] {
+        check(
+            failure.contains(&want),
+            format!("{want:?} missing from:\n{failure}"),
+        )?;
+    }
+    Ok(())
+}
+
 /// `tshark -r file -d udp.port==8472,vxlan -T fields -e frame.interface_name -e vxlan.vni`,
 /// or why it cannot run.
 fn tshark_fields(file: &Path) -> Result<String, String> {
@@ -278,6 +359,64 @@ fn main() {
                 "node2 dnat far:8080",
                 "dp-node.",
             )
+        }),
+        Trial::ignorable_test("hops-out-of-order-tcp-fails-side-by-side", || {
+            // The DNAT moved after the endpoint's eth0: the SYN is DNATed before it gets there,
+            // and every later packet of the connection is DNATed after the SYN got there; the
+            // hops must hold along one packet, so this fails.
+            let plan = case_edited("services/clusterip.yaml", |text| {
+                let dnat = "        - { node: node1, dnat: far:8080 }\n";
+                let far = "        - { iface: far/eth0, dir: in, src: client, dst: far:8080 }\n";
+                if !text.contains(dnat) || !text.contains(far) {
+                    return Err("clusterip.yaml no longer holds the hops moved".into());
+                }
+                Ok(text
+                    .replacen(dnat, "", 1)
+                    .replacen(far, &format!("{far}{dnat}"), 1))
+            })?;
+            let mut runs = run_flows(
+                plan,
+                &["cross-node"],
+                Some(plan::ProxyMode::Iptables),
+                "dp-order-tcp.",
+            )?;
+            let (run, failure) = runs.remove(0);
+            out_of_order(
+                &run,
+                failure,
+                "answered by far",
+                "node1 dnat far:8080",
+                "far/eth0 in src=client dst=far:8080",
+            )?;
+            Ok(Completion::Completed)
+        }),
+        Trial::ignorable_test("hops-out-of-order-udp-fails-side-by-side", || {
+            let plan = case_edited("cross-node-vxlan.yaml", |text| {
+                let udp = "expect: { reach: pod-b, seenSource: pod-a }";
+                if !text.contains(udp) {
+                    return Err("cross-node-vxlan.yaml's udp flow changed".into());
+                }
+                let text = text.replacen(
+                    udp,
+                    "expect: { reach: pod-b, hops: [pod-a/eth0, pod-b/eth0, { iface: node1/eth0, vxlan: { vni: 1 } }] }",
+                    1,
+                );
+                Ok(text
+                    + "  - name: udp-in-order\n    from: pod-a\n    to: pod-b:5353\n    protocol: udp\n    \
+                       expect: { reach: pod-b, hops: [pod-a/eth0, { iface: node1/eth0, vxlan: { vni: 1 } }, pod-b/eth0] }\n")
+            })?;
+            let mut runs = run_flows(plan, &["udp", "udp-in-order"], None, "dp-order-udp.")?;
+            let (run, failure) = runs.remove(0);
+            out_of_order(
+                &run,
+                failure,
+                "answered by pod-b",
+                "node1/eth0 vxlan vni=1",
+                "pod-b/eth0",
+            )?;
+            let (_, failure) = runs.remove(0);
+            check(failure.is_none(), format!("in order: {failure:?}"))?;
+            Ok(Completion::Completed)
         }),
         Trial::ignorable_test("failing-flow-leaves-a-pcapng-tshark-reads", || {
             let reports =

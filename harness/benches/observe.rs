@@ -309,8 +309,8 @@ fn run_scenario(
         if !r.verdict.passed {
             return Err(format!(
                 "flow {} failed:\n{}",
-                run.plan.flows[index].name,
-                r.verdict.render(&run.plan.flows[index])
+                run.plan().flows[index].name,
+                r.verdict.render(&run.plan().flows[index])
             ));
         }
         Ok(elapsed)
@@ -327,12 +327,15 @@ fn run_scenario(
         }
     }
     let first_observed = (
-        run.plan.flows[flows[0]].name.clone(),
+        run.plan().flows[flows[0]].name.clone(),
         run_flow(flows[0], &observed)?,
     );
     let mut results: Vec<FlowResult> = Vec::new();
     for &i in &flows {
-        eprintln!("{name}: {} unobserved and observed", run.plan.flows[i].name);
+        eprintln!(
+            "{name}: {} unobserved and observed",
+            run.plan().flows[i].name
+        );
         arm_watchdog();
         let (mut u, mut o) = (Vec::new(), Vec::new());
         for round in 0..reps {
@@ -346,7 +349,7 @@ fn run_scenario(
             }
         }
         results.push(FlowResult {
-            name: run.plan.flows[i].name.clone(),
+            name: run.plan().flows[i].name.clone(),
             unobserved: u,
             observed: o,
             parts: Parts::default(),
@@ -359,7 +362,7 @@ fn run_scenario(
     let (points, nodes, enable, rulebook) = run.with_cluster(|cluster| {
         let (enable, rulebook) = time_setup(cluster)?;
         for (r, &i) in results.iter_mut().zip(&flows) {
-            let flow = &run.plan.flows[i];
+            let flow = &run.plan().flows[i];
             arm_watchdog();
             for _ in 0..reps {
                 observe_parts(&run, cluster, flow, &mut r.parts)?;

@@ -321,7 +321,7 @@ fn run(
             }
             let run = run.with_pending(selected.len());
             for i in selected {
-                let name = kind.flow_name(&run.plan.flows[i]);
+                let name = kind.flow_name(&run.plan().flows[i]);
                 sink.start(&name);
                 let start = Instant::now();
                 let options = suite::RunOptions {
@@ -330,7 +330,7 @@ fn run(
                     rule_texts: false,
                 };
                 let failure = match run.run_flow(i, &options) {
-                    Ok(r) => match suite::flow_failure(&r, &run.plan.flows[i], &name, sink) {
+                    Ok(r) => match suite::flow_failure(&r, &run.plan().flows[i], &name, sink) {
                         None => {
                             println!("ok   {name}: {}", r.verdict.observed);
                             passed += 1;
@@ -518,7 +518,7 @@ fn trace(
     let mut code = ExitCode::SUCCESS;
     println!("{stack}\n");
     for (n, i) in selected.into_iter().enumerate() {
-        let flow = &run.plan.flows[i];
+        let flow = &run.plan().flows[i];
         if n > 0 {
             println!();
         }
@@ -531,7 +531,7 @@ fn trace(
             Ok(r) => {
                 match (&r.journey, &r.observation) {
                     (Some(j), Some(obs)) => {
-                        print!("{}", journey::text(&run.plan, flow, mode_name, j, obs))
+                        print!("{}", journey::text(&run.plan(), flow, mode_name, j, obs))
                     }
                     _ => println!("{}: not observed", flow.name),
                 }

@@ -2,10 +2,10 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use netns_runtime::proxy::driver::ProxyMode;
-use netns_runtime::stack::RuleTable;
+use netns_runtime::stack::{Attachment, RuleTable};
 use netns_runtime::{Cluster, ProbeTarget};
 
 use netns_runtime::trace::journey::{FlowHints, Journey, Observation, StepKind, Way, assemble};
@@ -262,7 +262,11 @@ enum ClusterState {
 /// shared by its trials (one at a time, so observations never mix), and taken down after the
 /// last expected trial.
 pub struct CaseRun {
-    pub plan: Plan,
+    /// What the case decides, planned before anything is built.
+    pub planned: Plan,
+    /// The plan bound to what the stack's implementation decided (pod addresses, host-side
+    /// interfaces), once the cluster is built and that differs from the planned one.
+    bound: OnceLock<Plan>,
     /// The service proxy programmed on every node; `None` when the case has no proxy.
     pub proxy: Option<ProxyMode>,
     /// The implementation under test.
@@ -301,7 +305,8 @@ impl CaseRun {
         stack: Arc<Stack>,
     ) -> CaseRun {
         CaseRun {
-            plan,
+            planned: plan,
+            bound: OnceLock::new(),
             proxy,
             stack,
             netns_prefix,
@@ -311,21 +316,50 @@ impl CaseRun {
     }
 
     fn build(&self) -> Result<Cluster, String> {
-        let file = self.plan.file.display();
+        let planned = &self.planned;
+        let file = planned.file.display();
         let drivers = self.stack.drivers();
-        let cluster = Cluster::build_with(&self.plan.topology, &self.netns_prefix, &drivers)
+        let mut cluster = Cluster::build_with(&planned.topology, &self.netns_prefix, &drivers)
             .map_err(|e| {
                 format!(
                     "building the cluster of {file} on stack {} failed: {e}",
                     self.stack.name
                 )
             })?;
+        // Bind: what the implementation decided is read back, and everything that depends on
+        // pod addresses (endpoints, proxy tables, DNS records, flow targets) planned from it.
+        let decided = planned
+            .topology
+            .pods
+            .iter()
+            .zip(cluster.attachments())
+            .any(|(pod, a)| a.as_ref().is_some_and(|a| *a != Attachment::planned(pod)));
+        if decided {
+            let learned: Vec<Attachment> =
+                cluster.attachments().iter().flatten().cloned().collect();
+            let bound = plan::bind(planned, &learned).map_err(|e| {
+                format!(
+                    "what stack {}'s pod attach decided does not fit {file}:\n{e}",
+                    self.stack.name
+                )
+            })?;
+            cluster
+                .bind(bound.topology.clone())
+                .map_err(|e| format!("binding the cluster of {file} failed: {e}"))?;
+            let _ = self.bound.set(bound);
+        }
         if let Some(mode) = self.proxy {
             cluster
-                .apply_proxy(mode.builtin().as_ref(), &self.plan.proxy)
+                .apply_proxy(mode.builtin().as_ref(), &self.plan().proxy)
                 .map_err(|e| format!("programming Services of {file} failed: {e}"))?;
         }
         Ok(cluster)
+    }
+
+    /// The plan flows run against: bound to what the implementation decided once the cluster
+    /// is built, the planned one before (and with the builtin attach, always).
+    pub fn plan(&self) -> &Plan {
+        self.bound.get().unwrap_or(&self.planned)
     }
 
     /// The same run, expecting `pending` trials.
@@ -346,7 +380,7 @@ impl CaseRun {
 
     /// Why flow `index` cannot run on this run's stack, if it cannot.
     pub fn flow_ignored(&self, index: usize) -> Option<String> {
-        applies::flow_ignored(&self.plan, &self.plan.flows[index], &self.stack)
+        applies::flow_ignored(self.plan(), &self.plan().flows[index], &self.stack)
     }
 
     /// Runs `f` on the case's cluster, building it first if no trial has yet, and taking it down
@@ -373,7 +407,7 @@ impl CaseRun {
                 && let Err(errors) = cluster.teardown()
             {
                 for e in errors {
-                    eprintln!("podpath: teardown of {}: {e}", self.plan.name);
+                    eprintln!("podpath: teardown of {}: {e}", self.plan().name);
                 }
             }
         }
@@ -386,9 +420,11 @@ impl CaseRun {
     /// netfilter trace and conntrack tables), the journey is assembled and the flow's hops are
     /// checked against it; a flow that expects hops is always observed.
     pub fn run_flow(&self, index: usize, options: &RunOptions) -> Result<FlowRun, String> {
-        let flow = &self.plan.flows[index];
-        let observe = options.observe || !flow.hops.is_empty();
         self.with_cluster(|cluster| {
+            // The plan as bound once the cluster is built: its flow targets are the addresses
+            // the implementation gave.
+            let flow = &self.plan().flows[index];
+            let observe = options.observe || !flow.hops.is_empty();
             let (head, observation) = if observe {
                 match self
                     .observer
@@ -496,7 +532,7 @@ impl CaseRun {
         let mode = self.proxy.map(ProxyMode::name);
         let tables = self.rule_tables();
         let rules = self
-            .plan
+            .plan()
             .topology
             .nodes
             .iter()
@@ -520,7 +556,7 @@ impl CaseRun {
             captures: obs.captures.clone(),
             points: obs.points.clone(),
             journey_markdown: crate::journey::markdown(
-                &self.plan,
+                self.plan(),
                 flow,
                 mode,
                 journey,
@@ -536,7 +572,7 @@ impl CaseRun {
     /// its resolver asks.
     pub fn hints(&self, flow: &FlowPlan) -> FlowHints {
         let dns_server = self
-            .plan
+            .plan()
             .topology
             .pods
             .iter()

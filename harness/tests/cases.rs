@@ -181,7 +181,7 @@ fn main() -> ExitCode {
                         rule_texts: false,
                     };
                     let r = run.run_flow(index, &options).map_err(Failed::from)?;
-                    match suite::flow_failure(&r, &run.plan.flows[index], &trial, &sink) {
+                    match suite::flow_failure(&r, &run.plan().flows[index], &trial, &sink) {
                         None => Ok(()),
                         Some(text) => Err(text.into()),
                     }

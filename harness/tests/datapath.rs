@@ -202,7 +202,7 @@ fn run_flows(
     let mut out = Vec::new();
     for index in indices {
         let r = run.run_flow(index, &options)?;
-        let flow = &run.plan.flows[index];
+        let flow = &run.plan().flows[index];
         let failure = flow_failure(&r, flow, &format!("hops::{}", flow.name), &sink);
         out.push((r, failure));
     }

@@ -246,10 +246,21 @@ impl Cluster {
     }
 
     /// Takes the bound topology: the plan once what the implementation decided (pod
-    /// addresses, host-side interfaces) is known. Names and namespaces must be the same.
-    pub fn bind(&mut self, topology: Topology) {
-        debug_assert_eq!(topology.pods.len(), self.topology.pods.len());
+    /// addresses, host-side interfaces) is known; the same nodes and pods, by name. The cluster
+    /// DNS serves the bound records from now on, and the pods' hosts files name their bound
+    /// addresses.
+    pub fn bind(&mut self, topology: Topology) -> Result<(), BuildError> {
         self.topology = topology;
+        if let (Some(server), Some(d)) = (&self.dns, &self.topology.dns) {
+            server.table().store(RecordTable::new(&d.records));
+        }
+        for dir in self.etc_dirs.drain(..) {
+            std::fs::remove_dir_all(&dir).map_err(|source| BuildError::Netns {
+                netns: dir.display().to_string(),
+                source,
+            })?;
+        }
+        self.write_pod_files()
     }
 
     /// A pod's network namespace.

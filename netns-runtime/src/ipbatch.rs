@@ -420,6 +420,7 @@ mod tests {
                     mtu: if vxlan { 1450 } else { 1500 },
                 },
                 host_veth: format!("veth{name}"),
+                requested_ip: None,
                 routes: vec![Route {
                     dst: net("0.0.0.0/0"),
                     via: Some(gw),

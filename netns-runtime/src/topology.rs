@@ -119,6 +119,9 @@ pub struct Pod {
     pub eth0: Iface,
     /// Name of the node-side end of the veth pair, a port of `cni0` with hairpin mode on.
     pub host_veth: String,
+    /// The address the case fixes for the pod (`ip:`), which any pod attach must give it (as a
+    /// runtime asks a CNI plugin with the `ips` capability); `None`: the attach chooses.
+    pub requested_ip: Option<Ipv4Addr>,
     /// Routes inside the pod (the default route via the node's `cni0` address).
     pub routes: Vec<Route>,
     /// Echo servers the pod runs.

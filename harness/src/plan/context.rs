@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::stack::Attachment;
 use netns_runtime::topology::Listener;
 
 use crate::diag::Diagnostics;
@@ -55,6 +56,8 @@ pub(super) struct PodDraft {
     pub(super) port_names: Vec<(String, Listener)>,
     pub(super) node: Option<usize>,
     pub(super) fixed_ip: Option<Ipv4Addr>,
+    /// The address the case itself fixes (`ip:`), kept apart from what binding fixes.
+    pub(super) requested_ip: Option<Ipv4Addr>,
     pub(super) ip: Option<Ipv4Addr>,
     pub(super) host_veth: String,
     pub(super) listeners: Vec<Listener>,
@@ -64,6 +67,8 @@ pub(super) struct PodDraft {
     /// `hostname` and `subdomain`, when valid.
     pub(super) hostname: Option<String>,
     pub(super) subdomain: Option<String>,
+    /// What the stack's pod attach decided for this pod, when the plan is bound to it.
+    pub(super) learned: Option<Attachment>,
 }
 
 /// The external host as declared.
@@ -76,6 +81,9 @@ pub(super) struct ExternalDraft {
 pub(super) struct Planner {
     pub(super) found: Diagnostics,
     pub(super) file: PathBuf,
+    /// What the implementation decided for each pod, by pod name: empty while planning what
+    /// the case decides, filled when binding the plan to a built cluster.
+    pub(super) learned: BTreeMap<String, Attachment>,
 }
 
 impl Planner {
@@ -83,6 +91,7 @@ impl Planner {
         Planner {
             found: Diagnostics::new(file),
             file: file.to_path_buf(),
+            learned: BTreeMap::new(),
         }
     }
 

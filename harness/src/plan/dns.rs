@@ -451,6 +451,8 @@ pub(super) fn dns_pod(node: usize, at: YamlLocation) -> PodDraft {
         },
     ];
     PodDraft {
+        learned: None,
+        requested_ip: None,
         name: Some(DNS_POD.to_owned()),
         at,
         namespace: DNS_NAMESPACE.to_owned(),

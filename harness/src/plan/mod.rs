@@ -25,6 +25,9 @@ use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use netns_runtime::stack::Attachment;
 
 use serde_saphyr::Spanned;
 
@@ -108,7 +111,25 @@ pub fn load_str(path: &Path, text: &str) -> Result<Plan, CaseError> {
             message,
         }])
     })?;
-    Planner::new(path).plan(&case)
+    Planner::new(path).plan(&case, Arc::from(text))
+}
+
+/// Plans the case of `plan` again, bound to what the stack's pod attach decided for its pods
+/// (`learned`, by pod name): their addresses, MACs and host-side interfaces are taken as the
+/// implementation gave them, and every Service endpoint, proxy table, DNS record and flow
+/// target is computed from them. The case was valid, so an error here is the implementation's:
+/// an address outside its node's pod subnet, or one two pods were given.
+pub fn bind(plan: &Plan, learned: &[Attachment]) -> Result<Plan, CaseError> {
+    let case = case::parse(&plan.source).map_err(|(location, message)| {
+        CaseError::Invalid(vec![Diagnostic {
+            file: plan.file.clone(),
+            location,
+            message,
+        }])
+    })?;
+    let mut planner = Planner::new(&plan.file);
+    planner.learned = learned.iter().map(|a| (a.pod.clone(), a.clone())).collect();
+    planner.plan(&case, plan.source.clone())
 }
 
 /// Every `*.yaml` and `*.yml` file under `root`, recursively, sorted; `root` itself when it is
@@ -146,7 +167,7 @@ fn is_case_file(path: &Path) -> bool {
 }
 
 impl Planner {
-    fn plan(mut self, case: &Spanned<Case>) -> Result<Plan, CaseError> {
+    fn plan(mut self, case: &Spanned<Case>, source: Arc<str>) -> Result<Plan, CaseError> {
         let root = case.referenced;
         let case = &case.value;
         let stem = self
@@ -245,6 +266,7 @@ impl Planner {
                 services,
                 proxy,
                 proxy_modes: cluster.proxy_modes.clone(),
+                source,
             }),
             None => {
                 // Unreachable when validation is complete; reported rather than panicking.

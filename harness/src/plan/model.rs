@@ -35,6 +35,9 @@ pub struct Plan {
     /// The service proxy modes the case runs in (each its own cluster and trials); empty when
     /// the case has no proxy.
     pub proxy_modes: Vec<ProxyMode>,
+    /// The case file's text, so the plan can be bound to what an implementation decided
+    /// ([`crate::plan::bind`]).
+    pub source: std::sync::Arc<str>,
 }
 
 /// One flow, resolved to addresses.

@@ -110,12 +110,14 @@ impl Planner {
                 port_names,
                 node,
                 fixed_ip,
+                requested_ip: fixed_ip,
                 ip: None,
                 host_veth: String::new(),
                 serves: listeners.clone(),
                 listeners,
                 hostname,
                 subdomain,
+                learned: None,
             });
         }
         drafts
@@ -311,6 +313,7 @@ impl Planner {
 
     /// Gives every pod its address and host-side veth name, node by node in declared order.
     pub(super) fn allocate(&mut self, pods: &mut [PodDraft], nodes: &[NodeDraft]) {
+        let mut learned_ips: std::collections::HashMap<Ipv4Addr, String> = Default::default();
         for (index, node) in nodes.iter().enumerate() {
             let on_node: Vec<usize> = (0..pods.len())
                 .filter(|&p| pods[p].node == Some(index))
@@ -326,11 +329,51 @@ impl Planner {
                 );
                 pod.host_veth = host_veth_name(&key, &veths);
                 veths.insert(pod.host_veth.clone());
+                pod.learned = pod
+                    .name
+                    .as_ref()
+                    .and_then(|name| self.learned.get(name))
+                    .cloned();
+                if let Some(host) = pod.learned.as_ref().and_then(|a| a.host_iface.clone()) {
+                    pod.host_veth = host;
+                }
             }
 
             let Some(subnet) = node.subnet else {
                 continue;
             };
+            // What the pod attach gave a pod is as fixed as an address the case gives.
+            for &p in &on_node {
+                if let Some(addr) = pods[p].learned.as_ref().map(|a| a.addr.addr())
+                    && let Some(other) =
+                        learned_ips.insert(addr, pods[p].name.clone().unwrap_or_default())
+                {
+                    let at = pods[p].at;
+                    self.error(
+                        at,
+                        format!(
+                            "the pod attach gave {} the address {addr}, which it gave {other} too",
+                            pods[p].name.as_deref().unwrap_or_default()
+                        ),
+                    );
+                }
+                let pod = &mut pods[p];
+                let Some(addr) = pod.learned.as_ref().map(|a| a.addr.addr()) else {
+                    continue;
+                };
+                if !subnet.contains(&addr) {
+                    let label = pod.name.clone().unwrap_or_default();
+                    let at = pod.at;
+                    self.error(
+                        at,
+                        format!(
+                            "the pod attach gave {label} the address {addr}, outside {}'s pod subnet {subnet}",
+                            node_label(node)
+                        ),
+                    );
+                }
+                pod.fixed_ip = Some(addr);
+            }
             let fixed: HashSet<Ipv4Addr> =
                 on_node.iter().filter_map(|&p| pods[p].fixed_ip).collect();
             let mut next = u32::from(subnet.network()).saturating_add(2);

@@ -230,23 +230,42 @@ pub(super) fn build_topology(
             ),
             None => (None, None),
         };
-        topo_pods.push(Pod {
-            name,
-            namespace: pod.namespace.clone(),
-            node,
-            eth0: Iface {
+        // Bound to a built cluster: the pod's interface as its attach made it.
+        let learned = pod.learned.as_ref();
+        let eth0 = match learned {
+            Some(a) => Iface {
+                name: a.iface.clone(),
+                mac: a.mac.unwrap_or_else(|| Mac::from_ip(POD_MAC, ip)),
+                addr: a.addr,
+                mtu: pod_mtu,
+            },
+            None => Iface {
                 name: ETH0.to_owned(),
                 mac: Mac::from_ip(POD_MAC, ip),
                 addr: Ipv4Net::new(ip, subnet_len).ok()?,
                 mtu: pod_mtu,
             },
+        };
+        let via = match learned {
+            Some(a) => a.gateway,
+            None => Some(gateway(*subnet)),
+        };
+        topo_pods.push(Pod {
+            name,
+            namespace: pod.namespace.clone(),
+            node,
             host_veth: pod.host_veth.clone(),
-            routes: vec![Route {
-                dst: Ipv4Net::default(),
-                via: Some(gateway(*subnet)),
-                dev: ETH0.to_owned(),
-                onlink: false,
-            }],
+            requested_ip: pod.requested_ip,
+            routes: via
+                .map(|via| Route {
+                    dst: Ipv4Net::default(),
+                    via: Some(via),
+                    dev: eth0.name.clone(),
+                    onlink: false,
+                })
+                .into_iter()
+                .collect(),
+            eth0,
             listeners: pod.listeners.clone(),
             resolv_conf,
             hosts,

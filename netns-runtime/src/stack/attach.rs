@@ -160,9 +160,11 @@ pub struct ExecAttach {
 impl ExecAttach {
     /// What the command is told: `PODPATH_POD`, `PODPATH_POD_NAMESPACE`, `PODPATH_NETNS` (the
     /// path of the pod's network namespace), `PODPATH_IFNAME`, `PODPATH_NODE`,
-    /// `PODPATH_POD_CIDR` (the node's), `PODPATH_MTU`.
+    /// `PODPATH_POD_CIDR` (the node's), `PODPATH_MTU`, and `PODPATH_IP` when the case fixes
+    /// the pod's address (the attach must give it that one, as a CNI plugin does with the `ips`
+    /// capability).
     pub fn environment(ctx: &PodContext<'_>) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("PODPATH_POD".to_string(), ctx.pod.name.clone()),
             (
                 "PODPATH_POD_NAMESPACE".to_string(),
@@ -179,7 +181,11 @@ impl ExecAttach {
                 ctx.node.pod_cidr.to_string(),
             ),
             ("PODPATH_MTU".to_string(), ctx.pod.eth0.mtu.to_string()),
-        ])
+        ]);
+        if let Some(ip) = ctx.pod.requested_ip {
+            env.insert("PODPATH_IP".to_string(), ip.to_string());
+        }
+        env
     }
 }
 
@@ -217,7 +223,15 @@ impl PodAttach for ExecAttach {
         };
         let result = parse_result(&done.stdout, &ctx.pod.name, &ctx.pod.eth0.name)
             .map_err(|e| bad(format!("{e}{}", exec::quoted_stderr(&done.stderr))))?;
-        check_attachment(ctx, &result).map_err(bad)?;
+        check_attachment(ctx, &result).map_err(&bad)?;
+        if let Some(want) = ctx.pod.requested_ip
+            && result.addr.addr() != want
+        {
+            return Err(bad(format!(
+                "the case fixes the pod's address to {want} (PODPATH_IP), and it gave {}",
+                result.addr.addr()
+            )));
+        }
         Ok(Some(result))
     }
 

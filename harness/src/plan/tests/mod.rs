@@ -46,6 +46,7 @@ fn named(pairs: &[(&str, &str)]) -> Vec<(String, Ipv4Net)> {
 }
 
 mod allocation;
+mod binding;
 mod display;
 mod external;
 mod files;

@@ -531,7 +531,7 @@ fn trace(
             Ok(r) => {
                 match (&r.journey, &r.observation) {
                     (Some(j), Some(obs)) => {
-                        print!("{}", journey::text(&run.plan(), flow, mode_name, j, obs))
+                        print!("{}", journey::text(run.plan(), flow, mode_name, j, obs))
                     }
                     _ => println!("{}: not observed", flow.name),
                 }

@@ -116,7 +116,7 @@ fn main() -> ExitCode {
             } else {
                 paths
             };
-            let cases = match suite::load(&paths) {
+            let cases = match suite::load_on(&paths, &stack) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("podpath: {e}");

@@ -32,6 +32,12 @@ pub struct LoadedCase {
 /// Loads every case under each of `paths` (a directory, searched recursively, or a file). A
 /// path that does not exist is an error (a usage error, not a failing case).
 pub fn load(paths: &[PathBuf]) -> io::Result<Vec<LoadedCase>> {
+    load_on(paths, &Stack::builtin())
+}
+
+/// Like [`load`], each case planned for what `stack`'s drivers declare the datapath does.
+pub fn load_on(paths: &[PathBuf], stack: &Stack) -> io::Result<Vec<LoadedCase>> {
+    let datapath = stack.datapath();
     let mut cases = Vec::new();
     for root in paths {
         if let Err(e) = std::fs::metadata(root) {
@@ -49,7 +55,7 @@ pub fn load(paths: &[PathBuf]) -> io::Result<Vec<LoadedCase>> {
                 root.parent().unwrap_or(Path::new(""))
             };
             let id = case_id(base, &path);
-            let plan = plan::load(&path);
+            let plan = plan::load_for(&path, datapath);
             cases.push(LoadedCase { id, path, plan });
         }
     }

@@ -29,7 +29,27 @@ fn main() -> ExitCode {
     let root = std::env::var_os("PODPATH_CASES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases"));
-    let cases = match suite::load(std::slice::from_ref(&root)) {
+    // The stack file too is read before the sandbox, so its path is the host's.
+    // cargo runs this in harness/: a relative path is taken from the workspace root when it
+    // is not found from here, so `PODPATH_STACK=harness/stacks/x.yaml cargo test` works there.
+    let stack = match std::env::var_os(podpath::stack::STACK_ENV)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+    {
+        Some(path) if path.is_relative() && !path.exists() => {
+            podpath::stack::Stack::load(&workspace().join(path))
+        }
+        Some(path) => podpath::stack::Stack::load(&path),
+        None => Ok(podpath::stack::Stack::builtin()),
+    };
+    let stack = match stack {
+        Ok(stack) => Arc::new(stack),
+        Err(e) => {
+            eprintln!("podpath: {}: {e}", podpath::stack::STACK_ENV);
+            std::process::exit(2);
+        }
+    };
+    let cases = match suite::load_on(std::slice::from_ref(&root), &stack) {
         Ok(cases) => cases,
         Err(e) => {
             eprintln!("podpath: reading {}: {e}", root.display());
@@ -73,14 +93,6 @@ fn main() -> ExitCode {
             );
             ReportSink::new(reports.clone(), artifacts)
         })
-    };
-    // The stack file too is read before the sandbox, so its path is the host's.
-    let stack = match podpath::stack::Stack::from_env() {
-        Ok(stack) => Arc::new(stack),
-        Err(e) => {
-            eprintln!("podpath: {}: {e}", podpath::stack::STACK_ENV);
-            std::process::exit(2);
-        }
     };
     // Before any thread exists: move into the private sandbox.
     let sandbox = netns_runtime::sandbox::enter();

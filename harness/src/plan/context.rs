@@ -84,6 +84,8 @@ pub(super) struct Planner {
     /// What the implementation decided for each pod, by pod name: empty while planning what
     /// the case decides, filled when binding the plan to a built cluster.
     pub(super) learned: BTreeMap<String, Attachment>,
+    /// What the stack's drivers declare the datapath does.
+    pub(super) datapath: super::Datapath,
 }
 
 impl Planner {
@@ -92,6 +94,7 @@ impl Planner {
             found: Diagnostics::new(file),
             file: file.to_path_buf(),
             learned: BTreeMap::new(),
+            datapath: super::Datapath::BUILTIN,
         }
     }
 

@@ -1020,9 +1020,9 @@ impl Planner {
     /// - `internalTrafficPolicy: Local` and a ClusterIP: only endpoints on the node of `from`;
     /// - `externalTrafficPolicy: Local` and a NodePort reached from outside the cluster: only
     ///   endpoints on the NodePort's node. From outside means from the external host, or from
-    ///   a pod on another node when flannel masquerades pod traffic leaving the pod network
-    ///   (its `--ip-masq`, with the vxlan and host-gw overlays): it then arrives from that
-    ///   node's address. A pod's traffic to its own node's NodePort is pod traffic, which
+    ///   a pod on another node when the node network masquerades pod traffic leaving the pod
+    ///   network ([`super::Datapath`]; flannel's `--ip-masq`, with the vxlan and
+    ///   host-gw overlays): it then arrives from that node's address. A pod's traffic to its own node's NodePort is pod traffic, which
     ///   kube-proxy sends to every endpoint.
     fn traffic_policy_problem(
         &self,
@@ -1058,13 +1058,14 @@ impl Planner {
             }
             (ServiceVia::NodePort { node }, Origin::Pod(Some(from_node)))
                 if plan.external_traffic_policy == TrafficPolicy::Local
-                    && refs.ip_masq
-                    && from_node != node =>
+                    && refs
+                        .datapath
+                        .arrives_from_outside(refs.overlay, from_node, node) =>
             {
                 (
                     node.as_str(),
                     format!(
-                        "{} has externalTrafficPolicy Local, and traffic from {from_node} (the node of `from`) to {node}'s NodePort comes from outside the cluster (flannel masquerades it to {from_node}'s address): only its endpoints on {node} answer",
+                        "{} has externalTrafficPolicy Local, and traffic from {from_node} (the node of `from`) to {node}'s NodePort comes from outside the cluster (the node network masquerades it to {from_node}'s address): only its endpoints on {node} answer",
                         plan.id()
                     ),
                 )

@@ -36,6 +36,7 @@ use crate::diag::{CaseError, Diagnostic, Location};
 
 mod cluster;
 mod context;
+mod datapath;
 mod display;
 mod dns;
 mod external;
@@ -59,6 +60,7 @@ pub use cluster::{
     DEFAULT_MTU, DEFAULT_NODE_CIDR, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, DEFAULT_SUBNET_LEN,
     MTU_RANGE,
 };
+pub use datapath::Datapath;
 pub use dns::{
     DEFAULT_EXEC_TIMEOUT, DNS_LABEL, DNS_NAMESPACE, DNS_POD, DNS_PORT, DNS_SERVICE,
     DNS_SERVICE_HOST, NDOTS, NameResolution, RCODES, hosts_file, resolv_conf, resolve_in,
@@ -82,7 +84,7 @@ pub use topology::{
     ETH0, POD_BRIDGE, VXLAN_DEV, VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI, underlay_gateway,
 };
 
-use context::{Overlay, Planner};
+use context::Planner;
 use refs::Refs;
 use topology::build_topology;
 
@@ -114,6 +116,15 @@ pub fn load_str(path: &Path, text: &str) -> Result<Plan, CaseError> {
     Planner::new(path).plan(&case, Arc::from(text))
 }
 
+/// Like [`load`], for a stack whose drivers declare `datapath`.
+pub fn load_for(path: &Path, datapath: Datapath) -> Result<Plan, CaseError> {
+    let mut plan = load(path)?;
+    if datapath != plan.datapath {
+        plan = replan(&plan, datapath, &[])?;
+    }
+    Ok(plan)
+}
+
 /// Plans the case of `plan` again, bound to what the stack's pod attach decided for its pods
 /// (`learned`, by pod name): their addresses, MACs and host-side interfaces are taken as the
 /// implementation gave them, and every Service endpoint, proxy table, DNS record and flow
@@ -128,8 +139,16 @@ pub fn bind(plan: &Plan, learned: &[Attachment]) -> Result<Plan, CaseError> {
         }])
     })?;
     let mut planner = Planner::new(&plan.file);
+    planner.datapath = plan.datapath;
     planner.learned = learned.iter().map(|a| (a.pod.clone(), a.clone())).collect();
     planner.plan(&case, plan.source.clone())
+}
+
+/// The case of `plan` planned again for another datapath, bound to `learned`.
+fn replan(plan: &Plan, datapath: Datapath, learned: &[Attachment]) -> Result<Plan, CaseError> {
+    let mut base = plan.clone();
+    base.datapath = datapath;
+    bind(&base, learned)
 }
 
 /// Every `*.yaml` and `*.yml` file under `root`, recursively, sorted; `root` itself when it is
@@ -239,7 +258,8 @@ impl Planner {
             pods: &pods,
             services: &services,
             external: external.as_ref(),
-            ip_masq: matches!(cluster.overlay, Some(Overlay::Vxlan | Overlay::HostGw)),
+            datapath: self.datapath,
+            overlay: cluster.overlay,
             dns: dns.as_ref(),
             topology: topology.as_ref(),
             proxy_modes: &cluster.proxy_modes,
@@ -267,6 +287,7 @@ impl Planner {
                 proxy,
                 proxy_modes: cluster.proxy_modes.clone(),
                 source,
+                datapath: self.datapath,
             }),
             None => {
                 // Unreachable when validation is complete; reported rather than panicking.

@@ -38,6 +38,8 @@ pub struct Plan {
     /// The case file's text, so the plan can be bound to what an implementation decided
     /// ([`crate::plan::bind`]).
     pub source: std::sync::Arc<str>,
+    /// What the stack declared the datapath does, which the plan's validation reasoned from.
+    pub datapath: super::Datapath,
 }
 
 /// One flow, resolved to addresses.

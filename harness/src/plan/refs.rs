@@ -8,7 +8,8 @@ use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::topology::{EXTERNAL_HOST, Listener, Topology};
 use serde_saphyr::Spanned;
 
-use super::context::{ExternalDraft, NodeDraft, Planner, PodDraft};
+use super::context::{ExternalDraft, NodeDraft, Overlay, Planner, PodDraft};
+use super::datapath::Datapath;
 use super::dns::{self, NameResolution};
 use super::parse::{known_names, quoted};
 use super::services::{self};
@@ -57,8 +58,10 @@ pub(super) struct Refs<'a> {
     pub(super) pods: &'a [PodDraft],
     pub(super) services: &'a [services::ServiceDraft],
     pub(super) external: Option<&'a ExternalDraft>,
-    /// Whether flannel masquerades pod traffic leaving the pod network (vxlan and host-gw).
-    pub(super) ip_masq: bool,
+    /// What the datapath does, as the stack declares it.
+    pub(super) datapath: Datapath,
+    /// The overlay the case chose for the builtin node network.
+    pub(super) overlay: Option<Overlay>,
     /// The cluster DNS, when the case declares one.
     pub(super) dns: Option<&'a dns::DnsDraft>,
     /// The cluster, for hops; `None` when something it needs is invalid (reported).

@@ -24,6 +24,7 @@ use netns_runtime::stack::{
 use serde_saphyr::Spanned;
 
 use crate::diag::{CaseError, Diagnostic, Diagnostics};
+use crate::plan::Datapath;
 
 pub mod applies;
 pub mod file;
@@ -184,6 +185,17 @@ impl Stack {
             dns: match self.dns {
                 DnsLayer::Builtin => DnsDriver::Builtin,
                 DnsLayer::None => DnsDriver::None,
+            },
+        }
+    }
+
+    /// What the drivers declare the datapath does, which the planner reasons from.
+    pub fn datapath(&self) -> Datapath {
+        Datapath {
+            node_network_masquerades: match &self.network {
+                NetworkLayer::Builtin => None,
+                NetworkLayer::Exec { masquerade, .. } => Some(*masquerade),
+                NetworkLayer::None => Some(false),
             },
         }
     }

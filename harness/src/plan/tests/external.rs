@@ -200,7 +200,7 @@ flows:
         all,
         [
             "cases/t.yaml:14:77: `reach` names web, which runs on node1, but default/local has externalTrafficPolicy Local: traffic from outside the cluster to node2's NodePort only goes to its endpoints on node2",
-            "cases/t.yaml:15:73: `reach` names web, which runs on node1, but default/local has externalTrafficPolicy Local, and traffic from node1 (the node of `from`) to node2's NodePort comes from outside the cluster (flannel masquerades it to node1's address): only its endpoints on node2 answer",
+            "cases/t.yaml:15:73: `reach` names web, which runs on node1, but default/local has externalTrafficPolicy Local, and traffic from node1 (the node of `from`) to node2's NodePort comes from outside the cluster (the node network masquerades it to node1's address): only its endpoints on node2 answer",
         ]
     );
 }

@@ -677,6 +677,7 @@ fn build_on_this_thread(
     nl_u.set_up(bridge).map_err(nl_err(&u.netns))?;
 
     let mut node_links = Vec::with_capacity(topo.nodes.len());
+    let mut pod_links = Vec::with_capacity(topo.pods.len());
     for node in &topo.nodes {
         let (ns, mut nl, _) = create_netns(&named(&node.name), home.as_fd(), &node.sysctls, &[])?;
         let port = nl_u
@@ -751,8 +752,35 @@ fn build_on_this_thread(
         };
         let attachment = drivers.attach.attach(&mut ctx)?;
         parts.attachments.push(attachment);
+        pod_links.push(nl);
     }
+    wait_for_veths(node_links.iter_mut().chain(&mut pod_links), LINKS_UP_WAIT);
     Ok(())
+}
+
+/// Longest wait for the veths of a new cluster to be operationally up.
+const LINKS_UP_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits until every veth that is up in these namespaces is operationally up too. A new veth
+/// sends into a no-op queue until the kernel's link watcher (a work queue) has seen its
+/// carrier: on a loaded machine that can take long enough for a flow's first packets to be
+/// dropped. Gives up quietly after `limit` (flows then say what they saw).
+fn wait_for_veths<'a>(sockets: impl Iterator<Item = &'a mut Netlink>, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    for nl in sockets {
+        loop {
+            let pending = match nl.links() {
+                Ok(links) => links
+                    .iter()
+                    .any(|l| l.up && !l.oper_up && l.kind.as_deref() == Some("veth")),
+                Err(_) => false,
+            };
+            if !pending || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// The node's `eth0`, then its pod attach's and node network's objects, then podpath's own

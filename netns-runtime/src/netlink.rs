@@ -169,6 +169,9 @@ pub struct LinkInfo {
     pub master: Option<u32>,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
+    /// Operationally up (`IFLA_OPERSTATE` is `UP`): the kernel's link watcher has seen its
+    /// carrier and given it a real queue, so it sends what it is handed.
+    pub oper_up: bool,
     /// `IFLA_LINK`: for a veth, the peer's index (in [`LinkInfo::link_netnsid`]'s netns if set).
     pub link: Option<u32>,
     /// `IFLA_LINK_NETNSID`: the netns id of [`LinkInfo::link`], when it is another netns.
@@ -938,6 +941,7 @@ fn link_info(msg: LinkMessage) -> LinkInfo {
         mtu: 0,
         master: None,
         up: msg.header.flags.contains(LinkFlags::Up),
+        oper_up: false,
         link: None,
         link_netnsid: None,
         hairpin: None,
@@ -948,6 +952,9 @@ fn link_info(msg: LinkMessage) -> LinkInfo {
             LinkAttribute::IfName(n) => info.name = n,
             LinkAttribute::Address(a) => info.mac = mac_of(&a),
             LinkAttribute::Mtu(m) => info.mtu = m,
+            LinkAttribute::OperState(state) => {
+                info.oper_up = state == netlink_packet_route::link::State::Up;
+            }
             LinkAttribute::Controller(m) => info.master = Some(m),
             LinkAttribute::Link(l) => info.link = Some(l),
             LinkAttribute::LinkNetNsId(id) => info.link_netnsid = Some(id),

@@ -278,7 +278,7 @@ fn run(
                         }
                         failure => failure,
                     },
-                    Err(e) => Some(e),
+                    Err(e) => Some(e.to_string()),
                 };
                 let duration = start.elapsed();
                 let outcome = match failure {

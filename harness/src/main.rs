@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use netns_runtime::Cluster;
 use netns_runtime::proxy::driver::ProxyMode;
-use podpath::journey;
+use podpath::journey_render;
 use podpath::plan::Plan;
 use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
 use podpath::stack::Stack;
@@ -462,7 +462,10 @@ fn trace(
             Ok(r) => {
                 match (&r.journey, &r.observation) {
                     (Some(j), Some(obs)) => {
-                        print!("{}", journey::text(&run.plan, flow, mode_name, j, obs))
+                        print!(
+                            "{}",
+                            journey_render::text(&run.plan, flow, mode_name, j, obs)
+                        )
                     }
                     _ => println!("{}: not observed", flow.name),
                 }

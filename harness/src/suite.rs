@@ -9,10 +9,10 @@ use netns_runtime::stack::RuleTable;
 use netns_runtime::trace::observe::ObserveError;
 use netns_runtime::{BuildError, Cluster, ClusterError, ProbeTarget};
 
-use netns_runtime::trace::journey::{FlowHints, Journey, Observation, StepKind, Way, assemble};
+use netns_runtime::trace::assembly::{FlowHints, Journey, Observation, StepKind, Way, assemble};
 
 use crate::diag::CaseError;
-use crate::hops;
+use crate::hop_match;
 use crate::plan::Expect;
 use crate::plan::{self, FlowPlan, Plan, Target};
 use crate::report::{ArtifactPolicy, FlowArtifacts, ReportSink};
@@ -470,7 +470,7 @@ impl CaseRun {
                 .map(|obs| assemble(obs, &self.hints(flow)));
             let mut hop_fault = journey
                 .as_ref()
-                .and_then(|j| hops::check(&flow.hops, self.proxy, j));
+                .and_then(|j| hop_match::check(&flow.hops, self.proxy, j));
             let failed = !verdict.passed || hop_fault.is_some();
             // Rule texts are read (once per cluster) only when someone will read them.
             if (failed || options.rule_texts || options.artifacts == ArtifactPolicy::All)
@@ -486,7 +486,7 @@ impl CaseRun {
                 {
                     obs.problems.push(e.to_string());
                 }
-                hop_fault = hops::check(&flow.hops, self.proxy, j);
+                hop_fault = hop_match::check(&flow.hops, self.proxy, j);
             }
             if let Some(journey) = &journey {
                 match hop_fault {
@@ -496,7 +496,7 @@ impl CaseRun {
                     }
                     // A flow that failed otherwise: where its packet got to.
                     None if !verdict.passed && flow.exec.is_none() => {
-                        add_reason(&mut verdict, hops::last_seen(journey, Way::Forward));
+                        add_reason(&mut verdict, hop_match::last_seen(journey, Way::Forward));
                     }
                     None => {}
                 }
@@ -553,7 +553,7 @@ impl CaseRun {
         FlowArtifacts {
             captures: obs.captures.clone(),
             points: obs.points.clone(),
-            journey_markdown: crate::journey::markdown(
+            journey_markdown: crate::journey_render::markdown(
                 &self.plan,
                 flow,
                 mode,

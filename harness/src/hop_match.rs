@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use netns_runtime::proxy::driver::ProxyMode;
-use netns_runtime::trace::journey::{Journey, NatKind, Role, Step, StepKind, Way};
+use netns_runtime::trace::assembly::{Journey, NatKind, Role, Step, StepKind, Way};
 use netns_runtime::trace::nftrace::TraceKind;
 
 use crate::plan::hops::{Conversation, Dir, HopKind, HopPlan, HopsExpect};
@@ -354,8 +354,8 @@ pub fn last_seen(journey: &Journey, way: Way) -> String {
 
 #[cfg(test)]
 mod tests {
-    use netns_runtime::trace::journey::example::*;
-    use netns_runtime::trace::journey::{FlowHints, assemble};
+    use netns_runtime::trace::assembly::example::*;
+    use netns_runtime::trace::assembly::{FlowHints, assemble};
 
     use super::*;
     use crate::diag::Location;

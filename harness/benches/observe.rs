@@ -65,8 +65,8 @@ use netns_runtime::Outcome;
 use netns_runtime::capture::{CaptureSet, Captured};
 use netns_runtime::netlink::Netlink;
 use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::trace::assembly::{Journey, Observation, Role, Step, StepKind, assemble};
 use netns_runtime::trace::conntrack::EventSet;
-use netns_runtime::trace::journey::{Journey, Observation, Role, Step, StepKind, assemble};
 use netns_runtime::trace::nftrace::{self, RuleBook, TraceSet};
 use netns_runtime::trace::observe::{SETTLE_MAX, SETTLE_QUIET};
 use podpath::plan::{self, FlowPlan};
@@ -304,7 +304,7 @@ fn run_scenario(
     };
     let run_flow = |index: usize, options: &RunOptions| -> Result<Duration, String> {
         let started = Instant::now();
-        let r = run.run_flow(index, options)?;
+        let r = run.run_flow(index, options).map_err(|e| e.to_string())?;
         let elapsed = started.elapsed();
         if !r.verdict.passed {
             return Err(format!(
@@ -319,7 +319,7 @@ fn run_scenario(
     eprintln!("{name}: building");
     arm_watchdog();
     let started = Instant::now();
-    run.with_cluster(|_| ())?;
+    run.with_cluster(|_| ()).map_err(|e| e.to_string())?;
     let build = started.elapsed();
     for &i in &flows {
         for _ in 0..WARMUP {
@@ -359,7 +359,7 @@ fn run_scenario(
 
     eprintln!("{name}: parts");
     arm_watchdog();
-    let (points, nodes, enable, rulebook) = run.with_cluster(|cluster| {
+    let parts = run.with_cluster(|cluster| {
         let (enable, rulebook) = time_setup(cluster)?;
         for (r, &i) in results.iter_mut().zip(&flows) {
             let flow = &run.plan().flows[i];
@@ -393,7 +393,8 @@ fn run_scenario(
             enable,
             rulebook,
         ))
-    })??;
+    });
+    let (points, nodes, enable, rulebook) = parts.map_err(|e| e.to_string())??;
     Ok(Some(CaseResult {
         name,
         points,

@@ -2,8 +2,8 @@
 
 pub mod case;
 pub mod diag;
-pub mod hops;
-pub mod journey;
+pub mod hop_match;
+pub mod journey_render;
 pub mod plan;
 pub mod plan_warnings;
 pub mod report;

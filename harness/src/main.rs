@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use netns_runtime::Cluster;
 use netns_runtime::proxy::driver::ProxyMode;
-use podpath::journey;
+use podpath::journey_render;
 use podpath::plan::Plan;
 use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
 use podpath::stack::Stack;
@@ -338,7 +338,7 @@ fn run(
                         }
                         failure => failure,
                     },
-                    Err(e) => Some(e),
+                    Err(e) => Some(e.to_string()),
                 };
                 let duration = start.elapsed();
                 let outcome = match failure {
@@ -531,7 +531,10 @@ fn trace(
             Ok(r) => {
                 match (&r.journey, &r.observation) {
                     (Some(j), Some(obs)) => {
-                        print!("{}", journey::text(run.plan(), flow, mode_name, j, obs))
+                        print!(
+                            "{}",
+                            journey_render::text(run.plan(), flow, mode_name, j, obs)
+                        )
                     }
                     _ => println!("{}: not observed", flow.name),
                 }

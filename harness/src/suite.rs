@@ -4,14 +4,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::proxy::driver::{ProxyError, ProxyMode};
 use netns_runtime::stack::{Attachment, RuleTable};
-use netns_runtime::{Cluster, ProbeTarget};
+use netns_runtime::trace::observe::ObserveError;
+use netns_runtime::{BuildError, Cluster, ClusterError, ProbeTarget};
 
-use netns_runtime::trace::journey::{FlowHints, Journey, Observation, StepKind, Way, assemble};
+use netns_runtime::trace::assembly::{FlowHints, Journey, Observation, StepKind, Way, assemble};
 
 use crate::diag::CaseError;
-use crate::hops;
+use crate::hop_match;
 use crate::plan::Expect;
 use crate::plan::{self, FlowPlan, Plan, Target};
 use crate::report::{ArtifactPolicy, FlowArtifacts, ReportSink};
@@ -20,6 +21,49 @@ use crate::verdict::{Verdict, dns_fault, judge, judge_exec};
 use netns_runtime::resolver::Resolution;
 use netns_runtime::trace::conntrack;
 use netns_runtime::trace::observe::Observer;
+
+/// Why a case's run could not give a flow its verdict or a node its snapshot. A flow that ran
+/// and failed is not an error: its [`Verdict`] says so.
+///
+/// Cloned because a cluster that failed to build fails every later trial of its run with the
+/// same error; the sources are shared for that.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    #[error("building the cluster of {} on stack {stack} failed: {source}", file.display())]
+    Build {
+        file: PathBuf,
+        stack: String,
+        source: Arc<BuildError>,
+    },
+    #[error("programming Services of {} failed: {source}", file.display())]
+    Services {
+        file: PathBuf,
+        source: Arc<ProxyError>,
+    },
+    /// What the stack's pod attach decided does not fit the case (an address outside its
+    /// node's pod subnet, one address for two pods).
+    #[error("what stack {stack}'s pod attach decided does not fit {}:\n{source}", file.display())]
+    Bind {
+        file: PathBuf,
+        stack: String,
+        source: Arc<CaseError>,
+    },
+    /// A trial came after the last one the run expected, and the cluster was gone.
+    #[error("the cluster was already taken down")]
+    TakenDown,
+    /// Observing a flow that expects hops failed (without hops it runs unobserved instead).
+    #[error("observing the flow failed: {0}")]
+    Observe(#[from] ObserveError),
+    /// A query of the built cluster failed: a name's resolution, a node's rule tables or state.
+    #[error(transparent)]
+    Cluster(Arc<ClusterError>),
+}
+
+impl From<ClusterError> for RunError {
+    fn from(e: ClusterError) -> RunError {
+        RunError::Cluster(Arc::new(e))
+    }
+}
 
 /// A case file and what loading it gave.
 pub struct LoadedCase {
@@ -260,7 +304,7 @@ enum Head {
 enum ClusterState {
     NotBuilt,
     Built(Box<Cluster>),
-    Failed(String),
+    Failed(RunError),
     Released,
 }
 
@@ -321,17 +365,17 @@ impl CaseRun {
         }
     }
 
-    fn build(&self) -> Result<Cluster, String> {
+    fn build(&self) -> Result<Cluster, RunError> {
         let planned = &self.planned;
-        let file = planned.file.display();
+        let file = &planned.file;
         let drivers = self.stack.drivers();
+        let build_error = |e: BuildError| RunError::Build {
+            file: file.clone(),
+            stack: self.stack.name.clone(),
+            source: Arc::new(e),
+        };
         let mut cluster = Cluster::build_with(&planned.topology, &self.netns_prefix, &drivers)
-            .map_err(|e| {
-                format!(
-                    "building the cluster of {file} on stack {} failed: {e}",
-                    self.stack.name
-                )
-            })?;
+            .map_err(build_error)?;
         // Bind: what the implementation decided is read back, and everything that depends on
         // pod addresses (endpoints, proxy tables, DNS records, flow targets) planned from it.
         let decided = planned
@@ -343,21 +387,21 @@ impl CaseRun {
         if decided {
             let learned: Vec<Attachment> =
                 cluster.attachments().iter().flatten().cloned().collect();
-            let bound = plan::bind(planned, &learned).map_err(|e| {
-                format!(
-                    "what stack {}'s pod attach decided does not fit {file}:\n{e}",
-                    self.stack.name
-                )
+            let bound = plan::bind(planned, &learned).map_err(|e| RunError::Bind {
+                file: file.clone(),
+                stack: self.stack.name.clone(),
+                source: Arc::new(e),
             })?;
-            cluster
-                .bind(bound.topology.clone())
-                .map_err(|e| format!("binding the cluster of {file} failed: {e}"))?;
+            cluster.bind(bound.topology.clone()).map_err(build_error)?;
             let _ = self.bound.set(bound);
         }
         if let Some(mode) = self.proxy {
             cluster
                 .apply_proxy(mode.builtin().as_ref(), &self.plan().proxy)
-                .map_err(|e| format!("programming Services of {file} failed: {e}"))?;
+                .map_err(|e| RunError::Services {
+                    file: file.clone(),
+                    source: Arc::new(e),
+                })?;
         }
         Ok(cluster)
     }
@@ -391,7 +435,7 @@ impl CaseRun {
 
     /// Runs `f` on the case's cluster, building it first if no trial has yet, and taking it down
     /// when this was the last pending trial.
-    pub fn with_cluster<R>(&self, f: impl FnOnce(&Cluster) -> R) -> Result<R, String> {
+    pub fn with_cluster<R>(&self, f: impl FnOnce(&Cluster) -> R) -> Result<R, RunError> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (state, pending) = &mut *guard;
         if matches!(state, ClusterState::NotBuilt) {
@@ -403,7 +447,7 @@ impl CaseRun {
         let result = match state {
             ClusterState::Built(cluster) => Ok(f(cluster)),
             ClusterState::Failed(e) => Err(e.clone()),
-            ClusterState::Released => Err("the cluster was already taken down".into()),
+            ClusterState::Released => Err(RunError::TakenDown),
             ClusterState::NotBuilt => unreachable!("built above"),
         };
         *pending = pending.saturating_sub(1);
@@ -425,7 +469,7 @@ impl CaseRun {
     /// the first attempt run under observation (captures on every interface, the nodes'
     /// netfilter trace and conntrack tables), the journey is assembled and the flow's hops are
     /// checked against it; a flow that expects hops is always observed.
-    pub fn run_flow(&self, index: usize, options: &RunOptions) -> Result<FlowRun, String> {
+    pub fn run_flow(&self, index: usize, options: &RunOptions) -> Result<FlowRun, RunError> {
         self.with_cluster(|cluster| {
             // The plan as bound once the cluster is built: its flow targets are the addresses
             // the implementation gave.
@@ -441,7 +485,7 @@ impl CaseRun {
                         eprintln!("podpath: {}: not observed: {e}", flow.name);
                         (self.first_attempt(cluster, flow), None)
                     }
-                    Err(e) => return Err(format!("observing the flow failed: {e}")),
+                    Err(e) => return Err(RunError::Observe(e)),
                 }
             } else {
                 (self.first_attempt(cluster, flow), None)
@@ -478,7 +522,7 @@ impl CaseRun {
                 .map(|obs| assemble(obs, &self.hints(flow)));
             let mut hop_fault = journey
                 .as_ref()
-                .and_then(|j| hops::check(&flow.hops, self.proxy, j));
+                .and_then(|j| hop_match::check(&flow.hops, self.proxy, j));
             let failed = !verdict.passed || hop_fault.is_some();
             // Rule texts are read (once per cluster) only when someone will read them.
             if (failed || options.rule_texts || options.artifacts == ArtifactPolicy::All)
@@ -494,7 +538,7 @@ impl CaseRun {
                 {
                     obs.problems.push(e.to_string());
                 }
-                hop_fault = hops::check(&flow.hops, self.proxy, j);
+                hop_fault = hop_match::check(&flow.hops, self.proxy, j);
             }
             if let Some(journey) = &journey {
                 match hop_fault {
@@ -504,7 +548,7 @@ impl CaseRun {
                     }
                     // A flow that failed otherwise: where its packet got to.
                     None if !verdict.passed && flow.exec.is_none() => {
-                        add_reason(&mut verdict, hops::last_seen(journey, Way::Forward));
+                        add_reason(&mut verdict, hop_match::last_seen(journey, Way::Forward));
                     }
                     None => {}
                 }
@@ -561,7 +605,7 @@ impl CaseRun {
         FlowArtifacts {
             captures: obs.captures.clone(),
             points: obs.points.clone(),
-            journey_markdown: crate::journey::markdown(
+            journey_markdown: crate::journey_render::markdown(
                 self.plan(),
                 flow,
                 mode,
@@ -598,7 +642,7 @@ impl CaseRun {
 
     /// The part of a flow that is observed: the command of an `exec` flow, or the name's
     /// resolution and the first attempt.
-    fn first_attempt(&self, cluster: &Cluster, flow: &FlowPlan) -> Result<Head, String> {
+    fn first_attempt(&self, cluster: &Cluster, flow: &FlowPlan) -> Result<Head, RunError> {
         if let Some(exec) = &flow.exec {
             return Ok(Head::Done(
                 match cluster.exec(&flow.from, &exec.argv, flow.timeout) {
@@ -615,9 +659,7 @@ impl CaseRun {
         let mut target = probe_target(flow);
         let mut dns_part = None;
         if let Some(name) = &flow.dns_name {
-            let resolution = cluster
-                .resolve(&flow.from, name, flow.timeout)
-                .map_err(|e| e.to_string())?;
+            let resolution = cluster.resolve(&flow.from, name, flow.timeout)?;
             let want = flow.expect_dns.as_ref().map(|d| {
                 let answers: Vec<(String, Vec<std::net::Ipv4Addr>)> = d
                     .answers
@@ -656,13 +698,13 @@ impl CaseRun {
 
     /// What a snapshot keeps of `node`: its rule tables as the proxy shows them, then the
     /// routes, neighbours and FDB entries the overlay programmed.
-    pub fn node_snapshot(&self, node: &str) -> Result<String, String> {
+    pub fn node_snapshot(&self, node: &str) -> Result<String, RunError> {
         let tables = self.rule_tables();
-        self.with_cluster(|cluster| {
+        let out = self.with_cluster(|cluster| {
             let mut out = cluster.node_rules(&tables, node)?;
             out.push_str(&cluster.node_state(node)?);
-            Ok::<_, netns_runtime::ClusterError>(out)
-        })?
-        .map_err(|e| e.to_string())
+            Ok::<_, ClusterError>(out)
+        })??;
+        Ok(out)
     }
 }

@@ -43,7 +43,7 @@ fn main() {
     support::run_trials(tests, || {
         // Once per process (CaptureSet::start would do it too); timed for the overhead trial.
         let t = Instant::now();
-        let on = capture::keep_timestamps_on();
+        let on = capture::keep_timestamps_on().map_err(|e| e.to_string());
         let _ = KEEPER.set((t.elapsed(), on));
         Ok(())
     });

@@ -1,6 +1,6 @@
 //! `expect.hops`, `expect.reply` and `expect.avoid`: the path a flow's packets must (or must
 //! not) take, resolved against the plan. Matching them against what was observed is in
-//! [`crate::hops`].
+//! [`crate::hop_match`].
 //!
 //! The planner checks every hop against the planned [`Topology`] (which interfaces exist in
 //! which namespace, which addresses a name stands for) and the Services; the syntax is in

@@ -21,7 +21,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub use decode::{Packet, TooShort, decode};
-pub use socket::{CaptureSet, PointStats, keep_timestamps_on};
+pub use socket::{CaptureSet, PointStats, TimestampError, keep_timestamps_on};
 
 /// Where a capture listens: one interface of one namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -34,7 +34,7 @@
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::libc;
@@ -320,7 +320,32 @@ fn now() -> Duration {
         .unwrap_or_default()
 }
 
-static TIMESTAMP_KEEPER: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
+static TIMESTAMP_KEEPER: OnceLock<Result<OwnedFd, TimestampError>> = OnceLock::new();
+
+/// Why frames could not be made to carry the kernel's timestamp of their passing. Cloned:
+/// every later call gives the first one's error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TimestampError {
+    #[error("cannot switch kernel timestamps on: {what}: {source}")]
+    Io {
+        what: &'static str,
+        source: Arc<io::Error>,
+    },
+    #[error("cannot switch kernel timestamps on: {0}")]
+    Netlink(Arc<crate::netlink::NetlinkError>),
+    #[error("cannot switch kernel timestamps on: the thread panicked")]
+    Panicked,
+    #[error("cannot switch kernel timestamps on: frames were still stamped when read after 2 s")]
+    StampedOnRead,
+}
+
+/// The error of the step `what` of switching timestamps on.
+fn ts_err<E: Into<io::Error>>(what: &'static str) -> impl FnOnce(E) -> TimestampError {
+    move |e| TimestampError::Io {
+        what,
+        source: Arc::new(e.into()),
+    }
+}
 
 /// Makes sure the kernel timestamps every frame as it passes, for as long as the process lives.
 ///
@@ -332,44 +357,44 @@ static TIMESTAMP_KEEPER: OnceLock<Result<OwnedFd, String>> = OnceLock::new();
 /// keeps it alive; it holds nothing but `lo`), keeps it open for good, and sends itself
 /// datagrams until one comes back stamped before it was read: from then on every frame is
 /// stamped on its way, whatever other sockets come and go.
-pub fn keep_timestamps_on() -> Result<(), String> {
+pub fn keep_timestamps_on() -> Result<(), TimestampError> {
     TIMESTAMP_KEEPER
         .get_or_init(|| {
             std::thread::scope(|s| {
                 std::thread::Builder::new()
                     .name("podpath-tstamp".into())
                     .spawn_scoped(s, timestamp_keeper)
-                    .map_err(|e| e.to_string())?
+                    .map_err(ts_err("spawning its thread"))?
                     .join()
-                    .unwrap_or_else(|_| Err("the thread panicked".into()))
+                    .unwrap_or(Err(TimestampError::Panicked))
             })
         })
         .as_ref()
         .map(|_| ())
-        .map_err(|e| format!("cannot switch kernel timestamps on: {e}"))
+        .map_err(Clone::clone)
 }
 
 /// Runs on a thread of its own, which it moves into a new namespace and which ends with it.
-fn timestamp_keeper() -> Result<OwnedFd, String> {
+fn timestamp_keeper() -> Result<OwnedFd, TimestampError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+        .map_err(ts_err("unshare(CLONE_NEWNET)"))?;
     crate::netlink::Netlink::open()
         .and_then(|mut nl| nl.set_up(1))
-        .map_err(|e| e.to_string())?;
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        .map_err(|e| TimestampError::Netlink(Arc::new(e)))?;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(ts_err("bind"))?;
     let fd = OwnedFd::from(socket);
-    setsockopt(&fd, sockopt::ReceiveTimestampns, &true).map_err(|e| e.to_string())?;
+    setsockopt(&fd, sockopt::ReceiveTimestampns, &true).map_err(ts_err("SO_TIMESTAMPNS"))?;
     let socket = std::net::UdpSocket::from(fd);
     socket
-        .connect(socket.local_addr().map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+        .connect(socket.local_addr().map_err(ts_err("getsockname"))?)
+        .map_err(ts_err("connect"))?;
     socket
         .set_read_timeout(Some(Duration::from_millis(100)))
-        .map_err(|e| e.to_string())?;
+        .map_err(ts_err("SO_RCVTIMEO"))?;
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        socket.send(b"t").map_err(|e| e.to_string())?;
+        socket.send(b"t").map_err(ts_err("send"))?;
         // Delivery over lo is done when send returns; give it a moment in any case.
         std::thread::sleep(Duration::from_micros(50));
         let before = now();
@@ -381,9 +406,9 @@ fn timestamp_keeper() -> Result<OwnedFd, String> {
             Some(&mut cmsg),
             MsgFlags::empty(),
         )
-        .map_err(|e| e.to_string())?
+        .map_err(ts_err("recvmsg"))?
         .cmsgs()
-        .map_err(|e| e.to_string())?
+        .map_err(ts_err("recvmsg control messages"))?
         .find_map(|m| match m {
             ControlMessageOwned::ScmTimestampns(t) => {
                 Some(Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
@@ -394,7 +419,7 @@ fn timestamp_keeper() -> Result<OwnedFd, String> {
             return Ok(socket.into());
         }
         if Instant::now() > deadline {
-            return Err("frames were still stamped when read after 2 s".into());
+            return Err(TimestampError::StampedOnRead);
         }
         std::thread::sleep(Duration::from_millis(1));
     }

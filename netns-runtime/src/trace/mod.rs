@@ -5,11 +5,11 @@
 //!   and the packet's addresses at that point. It covers nftables and iptables-nft rules alike.
 //! - [`conntrack`] dumps a namespace's connection tracking table over ctnetlink: each entry's
 //!   original and reply tuples (which tell what DNAT and SNAT rewrote) and its status.
-//! - [`journey`] merges captures, trace events and conntrack entries of one flow into one
+//! - [`assembly`] merges captures, trace events and conntrack entries of one flow into one
 //!   ordered path, following the flow's packets across DNAT, SNAT and encapsulation.
 
+pub mod assembly;
 pub mod conntrack;
-pub mod journey;
 pub mod nftrace;
 pub mod observe;
 

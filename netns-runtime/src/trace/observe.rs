@@ -6,8 +6,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::assembly::Observation;
 use super::conntrack;
-use super::journey::Observation;
 use super::nftrace::{self, RuleBook, RuleEvent, TraceSet};
 use crate::Cluster;
 use crate::capture::CaptureSet;

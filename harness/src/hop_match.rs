@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use netns_runtime::proxy::driver::ProxyMode;
-use netns_runtime::trace::journey::{Journey, NatKind, Role, Step, StepKind, Way};
+use netns_runtime::trace::assembly::{Journey, NatKind, Role, Step, StepKind, Way};
 use netns_runtime::trace::nftrace::TraceKind;
 
 use crate::plan::hops::{Conversation, Dir, HopKind, HopPlan, HopsExpect};
@@ -561,8 +561,8 @@ mod tests {
 
     use netns_runtime::capture::Captured;
     use netns_runtime::capture::decode::{IPPROTO_TCP, IPPROTO_UDP};
-    use netns_runtime::trace::journey::example::*;
-    use netns_runtime::trace::journey::{FlowHints, assemble};
+    use netns_runtime::trace::assembly::example::*;
+    use netns_runtime::trace::assembly::{FlowHints, assemble};
 
     use super::*;
     use crate::diag::Location;
@@ -855,7 +855,7 @@ mod tests {
                 at("pod-a", "eth0", base + 16, false, back.clone()),
             ]);
         }
-        let obs = netns_runtime::trace::journey::Observation {
+        let obs = netns_runtime::trace::assembly::Observation {
             captures,
             nodes: vec!["node1".into(), "node2".into()],
             ..Default::default()

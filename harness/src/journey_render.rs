@@ -10,10 +10,10 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use netns_runtime::trace::Tuple;
-use netns_runtime::trace::journey::{Journey, Observation, Role, Step, StepKind, Way};
+use netns_runtime::trace::assembly::{Journey, Observation, Role, Step, StepKind, Way};
 use netns_runtime::trace::nftrace::TraceKind;
 
-use crate::hops::shown;
+use crate::hop_match::shown;
 use crate::plan::{FlowPlan, Plan};
 use crate::verdict::target_text;
 
@@ -585,8 +585,8 @@ fn mermaid_text(s: &str) -> String {
 mod tests {
     use std::path::Path;
 
-    use netns_runtime::trace::journey::example::service_over_vxlan;
-    use netns_runtime::trace::journey::{FlowHints, assemble};
+    use netns_runtime::trace::assembly::example::service_over_vxlan;
+    use netns_runtime::trace::assembly::{FlowHints, assemble};
 
     use super::*;
 

@@ -27,6 +27,9 @@ pub const VERDICTS: [&str; 7] = [
     "accept", "drop", "continue", "return", "queue", "stolen", "break",
 ];
 
+/// How a hop names the node end of a pod's link by its role: `POD/host-side`.
+pub const HOST_SIDE: &str = "host-side";
+
 /// The hop expectations of one flow.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HopsExpect {
@@ -808,6 +811,14 @@ impl Planner {
             return None;
         }
         let topology = refs.topology?;
+        // `POD/host-side`: the node end of the pod's link, whatever the pod attach names it
+        // (with a stack whose attach decides, the plan bound to it resolves this again).
+        if iface == HOST_SIDE
+            && let Some(pod) = topology.pod(netns)
+        {
+            let node = topology.node_of(pod);
+            return Some((node.name.clone(), pod.host_veth.clone()));
+        }
         let Some(known) = interfaces(topology, netns) else {
             let pods = known_names(topology.pods.iter().map(|p| p.name.as_str()));
             let nodes = known_names(topology.nodes.iter().map(|n| n.name.as_str()));

@@ -119,7 +119,9 @@ fn interfaces_on(plan: &Plan, index: usize, stack: &Stack) -> Vec<String> {
     let drivers = stack.drivers();
     let mut made = vec![node.eth0.name.clone()];
     made.extend(drivers.attach.node_interfaces(node));
-    if drivers.attach.is_builtin() {
+    // The pods' host sides, as `POD/host-side` hops name them: planned names, which a bound
+    // plan replaces by what the attach reported; an attach that reports none makes none.
+    if drivers.attach.reports_host_side() {
         made.extend(
             plan.topology
                 .pods

@@ -53,6 +53,11 @@ pub trait PodAttach: Send + Sync {
     fn is_builtin(&self) -> bool {
         false
     }
+    /// Whether each pod's attachment names the node end of its link (a veth), which
+    /// observation captures and hops may name by role.
+    fn reports_host_side(&self) -> bool {
+        true
+    }
     /// Prepares a node before its first pod is attached (the builtin makes `cni0`).
     fn prepare_node(&self, ctx: &mut NodeContext<'_>) -> Result<(), DriverError>;
     /// Attaches one pod; `None` when the pod got no interface.
@@ -132,6 +137,10 @@ pub struct NoAttach;
 impl PodAttach for NoAttach {
     fn name(&self) -> String {
         "none".into()
+    }
+
+    fn reports_host_side(&self) -> bool {
+        false
     }
 
     fn prepare_node(&self, _ctx: &mut NodeContext<'_>) -> Result<(), DriverError> {

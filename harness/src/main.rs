@@ -50,6 +50,10 @@ enum Command {
     Plan {
         /// The case file
         case: PathBuf,
+        /// The implementation under test: what the plan leaves to it is said [default:
+        /// $PODPATH_STACK, or the builtin stack]
+        #[arg(long, value_name = "FILE")]
+        stack: Option<PathBuf>,
     },
     /// Run a case's flows under observation and print each one's journey: every interface it
     /// crossed, the rules it hit, the DNAT, SNAT and encapsulation, and the way back.
@@ -97,7 +101,10 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse();
     match cli.command {
-        Command::Plan { case } => plan(case),
+        Command::Plan { case, stack } => match load_stack(stack.as_deref()) {
+            Ok(stack) => plan(case, &stack),
+            Err(code) => code,
+        },
         Command::Run {
             paths,
             filter,
@@ -229,10 +236,16 @@ fn interrupt_with(then: impl FnOnce(nix::sys::signal::Signal) + Send + 'static) 
     }
 }
 
-fn plan(case: PathBuf) -> ExitCode {
-    match podpath::plan::load(&case) {
+fn plan(case: PathBuf, stack: &Stack) -> ExitCode {
+    match podpath::plan::load_for(&case, stack.datapath()) {
         Ok(plan) => {
+            if !stack.is_builtin() {
+                println!("{stack}\n");
+            }
             print!("{plan}");
+            for note in stack.plan_notes() {
+                println!("{note}");
+            }
             podpath::plan_warnings::eprint(&plan);
             ExitCode::SUCCESS
         }

@@ -200,6 +200,38 @@ impl Stack {
         }
     }
 
+    /// What `podpath plan` must add for this stack: the parts of the plan that its
+    /// implementation decides when the cluster is built, and so are not known before.
+    pub fn plan_notes(&self) -> Vec<String> {
+        let drivers = self.drivers();
+        let mut notes = Vec::new();
+        match &self.attach {
+            AttachLayer::Builtin => {}
+            AttachLayer::Exec { .. } => notes.push(format!(
+                "not known before the build: every pod's address, MAC and host-side interface (`host veth` above is what the builtin attach would choose); stack {}'s pod attach ({}) decides them, podpath learns them from its results and plans endpoints, proxy tables, DNS records and flow targets again from them. A pod's fixed `ip:` is passed on (PODPATH_IP).",
+                self.name,
+                drivers.attach.name()
+            )),
+            AttachLayer::None => notes.push(format!(
+                "stack {}'s pod attach is none: pods get no interface, and `cni0` above is not made",
+                self.name
+            )),
+        }
+        match &self.network {
+            NetworkLayer::Builtin => {}
+            NetworkLayer::Exec { .. } => notes.push(format!(
+                "not podpath's: flannel's objects above (flannel.1, the routes, neighbours and FDB entries to peers, flanneld's masquerade rules) are the builtin node network's; stack {}'s node network ({}) programs its own on every node",
+                self.name,
+                drivers.network.name()
+            )),
+            NetworkLayer::None => notes.push(format!(
+                "stack {}'s node network is none: flannel's objects above are not made, and nothing connects the nodes' pod subnets",
+                self.name
+            )),
+        }
+        notes
+    }
+
     /// One line per layer, for the start of a run and for reports.
     pub fn describe(&self) -> String {
         let drivers = self.drivers();

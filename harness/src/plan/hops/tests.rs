@@ -918,3 +918,33 @@ fn mutated_hop_cases_never_panic() {
     ];
     assert_edits_stay_located(&valid, &pieces, 0x40b5, 2000);
 }
+
+#[test]
+fn host_side_names_the_node_end_of_a_pods_link_by_its_role() {
+    let text = with_flows(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [pod-b/host-side] } }\n",
+    );
+    let p = plan(FILE, &text);
+    let pod_b = p.topology.pod("pod-b").unwrap();
+    match &p.flows[0].hops.forward[0].kind {
+        HopKind::Iface { netns, iface, .. } => {
+            assert_eq!(
+                (netns.as_str(), iface.as_str()),
+                ("node2", pod_b.host_veth.as_str())
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A node has no host side: that is an unknown interface of the node, located.
+    let text = with_flows(
+        "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [node2/host-side] } }\n",
+    );
+    let found = diagnostics(FILE, &text);
+    assert!(
+        found.iter().any(
+            |d| d.message.contains("unknown interface `host-side` of node2")
+                || d.message.contains("unknown interface host-side of node2")
+        ),
+        "{found:?}"
+    );
+}

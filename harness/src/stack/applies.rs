@@ -43,11 +43,43 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
     if stack.is_builtin() {
         return None;
     }
+    if let Some(why) = source_only_flannel_gives(plan, flow, stack) {
+        return Some(why);
+    }
     let hops = &flow.hops;
     hops.forward
         .iter()
         .chain(&hops.reply)
         .find_map(|hop| hop_ignored(plan, hop, stack))
+}
+
+/// Why a flow's `seenSource` cannot be seen on `stack`: it is a node's `flannel.1` address
+/// (its subnet's `.0`), the source a node's masquerade picks when the packet leaves by the
+/// builtin VXLAN device, and an `exec` node network makes no such device that podpath knows of.
+fn source_only_flannel_gives(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if !matches!(stack.network, NetworkLayer::Exec { .. }) {
+        return None;
+    }
+    let crate::plan::Expect::Reach {
+        seen_source: Some(source),
+        ..
+    } = &flow.expect
+    else {
+        return None;
+    };
+    let (node, vxlan) = plan.topology.nodes.iter().find_map(|n| {
+        let v = n.network.vxlan.as_ref()?;
+        (v.addr.addr() == source.addr).then_some((n, v))
+    })?;
+    Some(format!(
+        "the flow expects source {} ({}:{}), {}'s {} address, which only the builtin node network assigns; stack {}'s node network masquerades with the address of the device it leaves by",
+        source.addr,
+        plan.file.display(),
+        flow.location,
+        node.name,
+        vxlan.name,
+        stack.name
+    ))
 }
 
 /// Why a hop the flow expects to see cannot be seen on `stack`: it names what only the

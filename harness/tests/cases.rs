@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         args: &args,
         sink: Arc::new(ReportSink::new(reports, artifacts)),
     };
-    let stack = match podpath::stack::Stack::from_env() {
+    let stack = match stack_from_env() {
         Ok(stack) => Arc::new(stack),
         Err(e) => {
             eprintln!("podpath: {}: {e}", podpath::stack::STACK_ENV);
@@ -281,5 +281,24 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     match payload {
         Some(payload) => format!("test panicked: {payload}"),
         None => "test panicked".to_string(),
+    }
+}
+
+/// The stack named by `PODPATH_STACK`, or the builtin one. cargo runs this target in the
+/// package's directory (`harness/`), not where `cargo test` was typed, so a relative path
+/// that is not found there is taken from the workspace root (`PODPATH_STACK=harness/stacks/...
+/// cargo test` from the checkout).
+fn stack_from_env() -> Result<podpath::stack::Stack, podpath::diag::CaseError> {
+    match std::env::var_os(podpath::stack::STACK_ENV) {
+        Some(path) if !path.is_empty() => {
+            let path = PathBuf::from(path);
+            let path = if path.is_relative() && !path.exists() && workspace().join(&path).exists() {
+                workspace().join(path)
+            } else {
+                path
+            };
+            podpath::stack::Stack::load(&path)
+        }
+        _ => Ok(podpath::stack::Stack::builtin()),
     }
 }

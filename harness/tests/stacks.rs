@@ -21,6 +21,10 @@ fn main() -> ExitCode {
         ),
         Trial::test("no_network_fails_cross_node_flows_saying_why", no_network),
         Trial::test(
+            "a_stack_that_does_not_masquerade_ignores_flows_to_the_outside",
+            no_masquerade,
+        ),
+        Trial::test(
             "an_unknown_key_is_located_and_nothing_is_built",
             unknown_key,
         ),
@@ -237,6 +241,36 @@ fn host_gw_exec_nodeport() -> Outcome {
         )?;
     }
     let _ = std::fs::remove_dir_all(&reports);
+    Ok(())
+}
+
+fn no_masquerade() -> Outcome {
+    let dir = scratch("no-masquerade");
+    let script = workspace().join("harness/stacks/host-gw-exec.sh");
+    let stack = format!(
+        "name: host-gw-no-masq\nnodeNetwork:\n  driver: exec\n  command: [{}]\n  env: {{ HOST_GW_MASQUERADE: \"false\" }}\n  masquerade: false\n",
+        script.display()
+    );
+    let path = write(&dir, "stack.yaml", &stack, false);
+    let out = run(
+        &path,
+        &["cases/services/pod-to-outside.yaml"],
+        &dir.join("reports"),
+    );
+    let (stdout, stderr) = text(&out);
+    if no_sandbox(&out) {
+        return Ok(());
+    }
+    check(out.status.success(), || format!("{stdout}{stderr}"))?;
+    let why = "the flow leaves the cluster for the external host, which has no route to the pods and answers only a masqueraded flow, and stack host-gw-no-masq's node network does not masquerade (masquerade: false)";
+    for flow in ["tcp", "udp", "ping", "closed-port"] {
+        let want = format!("ignored pod-to-outside::{flow}: {why}");
+        check(stdout.contains(&want), || {
+            format!("missing {want:?} in:\n{stdout}")
+        })?;
+    }
+    check(summary(&stdout) == Some((2, 0, 4)), || stdout.clone())?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! Which cases and flows a stack can answer for. A case that needs what the stack cannot give
 //! is reported ignored with the reason, never passed: a builtin proxy mode the stack lacks, a
 //! case about unconnected nodes on a stack that connects them, a name on a stack without
-//! cluster DNS, a hop naming an interface or an encapsulation only the builtin stack makes.
+//! cluster DNS, a hop naming an interface or an encapsulation only the builtin stack makes, a
+//! flow to the external host on a stack that does not masquerade, a source address only
+//! flannel's VXLAN device has.
 
 use netns_runtime::stack::Encapsulation;
 
@@ -43,6 +45,9 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
     if stack.is_builtin() {
         return None;
     }
+    if let Some(why) = leaves_unmasqueraded(plan, flow, stack) {
+        return Some(why);
+    }
     if let Some(why) = source_only_flannel_gives(plan, flow, stack) {
         return Some(why);
     }
@@ -51,6 +56,28 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
         .iter()
         .chain(&hops.reply)
         .find_map(|hop| hop_ignored(plan, hop, stack))
+}
+
+/// Why a flow from a pod to the external host cannot be answered on `stack`: the external
+/// host has no route to the pods, so its answer comes back only when the node masquerades the
+/// flow as it leaves the cluster (flannel's `--ip-masq`), and the stack's node network says it
+/// does not (`masquerade: false`, or no node network).
+fn leaves_unmasqueraded(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    let external = plan.topology.external.as_ref()?;
+    let outward = flow.exec.is_none()
+        && flow.from != external.name
+        && flow.target.ip() == external.eth0.addr.addr();
+    if !outward || stack.drivers().network.masquerades() {
+        return None;
+    }
+    let said = match stack.network {
+        NetworkLayer::None => "is none (nodeNetwork: none)",
+        _ => "does not masquerade (masquerade: false)",
+    };
+    Some(format!(
+        "the flow leaves the cluster for the external host, which has no route to the pods and answers only a masqueraded flow, and stack {}'s node network {said}",
+        stack.name
+    ))
 }
 
 /// Why a flow's `seenSource` cannot be seen on `stack`: it is a node's `flannel.1` address

@@ -152,8 +152,9 @@ fn add_reason(verdict: &mut Verdict, more: String) {
     });
 }
 
-/// Why a failed flow could not have passed: it goes between nodes (to a pod, or a Service
-/// endpoint, on another node than its client) and the stack has no node network.
+/// Why a failed flow could not have passed: it goes between nodes (to a pod, a Service
+/// endpoint or, to resolve a name, the DNS pod, on another node than its client) and the stack
+/// has no node network.
 fn no_node_network(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
     if stack.network != crate::stack::NetworkLayer::None {
         return None;
@@ -168,6 +169,11 @@ fn no_node_network(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String
         .collect();
     if let Expect::Reach { pods, .. } = &flow.expect {
         servers.extend(pods.iter().map(String::as_str));
+    }
+    if let Some(dns) = &plan.topology.dns
+        && (flow.dns_name.is_some() || flow.exec.is_some())
+    {
+        servers.push(&dns.pod);
     }
     let far = servers
         .into_iter()

@@ -45,7 +45,12 @@ fn main() -> ExitCode {
             exec_hangs,
         ),
     ];
-    libtest_mimic::run(&args, trials).exit_code()
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Each test removes its own scratch directory when it passes; what is left is a failure's.
+    let _ = std::fs::remove_dir(
+        std::env::temp_dir().join(format!("podpath-stacks-{}", std::process::id())),
+    );
+    conclusion.exit_code()
 }
 
 fn workspace() -> PathBuf {

@@ -206,6 +206,42 @@ fn add_reason(verdict: &mut Verdict, more: String) {
     });
 }
 
+/// Why a failed flow could not have passed: it goes between nodes (to a pod, a Service
+/// endpoint or, to resolve a name, the DNS pod, on another node than its client) and the stack
+/// has no node network.
+fn no_node_network(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if stack.network != crate::stack::NetworkLayer::None {
+        return None;
+    }
+    let pods = &plan.topology.pods;
+    let node_of = |name: &str| pods.iter().find(|p| p.name == name).map(|p| p.node);
+    let client = pods.iter().find(|p| p.name == flow.from)?;
+    let mut servers: Vec<&str> = pods
+        .iter()
+        .filter(|p| p.eth0.addr.addr() == flow.target.ip())
+        .map(|p| p.name.as_str())
+        .collect();
+    if let Expect::Reach { pods, .. } = &flow.expect {
+        servers.extend(pods.iter().map(String::as_str));
+    }
+    if let Some(dns) = &plan.topology.dns
+        && (flow.dns_name.is_some() || flow.exec.is_some())
+    {
+        servers.push(&dns.pod);
+    }
+    let far = servers
+        .into_iter()
+        .find(|&s| node_of(s).is_some_and(|n| n != client.node))?;
+    let node_name = |i: usize| plan.topology.nodes[i].name.as_str();
+    Some(format!(
+        "stack:         stack {} has no node network (nodeNetwork: none): nothing connects the nodes' pod subnets ({} is on {}, {far} on {})",
+        stack.name,
+        client.name,
+        node_name(client.node),
+        node_name(node_of(far)?),
+    ))
+}
+
 /// The verdict of a flow that only resolves its name (or whose name did not resolve).
 fn dns_only_verdict(
     name: &str,
@@ -552,6 +588,11 @@ impl CaseRun {
                     }
                     None => {}
                 }
+            }
+            if !verdict.passed
+                && let Some(why) = no_node_network(self.plan(), flow, &self.stack)
+            {
+                add_reason(&mut verdict, why);
             }
             let wanted = options.artifacts != ArtifactPolicy::None
                 && (options.artifacts == ArtifactPolicy::All || !verdict.passed);

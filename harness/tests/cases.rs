@@ -32,16 +32,7 @@ fn main() -> ExitCode {
     // The stack file too is read before the sandbox, so its path is the host's.
     // cargo runs this in harness/: a relative path is taken from the workspace root when it
     // is not found from here, so `PODPATH_STACK=harness/stacks/x.yaml cargo test` works there.
-    let stack = match std::env::var_os(podpath::stack::STACK_ENV)
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-    {
-        Some(path) if path.is_relative() && !path.exists() => {
-            podpath::stack::Stack::load(&workspace().join(path))
-        }
-        Some(path) => podpath::stack::Stack::load(&path),
-        None => Ok(podpath::stack::Stack::builtin()),
-    };
+    let stack = stack_from_env();
     let stack = match stack {
         Ok(stack) => Arc::new(stack),
         Err(e) => {
@@ -365,5 +356,24 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     match payload {
         Some(payload) => format!("test panicked: {payload}"),
         None => "test panicked".to_string(),
+    }
+}
+
+/// The stack named by `PODPATH_STACK`, or the builtin one. cargo runs this target in the
+/// package's directory (`harness/`), not where `cargo test` was typed, so a relative path
+/// that is not found there is taken from the workspace root (`PODPATH_STACK=harness/stacks/...
+/// cargo test` from the checkout).
+fn stack_from_env() -> Result<podpath::stack::Stack, podpath::diag::CaseError> {
+    match std::env::var_os(podpath::stack::STACK_ENV) {
+        Some(path) if !path.is_empty() => {
+            let path = PathBuf::from(path);
+            let path = if path.is_relative() && !path.exists() && workspace().join(&path).exists() {
+                workspace().join(path)
+            } else {
+                path
+            };
+            podpath::stack::Stack::load(&path)
+        }
+        _ => Ok(podpath::stack::Stack::builtin()),
     }
 }

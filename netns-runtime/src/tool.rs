@@ -90,6 +90,9 @@ fn run_to_end(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Finished, ToolError> {
+    // Its own process group, so the timeout kills whatever it started too (a script's
+    // `sleep` would otherwise keep the pipes open, and the caller waiting, past the timeout).
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command
         .args(args)
         .stdin(if stdin.is_some() {
@@ -140,19 +143,23 @@ fn run_to_end(
     {
         return Err(io_err(e));
     }
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
     match status {
+        // The readers are left to end when the pipes close: a process that left the group
+        // may still hold them, and nothing it wrote is reported for a timeout anyway.
         None => Err(ToolError::Timeout {
             program: program.to_string(),
             timeout,
         }),
-        Some(s) => Ok(Finished {
-            code: s.code(),
-            status: crate::sandbox::describe_status(s),
-            stdout,
-            stderr,
-        }),
+        Some(s) => {
+            let stdout = out_reader.join().unwrap_or_default();
+            let stderr = err_reader.join().unwrap_or_default();
+            Ok(Finished {
+                code: s.code(),
+                status: crate::sandbox::describe_status(s),
+                stdout,
+                stderr,
+            })
+        }
     }
 }
 
@@ -168,7 +175,11 @@ fn wait_with_timeout(
             return Ok(Some(status));
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
+            // The whole group: the child leads it (see `run_to_end`).
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            if nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).is_err() {
+                let _ = child.kill();
+            }
             let _ = child.wait();
             return Ok(None);
         }

@@ -1,7 +1,9 @@
 //! Which cases and flows a stack can answer for. A case that needs what the stack cannot give
 //! is reported ignored with the reason, never passed: a builtin proxy mode the stack lacks, a
 //! case about unconnected nodes on a stack that connects them, a name on a stack without
-//! cluster DNS, a hop naming an interface or an encapsulation only the builtin stack makes.
+//! cluster DNS, a hop naming an interface or an encapsulation only the builtin stack makes, a
+//! flow to the external host on a stack that does not masquerade, a source address only
+//! flannel's VXLAN device has.
 
 use netns_runtime::stack::Encapsulation;
 
@@ -43,11 +45,68 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
     if stack.is_builtin() {
         return None;
     }
+    if let Some(why) = leaves_unmasqueraded(plan, flow, stack) {
+        return Some(why);
+    }
+    if let Some(why) = source_only_flannel_gives(plan, flow, stack) {
+        return Some(why);
+    }
     let hops = &flow.hops;
     hops.forward
         .iter()
         .chain(&hops.reply)
         .find_map(|hop| hop_ignored(plan, hop, stack))
+}
+
+/// Why a flow from a pod to the external host cannot be answered on `stack`: the external
+/// host has no route to the pods, so its answer comes back only when the node masquerades the
+/// flow as it leaves the cluster (flannel's `--ip-masq`), and the stack's node network says it
+/// does not (`masquerade: false`, or no node network).
+fn leaves_unmasqueraded(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    let external = plan.topology.external.as_ref()?;
+    let outward = flow.exec.is_none()
+        && flow.from != external.name
+        && flow.target.ip() == external.eth0.addr.addr();
+    if !outward || stack.drivers().network.masquerades() {
+        return None;
+    }
+    let said = match stack.network {
+        NetworkLayer::None => "is none (nodeNetwork: none)",
+        _ => "does not masquerade (masquerade: false)",
+    };
+    Some(format!(
+        "the flow leaves the cluster for the external host, which has no route to the pods and answers only a masqueraded flow, and stack {}'s node network {said}",
+        stack.name
+    ))
+}
+
+/// Why a flow's `seenSource` cannot be seen on `stack`: it is a node's `flannel.1` address
+/// (its subnet's `.0`), the source a node's masquerade picks when the packet leaves by the
+/// builtin VXLAN device, and an `exec` node network makes no such device that podpath knows of.
+fn source_only_flannel_gives(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if !matches!(stack.network, NetworkLayer::Exec { .. }) {
+        return None;
+    }
+    let crate::plan::Expect::Reach {
+        seen_source: Some(source),
+        ..
+    } = &flow.expect
+    else {
+        return None;
+    };
+    let (node, vxlan) = plan.topology.nodes.iter().find_map(|n| {
+        let v = n.network.vxlan.as_ref()?;
+        (v.addr.addr() == source.addr).then_some((n, v))
+    })?;
+    Some(format!(
+        "the flow expects source {} ({}:{}), {}'s {} address, which only the builtin node network assigns; stack {}'s node network masquerades with the address of the device it leaves by",
+        source.addr,
+        plan.file.display(),
+        flow.location,
+        node.name,
+        vxlan.name,
+        stack.name
+    ))
 }
 
 /// Why a hop the flow expects to see cannot be seen on `stack`: it names what only the

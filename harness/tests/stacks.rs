@@ -21,6 +21,10 @@ fn main() -> ExitCode {
         ),
         Trial::test("no_network_fails_cross_node_flows_saying_why", no_network),
         Trial::test(
+            "an_exec_attach_chooses_addresses_and_the_plan_learns_them",
+            exec_attach,
+        ),
+        Trial::test(
             "a_stack_that_does_not_masquerade_ignores_flows_to_the_outside",
             no_masquerade,
         ),
@@ -213,6 +217,56 @@ fn host_gw_exec() -> Outcome {
     )?;
     check(summary(&stdout) == Some((15, 0, 1)), || {
         format!("expected 15 passed, 0 failed, 1 ignored:\n{stdout}")
+    })?;
+    let _ = std::fs::remove_dir_all(&reports);
+    Ok(())
+}
+
+/// The exec attach gives pods addresses from the top of each node's subnet (.250 down), not
+/// what podpath plans (.2 up): flows, Services, cluster DNS and hops by role follow what it
+/// chose, and a case's fixed address is honoured.
+fn exec_attach() -> Outcome {
+    let reports = scratch("exec-attach-reports");
+    let out = run(
+        Path::new("harness/stacks/exec-attach.yaml"),
+        &[
+            "cases/same-node.yaml",
+            "cases/three-nodes.yaml",
+            "cases/services/clusterip.yaml",
+            "cases/dns/names.yaml",
+        ],
+        &reports,
+    );
+    let (stdout, stderr) = text(&out);
+    if no_sandbox(&out) {
+        return Ok(());
+    }
+    check(out.status.success(), || format!("{stdout}{stderr}"))?;
+    // The server saw the address the attach gave the client, not the planned 10.244.1.2.
+    check(
+        stdout.contains("ok   same-node::tcp: answered by server")
+            && stdout.contains("which saw source 10.244.1.250:"),
+        || format!("the client's learned address is not what the server saw:\n{stdout}"),
+    )?;
+    // web-2's address is fixed by the case (10.244.2.50): the attach was told and gave it.
+    check(stdout.contains("ok   three-nodes::by-address: "), || {
+        format!("the fixed address was not honoured:\n{stdout}")
+    })?;
+    // Services and names lead to the learned endpoints.
+    for flow in [
+        "clusterip::iptables::cross-node",
+        "clusterip::nftables::cross-node",
+        "names::iptables::same-namespace-short-name",
+    ] {
+        let ran = stdout.lines().any(|l| {
+            l.starts_with(&format!("ok   {flow}: ")) || l.starts_with(&format!("ignored {flow}: "))
+        });
+        check(ran, || {
+            format!("{flow} neither passed nor was ignored:\n{stdout}")
+        })?;
+    }
+    check(!stdout.contains("FAIL "), || {
+        format!("a flow failed:\n{stdout}")
     })?;
     let _ = std::fs::remove_dir_all(&reports);
     Ok(())

@@ -3,6 +3,7 @@
 pub mod case;
 pub mod diag;
 pub mod hops;
+pub mod implementations;
 pub mod journey;
 pub mod plan;
 pub mod report;

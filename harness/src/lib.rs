@@ -3,6 +3,7 @@
 pub mod case;
 pub mod diag;
 pub mod hop_match;
+pub mod implementations;
 pub mod journey_render;
 pub mod plan;
 pub mod plan_warnings;

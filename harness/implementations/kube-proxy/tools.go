@@ -1,0 +1,7 @@
+//go:build tools
+
+// Package tools pins the real kube-proxy: scripts/build-implementations builds
+// k8s.io/kubernetes/cmd/kube-proxy from this module, at the version go.mod requires.
+package tools
+
+import _ "k8s.io/kubernetes/cmd/kube-proxy"

@@ -7,6 +7,8 @@ pub mod journey;
 pub mod plan;
 pub mod plan_warnings;
 pub mod report;
+pub mod snapshot;
 pub mod stack;
 pub mod suite;
+pub mod suite_root;
 pub mod verdict;

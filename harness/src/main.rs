@@ -1,5 +1,6 @@
 //! The `podpath` command line.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use netns_runtime::proxy::driver::ProxyMode;
 use podpath::journey;
 use podpath::plan::Plan;
 use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
+use podpath::snapshot::{self, Snapshots};
 use podpath::stack::Stack;
 use podpath::suite::{self, CaseRun};
 
@@ -44,6 +46,10 @@ enum Command {
         /// $PODPATH_STACK, or the builtin stack]
         #[arg(long, value_name = "FILE")]
         stack: Option<PathBuf>,
+        /// Accept the snapshots this run takes: write every missing or different
+        /// `snapshots/*.snap` of the suite (never with CI set)
+        #[arg(long)]
+        update_snapshots: bool,
     },
     /// Print a case's resolved plan (every address, route, neighbour and FDB entry) without
     /// building anything. Needs no privileges.
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
             reports,
             artifacts,
             stack,
+            update_snapshots,
         } => {
             let stack = match load_stack(stack.as_deref()) {
                 Ok(stack) => stack,
@@ -123,6 +130,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let snapshots = match open_snapshots(&cases, update_snapshots) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
             let sink = ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
                 eprintln!(
                     "podpath: warning: reports directory {}: {e}",
@@ -140,7 +151,7 @@ fn main() -> ExitCode {
             let on_signal = sink.clone();
             interrupt_with(move |sig| on_signal.interrupted("podpath", sig.as_str()));
             eprintln!("podpath: {stack}");
-            let code = run(&paths, cases, filter, &sink, &stack);
+            let code = run(&paths, cases, filter, &sink, &stack, &snapshots);
             // The report is a by-product: failing to write it is said, but the exit code
             // stays the run's.
             match sink.finish(&format!("podpath on stack {}", stack.name)) {
@@ -243,12 +254,33 @@ fn plan(case: PathBuf) -> ExitCode {
     }
 }
 
+/// The snapshots of every suite the cases belong to, opened before the sandbox is entered.
+fn open_snapshots(
+    cases: &[suite::LoadedCase],
+    accept: bool,
+) -> Result<BTreeMap<PathBuf, Snapshots>, ExitCode> {
+    let update = snapshot::Update::from_env(accept).map_err(|e| {
+        eprintln!("podpath: {e}");
+        ExitCode::from(2)
+    })?;
+    if accept && snapshot::is_ci() {
+        eprintln!("podpath: CI is set: --update-snapshots writes nothing, snapshots are checked");
+    }
+    let mut all = BTreeMap::new();
+    for case in cases {
+        all.entry(case.root.clone())
+            .or_insert_with(|| Snapshots::open(&case.root.join("snapshots"), update));
+    }
+    Ok(all)
+}
+
 fn run(
     paths: &[PathBuf],
     cases: Vec<suite::LoadedCase>,
     filter: Option<String>,
     sink: &ReportSink,
     stack: &Arc<Stack>,
+    snapshots: &BTreeMap<PathBuf, Snapshots>,
 ) -> ExitCode {
     let (mut passed, mut failed, mut ignored) = (0usize, 0usize, 0usize);
     let mut failures = Vec::new();
@@ -257,8 +289,11 @@ fn run(
     for case in &cases {
         if let Ok(plan) = &case.plan {
             for kind in suite::runs_of(&case.id, plan, stack) {
-                for flow in &plan.flows {
-                    let name = kind.flow_name(flow);
+                for name in plan.flows.iter().map(|f| kind.flow_name(f)).chain(
+                    snapshot_trials(&kind, plan)
+                        .into_iter()
+                        .map(|(_, name)| name),
+                ) {
                     if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
                         sink.expect(&name, &case.path.display().to_string());
                     }
@@ -291,7 +326,11 @@ fn run(
                     filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
                 })
                 .collect();
-            if selected.is_empty() {
+            let selected_snapshots: Vec<(String, String)> = snapshot_trials(&kind, &plan)
+                .into_iter()
+                .filter(|(_, name)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+                .collect();
+            if selected.is_empty() && selected_snapshots.is_empty() {
                 continue;
             }
             // One run at a time: namespaces keep their plain names (node1, pod-a).
@@ -316,10 +355,25 @@ fn run(
                     outcome: TrialOutcome::Ignored(reason),
                 });
             }
-            if selected.is_empty() {
+            let selected_snapshots = if let Some(reason) = &kind.ignored {
+                for (_, name) in selected_snapshots {
+                    println!("ignored {name}: {reason}");
+                    ignored += 1;
+                    sink.record(TrialRecord {
+                        name,
+                        file: case.path.display().to_string(),
+                        duration: Default::default(),
+                        outcome: TrialOutcome::Ignored(reason.clone()),
+                    });
+                }
+                Vec::new()
+            } else {
+                selected_snapshots
+            };
+            if selected.is_empty() && selected_snapshots.is_empty() {
                 continue;
             }
-            let run = run.with_pending(selected.len());
+            let run = run.with_pending(selected.len() + selected_snapshots.len());
             for i in selected {
                 let name = kind.flow_name(&run.plan.flows[i]);
                 sink.start(&name);
@@ -357,6 +411,41 @@ fn run(
                     outcome,
                 });
             }
+            let store = &snapshots[&case.root];
+            let input_file = podpath::suite_root::input_file(&case.root, &case.path);
+            for (node, name) in selected_snapshots {
+                sink.start(&name);
+                let start = Instant::now();
+                let checked =
+                    snapshot::check_node(&run, store, &kind.snapshot_base, &node, &input_file);
+                let outcome = match checked {
+                    Ok(checked) => {
+                        match checked {
+                            snapshot::Checked::Matched => println!("ok   {name}"),
+                            snapshot::Checked::Written(path) => {
+                                println!("ok   {name}: wrote {}", path.display())
+                            }
+                            snapshot::Checked::Pending(message) => {
+                                println!("ok   {name}: {message}")
+                            }
+                        }
+                        passed += 1;
+                        TrialOutcome::Passed
+                    }
+                    Err(text) => {
+                        println!("FAIL {name}");
+                        failures.push(format!("{name}:\n{text}"));
+                        failed += 1;
+                        TrialOutcome::Failed(text)
+                    }
+                };
+                sink.record(TrialRecord {
+                    name,
+                    file: case.path.display().to_string(),
+                    duration: start.elapsed(),
+                    outcome,
+                });
+            }
         }
     }
     if !failures.is_empty() {
@@ -383,6 +472,24 @@ fn run(
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The snapshot trials of a run of `plan`: (node, trial name), none when the stack is not
+/// the builtin one (snapshots record the builtin stack's tables).
+fn snapshot_trials(kind: &suite::RunKind, plan: &Plan) -> Vec<(String, String)> {
+    if kind.snapshots_ignored.is_some() {
+        return Vec::new();
+    }
+    plan.topology
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                format!("{}::snapshot::{}", kind.name, n.name),
+            )
+        })
+        .collect()
 }
 
 fn shell(

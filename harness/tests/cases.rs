@@ -5,7 +5,8 @@
 //! Every node of every run also gets a snapshot trial (`<case>[::<mode>]::snapshot::<node>`)
 //! comparing its normalised rule tables, routes, neighbours and FDB entries with
 //! `cases/snapshots/<case>[__<mode>]__<node>.snap`. With `CI=true` nothing is written and a
-//! difference fails with a diff; locally `cargo insta review` accepts changes.
+//! difference fails with a diff; locally a missing or changed snapshot fails and leaves a
+//! `.snap.new` beside it, which `cargo insta review` accepts (`podpath::snapshot`).
 //!
 //! `PODPATH_CASES` points the suite at another directory (or file) of cases.
 //!
@@ -36,21 +37,17 @@ fn main() -> ExitCode {
             std::process::exit(2);
         }
     };
-    let snapshot_dir = if root.is_dir() {
-        root.join("snapshots")
-    } else {
-        root.parent().unwrap_or(Path::new(".")).join("snapshots")
+    let snapshot_dir = podpath::suite_root::of(&root).join("snapshots");
+    // The snapshots are the host's too (under /run or /etc the sandbox has its own): opened
+    // now and reached through the descriptor.
+    let update = match podpath::snapshot::Update::from_env(false) {
+        Ok(update) => update,
+        Err(e) => {
+            eprintln!("podpath: {e}");
+            std::process::exit(2);
+        }
     };
-    // The snapshots are the host's too (under /run or /etc the sandbox has its own): kept open
-    // and reached through the descriptor when they exist.
-    let snapshots_fd = std::fs::File::open(&snapshot_dir).ok();
-    let snapshot_dir = match &snapshots_fd {
-        Some(f) => PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(f)
-        )),
-        None => snapshot_dir,
-    };
+    let snapshot_store = Arc::new(podpath::snapshot::Snapshots::open(&snapshot_dir, update));
     let artifacts = match ArtifactPolicy::from_env() {
         Ok(policy) => policy,
         Err(e) => {
@@ -189,25 +186,19 @@ fn main() -> ExitCode {
             }
             for (node, name) in nodes.into_iter().zip(snapshots) {
                 let run = run.clone();
-                let dir = snapshot_dir.clone();
-                let snap = format!("{}__{node}", kind.snapshot_base);
-                let file = case.path.clone();
+                let store = snapshot_store.clone();
+                let base = kind.snapshot_base.clone();
+                let input_file = podpath::suite_root::input_file(&case.root, &case.path);
                 trials.push(recorder.trial(name, &case.path, move || {
-                    let text = run.node_snapshot(&node).map_err(Failed::from)?;
-                    let missing = netns_runtime::proxy::normalise::missing_jump_targets(&text);
-                    if !missing.is_empty() {
-                        return Err(format!(
-                            "the ruleset of {node} jumps to chains that do not exist: {}",
-                            missing.join(", ")
-                        )
-                        .into());
+                    match podpath::snapshot::check_node(&run, &store, &base, &node, &input_file)? {
+                        podpath::snapshot::Checked::Matched => {}
+                        podpath::snapshot::Checked::Written(path) => {
+                            eprintln!("podpath: wrote {}", path.display())
+                        }
+                        podpath::snapshot::Checked::Pending(message) => {
+                            eprintln!("podpath: {message}")
+                        }
                     }
-                    let mut settings = insta::Settings::clone_current();
-                    settings.set_snapshot_path(dir);
-                    settings.set_prepend_module_to_snapshot(false);
-                    settings.set_omit_expression(true);
-                    settings.set_input_file(file);
-                    settings.bind(|| insta::assert_snapshot!(snap, text));
                     Ok(())
                 }));
             }

@@ -937,3 +937,150 @@ fn the_cases_target_reads_a_suite_under_run_with_its_snapshots() {
     let junit = junit.unwrap();
     assert!(junit.contains("tests=\"5\" failures=\"0\""), "{junit}");
 }
+
+/// A fresh directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("podpath-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn the_suites_snapshots_lie_in_a_package_where_cargo_insta_looks() {
+    // cargo-insta looks for pending snapshots below the root of each package `cargo metadata`
+    // lists (walk.rs in cargo-insta): `cases/snapshots/` must be below one.
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snapshots = workspace_root().join("cases/snapshots");
+    let roots: Vec<PathBuf> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            PathBuf::from(p["manifest_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        })
+        .collect();
+    assert!(
+        roots.iter().any(|r| snapshots.starts_with(r)),
+        "no package holds {}: {roots:?}",
+        snapshots.display()
+    );
+    // With cargo-insta installed, it lists a pending snapshot of the suite.
+    let probe = snapshots.join(format!(
+        "zz-cli-probe-{}__node1.snap.new",
+        std::process::id()
+    ));
+    if Command::new(env!("CARGO"))
+        .args(["insta", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        std::fs::write(
+            &probe,
+            "---\nsource: podpath\ninput_file: cases/x.yaml\n---\nx\n",
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO"))
+            .args(["insta", "pending-snapshots", "--as-json"])
+            .current_dir(workspace_root())
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&probe);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("zz-cli-probe"),
+            "cargo insta pending-snapshots: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn run_checks_snapshots_and_update_snapshots_accepts_them() {
+    if !is_root() {
+        return;
+    }
+    let suite = temp_dir("snapshots");
+    std::fs::create_dir_all(suite.join("snapshots")).unwrap();
+    std::fs::create_dir_all(suite.join("pods")).unwrap();
+    std::fs::copy(case("same-node.yaml"), suite.join("pods/same-node.yaml")).unwrap();
+    let reports = suite.join("reports");
+    let file = suite.join("pods/same-node.yaml");
+    let snap = suite.join("snapshots/pods__same-node__node1.snap");
+    let pending = suite.join("snapshots/pods__same-node__node1.snap.new");
+    let run = |extra: &[&str], ci: bool| {
+        let mut cmd = podpath();
+        cmd.arg("run")
+            .arg(&file)
+            .arg("--reports")
+            .arg(&reports)
+            .args(extra);
+        cmd.env_remove("INSTA_UPDATE")
+            .env_remove("INSTA_FORCE_PASS");
+        if ci {
+            cmd.env("CI", "true");
+        } else {
+            cmd.env_remove("CI");
+        }
+        cmd.output().unwrap()
+    };
+    // No snapshot yet: said, with how to accept it; the run fails; a pending file is left.
+    let out = run(&[], false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("pods/same-node::snapshot::node1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no snapshot "), "{stdout}");
+    assert!(stdout.contains("--update-snapshots"), "{stdout}");
+    assert!(!stdout.contains("panicked"), "{stdout}");
+    assert!(pending.exists() && !snap.exists());
+    // Accepted.
+    let out = run(&["--update-snapshots"], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(snap.exists() && !pending.exists());
+    let accepted = std::fs::read_to_string(&snap).unwrap();
+    assert!(accepted.contains("input_file: "), "{accepted}");
+    // Matches now, also in CI.
+    assert!(run(&[], true).status.success());
+    // A difference in CI fails with the diff and writes nothing.
+    std::fs::write(&snap, accepted.replace("cni0", "cni9")).unwrap();
+    let out = run(&["--update-snapshots"], true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("differs"), "{stdout}");
+    assert!(stdout.contains("+") && stdout.contains("cni0"), "{stdout}");
+    assert!(!pending.exists());
+    assert!(std::fs::read_to_string(&snap).unwrap().contains("cni9"));
+}

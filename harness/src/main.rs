@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use netns_runtime::Cluster;
 use netns_runtime::proxy::driver::ProxyMode;
+use podpath::builtin_suite;
 use podpath::journey;
 use podpath::plan::Plan;
 use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
@@ -51,6 +52,11 @@ enum Command {
         #[arg(long)]
         update_snapshots: bool,
     },
+    /// The standard suite built into podpath (what `run` runs where there is no `cases/`).
+    Suite {
+        #[command(subcommand)]
+        command: SuiteCommand,
+    },
     /// Print a case's resolved plan (every address, route, neighbour and FDB entry) without
     /// building anything. Needs no privileges.
     Plan {
@@ -92,6 +98,17 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum SuiteCommand {
+    /// List the builtin suite's cases: name, flows, service proxy modes.
+    List,
+    /// Write the builtin suite (cases and snapshots) into DIR, to run or extend there.
+    Export {
+        /// The directory to write (made if missing; no file in it is overwritten)
+        dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     // Like any Unix filter: `podpath plan case.yaml | head` ends quietly when the pipe closes.
     // SAFETY: restoring the default disposition installs no handler code.
@@ -104,6 +121,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan { case } => plan(case),
+        Command::Suite { command } => suite_command(command),
         Command::Run {
             paths,
             filter,
@@ -118,16 +136,27 @@ fn main() -> ExitCode {
             };
             // Paths the user gives are the host's: the cases are read and the reports
             // directory opened before the sandbox covers /run and /etc with its own.
-            let paths = if paths.is_empty() {
+            let builtin = paths.is_empty() && !Path::new("cases").is_dir();
+            let paths = if builtin {
+                vec![PathBuf::from(builtin_suite::ROOT)]
+            } else if paths.is_empty() {
                 vec![PathBuf::from("cases")]
             } else {
                 paths
             };
-            let cases = match suite::load(&paths) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("podpath: {e}");
-                    return ExitCode::from(2);
+            let cases = if builtin {
+                eprintln!(
+                    "podpath: no cases/ here: running the builtin suite \
+                     (`podpath suite export DIR` writes it out)"
+                );
+                builtin_suite::load()
+            } else {
+                match suite::load(&paths) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("podpath: {e}");
+                        return ExitCode::from(2);
+                    }
                 }
             };
             let snapshots = match open_snapshots(&cases, update_snapshots) {
@@ -240,6 +269,48 @@ fn interrupt_with(then: impl FnOnce(nix::sys::signal::Signal) + Send + 'static) 
     }
 }
 
+fn suite_command(command: SuiteCommand) -> ExitCode {
+    match command {
+        SuiteCommand::List => {
+            for case in builtin_suite::load() {
+                match &case.plan {
+                    Ok(plan) => {
+                        let modes: Vec<&str> = plan.proxy_modes.iter().map(|m| m.name()).collect();
+                        let modes = if modes.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", service proxy: {}", modes.join(", "))
+                        };
+                        println!(
+                            "{:<36} {} flow{}{modes}  {}",
+                            case.id,
+                            plan.flows.len(),
+                            if plan.flows.len() == 1 { "" } else { "s" },
+                            plan.name
+                        );
+                    }
+                    Err(e) => println!("{:<36} invalid: {e}", case.id),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        SuiteCommand::Export { dir } => match builtin_suite::export(&dir) {
+            Ok(n) => {
+                eprintln!(
+                    "podpath: wrote the builtin suite ({n} files) to {}; run it with `podpath run {}`",
+                    dir.display(),
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("podpath: suite export: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
 fn plan(case: PathBuf) -> ExitCode {
     match podpath::plan::load(&case) {
         Ok(plan) => {
@@ -268,8 +339,13 @@ fn open_snapshots(
     }
     let mut all = BTreeMap::new();
     for case in cases {
-        all.entry(case.root.clone())
-            .or_insert_with(|| Snapshots::open(&case.root.join("snapshots"), update));
+        all.entry(case.root.clone()).or_insert_with(|| {
+            if builtin_suite::is_builtin(&case.root) {
+                Snapshots::builtin()
+            } else {
+                Snapshots::open(&case.root.join("snapshots"), update)
+            }
+        });
     }
     Ok(all)
 }

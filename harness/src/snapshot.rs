@@ -74,6 +74,8 @@ pub struct Snapshots {
     _fd: Option<fs::File>,
     update: Update,
     force_pass: bool,
+    /// The builtin suite's snapshots, embedded in podpath: read, never written.
+    builtin: bool,
 }
 
 /// How one snapshot check ended.
@@ -108,6 +110,20 @@ impl Snapshots {
             _fd: fd,
             update,
             force_pass: std::env::var("INSTA_FORCE_PASS").is_ok_and(|v| v == "1"),
+            builtin: false,
+        }
+    }
+
+    /// The snapshots of the builtin suite ([`crate::builtin_suite`]): checked like any, but
+    /// nothing is written; a difference says how to export the suite to accept it there.
+    pub fn builtin() -> Snapshots {
+        Snapshots {
+            dir: PathBuf::from(crate::builtin_suite::ROOT).join("snapshots"),
+            shown: PathBuf::from(crate::builtin_suite::ROOT).join("snapshots"),
+            _fd: None,
+            update: Update::No,
+            force_pass: false,
+            builtin: true,
         }
     }
 
@@ -129,10 +145,14 @@ impl Snapshots {
         let file = format!("{name}.snap");
         let path = self.dir.join(&file);
         let shown = self.shown.join(&file);
-        let old = match fs::read_to_string(&path) {
-            Ok(old) => Some(parse(&old)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("reading snapshot {}: {e}", shown.display())),
+        let old = if self.builtin {
+            crate::builtin_suite::snapshot(&file).map(parse)
+        } else {
+            match fs::read_to_string(&path) {
+                Ok(old) => Some(parse(&old)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(format!("reading snapshot {}: {e}", shown.display())),
+            }
         };
         let new = normalise(text);
         let source = old
@@ -181,6 +201,10 @@ impl Snapshots {
                     return Ok(Checked::Written(shown));
                 }
                 let how = match self.update {
+                    _ if self.builtin => "the builtin suite's snapshots are part of podpath: \
+                         `podpath suite export DIR` writes the suite out, snapshots included, \
+                         to run and accept them there"
+                        .to_string(),
                     Update::No if is_ci() => {
                         "CI is set, so nothing was written: run the suite locally and accept it \
                          with `podpath run --update-snapshots` or `cargo insta review`, then \
@@ -295,6 +319,7 @@ mod tests {
             _fd: None,
             update,
             force_pass: false,
+            builtin: false,
         }
     }
 

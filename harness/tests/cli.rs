@@ -1084,3 +1084,107 @@ fn run_checks_snapshots_and_update_snapshots_accepts_them() {
     assert!(!pending.exists());
     assert!(std::fs::read_to_string(&snap).unwrap().contains("cni9"));
 }
+
+#[test]
+fn run_outside_the_repository_runs_the_builtin_suite() {
+    let empty = temp_dir("anywhere");
+    // Listing and exporting need no privileges.
+    let out = podpath()
+        .args(["suite", "list"])
+        .current_dir(&empty)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        listed.lines().any(|l| l.starts_with("services/clusterip ")),
+        "{listed}"
+    );
+    let exported = empty.join("my-suite");
+    let out = podpath()
+        .args(["suite", "export"])
+        .arg(&exported)
+        .current_dir(&empty)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(exported.join("icmp.yaml").is_file());
+    assert!(exported.join("snapshots/icmp__node1.snap").is_file());
+    assert!(
+        !podpath()
+            .args(["suite", "export"])
+            .arg(&exported)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    if !is_root() {
+        return;
+    }
+    let out = podpath()
+        .args(["run", "--filter", "icmp::"])
+        .current_dir(&empty)
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("builtin suite"), "{stderr}");
+    assert!(stdout.contains("ok   icmp::same-node"), "{stdout}");
+    assert!(stdout.contains("ok   icmp::snapshot::node1"), "{stdout}");
+    assert!(!stdout.contains("No such file"), "{stdout}");
+    // The exported suite runs as itself, its snapshots included.
+    let out = podpath()
+        .arg("run")
+        .arg(exported.join("icmp.yaml"))
+        .current_dir(&empty)
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok   icmp::snapshot::node2"), "{stdout}");
+}
+
+/// The trial names of `podpath run PATH` (what `ok`/`FAIL`/`ignored` lines name).
+fn trial_names(path: &Path, filter: &str) -> Vec<String> {
+    let out = podpath()
+        .arg("run")
+        .arg(path)
+        .args(["--filter", filter, "--reports"])
+        .arg(temp_dir("names-reports"))
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .strip_prefix("ok   ")
+                .or_else(|| l.strip_prefix("FAIL "))?;
+            Some(rest.split(':').collect::<Vec<_>>()[..3].join(":"))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_case_is_named_the_same_however_its_path_is_given() {
+    if !is_root() {
+        return;
+    }
+    let file = trial_names(&case("services/clusterip.yaml"), "iptables::same-node");
+    let dir = trial_names(&case("services"), "clusterip::iptables::same-node");
+    assert!(!file.is_empty());
+    assert!(
+        file.iter().all(|n| n.starts_with("services/clusterip::")),
+        "{file:?}"
+    );
+    assert_eq!(file, dir);
+}

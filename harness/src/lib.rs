@@ -10,6 +10,7 @@ pub mod plan_warnings;
 pub mod report;
 pub mod snapshot;
 pub mod stack;
+pub mod strict;
 pub mod suite;
 pub mod suite_root;
 pub mod verdict;

@@ -51,6 +51,11 @@ enum Command {
         /// `snapshots/*.snap` of the suite (never with CI set)
         #[arg(long)]
         update_snapshots: bool,
+        /// Fail, rather than ignore, what cannot run for lack of privileges [default:
+        /// $PODPATH_STRICT]. `podpath run` stops with exit 2 when it cannot make its sandbox,
+        /// so this changes nothing today; trials the stack cannot answer for stay ignored.
+        #[arg(long)]
+        strict: bool,
     },
     /// The standard suite built into podpath (what `run` runs where there is no `cases/`).
     Suite {
@@ -129,7 +134,9 @@ fn main() -> ExitCode {
             artifacts,
             stack,
             update_snapshots,
+            strict,
         } => {
+            let _strict = strict || podpath::strict::from_env();
             let stack = match load_stack(stack.as_deref()) {
                 Ok(stack) => stack,
                 Err(code) => return code,

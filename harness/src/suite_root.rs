@@ -70,6 +70,25 @@ pub fn relative(root: &Path, file: &Path) -> String {
         .join("/")
 }
 
+/// A path from the environment of a test target (`PODPATH_CASES`, `PODPATH_REPORTS`), which
+/// cargo runs in its package's directory (`harness/`), not where it was invoked. A relative
+/// path is taken from where cargo was invoked: cargo passes the test no variable for that, but
+/// the shell's `PWD`, which cargo leaves as it found it, names it; it is used when it is an
+/// absolute directory inside the workspace. Otherwise (no `PWD`, or one outside the workspace)
+/// the path is taken from the workspace root.
+pub fn resolve_invoked(path: &Path, pwd: Option<&Path>, workspace: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let workspace = normalise(&std::path::absolute(workspace).unwrap_or_default());
+    let base = pwd
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .map(normalise)
+        .filter(|p| p.starts_with(&workspace))
+        .unwrap_or(workspace);
+    base.join(path)
+}
+
 /// `..` and `.` resolved lexically.
 pub fn normalise(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -88,6 +107,28 @@ pub fn normalise(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_path_is_taken_from_where_cargo_was_invoked_inside_the_workspace() {
+        let ws = std::env::temp_dir().join(format!("podpath-ws-{}", std::process::id()));
+        std::fs::create_dir_all(ws.join("harness")).unwrap();
+        let rel = Path::new("my-cases/");
+        assert_eq!(resolve_invoked(rel, Some(&ws), &ws), ws.join("my-cases/"));
+        assert_eq!(
+            resolve_invoked(rel, Some(&ws.join("harness")), &ws),
+            ws.join("harness/my-cases/")
+        );
+        // Outside the workspace, or no PWD: the workspace root.
+        assert_eq!(
+            resolve_invoked(rel, Some(Path::new("/")), &ws),
+            ws.join("my-cases/")
+        );
+        assert_eq!(resolve_invoked(rel, None, &ws), ws.join("my-cases/"));
+        assert_eq!(
+            resolve_invoked(Path::new("/abs"), Some(&ws), &ws),
+            PathBuf::from("/abs")
+        );
+    }
 
     #[test]
     fn a_case_is_named_below_the_directory_holding_snapshots() {

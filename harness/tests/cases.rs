@@ -8,7 +8,11 @@
 //! difference fails with a diff; locally a missing or changed snapshot fails and leaves a
 //! `.snap.new` beside it, which `cargo insta review` accepts (`podpath::snapshot`).
 //!
-//! `PODPATH_CASES` points the suite at another directory (or file) of cases.
+//! `PODPATH_CASES` points the suite at another directory (or file) of cases; a relative path is
+//! taken from where cargo was invoked (the shell's `PWD`, when inside the workspace), else from
+//! the workspace root, as is `PODPATH_REPORTS`. With `PODPATH_STRICT=1` trials that cannot run
+//! for lack of privileges fail instead of being ignored (those the stack cannot answer for stay
+//! ignored).
 //!
 //! Every trial that runs, or is ignored, is recorded; when the run is over the JUnit report goes
 //! to `$PODPATH_REPORTS/junit.xml` (default `reports/junit.xml` in the workspace), and
@@ -27,9 +31,18 @@ use podpath::suite::{self, CaseRun};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let root = std::env::var_os("PODPATH_CASES")
-        .map(PathBuf::from)
+    // cargo runs this in `harness/`: a relative path is taken from where cargo was invoked
+    // (`podpath::suite_root::resolve_invoked`).
+    let pwd = std::env::var_os("PWD").map(PathBuf::from);
+    let from_env = |var: &str| {
+        std::env::var_os(var).map(|p| {
+            podpath::suite_root::resolve_invoked(Path::new(&p), pwd.as_deref(), &workspace())
+        })
+    };
+    let root = from_env("PODPATH_CASES")
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases"));
+    // Strict (`PODPATH_STRICT=1`, CI): a trial that cannot run for lack of privileges fails.
+    let strict = podpath::strict::from_env();
     let cases = match suite::load(std::slice::from_ref(&root)) {
         Ok(cases) => cases,
         Err(e) => {
@@ -55,9 +68,7 @@ fn main() -> ExitCode {
             std::process::exit(2);
         }
     };
-    let reports = std::env::var_os("PODPATH_REPORTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("reports"));
+    let reports = from_env("PODPATH_REPORTS").unwrap_or_else(|| workspace().join("reports"));
     // The cases are read and the reports directory opened before the sandbox covers /run and
     // /etc with its own: paths are the host's. `--list` writes nothing.
     let sink = if args.list {
@@ -96,7 +107,11 @@ fn main() -> ExitCode {
     }
     let unavailable = sandbox.err().map(|e| e.to_string());
     if let Some(reason) = &unavailable {
-        eprintln!("podpath: every trial is ignored: {reason}");
+        if strict {
+            eprintln!("podpath: every trial fails (PODPATH_STRICT): {reason}");
+        } else {
+            eprintln!("podpath: every trial is ignored: {reason}");
+        }
     }
 
     let mut trials = Vec::new();
@@ -124,6 +139,19 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|n| format!("{}::snapshot::{n}", kind.name))
                 .collect();
+            if let Some(reason) = &unavailable
+                && strict
+            {
+                // Privileges are missing, not something the stack cannot do: strict fails.
+                for name in flows.into_iter().chain(snapshots) {
+                    let message = format!(
+                        "not run for lack of privileges, and PODPATH_STRICT is set: {reason}"
+                    );
+                    trials
+                        .push(recorder.trial(name, &case.path, move || Err(Failed::from(message))));
+                }
+                continue;
+            }
             if let Some(reason) = unavailable.as_ref().or(kind.ignored.as_ref()) {
                 for name in flows.into_iter().chain(snapshots) {
                     trials.push(recorder.ignored(name, &case.path, reason));

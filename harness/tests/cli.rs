@@ -1188,3 +1188,84 @@ fn a_case_is_named_the_same_however_its_path_is_given() {
     );
     assert_eq!(file, dir);
 }
+
+/// The `cases` test binary run where it cannot make a sandbox: in a user namespace that may
+/// not make another, with every capability dropped.
+fn cases_without_privileges(bin: &Path, strict: bool, reports: &Path) -> Option<Output> {
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --inh-caps=-all \
+         --bounding-set=-all {} icmp::same-node",
+        bin.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "sh", "-c", &script])
+        .env("PODPATH_REPORTS", reports)
+        .env_remove("PODPATH_CASES");
+    if strict {
+        cmd.env("PODPATH_STRICT", "1");
+    } else {
+        cmd.env_remove("PODPATH_STRICT");
+    }
+    let out = cmd.output().ok()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (stderr.contains("every trial")).then_some(out)
+}
+
+#[test]
+fn strict_fails_trials_ignored_for_lack_of_privileges() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    let reports = temp_dir("strict-reports");
+    let Some(lenient) = cases_without_privileges(&bin, false, &reports) else {
+        eprintln!("cannot take podpath's privileges away here: skipped");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&lenient.stdout);
+    assert!(lenient.status.success(), "{stdout}");
+    assert!(stdout.contains("icmp::same-node ... ignored"), "{stdout}");
+    let strict = cases_without_privileges(&bin, true, &reports).unwrap();
+    let stdout = String::from_utf8_lossy(&strict.stdout);
+    assert_eq!(strict.status.code(), Some(101), "{stdout}");
+    assert!(stdout.contains("icmp::same-node ... FAILED"), "{stdout}");
+    assert!(stdout.contains("lack of privileges"), "{stdout}");
+}
+
+#[test]
+fn a_relative_podpath_cases_is_taken_from_where_cargo_was_invoked() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    // As `PODPATH_CASES=my-cases/ cargo test --test cases` from the workspace root: the test
+    // runs in harness/, with the shell's PWD.
+    let ws = workspace_root();
+    let suite = format!("target/podpath-cli-rel-{}/", std::process::id());
+    std::fs::create_dir_all(ws.join(&suite)).unwrap();
+    std::fs::write(ws.join(&suite).join("lonely.yaml"), NO_FLOWS).unwrap();
+    let out = Command::new(&bin)
+        .arg("--list")
+        .current_dir(ws.join("harness"))
+        .env("PWD", &ws)
+        .env("PODPATH_CASES", &suite)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(ws.join(&suite));
+    // It is found (a case without flows: nothing to run), not "No such file or directory".
+    assert!(!stderr.contains("No such file"), "{stderr}");
+    assert!(stderr.contains("has no flow"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["run", "--no-such-flag"][..],
+        &["no-such-command"],
+        &["plan"],
+    ] {
+        let out = podpath().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

@@ -2,12 +2,15 @@
 
 pub mod builtin_suite;
 pub mod case;
+pub mod cause;
 pub mod diag;
 pub mod hops;
 pub mod journey;
 pub mod plan;
+pub mod plan_json;
 pub mod plan_warnings;
 pub mod report;
+pub mod run_output;
 pub mod snapshot;
 pub mod stack;
 pub mod strict;

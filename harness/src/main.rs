@@ -13,6 +13,7 @@ use podpath::builtin_suite;
 use podpath::journey;
 use podpath::plan::Plan;
 use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
+use podpath::run_output::{Format, RunOutput};
 use podpath::snapshot::{self, Snapshots};
 use podpath::stack::Stack;
 use podpath::suite::{self, CaseRun};
@@ -56,6 +57,10 @@ enum Command {
         /// so this changes nothing today; trials the stack cannot answer for stay ignored.
         #[arg(long)]
         strict: bool,
+        /// What standard output carries: lines for people (human), or one JSON object per
+        /// trial as it ends, then a summary (json)
+        #[arg(long, value_name = "FORMAT", default_value = "human")]
+        format: Format,
     },
     /// The standard suite built into podpath (what `run` runs where there is no `cases/`).
     Suite {
@@ -67,6 +72,9 @@ enum Command {
     Plan {
         /// The case file
         case: PathBuf,
+        /// human, or json: the plan as one JSON object
+        #[arg(long, value_name = "FORMAT", default_value = "human")]
+        format: Format,
     },
     /// Run a case's flows under observation and print each one's journey: every interface it
     /// crossed, the rules it hit, the DNAT, SNAT and encapsulation, and the way back.
@@ -125,7 +133,7 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse();
     match cli.command {
-        Command::Plan { case } => plan(case),
+        Command::Plan { case, format } => plan(case, format),
         Command::Suite { command } => suite_command(command),
         Command::Run {
             paths,
@@ -135,6 +143,7 @@ fn main() -> ExitCode {
             stack,
             update_snapshots,
             strict,
+            format,
         } => {
             let _strict = strict || podpath::strict::from_env();
             let stack = match load_stack(stack.as_deref()) {
@@ -187,7 +196,7 @@ fn main() -> ExitCode {
             let on_signal = sink.clone();
             interrupt_with(move |sig| on_signal.interrupted("podpath", sig.as_str()));
             eprintln!("podpath: {stack}");
-            let code = run(&paths, cases, filter, &sink, &stack, &snapshots);
+            let code = run(&paths, cases, filter, &sink, &stack, &snapshots, format);
             // The report is a by-product: failing to write it is said, but the exit code
             // stays the run's.
             match sink.finish(&format!("podpath on stack {}", stack.name)) {
@@ -318,10 +327,13 @@ fn suite_command(command: SuiteCommand) -> ExitCode {
     }
 }
 
-fn plan(case: PathBuf) -> ExitCode {
+fn plan(case: PathBuf, format: Format) -> ExitCode {
     match podpath::plan::load(&case) {
         Ok(plan) => {
-            print!("{plan}");
+            match format {
+                Format::Human => print!("{plan}"),
+                Format::Json => println!("{}", podpath::plan_json::plan_json(&plan)),
+            }
             podpath::plan_warnings::eprint(&plan);
             ExitCode::SUCCESS
         }
@@ -332,11 +344,13 @@ fn plan(case: PathBuf) -> ExitCode {
     }
 }
 
-/// The snapshots of every suite the cases belong to, opened before the sandbox is entered.
+/// The snapshots of every suite the cases belong to, opened before the sandbox is entered;
+/// `None` for a suite without a `snapshots/` directory (it takes none, unless
+/// `--update-snapshots` makes them).
 fn open_snapshots(
     cases: &[suite::LoadedCase],
     accept: bool,
-) -> Result<BTreeMap<PathBuf, Snapshots>, ExitCode> {
+) -> Result<BTreeMap<PathBuf, Option<Snapshots>>, ExitCode> {
     let update = snapshot::Update::from_env(accept).map_err(|e| {
         eprintln!("podpath: {e}");
         ExitCode::from(2)
@@ -347,10 +361,13 @@ fn open_snapshots(
     let mut all = BTreeMap::new();
     for case in cases {
         all.entry(case.root.clone()).or_insert_with(|| {
+            let dir = case.root.join("snapshots");
             if builtin_suite::is_builtin(&case.root) {
-                Snapshots::builtin()
+                Some(Snapshots::builtin())
+            } else if dir.is_dir() || (accept && update == snapshot::Update::Always) {
+                Some(Snapshots::open(&dir, update))
             } else {
-                Snapshots::open(&case.root.join("snapshots"), update)
+                None
             }
         });
     }
@@ -363,34 +380,38 @@ fn run(
     filter: Option<String>,
     sink: &ReportSink,
     stack: &Arc<Stack>,
-    snapshots: &BTreeMap<PathBuf, Snapshots>,
+    snapshots: &BTreeMap<PathBuf, Option<Snapshots>>,
+    format: Format,
 ) -> ExitCode {
-    let (mut passed, mut failed, mut ignored) = (0usize, 0usize, 0usize);
-    let mut failures = Vec::new();
     let (case_count, mut flow_count) = (cases.len(), 0usize);
+    let mut total = 0usize;
     // Every trial this run means to run, so that an interrupted run's report lists them.
     for case in &cases {
         if let Ok(plan) = &case.plan {
             for kind in suite::runs_of(&case.id, plan, stack) {
+                let store = snapshots.get(&case.root).and_then(Option::as_ref);
                 for name in plan.flows.iter().map(|f| kind.flow_name(f)).chain(
-                    snapshot_trials(&kind, plan)
+                    snapshot_trials(&kind, plan, store)
                         .into_iter()
                         .map(|(_, name)| name),
                 ) {
                     if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
                         sink.expect(&name, &case.path.display().to_string());
+                        total += 1;
                     }
                 }
             }
+        } else {
+            total += 1;
         }
     }
+    let mut out = RunOutput::new(format, total);
     for case in cases {
         let plan = match case.plan {
             Ok(p) => p,
             Err(e) => {
-                println!("FAIL {} (invalid case)", case.id);
-                failures.push(format!("{}:\n{e}", case.id));
-                failed += 1;
+                let file = case.path.display().to_string();
+                out.invalid(&case.id, &file, &e.to_string());
                 sink.record(TrialRecord {
                     name: case.id,
                     file: case.path.display().to_string(),
@@ -409,7 +430,8 @@ fn run(
                     filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
                 })
                 .collect();
-            let selected_snapshots: Vec<(String, String)> = snapshot_trials(&kind, &plan)
+            let store = snapshots.get(&case.root).and_then(Option::as_ref);
+            let selected_snapshots: Vec<(String, String)> = snapshot_trials(&kind, &plan, store)
                 .into_iter()
                 .filter(|(_, name)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
                 .collect();
@@ -429,8 +451,7 @@ fn run(
                     .clone()
                     .or_else(|| run.flow_ignored(i))
                     .unwrap_or_default();
-                println!("ignored {name}: {reason}");
-                ignored += 1;
+                out.ignored(&name, &case.path.display().to_string(), &reason);
                 sink.record(TrialRecord {
                     name,
                     file: case.path.display().to_string(),
@@ -440,8 +461,7 @@ fn run(
             }
             let selected_snapshots = if let Some(reason) = &kind.ignored {
                 for (_, name) in selected_snapshots {
-                    println!("ignored {name}: {reason}");
-                    ignored += 1;
+                    out.ignored(&name, &case.path.display().to_string(), reason);
                     sink.record(TrialRecord {
                         name,
                         file: case.path.display().to_string(),
@@ -460,30 +480,29 @@ fn run(
             for i in selected {
                 let name = kind.flow_name(&run.plan.flows[i]);
                 sink.start(&name);
+                out.start(&name);
                 let start = Instant::now();
                 let options = suite::RunOptions {
                     observe: suite::observe_from_env(),
                     artifacts: sink.artifacts(),
                     rule_texts: false,
                 };
-                let failure = match run.run_flow(i, &options) {
-                    Ok(r) => match suite::flow_failure(&r, &run.plan.flows[i], &name, sink) {
-                        None => {
-                            println!("ok   {name}: {}", r.verdict.observed);
-                            passed += 1;
-                            None
-                        }
-                        failure => failure,
-                    },
-                    Err(e) => Some(e),
+                let (failure, observed) = match run.run_flow(i, &options) {
+                    Ok(r) => (
+                        suite::flow_failure(&r, &run.plan.flows[i], &name, sink),
+                        Some(r.verdict.observed.to_string()),
+                    ),
+                    Err(e) => (Some(e), None),
                 };
                 let duration = start.elapsed();
+                let file = case.path.display().to_string();
                 let outcome = match failure {
-                    None => TrialOutcome::Passed,
+                    None => {
+                        out.passed(&name, &file, observed.as_deref(), duration);
+                        TrialOutcome::Passed
+                    }
                     Some(text) => {
-                        println!("FAIL {name}");
-                        failures.push(format!("{name}:\n{text}"));
-                        failed += 1;
+                        out.failed(&name, &file, &text, duration);
                         TrialOutcome::Failed(text)
                     }
                 };
@@ -494,50 +513,46 @@ fn run(
                     outcome,
                 });
             }
-            let store = &snapshots[&case.root];
             let input_file = podpath::suite_root::input_file(&case.root, &case.path);
-            for (node, name) in selected_snapshots {
+            for ((node, name), store) in selected_snapshots
+                .into_iter()
+                .zip(store.into_iter().cycle())
+            {
                 sink.start(&name);
+                out.start(&name);
                 let start = Instant::now();
                 let checked =
                     snapshot::check_node(&run, store, &kind.snapshot_base, &node, &input_file);
+                let duration = start.elapsed();
+                let file = case.path.display().to_string();
                 let outcome = match checked {
                     Ok(checked) => {
-                        match checked {
-                            snapshot::Checked::Matched => println!("ok   {name}"),
+                        let detail = match checked {
+                            snapshot::Checked::Matched => None,
                             snapshot::Checked::Written(path) => {
-                                println!("ok   {name}: wrote {}", path.display())
+                                Some(format!("wrote {}", path.display()))
                             }
-                            snapshot::Checked::Pending(message) => {
-                                println!("ok   {name}: {message}")
-                            }
-                        }
-                        passed += 1;
+                            snapshot::Checked::Pending(message) => Some(message),
+                        };
+                        out.passed(&name, &file, detail.as_deref(), duration);
                         TrialOutcome::Passed
                     }
                     Err(text) => {
-                        println!("FAIL {name}");
-                        failures.push(format!("{name}:\n{text}"));
-                        failed += 1;
+                        out.failed(&name, &file, &text, duration);
                         TrialOutcome::Failed(text)
                     }
                 };
                 sink.record(TrialRecord {
                     name,
                     file: case.path.display().to_string(),
-                    duration: start.elapsed(),
+                    duration,
                     outcome,
                 });
             }
         }
     }
-    if !failures.is_empty() {
-        println!("\nfailures:");
-        for f in &failures {
-            println!("\n{f}");
-        }
-    }
-    println!("\n{passed} passed, {failed} failed, {ignored} ignored");
+    out.finish();
+    let (passed, failed, _) = out.counts();
     if passed + failed == 0 {
         // Nothing ran: that is not a suite that passed.
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
@@ -558,9 +573,13 @@ fn run(
 }
 
 /// The snapshot trials of a run of `plan`: (node, trial name), none when the stack is not
-/// the builtin one (snapshots record the builtin stack's tables).
-fn snapshot_trials(kind: &suite::RunKind, plan: &Plan) -> Vec<(String, String)> {
-    if kind.snapshots_ignored.is_some() {
+/// the builtin one (snapshots record the builtin stack's tables) or the suite keeps none.
+fn snapshot_trials(
+    kind: &suite::RunKind,
+    plan: &Plan,
+    store: Option<&Snapshots>,
+) -> Vec<(String, String)> {
+    if kind.snapshots_ignored.is_some() || store.is_none() {
         return Vec::new();
     }
     plan.topology

@@ -1167,7 +1167,12 @@ fn trial_names(path: &Path, filter: &str) -> Vec<String> {
             let rest = l
                 .strip_prefix("ok   ")
                 .or_else(|| l.strip_prefix("FAIL "))?;
-            Some(rest.split(':').collect::<Vec<_>>()[..3].join(":"))
+            Some(
+                rest.split_whitespace()
+                    .next()?
+                    .trim_end_matches(':')
+                    .to_string(),
+            )
         })
         .collect();
     names.sort();
@@ -1268,4 +1273,89 @@ fn usage_errors_exit_2() {
         let out = podpath().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+}
+
+#[test]
+fn run_output_ends_with_the_failures_causes_and_json_is_one_object_per_trial() {
+    let path = temp_case("output-no-route.yaml", NO_ROUTE);
+    let reports = path.with_file_name("output-reports");
+    let out = podpath()
+        .arg("run")
+        .arg(&path)
+        .arg("--reports")
+        .arg(&reports)
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    if out.status.code() == Some(2) && !is_root() {
+        return; // No sandbox here: nothing ran.
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // Not a terminal: no colour, and no progress line.
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\r'));
+    // Each trial's time; the last line is the failure with its cause.
+    assert!(
+        stdout.lines().any(|l| l
+            .starts_with("FAIL output-no-route::no-route: no answer came back")
+            && l.ends_with(']')),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().unwrap();
+    assert!(last.trim_start().starts_with("FAIL ["), "{stdout}");
+    assert!(
+        last.ends_with("output-no-route::no-route: no answer came back"),
+        "{last}"
+    );
+    // The JUnit message is the cause line, not the `flow:` line.
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&junit).unwrap();
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert_eq!(failure.attribute("message"), Some("no answer came back"));
+
+    let out = podpath()
+        .arg("run")
+        .arg(&path)
+        .args(["--format", "json", "--reports"])
+        .arg(&reports)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let objects: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (summary, trials) = objects.split_last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["failed"], 1);
+    assert!(
+        trials
+            .iter()
+            .all(|t| t["type"] == "trial" && t["duration_ms"].is_number())
+    );
+    let failed = trials.iter().find(|t| t["outcome"] == "failed").unwrap();
+    assert_eq!(failed["name"], "output-no-route::no-route");
+    assert_eq!(failed["cause"], "no answer came back");
+    let _ = std::fs::remove_dir_all(&reports);
+}
+
+#[test]
+fn plan_as_json() {
+    let out = podpath()
+        .args(["plan", "--format", "json"])
+        .arg(case("services/clusterip.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["proxyModes"],
+        serde_json::json!(["iptables", "nftables"])
+    );
+    assert!(plan["flows"].as_array().unwrap().len() > 1);
+    assert!(plan["services"][0]["clusterIP"].is_string());
 }

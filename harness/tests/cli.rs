@@ -1359,3 +1359,54 @@ fn plan_as_json() {
     assert!(plan["flows"].as_array().unwrap().len() > 1);
     assert!(plan["services"][0]["clusterIP"].is_string());
 }
+
+/// `scripts/ci-action` (what action.yml runs) with the podpath built here.
+fn ci_action(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(workspace_root().join("scripts/ci-action"))
+        .args(args)
+        .env("PODPATH_BIN", env!("CARGO_BIN_EXE_podpath"))
+        .env_remove("PODPATH_STACK")
+        .env_remove("PODPATH_CASES")
+        .env_remove("PODPATH_SHARD")
+        .current_dir(temp_dir("ci-action-cwd"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_actions_script_runs_one_case_strictly_on_the_builtin_stack() {
+    // A shard that is not I/N is a usage error, before anything runs.
+    let out = ci_action(&["--shard".as_ref(), "0/3".as_ref()]);
+    assert_eq!(out.status.code(), Some(2));
+    if !is_root() {
+        return;
+    }
+    let reports = temp_dir("ci-action-reports");
+    let out = ci_action(&[
+        "--cases".as_ref(),
+        case("icmp.yaml").as_os_str(),
+        "--reports".as_ref(),
+        reports.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("run --strict"), "{stderr}");
+    assert!(stdout.contains("ok   icmp::same-node"), "{stdout}");
+    assert!(stdout.contains("ok   icmp::snapshot::node1"), "{stdout}");
+    assert!(reports.join("junit.xml").is_file());
+    // The first of 100 slices of the suite: its first case, named as in the whole suite.
+    let out = ci_action(&[
+        "--cases".as_ref(),
+        case("").as_os_str(),
+        "--shard".as_ref(),
+        "1/100".as_ref(),
+        "--reports".as_ref(),
+        reports.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("shard 1/100: 1 of "), "{stderr}");
+    assert!(stdout.contains("ok   cross-node-host-gw::"), "{stdout}");
+}

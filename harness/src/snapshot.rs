@@ -134,7 +134,7 @@ impl Snapshots {
     }
 
     /// The directory, as the user knows it.
-    pub fn dir(&self) -> &Path {
+    pub fn shown_dir(&self) -> &Path {
         &self.shown
     }
 

@@ -1,6 +1,7 @@
 //! The conformance suite as tests. Every flow of every case under `cases/` is one trial named
 //! `<case>::<flow>`, or `<case>::<mode>::<flow>` for a case that runs a service proxy (once per
-//! proxy mode), where `<case>` is the case file's path below `cases/` without extension.
+//! proxy mode), where `<case>` is the case file's path below its suite's root (the nearest
+//! directory holding `snapshots/`, `podpath::suite_root`) without extension.
 //!
 //! Every node of every run also gets a snapshot trial (`<case>[::<mode>]::snapshot::<node>`)
 //! comparing its normalised rule tables, routes, neighbours and FDB entries with

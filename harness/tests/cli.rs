@@ -1410,3 +1410,40 @@ fn the_actions_script_runs_one_case_strictly_on_the_builtin_stack() {
     assert!(stderr.contains("shard 1/100: 1 of "), "{stderr}");
     assert!(stdout.contains("ok   cross-node-host-gw::"), "{stdout}");
 }
+
+/// `podpath ARGS` on a terminal (util-linux `script` gives it one), with `env` added; what the
+/// terminal showed. `None` where `script` is missing.
+fn on_a_terminal(args: &str, env: &str) -> Option<String> {
+    let podpath = env!("CARGO_BIN_EXE_podpath");
+    let out = Command::new("script")
+        .args(["-qec", &format!("env {env} {podpath} {args}"), "/dev/null"])
+        .env_remove("NO_COLOR")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn run_is_coloured_with_a_progress_line_on_a_terminal_unless_no_color() {
+    if !is_root() {
+        return;
+    }
+    let reports = temp_dir("tty-reports");
+    let args = format!(
+        "run {} --reports {}",
+        case("icmp.yaml").display(),
+        reports.display()
+    );
+    let Some(shown) = on_a_terminal(&args, "TERM=xterm") else {
+        eprintln!("no `script` here: skipped");
+        return;
+    };
+    assert!(
+        shown.contains("\x1b[32mok\x1b[0m   icmp::same-node"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("[1/4] "), "progress line: {shown:?}");
+    let plain = on_a_terminal(&args, "TERM=xterm NO_COLOR=1").unwrap();
+    assert!(plain.contains("ok   icmp::same-node"), "{plain:?}");
+    assert!(!plain.contains("\x1b[32m"), "{plain:?}");
+}

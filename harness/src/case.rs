@@ -32,6 +32,10 @@ pub struct Case {
     pub external: Option<Spanned<Option<ExternalSpec>>>,
     /// The cluster DNS: a `coredns` pod on a node behind the `kube-dns` Service.
     pub dns: Option<Spanned<DnsSpec>>,
+    /// Kubernetes objects (`Service`, `EndpointSlice`, `Pod`) as `kubectl apply` takes them,
+    /// beside or instead of the short forms; [`parse`] turns them into those
+    /// ([`crate::plan::manifests`]).
+    pub manifests: Option<Vec<Spanned<crate::plan::manifests::Manifest>>>,
 }
 
 impl Case {
@@ -426,6 +430,8 @@ pub fn parse(text: &str) -> Result<Spanned<Case>, (Option<Location>, String)> {
             (location, plain(&message))
         })?;
     kubernetes_types(text)?;
+    let mut case = case;
+    crate::plan::manifests::merge(&mut case.value)?;
     Ok(case)
 }
 

@@ -1,5 +1,6 @@
 //! The `podpath` command line.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,9 +9,12 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use netns_runtime::Cluster;
 use netns_runtime::proxy::driver::ProxyMode;
+use podpath::builtin_suite;
 use podpath::journey_render;
 use podpath::plan::Plan;
 use podpath::report::{ArtifactPolicy, ReportSink, TrialOutcome, TrialRecord};
+use podpath::run_output::{Format, RunOutput};
+use podpath::snapshot::{self, Snapshots};
 use podpath::stack::Stack;
 use podpath::suite::{self, CaseRun};
 
@@ -44,6 +48,24 @@ enum Command {
         /// $PODPATH_STACK, or the builtin stack]
         #[arg(long, value_name = "FILE")]
         stack: Option<PathBuf>,
+        /// Accept the snapshots this run takes: write every missing or different
+        /// `snapshots/*.snap` of the suite (never with CI set)
+        #[arg(long)]
+        update_snapshots: bool,
+        /// Fail, rather than ignore, what cannot run for lack of privileges [default:
+        /// $PODPATH_STRICT]. `podpath run` stops with exit 2 when it cannot make its sandbox,
+        /// so this changes nothing today; trials the stack cannot answer for stay ignored.
+        #[arg(long)]
+        strict: bool,
+        /// What standard output carries: lines for people (human), or one JSON object per
+        /// trial as it ends, then a summary (json)
+        #[arg(long, value_name = "FORMAT", default_value = "human")]
+        format: Format,
+    },
+    /// The standard suite built into podpath (what `run` runs where there is no `cases/`).
+    Suite {
+        #[command(subcommand)]
+        command: SuiteCommand,
     },
     /// Print a case's resolved plan (every address, route, neighbour and FDB entry) without
     /// building anything. Needs no privileges.
@@ -54,6 +76,9 @@ enum Command {
         /// $PODPATH_STACK, or the builtin stack]
         #[arg(long, value_name = "FILE")]
         stack: Option<PathBuf>,
+        /// human, or json: the plan as one JSON object
+        #[arg(long, value_name = "FORMAT", default_value = "human")]
+        format: Format,
     },
     /// Run a case's flows under observation and print each one's journey: every interface it
     /// crossed, the rules it hit, the DNAT, SNAT and encapsulation, and the way back.
@@ -90,6 +115,17 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum SuiteCommand {
+    /// List the builtin suite's cases: name, flows, service proxy modes.
+    List,
+    /// Write the builtin suite (cases and snapshots) into DIR, to run or extend there.
+    Export {
+        /// The directory to write (made if missing; no file in it is overwritten)
+        dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     // Like any Unix filter: `podpath plan case.yaml | head` ends quietly when the pipe closes.
     // SAFETY: restoring the default disposition installs no handler code.
@@ -101,34 +137,58 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse();
     match cli.command {
-        Command::Plan { case, stack } => match load_stack(stack.as_deref()) {
-            Ok(stack) => plan(case, &stack),
+        Command::Plan {
+            case,
+            stack,
+            format,
+        } => match load_stack(stack.as_deref()) {
+            Ok(stack) => plan(case, &stack, format),
             Err(code) => code,
         },
+        Command::Suite { command } => suite_command(command),
         Command::Run {
             paths,
             filter,
             reports,
             artifacts,
             stack,
+            update_snapshots,
+            strict,
+            format,
         } => {
+            let _strict = strict || podpath::strict::from_env();
             let stack = match load_stack(stack.as_deref()) {
                 Ok(stack) => stack,
                 Err(code) => return code,
             };
             // Paths the user gives are the host's: the cases are read and the reports
             // directory opened before the sandbox covers /run and /etc with its own.
-            let paths = if paths.is_empty() {
+            let builtin = paths.is_empty() && !Path::new("cases").is_dir();
+            let paths = if builtin {
+                vec![PathBuf::from(builtin_suite::ROOT)]
+            } else if paths.is_empty() {
                 vec![PathBuf::from("cases")]
             } else {
                 paths
             };
-            let cases = match suite::load_on(&paths, &stack) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("podpath: {e}");
-                    return ExitCode::from(2);
+            let cases = if builtin {
+                eprintln!(
+                    "podpath: no cases/ here: running the builtin suite \
+                     (`podpath suite export DIR` writes it out)"
+                );
+                builtin_suite::load()
+            } else {
+                match suite::load_on(&paths, &stack) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("podpath: {e}");
+                        return ExitCode::from(2);
+                    }
                 }
+            };
+            let snapshots = match open_snapshots(&cases, update_snapshots) {
+                Ok(s) => s,
+                Err(code) => return code,
             };
             let sink = ReportSink::open(&reports, artifacts).unwrap_or_else(|e| {
                 eprintln!(
@@ -147,7 +207,7 @@ fn main() -> ExitCode {
             let on_signal = sink.clone();
             interrupt_with(move |sig| on_signal.interrupted("podpath", sig.as_str()));
             eprintln!("podpath: {stack}");
-            let code = run(&paths, cases, filter, &sink, &stack);
+            let code = run(&paths, cases, filter, &sink, &stack, &snapshots, format);
             // The report is a by-product: failing to write it is said, but the exit code
             // stays the run's.
             match sink.finish(&format!("podpath on stack {}", stack.name)) {
@@ -236,15 +296,62 @@ fn interrupt_with(then: impl FnOnce(nix::sys::signal::Signal) + Send + 'static) 
     }
 }
 
-fn plan(case: PathBuf, stack: &Stack) -> ExitCode {
+fn suite_command(command: SuiteCommand) -> ExitCode {
+    match command {
+        SuiteCommand::List => {
+            for case in builtin_suite::load() {
+                match &case.plan {
+                    Ok(plan) => {
+                        let modes: Vec<&str> = plan.proxy_modes.iter().map(|m| m.name()).collect();
+                        let modes = if modes.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", service proxy: {}", modes.join(", "))
+                        };
+                        println!(
+                            "{:<36} {} flow{}{modes}  {}",
+                            case.id,
+                            plan.flows.len(),
+                            if plan.flows.len() == 1 { "" } else { "s" },
+                            plan.name
+                        );
+                    }
+                    Err(e) => println!("{:<36} invalid: {e}", case.id),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        SuiteCommand::Export { dir } => match builtin_suite::export(&dir) {
+            Ok(n) => {
+                eprintln!(
+                    "podpath: wrote the builtin suite ({n} files) to {}; run it with `podpath run {}`",
+                    dir.display(),
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("podpath: suite export: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn plan(case: PathBuf, stack: &Stack, format: Format) -> ExitCode {
     match podpath::plan::load_for(&case, stack.datapath()) {
         Ok(plan) => {
-            if !stack.is_builtin() {
-                println!("{stack}\n");
-            }
-            print!("{plan}");
-            for note in stack.plan_notes() {
-                println!("{note}");
+            match format {
+                Format::Human => {
+                    if !stack.is_builtin() {
+                        println!("{stack}\n");
+                    }
+                    print!("{plan}");
+                    for note in stack.plan_notes() {
+                        println!("{note}");
+                    }
+                }
+                Format::Json => println!("{}", podpath::plan_json::plan_json(&plan)),
             }
             podpath::plan_warnings::eprint(&plan);
             ExitCode::SUCCESS
@@ -256,36 +363,74 @@ fn plan(case: PathBuf, stack: &Stack) -> ExitCode {
     }
 }
 
+/// The snapshots of every suite the cases belong to, opened before the sandbox is entered;
+/// `None` for a suite without a `snapshots/` directory (it takes none, unless
+/// `--update-snapshots` makes them).
+fn open_snapshots(
+    cases: &[suite::LoadedCase],
+    accept: bool,
+) -> Result<BTreeMap<PathBuf, Option<Snapshots>>, ExitCode> {
+    let update = snapshot::Update::from_env(accept).map_err(|e| {
+        eprintln!("podpath: {e}");
+        ExitCode::from(2)
+    })?;
+    if accept && snapshot::is_ci() {
+        eprintln!("podpath: CI is set: --update-snapshots writes nothing, snapshots are checked");
+    }
+    let mut all = BTreeMap::new();
+    for case in cases {
+        all.entry(case.root.clone()).or_insert_with(|| {
+            let dir = case.root.join("snapshots");
+            if builtin_suite::is_builtin(&case.root) {
+                Some(Snapshots::builtin())
+            } else if dir.is_dir() || (accept && update == snapshot::Update::Always) {
+                Some(Snapshots::open(&dir, update))
+            } else {
+                None
+            }
+        });
+    }
+    Ok(all)
+}
+
 fn run(
     paths: &[PathBuf],
     cases: Vec<suite::LoadedCase>,
     filter: Option<String>,
     sink: &ReportSink,
     stack: &Arc<Stack>,
+    snapshots: &BTreeMap<PathBuf, Option<Snapshots>>,
+    format: Format,
 ) -> ExitCode {
-    let (mut passed, mut failed, mut ignored) = (0usize, 0usize, 0usize);
-    let mut failures = Vec::new();
     let (case_count, mut flow_count) = (cases.len(), 0usize);
+    let mut total = 0usize;
     // Every trial this run means to run, so that an interrupted run's report lists them.
     for case in &cases {
         if let Ok(plan) = &case.plan {
             for kind in suite::runs_of(&case.id, plan, stack) {
-                for flow in &plan.flows {
-                    let name = kind.flow_name(flow);
+                let store = snapshots.get(&case.root).and_then(Option::as_ref);
+                for name in plan.flows.iter().map(|f| kind.flow_name(f)).chain(
+                    snapshot_trials(&kind, plan, store)
+                        .into_iter()
+                        .map(|(_, name)| name),
+                ) {
                     if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
                         sink.expect(&name, &case.path.display().to_string());
+                        total += 1;
                     }
                 }
             }
+        } else {
+            total += 1;
         }
     }
+    let mut out = RunOutput::new(format, total);
     for case in cases {
         let plan = match case.plan {
             Ok(p) => p,
             Err(e) => {
-                println!("FAIL {} (invalid case)", case.id);
-                failures.push(format!("{}:\n{e}", case.id));
-                failed += 1;
+                let file = case.path.display().to_string();
+                out.invalid(&case.id, &file, &e.to_string());
                 sink.record(TrialRecord {
                     name: case.id,
                     file: case.path.display().to_string(),
@@ -304,7 +449,12 @@ fn run(
                     filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
                 })
                 .collect();
-            if selected.is_empty() {
+            let store = snapshots.get(&case.root).and_then(Option::as_ref);
+            let selected_snapshots: Vec<(String, String)> = snapshot_trials(&kind, &plan, store)
+                .into_iter()
+                .filter(|(_, name)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+                .collect();
+            if selected.is_empty() && selected_snapshots.is_empty() {
                 continue;
             }
             // One run at a time: namespaces keep their plain names (node1, pod-a).
@@ -320,8 +470,7 @@ fn run(
                     .clone()
                     .or_else(|| run.flow_ignored(i))
                     .unwrap_or_default();
-                println!("ignored {name}: {reason}");
-                ignored += 1;
+                out.ignored(&name, &case.path.display().to_string(), &reason);
                 sink.record(TrialRecord {
                     name,
                     file: case.path.display().to_string(),
@@ -329,37 +478,86 @@ fn run(
                     outcome: TrialOutcome::Ignored(reason),
                 });
             }
-            if selected.is_empty() {
+            let selected_snapshots = if let Some(reason) = &kind.ignored {
+                for (_, name) in selected_snapshots {
+                    out.ignored(&name, &case.path.display().to_string(), reason);
+                    sink.record(TrialRecord {
+                        name,
+                        file: case.path.display().to_string(),
+                        duration: Default::default(),
+                        outcome: TrialOutcome::Ignored(reason.clone()),
+                    });
+                }
+                Vec::new()
+            } else {
+                selected_snapshots
+            };
+            if selected.is_empty() && selected_snapshots.is_empty() {
                 continue;
             }
-            let run = run.with_pending(selected.len());
+            let run = run.with_pending(selected.len() + selected_snapshots.len());
             for i in selected {
                 let name = kind.flow_name(&run.plan().flows[i]);
                 sink.start(&name);
+                out.start(&name);
                 let start = Instant::now();
                 let options = suite::RunOptions {
                     observe: suite::observe_from_env(),
                     artifacts: sink.artifacts(),
                     rule_texts: false,
                 };
-                let failure = match run.run_flow(i, &options) {
-                    Ok(r) => match suite::flow_failure(&r, &run.plan().flows[i], &name, sink) {
-                        None => {
-                            println!("ok   {name}: {}", r.verdict.observed);
-                            passed += 1;
-                            None
-                        }
-                        failure => failure,
-                    },
-                    Err(e) => Some(e.to_string()),
+                let (failure, observed) = match run.run_flow(i, &options) {
+                    Ok(r) => (
+                        suite::flow_failure(&r, &run.plan().flows[i], &name, sink),
+                        Some(r.verdict.observed.to_string()),
+                    ),
+                    Err(e) => (Some(e.to_string()), None),
                 };
                 let duration = start.elapsed();
+                let file = case.path.display().to_string();
                 let outcome = match failure {
-                    None => TrialOutcome::Passed,
+                    None => {
+                        out.passed(&name, &file, observed.as_deref(), duration);
+                        TrialOutcome::Passed
+                    }
                     Some(text) => {
-                        println!("FAIL {name}");
-                        failures.push(format!("{name}:\n{text}"));
-                        failed += 1;
+                        out.failed(&name, &file, &text, duration);
+                        TrialOutcome::Failed(text)
+                    }
+                };
+                sink.record(TrialRecord {
+                    name,
+                    file: case.path.display().to_string(),
+                    duration,
+                    outcome,
+                });
+            }
+            let input_file = podpath::suite_root::input_file(&case.root, &case.path);
+            for ((node, name), store) in selected_snapshots
+                .into_iter()
+                .zip(store.into_iter().cycle())
+            {
+                sink.start(&name);
+                out.start(&name);
+                let start = Instant::now();
+                let checked =
+                    snapshot::check_node(&run, store, &kind.snapshot_base, &node, &input_file);
+                let duration = start.elapsed();
+                let file = case.path.display().to_string();
+                let outcome = match checked {
+                    Ok(checked) => {
+                        let detail = match checked {
+                            snapshot::Checked::Matched => None,
+                            snapshot::Checked::Written(path) => {
+                                Some(format!("wrote {}", path.display()))
+                            }
+                            snapshot::Checked::Pending(message) => Some(message),
+                        };
+                        out.passed(&name, &file, detail.as_deref(), duration);
+                        TrialOutcome::Passed
+                    }
+                    Err(text) => {
+                        out.failed(&name, &file, &text, duration);
                         TrialOutcome::Failed(text)
                     }
                 };
@@ -372,13 +570,8 @@ fn run(
             }
         }
     }
-    if !failures.is_empty() {
-        println!("\nfailures:");
-        for f in &failures {
-            println!("\n{f}");
-        }
-    }
-    println!("\n{passed} passed, {failed} failed, {ignored} ignored");
+    out.finish();
+    let (passed, failed, _) = out.counts();
     if passed + failed == 0 {
         // Nothing ran: that is not a suite that passed.
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
@@ -396,6 +589,28 @@ fn run(
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The snapshot trials of a run of `plan`: (node, trial name), none when the stack is not
+/// the builtin one (snapshots record the builtin stack's tables) or the suite keeps none.
+fn snapshot_trials(
+    kind: &suite::RunKind,
+    plan: &Plan,
+    store: Option<&Snapshots>,
+) -> Vec<(String, String)> {
+    if kind.snapshots_ignored.is_some() || store.is_none() {
+        return Vec::new();
+    }
+    plan.topology
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                format!("{}::snapshot::{}", kind.name, n.name),
+            )
+        })
+        .collect()
 }
 
 fn shell(

@@ -80,8 +80,8 @@ pub struct FlowArtifacts {
 /// One `<testsuite>` per case (the part of a trial's name before its first `::`), in the order
 /// the cases first appear in `records`; in it one `<testcase>` per record, in the order given,
 /// named by the rest of the trial's name (the whole name when it has no `::`, as for an invalid
-/// case), with the case as `classname` and the case file as `file`. A failure carries its first
-/// line as `message` and its full text as content; an ignored trial is `<skipped>` with its
+/// case), with the case as `classname` and the case file as `file`. A failure carries its cause
+/// line ([`crate::cause::cause_line`]) as `message` and its full text as content; an ignored trial is `<skipped>` with its
 /// reason. Times are in seconds with millisecond precision.
 pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
     junit_xml_of(suite_name, records, &RunEnd::Finished)
@@ -170,7 +170,8 @@ pub fn junit_xml_of(suite_name: &str, records: &[TrialRecord], end: &RunEnd) -> 
             match &record.outcome {
                 TrialOutcome::Passed => out.push_str("/>\n"),
                 TrialOutcome::Failed(text) => {
-                    let first = text.lines().next().unwrap_or("");
+                    // The line a reader needs first: the cause, not the `flow:` line.
+                    let first = crate::cause::cause_line(text);
                     let _ = writeln!(
                         out,
                         ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
@@ -979,6 +980,27 @@ mod tests {
             bad.first_element_child().unwrap().attribute("message"),
             Some("cases/bad.yaml:4:26: x")
         );
+    }
+
+    #[test]
+    fn a_failed_flows_message_is_its_cause_line() {
+        let text = "flow:     pod-a -> 10.244.2.3:8080/tcp\nexpected: answered by pod-b\n\
+                    observed: no answer\ncause:    dropped at node1/cni0\n";
+        let xml = junit_xml(
+            "podpath",
+            &[record(
+                "same-node::tcp",
+                5,
+                TrialOutcome::Failed(text.into()),
+            )],
+        );
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let failure = doc
+            .descendants()
+            .find(|n| n.has_tag_name("failure"))
+            .unwrap();
+        assert_eq!(failure.attribute("message"), Some("dropped at node1/cni0"));
+        assert_eq!(failure.text(), Some(text));
     }
 
     #[test]

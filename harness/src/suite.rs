@@ -70,6 +70,8 @@ pub struct LoadedCase {
     /// The case's name in trial names: its path below the suite root, without extension.
     pub id: String,
     pub path: PathBuf,
+    /// The root of its suite ([`crate::suite_root::of`]), where `snapshots/` is.
+    pub root: PathBuf,
     pub plan: Result<Plan, CaseError>,
 }
 
@@ -92,15 +94,17 @@ pub fn load_on(paths: &[PathBuf], stack: &Stack) -> io::Result<Vec<LoadedCase>> 
         } else {
             vec![root.clone()]
         };
+        // Named below the suite the path belongs to, however the path was given.
+        let base = crate::suite_root::of(root);
         for path in files {
-            let base = if root.is_dir() {
-                root.as_path()
-            } else {
-                root.parent().unwrap_or(Path::new(""))
-            };
-            let id = case_id(base, &path);
+            let id = case_id(&base, &path);
             let plan = plan::load_for(&path, datapath);
-            cases.push(LoadedCase { id, path, plan });
+            cases.push(LoadedCase {
+                id,
+                path,
+                root: base.clone(),
+                plan,
+            });
         }
     }
     Ok(cases)
@@ -113,12 +117,7 @@ pub fn netns_prefix(case_id: &str) -> String {
 }
 
 fn case_id(base: &Path, path: &Path) -> String {
-    let rel = path.strip_prefix(base).unwrap_or(path);
-    let rel = rel.with_extension("");
-    rel.components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+    crate::suite_root::relative(base, &path.with_extension(""))
 }
 
 /// Whether flows without hop expectations are observed too (for their journeys and

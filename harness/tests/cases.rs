@@ -1,13 +1,19 @@
 //! The conformance suite as tests. Every flow of every case under `cases/` is one trial named
 //! `<case>::<flow>`, or `<case>::<mode>::<flow>` for a case that runs a service proxy (once per
-//! proxy mode), where `<case>` is the case file's path below `cases/` without extension.
+//! proxy mode), where `<case>` is the case file's path below its suite's root (the nearest
+//! directory holding `snapshots/`, `podpath::suite_root`) without extension.
 //!
 //! Every node of every run also gets a snapshot trial (`<case>[::<mode>]::snapshot::<node>`)
 //! comparing its normalised rule tables, routes, neighbours and FDB entries with
 //! `cases/snapshots/<case>[__<mode>]__<node>.snap`. With `CI=true` nothing is written and a
-//! difference fails with a diff; locally `cargo insta review` accepts changes.
+//! difference fails with a diff; locally a missing or changed snapshot fails and leaves a
+//! `.snap.new` beside it, which `cargo insta review` accepts (`podpath::snapshot`).
 //!
-//! `PODPATH_CASES` points the suite at another directory (or file) of cases.
+//! `PODPATH_CASES` points the suite at another directory (or file) of cases; a relative path is
+//! taken from where cargo was invoked (the shell's `PWD`, when inside the workspace), else from
+//! the workspace root, as is `PODPATH_REPORTS`. With `PODPATH_STRICT=1` trials that cannot run
+//! for lack of privileges fail instead of being ignored (those the stack cannot answer for stay
+//! ignored).
 //!
 //! Every trial that runs, or is ignored, is recorded; when the run is over the JUnit report goes
 //! to `$PODPATH_REPORTS/junit.xml` (default `reports/junit.xml` in the workspace), and
@@ -26,8 +32,15 @@ use podpath::suite::{self, CaseRun};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
-    let root = std::env::var_os("PODPATH_CASES")
-        .map(PathBuf::from)
+    // cargo runs this in `harness/`: a relative path is taken from where cargo was invoked
+    // (`podpath::suite_root::resolve_invoked`).
+    let pwd = std::env::var_os("PWD").map(PathBuf::from);
+    let from_env = |var: &str| {
+        std::env::var_os(var).map(|p| {
+            podpath::suite_root::resolve_invoked(Path::new(&p), pwd.as_deref(), &workspace())
+        })
+    };
+    let root = from_env("PODPATH_CASES")
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases"));
     // The stack file too is read before the sandbox, so its path is the host's.
     // cargo runs this in harness/: a relative path is taken from the workspace root when it
@@ -40,6 +53,8 @@ fn main() -> ExitCode {
             std::process::exit(2);
         }
     };
+    // Strict (`PODPATH_STRICT=1`, CI): a trial that cannot run for lack of privileges fails.
+    let strict = podpath::strict::from_env();
     let cases = match suite::load_on(std::slice::from_ref(&root), &stack) {
         Ok(cases) => cases,
         Err(e) => {
@@ -47,21 +62,17 @@ fn main() -> ExitCode {
             std::process::exit(2);
         }
     };
-    let snapshot_dir = if root.is_dir() {
-        root.join("snapshots")
-    } else {
-        root.parent().unwrap_or(Path::new(".")).join("snapshots")
+    let snapshot_dir = podpath::suite_root::of(&root).join("snapshots");
+    // The snapshots are the host's too (under /run or /etc the sandbox has its own): opened
+    // now and reached through the descriptor.
+    let update = match podpath::snapshot::Update::from_env(false) {
+        Ok(update) => update,
+        Err(e) => {
+            eprintln!("podpath: {e}");
+            std::process::exit(2);
+        }
     };
-    // The snapshots are the host's too (under /run or /etc the sandbox has its own): kept open
-    // and reached through the descriptor when they exist.
-    let snapshots_fd = std::fs::File::open(&snapshot_dir).ok();
-    let snapshot_dir = match &snapshots_fd {
-        Some(f) => PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(f)
-        )),
-        None => snapshot_dir,
-    };
+    let snapshot_store = Arc::new(podpath::snapshot::Snapshots::open(&snapshot_dir, update));
     let artifacts = match ArtifactPolicy::from_env() {
         Ok(policy) => policy,
         Err(e) => {
@@ -69,9 +80,7 @@ fn main() -> ExitCode {
             std::process::exit(2);
         }
     };
-    let reports = std::env::var_os("PODPATH_REPORTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("reports"));
+    let reports = from_env("PODPATH_REPORTS").unwrap_or_else(|| workspace().join("reports"));
     // The cases are read and the reports directory opened before the sandbox covers /run and
     // /etc with its own: paths are the host's. `--list` writes nothing.
     let sink = if args.list {
@@ -102,7 +111,11 @@ fn main() -> ExitCode {
     }
     let unavailable = sandbox.err().map(|e| e.to_string());
     if let Some(reason) = &unavailable {
-        eprintln!("podpath: every trial is ignored: {reason}");
+        if strict {
+            eprintln!("podpath: every trial fails (PODPATH_STRICT): {reason}");
+        } else {
+            eprintln!("podpath: every trial is ignored: {reason}");
+        }
     }
 
     let mut trials = Vec::new();
@@ -130,6 +143,19 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|n| format!("{}::snapshot::{n}", kind.name))
                 .collect();
+            if let Some(reason) = &unavailable
+                && strict
+            {
+                // Privileges are missing, not something the stack cannot do: strict fails.
+                for name in flows.into_iter().chain(snapshots) {
+                    let message = format!(
+                        "not run for lack of privileges, and PODPATH_STRICT is set: {reason}"
+                    );
+                    trials
+                        .push(recorder.trial(name, &case.path, move || Err(Failed::from(message))));
+                }
+                continue;
+            }
             if let Some(reason) = unavailable.as_ref().or(kind.ignored.as_ref()) {
                 for name in flows.into_iter().chain(snapshots) {
                     trials.push(recorder.ignored(name, &case.path, reason));
@@ -192,25 +218,19 @@ fn main() -> ExitCode {
             }
             for (node, name) in nodes.into_iter().zip(snapshots) {
                 let run = run.clone();
-                let dir = snapshot_dir.clone();
-                let snap = format!("{}__{node}", kind.snapshot_base);
-                let file = case.path.clone();
+                let store = snapshot_store.clone();
+                let base = kind.snapshot_base.clone();
+                let input_file = podpath::suite_root::input_file(&case.root, &case.path);
                 trials.push(recorder.trial(name, &case.path, move || {
-                    let text = run.node_snapshot(&node).map_err(Failed::from)?;
-                    let missing = netns_runtime::proxy::normalise::missing_jump_targets(&text);
-                    if !missing.is_empty() {
-                        return Err(format!(
-                            "the ruleset of {node} jumps to chains that do not exist: {}",
-                            missing.join(", ")
-                        )
-                        .into());
+                    match podpath::snapshot::check_node(&run, &store, &base, &node, &input_file)? {
+                        podpath::snapshot::Checked::Matched => {}
+                        podpath::snapshot::Checked::Written(path) => {
+                            eprintln!("podpath: wrote {}", path.display())
+                        }
+                        podpath::snapshot::Checked::Pending(message) => {
+                            eprintln!("podpath: {message}")
+                        }
                     }
-                    let mut settings = insta::Settings::clone_current();
-                    settings.set_snapshot_path(dir);
-                    settings.set_prepend_module_to_snapshot(false);
-                    settings.set_omit_expression(true);
-                    settings.set_input_file(file);
-                    settings.bind(|| insta::assert_snapshot!(snap, text));
                     Ok(())
                 }));
             }

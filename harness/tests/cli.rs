@@ -937,3 +937,513 @@ fn the_cases_target_reads_a_suite_under_run_with_its_snapshots() {
     let junit = junit.unwrap();
     assert!(junit.contains("tests=\"5\" failures=\"0\""), "{junit}");
 }
+
+/// A fresh directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("podpath-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn the_suites_snapshots_lie_in_a_package_where_cargo_insta_looks() {
+    // cargo-insta looks for pending snapshots below the root of each package `cargo metadata`
+    // lists (walk.rs in cargo-insta): `cases/snapshots/` must be below one.
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snapshots = workspace_root().join("cases/snapshots");
+    let roots: Vec<PathBuf> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            PathBuf::from(p["manifest_path"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .to_path_buf()
+        })
+        .collect();
+    assert!(
+        roots.iter().any(|r| snapshots.starts_with(r)),
+        "no package holds {}: {roots:?}",
+        snapshots.display()
+    );
+    // With cargo-insta installed, it lists a pending snapshot of the suite.
+    let probe = snapshots.join(format!(
+        "zz-cli-probe-{}__node1.snap.new",
+        std::process::id()
+    ));
+    if Command::new(env!("CARGO"))
+        .args(["insta", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        std::fs::write(
+            &probe,
+            "---\nsource: podpath\ninput_file: cases/x.yaml\n---\nx\n",
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO"))
+            .args(["insta", "pending-snapshots", "--as-json"])
+            .current_dir(workspace_root())
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&probe);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("zz-cli-probe"),
+            "cargo insta pending-snapshots: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn run_checks_snapshots_and_update_snapshots_accepts_them() {
+    if !is_root() {
+        return;
+    }
+    let suite = temp_dir("snapshots");
+    std::fs::create_dir_all(suite.join("snapshots")).unwrap();
+    std::fs::create_dir_all(suite.join("pods")).unwrap();
+    std::fs::copy(case("same-node.yaml"), suite.join("pods/same-node.yaml")).unwrap();
+    let reports = suite.join("reports");
+    let file = suite.join("pods/same-node.yaml");
+    let snap = suite.join("snapshots/pods__same-node__node1.snap");
+    let pending = suite.join("snapshots/pods__same-node__node1.snap.new");
+    let run = |extra: &[&str], ci: bool| {
+        let mut cmd = podpath();
+        cmd.arg("run")
+            .arg(&file)
+            .arg("--reports")
+            .arg(&reports)
+            .args(extra);
+        cmd.env_remove("INSTA_UPDATE")
+            .env_remove("INSTA_FORCE_PASS");
+        if ci {
+            cmd.env("CI", "true");
+        } else {
+            cmd.env_remove("CI");
+        }
+        cmd.output().unwrap()
+    };
+    // No snapshot yet: said, with how to accept it; the run fails; a pending file is left.
+    let out = run(&[], false);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("pods/same-node::snapshot::node1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no snapshot "), "{stdout}");
+    assert!(stdout.contains("--update-snapshots"), "{stdout}");
+    assert!(!stdout.contains("panicked"), "{stdout}");
+    assert!(pending.exists() && !snap.exists());
+    // Accepted.
+    let out = run(&["--update-snapshots"], false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(snap.exists() && !pending.exists());
+    let accepted = std::fs::read_to_string(&snap).unwrap();
+    assert!(accepted.contains("input_file: "), "{accepted}");
+    // Matches now, also in CI.
+    assert!(run(&[], true).status.success());
+    // A difference in CI fails with the diff and writes nothing.
+    std::fs::write(&snap, accepted.replace("cni0", "cni9")).unwrap();
+    let out = run(&["--update-snapshots"], true);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("differs"), "{stdout}");
+    assert!(stdout.contains("+") && stdout.contains("cni0"), "{stdout}");
+    assert!(!pending.exists());
+    assert!(std::fs::read_to_string(&snap).unwrap().contains("cni9"));
+}
+
+#[test]
+fn run_outside_the_repository_runs_the_builtin_suite() {
+    let empty = temp_dir("anywhere");
+    // Listing and exporting need no privileges.
+    let out = podpath()
+        .args(["suite", "list"])
+        .current_dir(&empty)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        listed.lines().any(|l| l.starts_with("services/clusterip ")),
+        "{listed}"
+    );
+    let exported = empty.join("my-suite");
+    let out = podpath()
+        .args(["suite", "export"])
+        .arg(&exported)
+        .current_dir(&empty)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(exported.join("icmp.yaml").is_file());
+    assert!(exported.join("snapshots/icmp__node1.snap").is_file());
+    assert!(
+        !podpath()
+            .args(["suite", "export"])
+            .arg(&exported)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    if !is_root() {
+        return;
+    }
+    let out = podpath()
+        .args(["run", "--filter", "icmp::"])
+        .current_dir(&empty)
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("builtin suite"), "{stderr}");
+    assert!(stdout.contains("ok   icmp::same-node"), "{stdout}");
+    assert!(stdout.contains("ok   icmp::snapshot::node1"), "{stdout}");
+    assert!(!stdout.contains("No such file"), "{stdout}");
+    // The exported suite runs as itself, its snapshots included.
+    let out = podpath()
+        .arg("run")
+        .arg(exported.join("icmp.yaml"))
+        .current_dir(&empty)
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok   icmp::snapshot::node2"), "{stdout}");
+}
+
+/// The trial names of `podpath run PATH` (what `ok`/`FAIL`/`ignored` lines name).
+fn trial_names(path: &Path, filter: &str) -> Vec<String> {
+    let out = podpath()
+        .arg("run")
+        .arg(path)
+        .args(["--filter", filter, "--reports"])
+        .arg(temp_dir("names-reports"))
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .strip_prefix("ok   ")
+                .or_else(|| l.strip_prefix("FAIL "))?;
+            Some(
+                rest.split_whitespace()
+                    .next()?
+                    .trim_end_matches(':')
+                    .to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_case_is_named_the_same_however_its_path_is_given() {
+    if !is_root() {
+        return;
+    }
+    let file = trial_names(&case("services/clusterip.yaml"), "iptables::same-node");
+    let dir = trial_names(&case("services"), "clusterip::iptables::same-node");
+    assert!(!file.is_empty());
+    assert!(
+        file.iter().all(|n| n.starts_with("services/clusterip::")),
+        "{file:?}"
+    );
+    assert_eq!(file, dir);
+}
+
+/// The `cases` test binary run where it cannot make a sandbox: in a user namespace that may
+/// not make another, with every capability dropped.
+fn cases_without_privileges(bin: &Path, strict: bool, reports: &Path) -> Option<Output> {
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec setpriv --inh-caps=-all \
+         --bounding-set=-all {} icmp::same-node",
+        bin.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "sh", "-c", &script])
+        .env("PODPATH_REPORTS", reports)
+        .env_remove("PODPATH_CASES");
+    if strict {
+        cmd.env("PODPATH_STRICT", "1");
+    } else {
+        cmd.env_remove("PODPATH_STRICT");
+    }
+    let out = cmd.output().ok()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (stderr.contains("every trial")).then_some(out)
+}
+
+#[test]
+fn strict_fails_trials_ignored_for_lack_of_privileges() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    let reports = temp_dir("strict-reports");
+    let Some(lenient) = cases_without_privileges(&bin, false, &reports) else {
+        eprintln!("cannot take podpath's privileges away here: skipped");
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&lenient.stdout);
+    assert!(lenient.status.success(), "{stdout}");
+    assert!(stdout.contains("icmp::same-node ... ignored"), "{stdout}");
+    let strict = cases_without_privileges(&bin, true, &reports).unwrap();
+    let stdout = String::from_utf8_lossy(&strict.stdout);
+    assert_eq!(strict.status.code(), Some(101), "{stdout}");
+    assert!(stdout.contains("icmp::same-node ... FAILED"), "{stdout}");
+    assert!(stdout.contains("lack of privileges"), "{stdout}");
+}
+
+#[test]
+fn a_relative_podpath_cases_is_taken_from_where_cargo_was_invoked() {
+    let Some(bin) = cases_binary() else {
+        eprintln!("no cases binary built: run with --test cases too");
+        return;
+    };
+    // As `PODPATH_CASES=my-cases/ cargo test --test cases` from the workspace root: the test
+    // runs in harness/, with the shell's PWD.
+    let ws = workspace_root();
+    let suite = format!("target/podpath-cli-rel-{}/", std::process::id());
+    std::fs::create_dir_all(ws.join(&suite)).unwrap();
+    std::fs::write(ws.join(&suite).join("lonely.yaml"), NO_FLOWS).unwrap();
+    let out = Command::new(&bin)
+        .arg("--list")
+        .current_dir(ws.join("harness"))
+        .env("PWD", &ws)
+        .env("PODPATH_CASES", &suite)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(ws.join(&suite));
+    // It is found (a case without flows: nothing to run), not "No such file or directory".
+    assert!(!stderr.contains("No such file"), "{stderr}");
+    assert!(stderr.contains("has no flow"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["run", "--no-such-flag"][..],
+        &["no-such-command"],
+        &["plan"],
+    ] {
+        let out = podpath().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn run_output_ends_with_the_failures_causes_and_json_is_one_object_per_trial() {
+    let path = temp_case("output-no-route.yaml", NO_ROUTE);
+    let reports = path.with_file_name("output-reports");
+    let out = podpath()
+        .arg("run")
+        .arg(&path)
+        .arg("--reports")
+        .arg(&reports)
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    if out.status.code() == Some(2) && !is_root() {
+        return; // No sandbox here: nothing ran.
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // Not a terminal: no colour, and no progress line.
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\r'));
+    // Each trial's time; the last line is the failure with its cause.
+    assert!(
+        stdout.lines().any(|l| l
+            .starts_with("FAIL output-no-route::no-route: no answer came back")
+            && l.ends_with(']')),
+        "{stdout}"
+    );
+    let last = stdout.lines().last().unwrap();
+    assert!(last.trim_start().starts_with("FAIL ["), "{stdout}");
+    assert!(
+        last.ends_with("output-no-route::no-route: no answer came back"),
+        "{last}"
+    );
+    // The JUnit message is the cause line, not the `flow:` line.
+    let junit = std::fs::read_to_string(reports.join("junit.xml")).unwrap();
+    let doc = roxmltree::Document::parse(&junit).unwrap();
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert_eq!(failure.attribute("message"), Some("no answer came back"));
+
+    let out = podpath()
+        .arg("run")
+        .arg(&path)
+        .args(["--format", "json", "--reports"])
+        .arg(&reports)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let objects: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (summary, trials) = objects.split_last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["failed"], 1);
+    assert!(
+        trials
+            .iter()
+            .all(|t| t["type"] == "trial" && t["duration_ms"].is_number())
+    );
+    let failed = trials.iter().find(|t| t["outcome"] == "failed").unwrap();
+    assert_eq!(failed["name"], "output-no-route::no-route");
+    assert_eq!(failed["cause"], "no answer came back");
+    let _ = std::fs::remove_dir_all(&reports);
+}
+
+#[test]
+fn plan_as_json() {
+    let out = podpath()
+        .args(["plan", "--format", "json"])
+        .arg(case("services/clusterip.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["proxyModes"],
+        serde_json::json!(["iptables", "nftables"])
+    );
+    assert!(plan["flows"].as_array().unwrap().len() > 1);
+    assert!(plan["services"][0]["clusterIP"].is_string());
+}
+
+/// `scripts/ci-action` (what action.yml runs) with the podpath built here.
+fn ci_action(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(workspace_root().join("scripts/ci-action"))
+        .args(args)
+        .env("PODPATH_BIN", env!("CARGO_BIN_EXE_podpath"))
+        .env_remove("PODPATH_STACK")
+        .env_remove("PODPATH_CASES")
+        .env_remove("PODPATH_SHARD")
+        .current_dir(temp_dir("ci-action-cwd"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_actions_script_runs_one_case_strictly_on_the_builtin_stack() {
+    // A shard that is not I/N is a usage error, before anything runs.
+    let out = ci_action(&["--shard".as_ref(), "0/3".as_ref()]);
+    assert_eq!(out.status.code(), Some(2));
+    if !is_root() {
+        return;
+    }
+    let reports = temp_dir("ci-action-reports");
+    let out = ci_action(&[
+        "--cases".as_ref(),
+        case("icmp.yaml").as_os_str(),
+        "--reports".as_ref(),
+        reports.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("run --strict"), "{stderr}");
+    assert!(stdout.contains("ok   icmp::same-node"), "{stdout}");
+    assert!(stdout.contains("ok   icmp::snapshot::node1"), "{stdout}");
+    assert!(reports.join("junit.xml").is_file());
+    // The first of 100 slices of the suite: its first case, named as in the whole suite.
+    let out = ci_action(&[
+        "--cases".as_ref(),
+        case("").as_os_str(),
+        "--shard".as_ref(),
+        "1/100".as_ref(),
+        "--reports".as_ref(),
+        reports.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("shard 1/100: 1 of "), "{stderr}");
+    assert!(stdout.contains("ok   cross-node-host-gw::"), "{stdout}");
+}
+
+/// `podpath ARGS` on a terminal (util-linux `script` gives it one), with `env` added; what the
+/// terminal showed. `None` where `script` is missing.
+fn on_a_terminal(args: &str, env: &str) -> Option<String> {
+    let podpath = env!("CARGO_BIN_EXE_podpath");
+    let out = Command::new("script")
+        .args(["-qec", &format!("env {env} {podpath} {args}"), "/dev/null"])
+        .env_remove("NO_COLOR")
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn run_is_coloured_with_a_progress_line_on_a_terminal_unless_no_color() {
+    if !is_root() {
+        return;
+    }
+    let reports = temp_dir("tty-reports");
+    let args = format!(
+        "run {} --reports {}",
+        case("icmp.yaml").display(),
+        reports.display()
+    );
+    let Some(shown) = on_a_terminal(&args, "TERM=xterm") else {
+        eprintln!("no `script` here: skipped");
+        return;
+    };
+    assert!(
+        shown.contains("\x1b[32mok\x1b[0m   icmp::same-node"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("[1/4] "), "progress line: {shown:?}");
+    let plain = on_a_terminal(&args, "TERM=xterm NO_COLOR=1").unwrap();
+    assert!(plain.contains("ok   icmp::same-node"), "{plain:?}");
+    assert!(!plain.contains("\x1b[32m"), "{plain:?}");
+}

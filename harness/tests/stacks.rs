@@ -150,7 +150,12 @@ fn processes_with(marker: &str) -> Vec<String> {
 
 /// The summary line's numbers: passed, failed, ignored.
 fn summary(stdout: &str) -> Option<(usize, usize, usize)> {
-    let line = stdout.lines().rev().find(|l| l.ends_with(" ignored"))?;
+    // `N passed, N failed, N ignored`, maybe followed by ` in <time>`.
+    let line = stdout
+        .lines()
+        .rev()
+        .map(|l| l.split(" in ").next().unwrap_or(l))
+        .find(|l| l.ends_with(" ignored"))?;
     let n: Vec<usize> = line
         .split(", ")
         .map(|part| part.split(' ').next().and_then(|n| n.parse().ok()))
@@ -201,17 +206,17 @@ fn host_gw_exec() -> Outcome {
         "three-nodes::node3-to-node1",
         "three-nodes::node1-to-node3-udp",
         "three-nodes::by-address",
-        "pod-to-outside::tcp",
-        "pod-to-outside::udp",
-        "pod-to-outside::pod-to-pod-keeps-source",
-        "pod-to-outside::no-route-to-the-pods",
+        "services/pod-to-outside::tcp",
+        "services/pod-to-outside::udp",
+        "services/pod-to-outside::pod-to-pod-keeps-source",
+        "services/pod-to-outside::no-route-to-the-pods",
     ] {
         check(stdout.contains(&format!("ok   {flow}: ")), || {
             format!("{flow} did not pass:\n{stdout}")
         })?;
     }
     check(
-        stdout.contains("ok   pod-to-outside::tcp: answered by external")
+        stdout.contains("ok   services/pod-to-outside::tcp: answered by external")
             && stdout.contains("(node1)"),
         || format!("pod-to-outside is not masqueraded to node1:\n{stdout}"),
     )?;
@@ -290,7 +295,7 @@ fn host_gw_exec_nodeport() -> Outcome {
     // 10.244.3.0 on the builtin stack, eth0's on a host-gw one.
     for mode in ["iptables", "nftables"] {
         let want = format!(
-            "ignored nodeport::{mode}::via-a-node-without-endpoint: the flow expects source 10.244.3.0 (cases/services/nodeport.yaml:"
+            "ignored services/nodeport::{mode}::via-a-node-without-endpoint: the flow expects source 10.244.3.0 (cases/services/nodeport.yaml:"
         );
         check(stdout.contains(&want), || {
             format!("missing {want:?} in:\n{stdout}")
@@ -325,7 +330,7 @@ fn no_masquerade() -> Outcome {
     check(out.status.success(), || format!("{stdout}{stderr}"))?;
     let why = "the flow leaves the cluster for the external host, which has no route to the pods and answers only a masqueraded flow, and stack host-gw-no-masq's node network does not masquerade (masquerade: false)";
     for flow in ["tcp", "udp", "ping", "closed-port"] {
-        let want = format!("ignored pod-to-outside::{flow}: {why}");
+        let want = format!("ignored services/pod-to-outside::{flow}: {why}");
         check(stdout.contains(&want), || {
             format!("missing {want:?} in:\n{stdout}")
         })?;

@@ -43,6 +43,7 @@ mod external;
 mod flow_dns;
 mod flows;
 pub mod hops;
+pub mod manifests;
 mod model;
 mod nodes;
 mod parse;

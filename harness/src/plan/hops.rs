@@ -826,7 +826,13 @@ impl Planner {
             );
             return None;
         };
-        if !known.contains(&iface) {
+        // A trailing `*` names every interface the stack makes whose name starts so (the
+        // Calico cases' `cali*`): what it names depends on the stack's pod attach, so it is
+        // checked against the stack's interfaces when the run starts, not here.
+        let wildcard = iface
+            .strip_suffix('*')
+            .is_some_and(|prefix| !prefix.is_empty() && !prefix.contains('*'));
+        if !wildcard && !known.contains(&iface) {
             self.error(
                 value.referenced,
                 format!(

@@ -4,10 +4,11 @@
 //! cluster DNS, a hop naming an interface or an encapsulation only the builtin stack makes.
 
 use netns_runtime::stack::Encapsulation;
+use netns_runtime::stack::calico::{self, CalicoMode};
 
 use crate::plan::hops::{HopKind, HopPlan};
-use crate::plan::{FlowPlan, Plan};
-use crate::stack::{DnsLayer, NetworkLayer, Stack};
+use crate::plan::{Expect, FlowPlan, Plan};
+use crate::stack::{AttachLayer, DnsLayer, NetworkLayer, Stack};
 
 /// Whether the case chose the builtin node network `none` (`cluster.overlay: none`): nodes
 /// whose pods the others cannot reach.
@@ -22,7 +23,20 @@ fn builtin_overlay_is_none(plan: &Plan) -> bool {
 
 /// Why none of a case's trials can run on `stack`, if so.
 pub fn run_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
-    if builtin_overlay_is_none(plan) && matches!(stack.network, NetworkLayer::Exec { .. }) {
+    if let NetworkLayer::Calico(CalicoMode::Ipip) = stack.network
+        && let Err(reason) = calico::ipip_support()
+    {
+        return Some(format!(
+            "stack {}'s node network is Calico IP-in-IP, and {reason}",
+            stack.name
+        ));
+    }
+    if builtin_overlay_is_none(plan)
+        && matches!(
+            stack.network,
+            NetworkLayer::Exec { .. } | NetworkLayer::Calico(_)
+        )
+    {
         return Some(format!(
             "the case is about nodes that nothing connects (`cluster.overlay: none`), and stack {}'s node network connects them",
             stack.name
@@ -40,14 +54,65 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
             stack.name
         ));
     }
+    let hops = &flow.hops;
+    let mut all = hops.forward.iter().chain(&hops.reply);
     if stack.is_builtin() {
+        // The builtin stack makes every interface the planner knows of; only a wildcard (the
+        // Calico cases' `cali*`) can name what it does not make.
+        return all
+            .filter(|hop| matches!(&hop.kind, HopKind::Iface { iface, .. } if iface.ends_with('*')))
+            .find_map(|hop| hop_ignored(plan, hop, stack));
+    }
+    all.find_map(|hop| hop_ignored(plan, hop, stack))
+        .or_else(|| seen_source_ignored(plan, flow, stack))
+}
+
+/// Why a flow's `seenSource`, an address only the builtin drivers give a node (its `cni0`
+/// gateway, its `flannel.1` address), cannot be seen on a Calico stack, which gives its nodes
+/// other addresses (`eth0`'s, the tunnel address).
+fn seen_source_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if !stack.is_calico() {
         return None;
     }
-    let hops = &flow.hops;
-    hops.forward
-        .iter()
-        .chain(&hops.reply)
-        .find_map(|hop| hop_ignored(plan, hop, stack))
+    let Expect::Reach {
+        seen_source: Some(seen),
+        ..
+    } = &flow.expect
+    else {
+        return None;
+    };
+    let topology = &plan.topology;
+    let (node, what) = topology.nodes.iter().find_map(|n| {
+        if n.bridge.addr.addr() == seen.addr {
+            Some((n, format!("{}'s {} address", n.name, n.bridge.name)))
+        } else {
+            n.network
+                .vxlan
+                .as_ref()
+                .filter(|v| v.addr.addr() == seen.addr)
+                .map(|v| (n, format!("{}'s {} address", n.name, v.name)))
+        }
+    })?;
+    let has = calico::node_addresses(topology, stack.calico_mode(), &node.name);
+    (!has.contains(&seen.addr)).then(|| {
+        format!(
+            "the flow expects seenSource {} ({}:{}), {what} on the builtin stack, which stack {} does not give (its addresses on {} are {})",
+            seen.addr,
+            plan.file.display(),
+            flow.location,
+            stack.name,
+            node.name,
+            has.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Whether interface `name` is what `pattern` names (`cali*`: any interface starting `cali`).
+pub fn iface_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
 }
 
 /// Why a hop the flow expects to see cannot be seen on `stack`: it names what only the
@@ -63,7 +128,7 @@ fn hop_ignored(plan: &Plan, hop: &HopPlan, stack: &Stack) -> Option<String> {
                 .enumerate()
                 .find(|(_, n)| &n.name == netns)?;
             let made = interfaces_on(plan, index, stack);
-            (!made.iter().any(|m| m == iface)).then(|| {
+            (!made.iter().any(|m| iface_matches(iface, m))).then(|| {
                 format!(
                     "hop `{}` ({at}) names {netns}/{iface}, which stack {}'s drivers do not make on {} (they make: {})",
                     hop.label,
@@ -119,6 +184,9 @@ fn interfaces_on(plan: &Plan, index: usize, stack: &Stack) -> Vec<String> {
     let drivers = stack.drivers();
     let mut made = vec![node.eth0.name.clone()];
     made.extend(drivers.attach.node_interfaces(node));
+    if stack.attach == AttachLayer::Calico {
+        made.extend(calico::host_veths(&plan.topology, index));
+    }
     if drivers.attach.is_builtin() {
         made.extend(
             plan.topology

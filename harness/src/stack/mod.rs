@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::stack::calico::{CalicoAttach, CalicoMode, CalicoNetwork};
 use netns_runtime::stack::{
     BridgeAttach, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork, ExecSpec,
     FlannelNetwork, NoAttach, NoNetwork,
@@ -53,6 +54,8 @@ pub struct Stack {
 pub enum AttachLayer {
     /// The CNI bridge plugin's layout with the planned addresses.
     Builtin,
+    /// Calico's CNI plugin with Calico IPAM (builtin; `docs/calico.md`).
+    Calico,
     Exec {
         spec: ExecSpec,
         interfaces: Vec<String>,
@@ -64,6 +67,8 @@ pub enum AttachLayer {
 pub enum NetworkLayer {
     /// flannel, as each case's `cluster.overlay` chooses (VXLAN by default).
     Builtin,
+    /// Calico's node network in one mode (builtin; `docs/calico.md`).
+    Calico(CalicoMode),
     Exec {
         spec: ExecSpec,
         interfaces: Vec<String>,
@@ -147,6 +152,39 @@ impl Stack {
         Ok(stack)
     }
 
+    /// Whether every layer is one of podpath's own drivers (the reference ones or the Calico
+    /// ones): such a stack is deterministic, so it has snapshots ([`Stack::snapshot_name`]).
+    pub fn is_builtin_drivers(&self) -> bool {
+        matches!(self.attach, AttachLayer::Builtin | AttachLayer::Calico)
+            && matches!(
+                self.network,
+                NetworkLayer::Builtin | NetworkLayer::Calico(_)
+            )
+            && matches!(self.proxy, ProxyLayer::Builtin(_))
+            && self.dns == DnsLayer::Builtin
+    }
+
+    /// Whether a layer is Calico's.
+    pub fn is_calico(&self) -> bool {
+        self.attach == AttachLayer::Calico || matches!(self.network, NetworkLayer::Calico(_))
+    }
+
+    /// The Calico mode the stack's pods are attached for: its Calico node network's, routed
+    /// (no tunnel address, the underlay's MTU) otherwise.
+    pub fn calico_mode(&self) -> CalicoMode {
+        match self.network {
+            NetworkLayer::Calico(mode) => mode,
+            _ => CalicoMode::Routed,
+        }
+    }
+
+    /// What a builtin stack other than the reference one puts in its snapshots' names
+    /// (`<case>__<stack>[__<mode>]__<node>.snap`); `None` for the reference stack, whose names
+    /// stay `<case>[__<mode>]__<node>.snap`, and for stacks without snapshots.
+    pub fn snapshot_name(&self) -> Option<&str> {
+        (self.is_builtin_drivers() && !self.is_builtin()).then_some(self.name.as_str())
+    }
+
     /// Whether every layer is builtin (snapshots record the builtin stack only).
     pub fn is_builtin(&self) -> bool {
         self.attach == AttachLayer::Builtin
@@ -160,6 +198,9 @@ impl Stack {
         Drivers {
             attach: match &self.attach {
                 AttachLayer::Builtin => Box::new(BridgeAttach),
+                AttachLayer::Calico => Box::new(CalicoAttach {
+                    mode: self.calico_mode(),
+                }),
                 AttachLayer::Exec { spec, interfaces } => Box::new(ExecAttach {
                     spec: spec.clone(),
                     node_interfaces: interfaces.clone(),
@@ -168,6 +209,7 @@ impl Stack {
             },
             network: match &self.network {
                 NetworkLayer::Builtin => Box::new(FlannelNetwork),
+                NetworkLayer::Calico(mode) => Box::new(CalicoNetwork { mode: *mode }),
                 NetworkLayer::Exec {
                     spec,
                     interfaces,
@@ -450,7 +492,7 @@ impl Checker {
             return AttachLayer::Builtin;
         };
         let Some((driver, at, spec)) =
-            self.driver(layer, "podAttach", &["builtin", "exec", "none"])
+            self.driver(layer, "podAttach", &["builtin", "calico", "exec", "none"])
         else {
             return AttachLayer::Builtin;
         };
@@ -465,10 +507,10 @@ impl Checker {
             }
             other => {
                 self.only_keys(spec, "podAttach", other, &[]);
-                if other == "none" {
-                    AttachLayer::None
-                } else {
-                    AttachLayer::Builtin
+                match other {
+                    "none" => AttachLayer::None,
+                    "calico" => AttachLayer::Calico,
+                    _ => AttachLayer::Builtin,
                 }
             }
         }
@@ -478,9 +520,18 @@ impl Checker {
         let Some(layer) = layer else {
             return NetworkLayer::Builtin;
         };
-        let Some((driver, at, spec)) =
-            self.driver(layer, "nodeNetwork", &["builtin", "exec", "none"])
-        else {
+        let Some((driver, at, spec)) = self.driver(
+            layer,
+            "nodeNetwork",
+            &[
+                "builtin",
+                "calico-routed",
+                "calico-vxlan",
+                "calico-ipip",
+                "exec",
+                "none",
+            ],
+        ) else {
             return NetworkLayer::Builtin;
         };
         match driver.as_str() {
@@ -548,10 +599,12 @@ impl Checker {
             }
             other => {
                 self.only_keys(spec, "nodeNetwork", other, &[]);
-                if other == "none" {
-                    NetworkLayer::None
-                } else {
-                    NetworkLayer::Builtin
+                match other {
+                    "none" => NetworkLayer::None,
+                    "calico-routed" => NetworkLayer::Calico(CalicoMode::Routed),
+                    "calico-vxlan" => NetworkLayer::Calico(CalicoMode::Vxlan),
+                    "calico-ipip" => NetworkLayer::Calico(CalicoMode::Ipip),
+                    _ => NetworkLayer::Builtin,
                 }
             }
         }
@@ -698,7 +751,7 @@ mod tests {
         for (text, want) in [
             (
                 "podAttach: cni\n",
-                "s.yaml:1:12: unknown podAttach driver `cni`: expected builtin, exec, none",
+                "s.yaml:1:12: unknown podAttach driver `cni`: expected builtin, calico, exec, none",
             ),
             (
                 "nodeNetwork: { driver: exec }\n",

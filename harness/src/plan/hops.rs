@@ -832,7 +832,10 @@ impl Planner {
         let wildcard = iface
             .strip_suffix('*')
             .is_some_and(|prefix| !prefix.is_empty() && !prefix.contains('*'));
-        if !wildcard && !known.contains(&iface) {
+        // The devices of podpath's Calico node networks are known to the planner, for the
+        // Calico cases: a stack that does not make them has the hop ignored, with the reason.
+        let driver_device = netns_runtime::stack::calico::DEVICES.contains(&iface);
+        if !wildcard && !driver_device && !known.contains(&iface) {
             self.error(
                 value.referenced,
                 format!(

@@ -31,6 +31,9 @@ pub fn run_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
             stack.name
         ));
     }
+    if let Some(reason) = wildcard_case_ignored(plan, stack) {
+        return Some(reason);
+    }
     if builtin_overlay_is_none(plan)
         && matches!(
             stack.network,
@@ -60,11 +63,76 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
         // The builtin stack makes every interface the planner knows of; only a wildcard (the
         // Calico cases' `cali*`) can name what it does not make.
         return all
-            .filter(|hop| matches!(&hop.kind, HopKind::Iface { iface, .. } if iface.ends_with('*')))
+            .filter(|hop| {
+                matches!(&hop.kind, HopKind::Iface { iface, .. }
+                    if iface.ends_with('*') || calico::DEVICES.contains(&iface.as_str()))
+            })
             .find_map(|hop| hop_ignored(plan, hop, stack));
     }
     all.find_map(|hop| hop_ignored(plan, hop, stack))
+        .or_else(|| avoid_vxlan_ignored(plan, flow, stack))
         .or_else(|| seen_source_ignored(plan, flow, stack))
+}
+
+/// Why a case whose hops name interfaces by a wildcard (`node1/cali*`) is about another
+/// dataplane than the stack's: no interface the stack makes on that node matches it. All its
+/// trials are then ignored, `exec` flows and snapshots included.
+fn wildcard_case_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
+    plan.flows.iter().find_map(|flow| {
+        let h = &flow.hops;
+        h.forward.iter().chain(&h.reply).chain(&h.avoid).find_map(|hop| {
+            let HopKind::Iface { netns, iface, .. } = &hop.kind else {
+                return None;
+            };
+            let pattern = iface.strip_suffix('*')?;
+            let index = plan.topology.nodes.iter().position(|n| &n.name == netns)?;
+            let made = interfaces_on(plan, index, stack);
+            (!made.iter().any(|m| m.starts_with(pattern))).then(|| {
+                format!(
+                    "the case is about another dataplane: hop `{}` ({}:{}) names {netns}/{iface}, and stack {}'s drivers make no such interface on {netns} (they make: {})",
+                    hop.label,
+                    plan.file.display(),
+                    hop.location,
+                    stack.name,
+                    made.join(", ")
+                )
+            })
+        })
+    })
+}
+
+/// Why a flow between pods of different nodes that must not be encapsulated (`avoid` names
+/// VXLAN) cannot hold on a stack whose node network declares VXLAN: it is about an
+/// unencapsulated node network (Calico's BGP-routed one, flannel's host-gw).
+fn avoid_vxlan_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    let topology = &plan.topology;
+    let hop = flow
+        .hops
+        .avoid
+        .iter()
+        .find(|h| matches!(h.kind, HopKind::Vxlan { .. }))?;
+    let from = topology.pod(&flow.from)?.node;
+    let Expect::Reach { pods, .. } = &flow.expect else {
+        return None;
+    };
+    let cross_node = !pods.is_empty()
+        && pods
+            .iter()
+            .all(|p| topology.pod(p).is_some_and(|p| p.node != from));
+    let node = topology.nodes.first()?;
+    let Some(Encapsulation::Vxlan { vni, port }) = stack.drivers().network.encapsulation(node)
+    else {
+        return None;
+    };
+    cross_node.then(|| {
+        format!(
+            "the flow is about an unencapsulated node network: it crosses nodes and must avoid VXLAN (hop `{}`, {}:{}), and stack {}'s node network declares VXLAN (VNI {vni}, port {port})",
+            hop.label,
+            plan.file.display(),
+            hop.location,
+            stack.name
+        )
+    })
 }
 
 /// Why a flow's `seenSource`, an address only the builtin drivers give a node (its `cni0`

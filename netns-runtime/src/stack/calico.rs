@@ -34,6 +34,8 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 /// IP-in-IP's device and overhead.
 pub const IPIP_DEV: &str = "tunl0";
 pub const IPIP_OVERHEAD: u32 = 20;
+/// The node devices the Calico node networks make.
+pub const DEVICES: [&str; 2] = [VXLAN_DEV, IPIP_DEV];
 /// The prefix of the host-side veth names (Calico's `cali`).
 pub const VETH_PREFIX: &str = "cali";
 

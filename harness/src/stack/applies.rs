@@ -74,6 +74,17 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
         .or_else(|| seen_source_ignored(plan, flow, stack))
 }
 
+/// Whether a case is one of the Calico cases: its hops name `cali*` host-side veths.
+pub fn is_calico_case(plan: &Plan) -> bool {
+    plan.flows.iter().any(|flow| {
+        let h = &flow.hops;
+        h.forward.iter().chain(&h.reply).chain(&h.avoid).any(|hop| {
+            matches!(&hop.kind, HopKind::Iface { iface, .. }
+                if iface.starts_with(calico::VETH_PREFIX) && iface.ends_with('*'))
+        })
+    })
+}
+
 /// Why a case whose hops name interfaces by a wildcard (`node1/cali*`) is about another
 /// dataplane than the stack's: no interface the stack makes on that node matches it. All its
 /// trials are then ignored, `exec` flows and snapshots included.

@@ -50,6 +50,9 @@ enum Command {
     Plan {
         /// The case file
         case: PathBuf,
+        /// Also print what this stack's builtin drivers will make (the Calico ones)
+        #[arg(long, value_name = "FILE")]
+        stack: Option<PathBuf>,
     },
     /// Run a case's flows under observation and print each one's journey: every interface it
     /// crossed, the rules it hit, the DNAT, SNAT and encapsulation, and the way back.
@@ -97,7 +100,7 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse();
     match cli.command {
-        Command::Plan { case } => plan(case),
+        Command::Plan { case, stack } => plan(case, stack),
         Command::Run {
             paths,
             filter,
@@ -229,10 +232,20 @@ fn interrupt_with(then: impl FnOnce(nix::sys::signal::Signal) + Send + 'static) 
     }
 }
 
-fn plan(case: PathBuf) -> ExitCode {
+fn plan(case: PathBuf, stack: Option<PathBuf>) -> ExitCode {
+    let stack = match stack.map(|s| Stack::load(&s)).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match podpath::plan::load(&case) {
         Ok(plan) => {
             print!("{plan}");
+            if let Some(stack) = &stack {
+                print!("{}", podpath::stack::show::layout(stack, &plan));
+            }
             podpath::plan_warnings::eprint(&plan);
             ExitCode::SUCCESS
         }

@@ -28,6 +28,7 @@ use crate::diag::{CaseError, Diagnostic, Diagnostics};
 
 pub mod applies;
 pub mod file;
+pub mod show;
 
 use file::{Layer, LayerSpec, StackFile};
 

@@ -199,9 +199,7 @@ impl Stack {
         Drivers {
             attach: match &self.attach {
                 AttachLayer::Builtin => Box::new(BridgeAttach),
-                AttachLayer::Calico => Box::new(CalicoAttach {
-                    mode: self.calico_mode(),
-                }),
+                AttachLayer::Calico => Box::new(CalicoAttach::new(self.calico_mode())),
                 AttachLayer::Exec { spec, interfaces } => Box::new(ExecAttach {
                     spec: spec.clone(),
                     node_interfaces: interfaces.clone(),
@@ -210,7 +208,10 @@ impl Stack {
             },
             network: match &self.network {
                 NetworkLayer::Builtin => Box::new(FlannelNetwork),
-                NetworkLayer::Calico(mode) => Box::new(CalicoNetwork { mode: *mode }),
+                NetworkLayer::Calico(mode) => Box::new(CalicoNetwork {
+                    mode: *mode,
+                    nat_outgoing: true,
+                }),
                 NetworkLayer::Exec {
                     spec,
                     interfaces,

@@ -7,8 +7,10 @@
 //! it into kernel objects. The layout and how it differs from the `ptp` CNI plugin are in
 //! `docs/calico.md`.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
+use std::sync::Mutex;
 use std::sync::OnceLock;
 
 use ipnet::Ipv4Net;
@@ -124,13 +126,18 @@ pub fn ipam(topology: &Topology, mode: CalicoMode) -> Result<Ipam, String> {
             .filter_map(|&p| topology.pods[p].requested_ip)
             .collect();
         let mut blocks = vec![all_blocks[0]];
-        let mut used: Vec<Ipv4Addr> = fixed.clone();
-        let next_free = |blocks: &mut Vec<Ipv4Net>, used: &mut Vec<Ipv4Addr>| {
+        let mut used: HashSet<Ipv4Addr> = fixed.iter().copied().collect();
+        // Blocks before this one are full (addresses are only ever taken, never freed here).
+        let mut full = 0usize;
+        let mut next_free = |blocks: &mut Vec<Ipv4Net>, used: &mut HashSet<Ipv4Addr>| {
             loop {
-                for b in blocks.iter() {
+                for (i, b) in blocks.iter().enumerate().skip(full) {
                     if let Some(a) = b.hosts_all().find(|a| !used.contains(a)) {
-                        used.push(a);
+                        used.insert(a);
                         return Ok(a);
+                    }
+                    if i == full {
+                        full += 1;
                     }
                 }
                 match all_blocks.iter().find(|b| !blocks.contains(b)) {
@@ -441,6 +448,29 @@ pub fn ipip_support() -> Result<(), String> {
 pub struct CalicoAttach {
     /// The node network's mode: the pods' MTU, and whether a tunnel address comes first.
     pub mode: CalicoMode,
+    /// The IPAM of the topology being attached, computed at its first pod.
+    ipam: Mutex<Option<(Topology, Ipam)>>,
+}
+
+impl CalicoAttach {
+    pub fn new(mode: CalicoMode) -> CalicoAttach {
+        CalicoAttach {
+            mode,
+            ipam: Mutex::new(None),
+        }
+    }
+
+    fn ipam_of(&self, topology: &Topology) -> Result<Ipam, String> {
+        let mut cache = self.ipam.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((t, ipam)) = cache.as_ref()
+            && t == topology
+        {
+            return Ok(ipam.clone());
+        }
+        let ipam = ipam(topology, self.mode)?;
+        *cache = Some((topology.clone(), ipam.clone()));
+        Ok(ipam)
+    }
 }
 
 impl PodAttach for CalicoAttach {
@@ -460,12 +490,14 @@ impl PodAttach for CalicoAttach {
             .iter()
             .position(|p| p.name == pod.name)
             .expect("the pod is the topology's");
-        let ipam = ipam(ctx.topology, self.mode).map_err(|problem| DriverError::Exec {
-            layer: "pod attach",
-            program: "calico-ipam".into(),
-            subject: format!("pod {}", pod.name),
-            problem,
-        })?;
+        let ipam = self
+            .ipam_of(ctx.topology)
+            .map_err(|problem| DriverError::Exec {
+                layer: "pod attach",
+                program: "calico-ipam".into(),
+                subject: format!("pod {}", pod.name),
+                problem,
+            })?;
         let l = pod_layout(ctx.topology, &ipam, self.mode, index);
         let node_err = nl_err(&node.name);
         let nl_node: &mut Netlink = ctx.node_netlink;
@@ -531,6 +563,9 @@ impl PodAttach for CalicoAttach {
 /// Calico's node network in one of its modes, with natOutgoing on the default pool.
 pub struct CalicoNetwork {
     pub mode: CalicoMode,
+    /// Felix's natOutgoing rules (off only in the build benchmark, whose floor makes no
+    /// netfilter rules).
+    pub nat_outgoing: bool,
 }
 
 impl NodeNetwork for CalicoNetwork {
@@ -630,6 +665,9 @@ impl NodeNetwork for CalicoNetwork {
                     )?;
                 }
             }
+        }
+        if !self.nat_outgoing {
+            return Ok(());
         }
         crate::tool::run(
             ctx.netns,
@@ -768,4 +806,133 @@ mod tests {
         assert!(rules.contains("-A cali-nat-outgoing -s 10.244.0.0/16 ! -d 10.244.0.0/16"));
         assert!(!rules.contains(VXLAN_DEV));
     }
+}
+
+/// The Calico layout as iproute2 batch scripts, for the build benchmark's floor: the same
+/// namespaces, underlay and node `eth0`s as [`crate::ipbatch::render`], then per node its
+/// tunnel device, neighbours, routes (blackholes included) and pods' veths, its FDB entries
+/// (`bridge -batch`), and per pod its address and routes. Not made: the three sysctls per
+/// host-side veth (the benchmark's dumps do not compare sysctls) and natOutgoing's rules (no
+/// netfilter on either side).
+pub fn ip_batch(topology: &Topology, mode: CalicoMode) -> Result<crate::ipbatch::IpBatch, String> {
+    use crate::ipbatch::{NetnsScript, Tool};
+    use std::fmt::Write as _;
+    let ipam = ipam(topology, mode)?;
+    let mut batch = crate::ipbatch::render(topology);
+    // The underlay's script is the flannel floor's; everything after it is Calico's.
+    batch.scripts.truncate(1);
+    for (index, node) in topology.nodes.iter().enumerate() {
+        let l = node_layout(topology, &ipam, mode, index);
+        let mut s = String::new();
+        let _ = writeln!(s, "link set dev lo up");
+        let a = node.eth0.addr;
+        let _ = writeln!(
+            s,
+            "address add {a} broadcast {} dev {}",
+            a.broadcast(),
+            node.eth0.name
+        );
+        let _ = writeln!(s, "link set dev {} up", node.eth0.name);
+        if let Some((dev, mac, addr, mtu)) = &l.tunnel {
+            let mac = mac.map(|m| format!(" address {m}")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "link add {dev}{mac} mtu {mtu} type vxlan id {VXLAN_VNI} local {} dev {} dstport {VXLAN_PORT} nolearning",
+                node.eth0.addr.addr(),
+                node.eth0.name
+            );
+            let _ = writeln!(s, "address add {addr}/32 dev {dev}");
+            let _ = writeln!(s, "link set dev {dev} up");
+        }
+        for (ip, mac) in &l.neighbours {
+            let _ = writeln!(
+                s,
+                "neigh replace {ip} lladdr {mac} dev {VXLAN_DEV} nud permanent"
+            );
+        }
+        for r in &l.routes {
+            match &r.dev {
+                None => {
+                    let _ = writeln!(s, "route add blackhole {} proto bird", r.dst);
+                }
+                Some(dev) => {
+                    let via = r.via.map(|v| format!(" via {v}")).unwrap_or_default();
+                    let onlink = if r.onlink { " onlink" } else { "" };
+                    let _ = writeln!(s, "route add {}{via} dev {dev}{onlink} proto boot", r.dst);
+                }
+            }
+        }
+        for r in &node.routes {
+            let dst = if r.dst.prefix_len() == 0 {
+                "default".to_string()
+            } else {
+                r.dst.to_string()
+            };
+            let via = r.via.map(|v| format!(" via {v}")).unwrap_or_default();
+            let _ = writeln!(s, "route add {dst}{via} dev {} proto boot", r.dev);
+        }
+        for (p, pod) in topology.pods.iter().enumerate() {
+            if pod.node != index {
+                continue;
+            }
+            let pl = pod_layout(topology, &ipam, mode, p);
+            let _ = writeln!(
+                s,
+                "link add {} address {HOST_MAC} mtu {mtu} type veth peer name {} address {} mtu {mtu} netns {}",
+                pl.host_veth,
+                pod.eth0.name,
+                pl.mac,
+                pod.name,
+                mtu = pl.mtu
+            );
+            let _ = writeln!(s, "link set dev {} up", pl.host_veth);
+            let _ = writeln!(
+                s,
+                "route add {} dev {} scope link proto boot",
+                pl.addr, pl.host_veth
+            );
+        }
+        batch.scripts.push(NetnsScript {
+            tool: Tool::Ip,
+            netns: node.name.clone(),
+            script: s,
+        });
+        if !l.fdb.is_empty() {
+            let mut b = String::new();
+            for (mac, dst) in &l.fdb {
+                let _ = writeln!(
+                    b,
+                    "fdb append {mac} dev {VXLAN_DEV} dst {dst} self permanent"
+                );
+            }
+            batch.scripts.push(NetnsScript {
+                tool: Tool::Bridge,
+                netns: node.name.clone(),
+                script: b,
+            });
+        }
+    }
+    for (p, pod) in topology.pods.iter().enumerate() {
+        let pl = pod_layout(topology, &ipam, mode, p);
+        let mut s = String::new();
+        let _ = writeln!(s, "link set dev lo up");
+        let _ = writeln!(s, "address add {} dev {}", pl.addr, pod.eth0.name);
+        let _ = writeln!(s, "link set dev {} up", pod.eth0.name);
+        let _ = writeln!(
+            s,
+            "route add {GATEWAY}/32 dev {} scope link proto boot",
+            pod.eth0.name
+        );
+        let _ = writeln!(
+            s,
+            "route add default via {GATEWAY} dev {} proto boot",
+            pod.eth0.name
+        );
+        batch.scripts.push(NetnsScript {
+            tool: Tool::Ip,
+            netns: pod.name.clone(),
+            script: s,
+        });
+    }
+    Ok(batch)
 }

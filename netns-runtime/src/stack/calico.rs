@@ -780,34 +780,6 @@ fn sha1(data: &[u8]) -> [u8; 20] {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sha1_matches_the_standard_vectors() {
-        let hex = |d: [u8; 20]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        assert_eq!(
-            hex(sha1(b"abc")),
-            "a9993e364706816aba3e25717850c26c9cd0d89d"
-        );
-        assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-    }
-
-    #[test]
-    fn veth_names_are_calicos() {
-        // sha1("default.pod-a") = 5e1c4d6c68c...
-        assert_eq!(veth_name("default", "pod-a"), "cali5e1c4d6c68c");
-    }
-
-    #[test]
-    fn nat_outgoing_masquerades_what_leaves_the_pool() {
-        let rules = nat_outgoing_rules("10.244.0.0/16".parse().unwrap(), CalicoMode::Routed);
-        assert!(rules.contains("-A cali-nat-outgoing -s 10.244.0.0/16 ! -d 10.244.0.0/16"));
-        assert!(!rules.contains(VXLAN_DEV));
-    }
-}
-
 /// The Calico layout as iproute2 batch scripts, for the build benchmark's floor: the same
 /// namespaces, underlay and node `eth0`s as [`crate::ipbatch::render`], then per node its
 /// tunnel device, neighbours, routes (blackholes included) and pods' veths, its FDB entries
@@ -935,4 +907,32 @@ pub fn ip_batch(topology: &Topology, mode: CalicoMode) -> Result<crate::ipbatch:
         });
     }
     Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_matches_the_standard_vectors() {
+        let hex = |d: [u8; 20]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(
+            hex(sha1(b"abc")),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(hex(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    }
+
+    #[test]
+    fn veth_names_are_calicos() {
+        // sha1("default.pod-a") = 5e1c4d6c68c...
+        assert_eq!(veth_name("default", "pod-a"), "cali5e1c4d6c68c");
+    }
+
+    #[test]
+    fn nat_outgoing_masquerades_what_leaves_the_pool() {
+        let rules = nat_outgoing_rules("10.244.0.0/16".parse().unwrap(), CalicoMode::Routed);
+        assert!(rules.contains("-A cali-nat-outgoing -s 10.244.0.0/16 ! -d 10.244.0.0/16"));
+        assert!(!rules.contains(VXLAN_DEV));
+    }
 }

@@ -32,6 +32,8 @@ use netns_runtime::ipbatch::{self, IpBatch};
 use netns_runtime::netlink::Netlink;
 use netns_runtime::netns;
 use netns_runtime::sandbox::NETNS_RUN_DIR;
+use netns_runtime::stack::calico::{self, CalicoAttach, CalicoMode, CalicoNetwork};
+use netns_runtime::stack::{DnsDriver, Drivers};
 use netns_runtime::topology::Topology;
 
 /// Longest any single step (a build, a teardown, waiting for the kernel) may take before the
@@ -47,6 +49,8 @@ struct Scenario {
     nodes: usize,
     pods_per_node: usize,
     reps: usize,
+    /// Built with the Calico drivers in this mode (and against the Calico floor), not flannel's.
+    calico: Option<CalicoMode>,
 }
 
 fn main() {
@@ -89,7 +93,24 @@ fn main() {
             nodes,
             pods_per_node,
             reps: reps_override.unwrap_or(reps),
+            calico: None,
         })
+        // The Calico-style dataplane (`docs/calico.md`), against a floor making its objects.
+        .chain(
+            calico_sizes(benching)
+                .iter()
+                .map(|&(mode, nodes, pods_per_node, reps)| Scenario {
+                    name: format!(
+                        "calico-{} {nodes} node{} × {pods_per_node} pods",
+                        mode.name(),
+                        if nodes == 1 { "" } else { "s" }
+                    ),
+                    nodes,
+                    pods_per_node,
+                    reps: reps_override.unwrap_or(reps),
+                    calico: Some(mode),
+                }),
+        )
         .filter(|s| filters.is_empty() || filters.iter().any(|f| s.name.contains(f.as_str())))
         .collect();
 
@@ -109,9 +130,11 @@ fn main() {
     println!();
 
     let mut bench = Bench::new(only);
+    bench.calico = None;
     let mut rows = Vec::new();
     let mut failed = false;
     for scenario in &scenarios {
+        bench.calico = scenario.calico;
         eprintln!("{}: planning", scenario.name);
         let topo = topology(scenario);
         match bench.run(scenario, &topo) {
@@ -263,6 +286,22 @@ struct Bench {
     dir: PathBuf,
     /// Measure only this way (and verify nothing).
     only: Option<Way>,
+    /// The scenario's Calico mode: podpath builds with the Calico drivers, the floor makes
+    /// the Calico objects.
+    calico: Option<CalicoMode>,
+}
+
+/// The Calico scenarios: (mode, nodes, pods per node, reps).
+fn calico_sizes(benching: bool) -> &'static [(CalicoMode, usize, usize, usize)] {
+    if benching {
+        &[
+            (CalicoMode::Vxlan, 1, 100, 11),
+            (CalicoMode::Vxlan, 10, 10, 11),
+            (CalicoMode::Routed, 10, 10, 11),
+        ]
+    } else {
+        &[(CalicoMode::Vxlan, 2, 2, 1)]
+    }
 }
 
 /// The floor's scripts, written to files once per scenario (not timed).
@@ -282,7 +321,12 @@ impl Bench {
             .as_nanos();
         let dir = std::env::temp_dir().join(format!("podpath-bench-{stamp}"));
         fs::create_dir_all(&dir).expect("temporary directory for the batch files");
-        Bench { home, dir, only }
+        Bench {
+            home,
+            dir,
+            only,
+            calico: None,
+        }
     }
 
     fn run(&mut self, s: &Scenario, topo: &Topology) -> Result<Row, String> {
@@ -339,7 +383,10 @@ impl Bench {
     }
 
     fn write_floor(&self, topo: &Topology) -> Result<FloorFiles, String> {
-        let batch = ipbatch::render(topo);
+        let batch = match self.calico {
+            Some(mode) => calico::ip_batch(topo, mode)?,
+            None => ipbatch::render(topo),
+        };
         let write = |name: String, text: &str| -> Result<String, String> {
             let path = self.dir.join(name);
             fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
@@ -379,7 +426,7 @@ impl Bench {
         arm_watchdog();
         let t0 = Instant::now();
         let cluster = match way {
-            Way::Podpath => Some(Cluster::build(topo).map_err(|e| format!("podpath build: {e}"))?),
+            Way::Podpath => Some(self.build(topo)?),
             Way::Floor => {
                 self.floor_build(files)?;
                 None
@@ -410,6 +457,23 @@ impl Bench {
         })
     }
 
+    /// podpath's build of `topo`: flannel's drivers, or the Calico ones without natOutgoing
+    /// (the floor makes no netfilter rules).
+    fn build(&self, topo: &Topology) -> Result<Cluster, String> {
+        let drivers = match self.calico {
+            None => Drivers::builtin(),
+            Some(mode) => Drivers {
+                attach: Box::new(CalicoAttach::new(mode)),
+                network: Box::new(CalicoNetwork {
+                    mode,
+                    nat_outgoing: false,
+                }),
+                dns: DnsDriver::Builtin,
+            },
+        };
+        Cluster::build_with(topo, "", &drivers).map_err(|e| format!("podpath build: {e}"))
+    }
+
     /// Builds once each way, dumps the same namespaces after each, and compares them.
     fn verify(&mut self, topo: &Topology, files: &FloorFiles) -> Result<bool, String> {
         let known = known_macs(topo);
@@ -428,9 +492,7 @@ impl Bench {
         for way in [Way::Podpath, Way::Floor] {
             arm_watchdog();
             let cluster = match way {
-                Way::Podpath => {
-                    Some(Cluster::build(topo).map_err(|e| format!("podpath build: {e}"))?)
-                }
+                Way::Podpath => Some(self.build(topo)?),
                 Way::Floor => {
                     self.floor_build(files)?;
                     None

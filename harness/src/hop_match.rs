@@ -32,7 +32,7 @@ pub fn hop_matches(hop: &HopKind, step: &Step) -> bool {
             let ports = matches!(t.proto, 6 | 17 | 132);
             let port = |port: u16| ports.then_some(port);
             step.netns == *netns
-                && p.iface == *iface
+                && glob(iface, &p.iface)
                 && match dir {
                     Some(Dir::In) => !p.outgoing,
                     Some(Dir::Out) => p.outgoing,
@@ -89,7 +89,7 @@ pub fn hop_matches(hop: &HopKind, step: &Step) -> bool {
         ) => {
             let Some(v) = p.vxlan else { return false };
             at.as_ref()
-                .is_none_or(|(ns, iface)| step.netns == *ns && p.iface == *iface)
+                .is_none_or(|(ns, iface)| step.netns == *ns && glob(iface, &p.iface))
                 && vni.is_none_or(|n| n == v.vni)
                 && port.is_none_or(|n| n == v.outer_dst.port())
                 && outer.as_ref().is_none_or(|(a, b)| {

@@ -347,6 +347,10 @@ fn plan(case: PathBuf, stack: &Stack, format: Format) -> ExitCode {
                         println!("{stack}\n");
                     }
                     print!("{plan}");
+                    // What the stack's Calico drivers will make, when it has them.
+                    if stack.is_calico() {
+                        print!("{}", podpath::stack::show::layout(stack, &plan));
+                    }
                     for note in stack.plan_notes() {
                         println!("{note}");
                     }

@@ -150,11 +150,19 @@ impl RunKind {
 
 /// The runs of a case on `stack`: one per proxy mode, or a single one without a proxy.
 pub fn runs_of(case_id: &str, plan: &Plan, stack: &Stack) -> Vec<RunKind> {
-    let flat = case_id.replace('/', "__");
+    let mut flat = case_id.replace('/', "__");
     let case_ignored = applies::run_ignored(plan, stack);
-    let snapshots_ignored = (!stack.is_builtin()).then(|| {
+    // The builtin stack's snapshots are `<case>[__<mode>]__<node>`; a builtin Calico stack
+    // keeps its own for the Calico cases, `<case>__<stack>[__<mode>]__<node>`.
+    let own = stack
+        .snapshot_name()
+        .filter(|_| applies::is_calico_case(plan));
+    if let Some(name) = own {
+        flat = format!("{flat}__{name}");
+    }
+    let snapshots_ignored = (!stack.is_builtin() && own.is_none()).then(|| {
         format!(
-            "snapshots record the builtin stack's tables, and stack {} is not the builtin one",
+            "snapshots record the builtin stack's tables (and a builtin Calico stack's, for the Calico cases), and stack {} is not the builtin one",
             stack.name
         )
     });

@@ -269,6 +269,79 @@ fn tshark_fields(file: &Path) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Like [`breaking`], for a Calico case on a builtin Calico stack: the case's own flow (its
+/// hops included) passes, fails once `break_it` has removed one object of node1's Calico
+/// layout, and passes again once `mend_it` has put it back.
+fn breaking_calico(
+    stack_file: &'static str,
+    case_file: &'static str,
+    flow: &'static str,
+    prefix: &'static str,
+    break_it: fn(&netns_runtime::stack::calico::NodeLayout, &mut Netlink),
+    mend_it: fn(&netns_runtime::stack::calico::NodeLayout, &mut Netlink),
+) -> Result<Completion, Failed> {
+    use netns_runtime::stack::calico;
+    use podpath::report::ArtifactPolicy;
+    use podpath::suite::{CaseRun, RunOptions};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let stack = podpath::stack::Stack::load(&root.join("stacks").join(stack_file))
+        .map_err(|e| e.to_string())?;
+    let mode = stack.calico_mode();
+    let plan = case(case_file);
+    let index = plan
+        .flows
+        .iter()
+        .position(|f| f.name == flow)
+        .expect("flow exists");
+    let run = CaseRun::on_stack(plan, None, 100, prefix.into(), std::sync::Arc::new(stack));
+    let topology = run.planned.topology.clone();
+    let ipam = calico::ipam(&topology, mode).map_err(|e| e.to_string())?;
+    let layout = calico::node_layout(&topology, &ipam, mode, 0);
+    let options = RunOptions {
+        observe: false,
+        artifacts: ArtifactPolicy::None,
+        rule_texts: false,
+    };
+    let verdict = |what: &str| -> Result<(bool, String), Failed> {
+        let r = run
+            .run_flow(index, &options)
+            .map_err(|e| format!("{what}: {e}"))?;
+        Ok((r.verdict.passed, r.verdict.observed))
+    };
+    let on_node1 = |f: &(dyn Fn(&mut Netlink) + Sync)| {
+        run.with_cluster(|c| in_node(c, "node1", |nl| f(nl)))
+            .map_err(|e| Failed::from(e.to_string()))
+    };
+    let (ok, seen) = verdict("intact")?;
+    check(
+        ok,
+        format!("intact datapath: {flow} should pass, observed {seen}"),
+    )?;
+    on_node1(&|nl| break_it(&layout, nl))?;
+    let (ok, seen) = verdict("broken")?;
+    check(
+        !ok,
+        format!("broken datapath: {flow} should fail, observed {seen}"),
+    )?;
+    on_node1(&|nl| mend_it(&layout, nl))?;
+    let (ok, seen) = verdict("mended")?;
+    check(
+        ok,
+        format!("mended datapath: {flow} should pass again, observed {seen}"),
+    )?;
+    Ok(Completion::Completed)
+}
+
+/// node1's route to node2's block, the one a Calico cross-node flow takes.
+fn calico_route(
+    l: &netns_runtime::stack::calico::NodeLayout,
+) -> &netns_runtime::stack::calico::CalicoRoute {
+    l.routes
+        .iter()
+        .find(|r| r.dev.is_some())
+        .expect("a route to a remote block")
+}
+
 fn main() {
     let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
@@ -323,6 +396,42 @@ fn main() {
                 "dp-hostgw.",
                 delete_first_route_of_node1,
                 restore_first_route_of_node1,
+            )
+        }),
+        Trial::ignorable_test("calico-routed-route-deleted", || {
+            breaking_calico(
+                "calico-routed.yaml",
+                "calico/routed.yaml",
+                "tcp",
+                "dp-cali-route.",
+                |l, nl| {
+                    let r = calico_route(l);
+                    let dev = nl.link_index(r.dev.as_deref().unwrap()).unwrap();
+                    nl.del_route(r.dst, r.via, dev).unwrap();
+                },
+                |l, nl| {
+                    let r = calico_route(l);
+                    let dev = nl.link_index(r.dev.as_deref().unwrap()).unwrap();
+                    nl.add_route(r.dst, r.via, dev, r.onlink).unwrap();
+                },
+            )
+        }),
+        Trial::ignorable_test("calico-vxlan-fdb-entry-deleted", || {
+            breaking_calico(
+                "calico-vxlan.yaml",
+                "calico/vxlan.yaml",
+                "tcp",
+                "dp-cali-fdb.",
+                |l, nl| {
+                    let (mac, dst) = l.fdb[0];
+                    let dev = nl.link_index("vxlan.calico").unwrap();
+                    nl.del_fdb(dev, mac, dst).unwrap();
+                },
+                |l, nl| {
+                    let (mac, dst) = l.fdb[0];
+                    let dev = nl.link_index("vxlan.calico").unwrap();
+                    nl.add_fdb(dev, mac, dst).unwrap();
+                },
             )
         }),
         Trial::ignorable_test("hops-as-written-pass", || {

@@ -384,7 +384,11 @@ impl Cluster {
                 .routes()?
                 .iter()
                 .map(|r| {
-                    let mut line = r.dst.to_string();
+                    // RTN_BLACKHOLE (6): Calico's routes for a node's own blocks.
+                    let mut line = match r.kind {
+                        6 => format!("blackhole {}", r.dst),
+                        _ => r.dst.to_string(),
+                    };
                     if let Some(gw) = r.gateway {
                         line.push_str(&format!(" via {gw}"));
                     }

@@ -837,7 +837,16 @@ impl Planner {
             );
             return None;
         };
-        if !known.contains(&iface) {
+        // A trailing `*` names every interface the stack makes whose name starts so (the
+        // Calico cases' `cali*`): what it names depends on the stack's pod attach, so it is
+        // checked against the stack's interfaces when the run starts, not here.
+        let wildcard = iface
+            .strip_suffix('*')
+            .is_some_and(|prefix| !prefix.is_empty() && !prefix.contains('*'));
+        // The devices of podpath's Calico node networks are known to the planner, for the
+        // Calico cases: a stack that does not make them has the hop ignored, with the reason.
+        let driver_device = netns_runtime::stack::calico::DEVICES.contains(&iface);
+        if !wildcard && !driver_device && !known.contains(&iface) {
             self.error(
                 value.referenced,
                 format!(

@@ -6,10 +6,11 @@
 //! flannel's VXLAN device has.
 
 use netns_runtime::stack::Encapsulation;
+use netns_runtime::stack::calico::{self, CalicoMode};
 
 use crate::plan::hops::{HopKind, HopPlan};
-use crate::plan::{FlowPlan, Plan};
-use crate::stack::{DnsLayer, NetworkLayer, Stack};
+use crate::plan::{Expect, FlowPlan, Plan};
+use crate::stack::{AttachLayer, DnsLayer, NetworkLayer, Stack};
 
 /// Whether the case chose the builtin node network `none` (`cluster.overlay: none`): nodes
 /// whose pods the others cannot reach.
@@ -24,7 +25,23 @@ fn builtin_overlay_is_none(plan: &Plan) -> bool {
 
 /// Why none of a case's trials can run on `stack`, if so.
 pub fn run_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
-    if builtin_overlay_is_none(plan) && matches!(stack.network, NetworkLayer::Exec { .. }) {
+    if let NetworkLayer::Calico(CalicoMode::Ipip) = stack.network
+        && let Err(reason) = calico::ipip_support()
+    {
+        return Some(format!(
+            "stack {}'s node network is Calico IP-in-IP, and {reason}",
+            stack.name
+        ));
+    }
+    if let Some(reason) = wildcard_case_ignored(plan, stack) {
+        return Some(reason);
+    }
+    if builtin_overlay_is_none(plan)
+        && matches!(
+            stack.network,
+            NetworkLayer::Exec { .. } | NetworkLayer::Calico(_)
+        )
+    {
         return Some(format!(
             "the case is about nodes that nothing connects (`cluster.overlay: none`), and stack {}'s node network connects them",
             stack.name
@@ -42,20 +59,143 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
             stack.name
         ));
     }
+    let hops = &flow.hops;
+    let mut all = hops.forward.iter().chain(&hops.reply);
     if stack.is_builtin() {
+        // The builtin stack makes every interface the planner knows of; only a wildcard (the
+        // Calico cases' `cali*`) can name what it does not make.
+        return all
+            .filter(|hop| {
+                matches!(&hop.kind, HopKind::Iface { iface, .. }
+                    if iface.ends_with('*') || calico::DEVICES.contains(&iface.as_str()))
+            })
+            .find_map(|hop| hop_ignored(plan, hop, stack));
+    }
+    leaves_unmasqueraded(plan, flow, stack)
+        .or_else(|| source_only_flannel_gives(plan, flow, stack))
+        .or_else(|| all.find_map(|hop| hop_ignored(plan, hop, stack)))
+        .or_else(|| avoid_vxlan_ignored(plan, flow, stack))
+        .or_else(|| seen_source_ignored(plan, flow, stack))
+}
+
+/// Whether a case is one of the Calico cases: its hops name `cali*` host-side veths.
+pub fn is_calico_case(plan: &Plan) -> bool {
+    plan.flows.iter().any(|flow| {
+        let h = &flow.hops;
+        h.forward.iter().chain(&h.reply).chain(&h.avoid).any(|hop| {
+            matches!(&hop.kind, HopKind::Iface { iface, .. }
+                if iface.starts_with(calico::VETH_PREFIX) && iface.ends_with('*'))
+        })
+    })
+}
+
+/// Why a case whose hops name interfaces by a wildcard (`node1/cali*`) is about another
+/// dataplane than the stack's: no interface the stack makes on that node matches it. All its
+/// trials are then ignored, `exec` flows and snapshots included.
+fn wildcard_case_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
+    plan.flows.iter().find_map(|flow| {
+        let h = &flow.hops;
+        h.forward.iter().chain(&h.reply).chain(&h.avoid).find_map(|hop| {
+            let HopKind::Iface { netns, iface, .. } = &hop.kind else {
+                return None;
+            };
+            let pattern = iface.strip_suffix('*')?;
+            let index = plan.topology.nodes.iter().position(|n| &n.name == netns)?;
+            let made = interfaces_on(plan, index, stack);
+            (!made.iter().any(|m| m.starts_with(pattern))).then(|| {
+                format!(
+                    "the case is about another dataplane: hop `{}` ({}:{}) names {netns}/{iface}, and stack {}'s drivers make no such interface on {netns} (they make: {})",
+                    hop.label,
+                    plan.file.display(),
+                    hop.location,
+                    stack.name,
+                    made.join(", ")
+                )
+            })
+        })
+    })
+}
+
+/// Why a flow between pods of different nodes that must not be encapsulated (`avoid` names
+/// VXLAN) cannot hold on a stack whose node network declares VXLAN: it is about an
+/// unencapsulated node network (Calico's BGP-routed one, flannel's host-gw).
+fn avoid_vxlan_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    let topology = &plan.topology;
+    let hop = flow
+        .hops
+        .avoid
+        .iter()
+        .find(|h| matches!(h.kind, HopKind::Vxlan { .. }))?;
+    let from = topology.pod(&flow.from)?.node;
+    let Expect::Reach { pods, .. } = &flow.expect else {
+        return None;
+    };
+    let cross_node = !pods.is_empty()
+        && pods
+            .iter()
+            .all(|p| topology.pod(p).is_some_and(|p| p.node != from));
+    let node = topology.nodes.first()?;
+    let Some(Encapsulation::Vxlan { vni, port }) = stack.drivers().network.encapsulation(node)
+    else {
+        return None;
+    };
+    cross_node.then(|| {
+        format!(
+            "the flow is about an unencapsulated node network: it crosses nodes and must avoid VXLAN (hop `{}`, {}:{}), and stack {}'s node network declares VXLAN (VNI {vni}, port {port})",
+            hop.label,
+            plan.file.display(),
+            hop.location,
+            stack.name
+        )
+    })
+}
+
+/// Why a flow's `seenSource`, an address only the builtin drivers give a node (its `cni0`
+/// gateway, its `flannel.1` address), cannot be seen on a Calico stack, which gives its nodes
+/// other addresses (`eth0`'s, the tunnel address).
+fn seen_source_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if !stack.is_calico() {
         return None;
     }
-    if let Some(why) = leaves_unmasqueraded(plan, flow, stack) {
-        return Some(why);
+    let Expect::Reach {
+        seen_source: Some(seen),
+        ..
+    } = &flow.expect
+    else {
+        return None;
+    };
+    let topology = &plan.topology;
+    let (node, what) = topology.nodes.iter().find_map(|n| {
+        if n.bridge.addr.addr() == seen.addr {
+            Some((n, format!("{}'s {} address", n.name, n.bridge.name)))
+        } else {
+            n.network
+                .vxlan
+                .as_ref()
+                .filter(|v| v.addr.addr() == seen.addr)
+                .map(|v| (n, format!("{}'s {} address", n.name, v.name)))
+        }
+    })?;
+    let has = calico::node_addresses(topology, stack.calico_mode(), &node.name);
+    (!has.contains(&seen.addr)).then(|| {
+        format!(
+            "the flow expects seenSource {} ({}:{}), {what} on the builtin stack, which stack {} does not give (its addresses on {} are {})",
+            seen.addr,
+            plan.file.display(),
+            flow.location,
+            stack.name,
+            node.name,
+            has.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Whether interface `name` is what `pattern` names (`cali*`: any interface starting `cali`).
+pub fn iface_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
     }
-    if let Some(why) = source_only_flannel_gives(plan, flow, stack) {
-        return Some(why);
-    }
-    let hops = &flow.hops;
-    hops.forward
-        .iter()
-        .chain(&hops.reply)
-        .find_map(|hop| hop_ignored(plan, hop, stack))
 }
 
 /// Why a flow from a pod to the external host cannot be answered on `stack`: the external
@@ -122,7 +262,7 @@ fn hop_ignored(plan: &Plan, hop: &HopPlan, stack: &Stack) -> Option<String> {
                 .enumerate()
                 .find(|(_, n)| &n.name == netns)?;
             let made = interfaces_on(plan, index, stack);
-            (!made.iter().any(|m| m == iface)).then(|| {
+            (!made.iter().any(|m| iface_matches(iface, m))).then(|| {
                 format!(
                     "hop `{}` ({at}) names {netns}/{iface}, which stack {}'s drivers do not make on {} (they make: {})",
                     hop.label,
@@ -178,9 +318,12 @@ fn interfaces_on(plan: &Plan, index: usize, stack: &Stack) -> Vec<String> {
     let drivers = stack.drivers();
     let mut made = vec![node.eth0.name.clone()];
     made.extend(drivers.attach.node_interfaces(node));
-    // The pods' host sides, as `POD/host-side` hops name them: planned names, which a bound
-    // plan replaces by what the attach reported; an attach that reports none makes none.
-    if drivers.attach.reports_host_side() {
+    // The pods' host sides, as `POD/host-side` hops name them: Calico's `cali...` names, or the
+    // planned ones, which a bound plan replaces by what the attach reported; an attach that
+    // reports none makes none.
+    if stack.attach == AttachLayer::Calico {
+        made.extend(calico::host_veths(&plan.topology, index));
+    } else if drivers.attach.reports_host_side() {
         made.extend(
             plan.topology
                 .pods

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::stack::calico::{CalicoAttach, CalicoMode, CalicoNetwork};
 use netns_runtime::stack::{
     BridgeAttach, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork, ExecSpec,
     FlannelNetwork, NoAttach, NoNetwork,
@@ -28,6 +29,7 @@ use crate::plan::Datapath;
 
 pub mod applies;
 pub mod file;
+pub mod show;
 
 use file::{Layer, LayerSpec, StackFile};
 
@@ -54,6 +56,8 @@ pub struct Stack {
 pub enum AttachLayer {
     /// The CNI bridge plugin's layout with the planned addresses.
     Builtin,
+    /// Calico's CNI plugin with Calico IPAM (builtin; `docs/calico.md`).
+    Calico,
     Exec {
         spec: ExecSpec,
         interfaces: Vec<String>,
@@ -65,6 +69,8 @@ pub enum AttachLayer {
 pub enum NetworkLayer {
     /// flannel, as each case's `cluster.overlay` chooses (VXLAN by default).
     Builtin,
+    /// Calico's node network in one mode (builtin; `docs/calico.md`).
+    Calico(CalicoMode),
     Exec {
         spec: ExecSpec,
         interfaces: Vec<String>,
@@ -148,6 +154,39 @@ impl Stack {
         Ok(stack)
     }
 
+    /// Whether every layer is one of podpath's own drivers (the reference ones or the Calico
+    /// ones): such a stack is deterministic, so it has snapshots ([`Stack::snapshot_name`]).
+    pub fn is_builtin_drivers(&self) -> bool {
+        matches!(self.attach, AttachLayer::Builtin | AttachLayer::Calico)
+            && matches!(
+                self.network,
+                NetworkLayer::Builtin | NetworkLayer::Calico(_)
+            )
+            && matches!(self.proxy, ProxyLayer::Builtin(_))
+            && self.dns == DnsLayer::Builtin
+    }
+
+    /// Whether a layer is Calico's.
+    pub fn is_calico(&self) -> bool {
+        self.attach == AttachLayer::Calico || matches!(self.network, NetworkLayer::Calico(_))
+    }
+
+    /// The Calico mode the stack's pods are attached for: its Calico node network's, routed
+    /// (no tunnel address, the underlay's MTU) otherwise.
+    pub fn calico_mode(&self) -> CalicoMode {
+        match self.network {
+            NetworkLayer::Calico(mode) => mode,
+            _ => CalicoMode::Routed,
+        }
+    }
+
+    /// What a builtin stack other than the reference one puts in its snapshots' names
+    /// (`<case>__<stack>[__<mode>]__<node>.snap`); `None` for the reference stack, whose names
+    /// stay `<case>[__<mode>]__<node>.snap`, and for stacks without snapshots.
+    pub fn snapshot_name(&self) -> Option<&str> {
+        (self.is_builtin_drivers() && !self.is_builtin()).then_some(self.name.as_str())
+    }
+
     /// Whether every layer is builtin (snapshots record the builtin stack only).
     pub fn is_builtin(&self) -> bool {
         self.attach == AttachLayer::Builtin
@@ -161,6 +200,7 @@ impl Stack {
         Drivers {
             attach: match &self.attach {
                 AttachLayer::Builtin => Box::new(BridgeAttach),
+                AttachLayer::Calico => Box::new(CalicoAttach::new(self.calico_mode())),
                 AttachLayer::Exec { spec, interfaces } => Box::new(ExecAttach {
                     spec: spec.clone(),
                     node_interfaces: interfaces.clone(),
@@ -169,6 +209,10 @@ impl Stack {
             },
             network: match &self.network {
                 NetworkLayer::Builtin => Box::new(FlannelNetwork),
+                NetworkLayer::Calico(mode) => Box::new(CalicoNetwork {
+                    mode: *mode,
+                    nat_outgoing: true,
+                }),
                 NetworkLayer::Exec {
                     spec,
                     interfaces,
@@ -196,6 +240,8 @@ impl Stack {
                 NetworkLayer::Builtin => None,
                 NetworkLayer::Exec { masquerade, .. } => Some(*masquerade),
                 NetworkLayer::None => Some(false),
+                // natOutgoing on the default pool.
+                NetworkLayer::Calico(_) => Some(true),
             },
         }
     }
@@ -216,6 +262,10 @@ impl Stack {
                 "stack {}'s pod attach is none: pods get no interface, and `cni0` above is not made",
                 self.name
             )),
+            AttachLayer::Calico => notes.push(format!(
+                "stack {}'s pod attach is Calico's: the pods' addresses, interfaces and routes are the Calico layout below (its IPAM decides them at build, and podpath learns them), not the bridge layout above",
+                self.name
+            )),
         }
         match &self.network {
             NetworkLayer::Builtin => {}
@@ -226,6 +276,10 @@ impl Stack {
             )),
             NetworkLayer::None => notes.push(format!(
                 "stack {}'s node network is none: flannel's objects above are not made, and nothing connects the nodes' pod subnets",
+                self.name
+            )),
+            NetworkLayer::Calico(_) => notes.push(format!(
+                "stack {}'s node network is Calico's: flannel's objects above are not made; the Calico layout below is",
                 self.name
             )),
         }
@@ -494,7 +548,7 @@ impl Checker {
             return AttachLayer::Builtin;
         };
         let Some((driver, at, spec)) =
-            self.driver(layer, "podAttach", &["builtin", "exec", "none"])
+            self.driver(layer, "podAttach", &["builtin", "calico", "exec", "none"])
         else {
             return AttachLayer::Builtin;
         };
@@ -509,10 +563,10 @@ impl Checker {
             }
             other => {
                 self.only_keys(spec, "podAttach", other, &[]);
-                if other == "none" {
-                    AttachLayer::None
-                } else {
-                    AttachLayer::Builtin
+                match other {
+                    "none" => AttachLayer::None,
+                    "calico" => AttachLayer::Calico,
+                    _ => AttachLayer::Builtin,
                 }
             }
         }
@@ -522,9 +576,18 @@ impl Checker {
         let Some(layer) = layer else {
             return NetworkLayer::Builtin;
         };
-        let Some((driver, at, spec)) =
-            self.driver(layer, "nodeNetwork", &["builtin", "exec", "none"])
-        else {
+        let Some((driver, at, spec)) = self.driver(
+            layer,
+            "nodeNetwork",
+            &[
+                "builtin",
+                "calico-routed",
+                "calico-vxlan",
+                "calico-ipip",
+                "exec",
+                "none",
+            ],
+        ) else {
             return NetworkLayer::Builtin;
         };
         match driver.as_str() {
@@ -592,10 +655,12 @@ impl Checker {
             }
             other => {
                 self.only_keys(spec, "nodeNetwork", other, &[]);
-                if other == "none" {
-                    NetworkLayer::None
-                } else {
-                    NetworkLayer::Builtin
+                match other {
+                    "none" => NetworkLayer::None,
+                    "calico-routed" => NetworkLayer::Calico(CalicoMode::Routed),
+                    "calico-vxlan" => NetworkLayer::Calico(CalicoMode::Vxlan),
+                    "calico-ipip" => NetworkLayer::Calico(CalicoMode::Ipip),
+                    _ => NetworkLayer::Builtin,
                 }
             }
         }
@@ -742,7 +807,7 @@ mod tests {
         for (text, want) in [
             (
                 "podAttach: cni\n",
-                "s.yaml:1:12: unknown podAttach driver `cni`: expected builtin, exec, none",
+                "s.yaml:1:12: unknown podAttach driver `cni`: expected builtin, calico, exec, none",
             ),
             (
                 "nodeNetwork: { driver: exec }\n",

@@ -18,6 +18,7 @@ use crate::tool::ToolError;
 use crate::topology::{Node, Pod, Topology};
 
 pub mod attach;
+pub mod calico;
 pub mod exec;
 pub mod network;
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::stack::{
-    BridgeAttach, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork, ExecSpec,
-    FlannelNetwork, NoAttach, NoNetwork,
+    BridgeAttach, CniAttach, ConfList, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork,
+    ExecSpec, FlannelNetwork, NoAttach, NoNetwork,
 };
 use serde_saphyr::Spanned;
 
@@ -56,6 +56,13 @@ pub enum AttachLayer {
     Builtin,
     Exec {
         spec: ExecSpec,
+        interfaces: Vec<String>,
+    },
+    /// A CNI runtime running a conflist's plugins (`netns_runtime::stack::cni`).
+    Cni {
+        conflist: ConfList,
+        bin_dirs: Vec<PathBuf>,
+        timeout: Duration,
         interfaces: Vec<String>,
     },
     None,
@@ -165,6 +172,17 @@ impl Stack {
                     spec: spec.clone(),
                     node_interfaces: interfaces.clone(),
                 }),
+                AttachLayer::Cni {
+                    conflist,
+                    bin_dirs,
+                    timeout,
+                    interfaces,
+                } => Box::new(CniAttach::new(
+                    conflist.clone(),
+                    bin_dirs.clone(),
+                    *timeout,
+                    interfaces.clone(),
+                )),
                 AttachLayer::None => Box::new(NoAttach),
             },
             network: match &self.network {
@@ -209,6 +227,11 @@ impl Stack {
             AttachLayer::Builtin => {}
             AttachLayer::Exec { .. } => notes.push(format!(
                 "not known before the build: every pod's address, MAC and host-side interface (`host veth` above is what the builtin attach would choose); stack {}'s pod attach ({}) decides them, podpath learns them from its results and plans endpoints, proxy tables, DNS records and flow targets again from them. A pod's fixed `ip:` is passed on (PODPATH_IP).",
+                self.name,
+                drivers.attach.name()
+            )),
+            AttachLayer::Cni { .. } => notes.push(format!(
+                "not known before the build: every pod's address, MAC and host-side interface (`host veth` above is what the builtin attach would choose); stack {}'s pod attach ({}) decides them, podpath learns them from the final CNI result and plans endpoints, proxy tables, DNS records and flow targets again from them. A pod's fixed `ip:` is passed on as runtimeConfig.ips where a plugin declares the `ips` capability.",
                 self.name,
                 drivers.attach.name()
             )),
@@ -397,7 +420,9 @@ impl Checker {
 
     /// Reports every key of `spec` that `driver` does not take.
     fn only_keys(&mut self, spec: &LayerSpec, key: &str, driver: &str, allowed: &[&str]) {
-        let present: [(&str, Option<serde_saphyr::Location>); 8] = [
+        let present: [(&str, Option<serde_saphyr::Location>); 10] = [
+            ("conflist", spec.conflist.as_ref().map(|v| v.referenced)),
+            ("binDir", spec.bin_dir.as_ref().map(|v| v.referenced)),
             ("command", spec.command.as_ref().map(|v| v.referenced)),
             ("timeout", spec.timeout.as_ref().map(|v| v.referenced)),
             (
@@ -494,11 +519,22 @@ impl Checker {
             return AttachLayer::Builtin;
         };
         let Some((driver, at, spec)) =
-            self.driver(layer, "podAttach", &["builtin", "exec", "none"])
+            self.driver(layer, "podAttach", &["builtin", "exec", "cni", "none"])
         else {
             return AttachLayer::Builtin;
         };
         match driver.as_str() {
+            "cni" => {
+                self.only_keys(
+                    spec,
+                    "podAttach",
+                    "cni",
+                    &["conflist", "binDir", "timeout", "interfaces"],
+                );
+                let interfaces = self.interfaces(spec);
+                self.cni(spec, at, interfaces)
+                    .unwrap_or(AttachLayer::Builtin)
+            }
             "exec" => {
                 self.only_keys(spec, "podAttach", "exec", EXEC_KEYS);
                 let interfaces = self.interfaces(spec);
@@ -516,6 +552,54 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// The `cni` pod attach: its conflist read and checked now, so a bad one stops the run
+    /// before anything is built.
+    fn cni(
+        &mut self,
+        spec: &LayerSpec,
+        at: serde_saphyr::Location,
+        interfaces: Vec<String>,
+    ) -> Option<AttachLayer> {
+        let timeout = match &spec.timeout {
+            Some(t) => parse_duration(&t.value)
+                .map_err(|e| self.found.error(t.referenced, e))
+                .ok()?,
+            None => DEFAULT_EXEC_TIMEOUT,
+        };
+        let bin_dirs: Vec<PathBuf> = match &spec.bin_dir {
+            Some(dirs) if !dirs.value.is_empty() => {
+                dirs.value.iter().map(|d| self.dir.join(&d.value)).collect()
+            }
+            Some(dirs) => {
+                self.found.error(dirs.referenced, "`binDir` is empty");
+                return None;
+            }
+            None => {
+                self.found.error(
+                    at,
+                    "the cni podAttach driver needs `binDir` (a list of plugin directories)",
+                );
+                return None;
+            }
+        };
+        let Some(file) = &spec.conflist else {
+            self.found.error(
+                at,
+                "the cni podAttach driver needs `conflist` (a network configuration list file)",
+            );
+            return None;
+        };
+        let conflist = ConfList::load(&self.dir.join(&file.value))
+            .map_err(|e| self.found.error(file.referenced, e))
+            .ok()?;
+        Some(AttachLayer::Cni {
+            conflist,
+            bin_dirs,
+            timeout,
+            interfaces,
+        })
     }
 
     fn network(&mut self, layer: Option<&Spanned<Layer>>) -> NetworkLayer {
@@ -741,8 +825,8 @@ mod tests {
     fn every_mistake_is_located() {
         for (text, want) in [
             (
-                "podAttach: cni\n",
-                "s.yaml:1:12: unknown podAttach driver `cni`: expected builtin, exec, none",
+                "podAttach: cnii\n",
+                "s.yaml:1:12: unknown podAttach driver `cnii`: expected builtin, exec, cni, none",
             ),
             (
                 "nodeNetwork: { driver: exec }\n",

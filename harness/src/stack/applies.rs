@@ -9,7 +9,7 @@ use netns_runtime::stack::Encapsulation;
 
 use crate::plan::hops::{HopKind, HopPlan};
 use crate::plan::{FlowPlan, Plan};
-use crate::stack::{DnsLayer, NetworkLayer, Stack};
+use crate::stack::{AttachLayer, DnsLayer, NetworkLayer, Stack};
 
 /// Whether the case chose the builtin node network `none` (`cluster.overlay: none`): nodes
 /// whose pods the others cannot reach.
@@ -28,6 +28,17 @@ pub fn run_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
         return Some(format!(
             "the case is about nodes that nothing connects (`cluster.overlay: none`), and stack {}'s node network connects them",
             stack.name
+        ));
+    }
+    if let AttachLayer::Cni { conflist, .. } = &stack.attach
+        && !conflist.declares("ips")
+        && let Some(pod) = plan.topology.pods.iter().find(|p| p.requested_ip.is_some())
+    {
+        return Some(format!(
+            "the case fixes pod {}'s address, and no plugin of stack {}'s conflist {} declares the `ips` capability a runtime passes it by",
+            pod.name,
+            stack.name,
+            conflist.file.display()
         ));
     }
     None

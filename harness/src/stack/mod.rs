@@ -570,7 +570,16 @@ impl Checker {
         };
         let bin_dirs: Vec<PathBuf> = match &spec.bin_dir {
             Some(dirs) if !dirs.value.is_empty() => {
-                dirs.value.iter().map(|d| self.dir.join(&d.value)).collect()
+                // `{impl}` is podpath's cache of built implementations
+                // (`implementations::cache_dir`), where scripts/setup puts the upstream plugins.
+                dirs.value
+                    .iter()
+                    .map(|d| match d.value.strip_prefix("{impl}") {
+                        Some(rest) => crate::implementations::cache_dir()
+                            .join(rest.trim_start_matches('/')),
+                        None => self.dir.join(&d.value),
+                    })
+                    .collect()
             }
             Some(dirs) => {
                 self.found.error(dirs.referenced, "`binDir` is empty");

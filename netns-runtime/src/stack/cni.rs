@@ -142,6 +142,15 @@ impl ConfList {
     }
 }
 
+impl ConfList {
+    /// Whether a plugin of the list declares `capability` (`ips`, `portMappings`, `mac`).
+    pub fn declares(&self, capability: &str) -> bool {
+        self.plugins.iter().any(|p| {
+            p.get("capabilities").and_then(|c| c.get(capability)) == Some(&Value::Bool(true))
+        })
+    }
+}
+
 fn plugin_type(p: &Value) -> &str {
     p.get("type").and_then(Value::as_str).unwrap_or("?")
 }

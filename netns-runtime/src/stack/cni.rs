@@ -497,6 +497,18 @@ impl CniAttach {
             conf.entry("dataDir").or_insert_with(|| {
                 Value::String(node_dir.join("flannel/data").display().to_string())
             });
+            // flannel builds its delegate's host-local IPAM from its own `ipam`: the node's
+            // private dataDir goes there, or host-local would use /var/lib/cni/networks.
+            if let Value::Object(ipam) = conf
+                .entry("ipam")
+                .or_insert_with(|| Value::Object(Map::new()))
+                && !ipam.contains_key("dataDir")
+            {
+                ipam.insert(
+                    "dataDir".into(),
+                    Value::String(node_dir.join("host-local").display().to_string()),
+                );
+            }
         }
         Value::Object(conf)
     }

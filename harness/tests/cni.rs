@@ -75,8 +75,14 @@ fn main() -> ExitCode {
         ),
         Trial::test("a_crashing_plugin_fails_the_run_saying_why", fake_crash),
         Trial::test("a_hanging_plugin_is_killed_after_its_timeout", fake_hang),
-        Trial::test("a_plugin_printing_a_non_result_fails_the_run", fake_non_result),
-        Trial::test("a_cni_error_is_shown_with_code_msg_and_details", fake_cni_error),
+        Trial::test(
+            "a_plugin_printing_a_non_result_fails_the_run",
+            fake_non_result,
+        ),
+        Trial::test(
+            "a_cni_error_is_shown_with_code_msg_and_details",
+            fake_cni_error,
+        ),
         Trial::test(
             "an_address_outside_the_nodes_range_fails_the_run",
             fake_outside_range,
@@ -84,6 +90,10 @@ fn main() -> ExitCode {
         Trial::test(
             "a_plugin_exiting_0_without_a_result_fails_the_run",
             fake_no_result,
+        ),
+        Trial::test(
+            "a_failing_del_is_reported_and_teardown_continues",
+            fake_del_fails,
         ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
@@ -253,7 +263,9 @@ fn debian_ptp() -> Outcome {
             "cross-node-vxlan::udp",
             "clusterip::iptables::cross-node",
         ],
-        &["ignored cross-node-vxlan::tcp: hop `node1/cni0 in` (cases/cross-node-vxlan.yaml:23:11) names node1/cni0, which stack cni-debian-ptp's drivers do not make on node1"],
+        &[
+            "ignored cross-node-vxlan::tcp: hop `node1/cni0 in` (cases/cross-node-vxlan.yaml:23:11) names node1/cni0, which stack cni-debian-ptp's drivers do not make on node1",
+        ],
     )
 }
 
@@ -275,7 +287,9 @@ fn flannel() -> Outcome {
         &cases,
         (19, 0, 5),
         &["same-node::tcp", "cross-node-vxlan::tcp"],
-        &["ignored three-nodes::by-address: the case fixes pod web-2's address, and no plugin of stack cni-flannel's conflist"],
+        &[
+            "ignored three-nodes::by-address: the case fixes pod web-2's address, and no plugin of stack cni-flannel's conflist",
+        ],
     )
 }
 
@@ -294,19 +308,25 @@ fn stack_with(name: &str, conflist: &str, extra: &str) -> PathBuf {
 }
 
 fn version_lacking() -> Outcome {
-    let list = std::fs::read_to_string(workspace().join("harness/stacks/cni-debian-bridge.conflist"))
-        .unwrap()
-        .replace("\"1.0.0\"", "\"1.1.0\"");
+    let list =
+        std::fs::read_to_string(workspace().join("harness/stacks/cni-debian-bridge.conflist"))
+            .unwrap()
+            .replace("\"1.0.0\"", "\"1.1.0\"");
     let stack = stack_with("version", &list, "");
     let before = host_state();
-    let out = run(&stack, &["cases/same-node.yaml"], &scratch("version-reports"));
+    let out = run(
+        &stack,
+        &["cases/same-node.yaml"],
+        &scratch("version-reports"),
+    );
     let (stdout, stderr) = text(&out);
     if no_sandbox(&out) {
         return Ok(());
     }
     let all = format!("{stdout}{stderr}");
     check(!out.status.success(), || format!("it passed:\n{all}"))?;
-    let want = "plugin bridge supports 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0; the list says 1.1.0";
+    let want =
+        "plugin bridge supports 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0; the list says 1.1.0";
     check(all.contains(want), || format!("missing {want:?}:\n{all}"))?;
     check(before == host_state(), || "the host changed".into())?;
     let _ = std::fs::remove_dir_all(stack.parent().unwrap());
@@ -317,6 +337,18 @@ fn version_lacking() -> Outcome {
 /// succeeds at DEL, and does `add` at ADD; the run on same-node must fail within `limit`
 /// saying every one of `want`, DEL must have been attempted, and the host be untouched.
 fn fake(name: &str, add: &str, extra: &str, limit: Duration, want: &[&str]) -> Outcome {
+    fake_with(name, add, "exit 0", extra, limit, want)
+}
+
+/// Like [`fake`], with `del` done at DEL.
+fn fake_with(
+    name: &str,
+    add: &str,
+    del: &str,
+    extra: &str,
+    limit: Duration,
+    want: &[&str],
+) -> Outcome {
     let list = r#"{"name":"fakenet","cniVersion":"1.0.0","plugins":[{"type":"fake"}]}"#;
     let stack = stack_with(name, list, extra);
     let dir = stack.parent().unwrap().to_path_buf();
@@ -326,7 +358,7 @@ fn fake(name: &str, add: &str, extra: &str, limit: Duration, want: &[&str]) -> O
         &dir.join("plugins"),
         "fake",
         &format!(
-            "#!/bin/sh\necho \"$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME\" >> {log}\ncase \"$CNI_COMMAND\" in\n  VERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}'; exit 0 ;;\n  DEL) exit 0 ;;\nesac\n{add}\n",
+            "#!/bin/sh\necho \"$CNI_COMMAND $CNI_CONTAINERID $CNI_IFNAME\" >> {log}\ncase \"$CNI_COMMAND\" in\n  VERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}'; exit 0 ;;\n  DEL) {del} ;;\nesac\n{add}\n",
             log = log.display()
         ),
         true,
@@ -341,14 +373,17 @@ fn fake(name: &str, add: &str, extra: &str, limit: Duration, want: &[&str]) -> O
     }
     let all = format!("{stdout}{stderr}");
     check(!out.status.success(), || format!("it passed:\n{all}"))?;
-    check(took < limit, || format!("it took {took:?}, more than {limit:?}:\n{all}"))?;
+    check(took < limit, || {
+        format!("it took {took:?}, more than {limit:?}:\n{all}")
+    })?;
     for w in want {
         check(all.contains(w), || format!("missing {w:?}:\n{all}"))?;
     }
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
-    check(calls.contains("ADD podpath-") && calls.contains("DEL podpath-"), || {
-        format!("ADD then DEL were not both called:\n{calls}")
-    })?;
+    check(
+        calls.contains("ADD podpath-") && calls.contains("DEL podpath-"),
+        || format!("ADD then DEL were not both called:\n{calls}"),
+    )?;
     let after = host_state();
     check(before == after, || {
         format!("the host changed:\nbefore:\n{before}\nafter:\n{after}")
@@ -378,7 +413,10 @@ fn fake_hang() -> Outcome {
         "echo 'fake: waiting for a lock' >&2\nsleep 60",
         "  timeout: 1s\n",
         Duration::from_secs(20),
-        &[FAKE, "for pod client, CNI_COMMAND=ADD: killed after 1s without finishing"],
+        &[
+            FAKE,
+            "for pod client, CNI_COMMAND=ADD: killed after 1s without finishing",
+        ],
     )
 }
 
@@ -431,6 +469,21 @@ fn fake_no_result() -> Outcome {
         &[
             FAKE,
             "for pod client, CNI_COMMAND=ADD: it exited 0 but printed no result",
+        ],
+    )
+}
+
+fn fake_del_fails() -> Outcome {
+    fake_with(
+        "del-fails",
+        "echo '{\"code\":7,\"msg\":\"invalid network config\"}'\nexit 1",
+        "echo 'fake: cannot release 10.244.1.2' >&2; exit 1",
+        "",
+        Duration::from_secs(20),
+        &[
+            "for pod client, CNI_COMMAND=ADD: exit code 1; CNI error 7: invalid network config",
+            "podpath: teardown: pod attach `CNI plugin fake (",
+            "for pod client, CNI_COMMAND=DEL: exit code 1; its stderr:\nfake: cannot release 10.244.1.2",
         ],
     )
 }

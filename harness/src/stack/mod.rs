@@ -575,8 +575,9 @@ impl Checker {
                 dirs.value
                     .iter()
                     .map(|d| match d.value.strip_prefix("{impl}") {
-                        Some(rest) => crate::implementations::cache_dir()
-                            .join(rest.trim_start_matches('/')),
+                        Some(rest) => {
+                            crate::implementations::cache_dir().join(rest.trim_start_matches('/'))
+                        }
                         None => self.dir.join(&d.value),
                     })
                     .collect()

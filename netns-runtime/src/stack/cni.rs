@@ -71,8 +71,7 @@ impl ConfList {
     /// Like [`ConfList::load`], from text.
     pub fn parse(path: &Path, text: &str) -> Result<ConfList, String> {
         let bad = |what: String| format!("conflist {}: {what}", path.display());
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
         let obj = value
             .as_object()
             .ok_or_else(|| bad("not a JSON object".into()))?;
@@ -213,11 +212,9 @@ impl Placeholders {
                 Value::String(out)
             }
             Value::Array(a) => Value::Array(a.iter().map(|x| self.expand(x)).collect()),
-            Value::Object(o) => Value::Object(
-                o.iter()
-                    .map(|(k, x)| (k.clone(), self.expand(x)))
-                    .collect(),
-            ),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, x)| (k.clone(), self.expand(x))).collect())
+            }
             other => other.clone(),
         }
     }
@@ -285,7 +282,13 @@ struct Runner {
 impl Runner {
     /// Runs `binary` for `command` with `config` on stdin in the node's namespace; its
     /// standard output when it exits 0.
-    fn call(&self, binary: &Path, ptype: &str, command: &str, config: &Value) -> Result<String, DriverError> {
+    fn call(
+        &self,
+        binary: &Path,
+        ptype: &str,
+        command: &str,
+        config: &Value,
+    ) -> Result<String, DriverError> {
         let err = |problem: String| DriverError::Exec {
             layer: "pod attach",
             program: format!("CNI plugin {ptype} ({})", binary.display()),
@@ -296,21 +299,25 @@ impl Runner {
             .map_err(|e| err(format!("opening {}: {e}", self.node_netns.display())))?;
         let mut c = command_in(&ns, binary);
         c.env_clear()
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .envs(&self.env)
             .env("CNI_COMMAND", command)
             .current_dir("/");
         let stdin = serde_json::to_vec(config).expect("a JSON value serialises");
         let program = binary.display().to_string();
-        let done = tool::run_command(c, &program, &[], Some(&stdin), self.timeout).map_err(|e| {
-            err(match e {
-                ToolError::Timeout { timeout, .. } => {
-                    format!("killed after {timeout:?} without finishing")
-                }
-                ToolError::Spawn { source, .. } => format!("could not start: {source}"),
-                other => other.to_string(),
-            })
-        })?;
+        let done =
+            tool::run_command(c, &program, &[], Some(&stdin), self.timeout).map_err(|e| {
+                err(match e {
+                    ToolError::Timeout { timeout, .. } => {
+                        format!("killed after {timeout:?} without finishing")
+                    }
+                    ToolError::Spawn { source, .. } => format!("could not start: {source}"),
+                    other => other.to_string(),
+                })
+            })?;
         if done.code != Some(0) {
             return Err(err(format!(
                 "{}{}{}",
@@ -351,7 +358,13 @@ fn cni_error(stdout: &str) -> String {
 fn container_id(prefix: &str, pod: &str) -> String {
     let raw = format!("podpath-{prefix}{pod}");
     raw.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -401,7 +414,13 @@ impl CniAttach {
 
     /// VERSION, once per binary: the list's version must be one it supports.
     fn negotiate(&self, runner: &Runner, binary: &Path, ptype: &str) -> Result<(), DriverError> {
-        let known = self.state.versions.lock().expect("poisoned").get(binary).cloned();
+        let known = self
+            .state
+            .versions
+            .lock()
+            .expect("poisoned")
+            .get(binary)
+            .cloned();
         let supported = match known {
             Some(s) => s,
             None => {
@@ -420,7 +439,11 @@ impl CniAttach {
                 let s: Vec<String> = v
                     .get("supportedVersions")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 self.state
                     .versions
@@ -530,9 +553,7 @@ impl CniAttach {
             dir.join("subnet.env"),
             format!(
                 "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}\nFLANNEL_MTU={}\nFLANNEL_IPMASQ={masq}\n",
-                topology.cluster_cidr,
-                node.bridge.addr,
-                node.bridge.mtu
+                topology.cluster_cidr, node.bridge.addr, node.bridge.mtu
             ),
         )
     }
@@ -623,10 +644,9 @@ impl PodAttach for CniAttach {
             let conf = self.plugin_config(&places.expand(p), &node_dir, pod, node);
             plugins.push((conf, binary));
         }
-        let cache_file = node_dir.join("results").join(format!(
-            "{}-{id}-{IFNAME}",
-            self.conflist.name
-        ));
+        let cache_file = node_dir
+            .join("results")
+            .join(format!("{}-{id}-{IFNAME}", self.conflist.name));
         // Recorded before the first ADD, so DEL is attempted whatever becomes of it.
         self.state.pods.lock().expect("poisoned").push(PodRecord {
             runner: runner.clone(),
@@ -637,7 +657,12 @@ impl PodAttach for CniAttach {
         for (conf, binary) in &plugins {
             let ptype = plugin_type(conf).to_string();
             self.negotiate(&runner, binary, &ptype)?;
-            let out = runner.call(binary, &ptype, "ADD", &CniAttach::with_prev(conf, prev.as_ref()))?;
+            let out = runner.call(
+                binary,
+                &ptype,
+                "ADD",
+                &CniAttach::with_prev(conf, prev.as_ref()),
+            )?;
             let bad = |problem: String| DriverError::Exec {
                 layer: "pod attach",
                 program: format!("CNI plugin {ptype} ({})", binary.display()),
@@ -654,17 +679,26 @@ impl PodAttach for CniAttach {
                 ))
             })?;
             if !result.is_object() {
-                return Err(bad(format!("its output is not a JSON object: {}", out.trim())));
+                return Err(bad(format!(
+                    "its output is not a JSON object: {}",
+                    out.trim()
+                )));
             }
             prev = Some(result);
         }
         let result = prev.expect("a list has at least one plugin");
-        let last = plugins.last().map(|(c, _)| plugin_type(c).to_string()).unwrap_or_default();
+        let last = plugins
+            .last()
+            .map(|(c, _)| plugin_type(c).to_string())
+            .unwrap_or_default();
         let last_bin = plugins.last().map(|(_, b)| b.clone()).unwrap_or_default();
         let bad_result = |problem: String| DriverError::Exec {
             layer: "pod attach",
             program: format!("CNI plugin {last} ({})", last_bin.display()),
-            subject: format!("pod {}, CNI_COMMAND=ADD (the list's final result)", pod.name),
+            subject: format!(
+                "pod {}, CNI_COMMAND=ADD (the list's final result)",
+                pod.name
+            ),
             problem,
         };
         let cached = json!({
@@ -681,10 +715,19 @@ impl PodAttach for CniAttach {
             "cniArgs": runner.env["CNI_ARGS"].split(';').filter_map(|kv| kv.split_once('=')).map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
             "result": result,
         });
-        std::fs::write(&cache_file, serde_json::to_vec_pretty(&cached).unwrap_or_default())
-            .map_err(|e| generic(format!("caching the result in {}: {e}", cache_file.display())))?;
+        std::fs::write(
+            &cache_file,
+            serde_json::to_vec_pretty(&cached).unwrap_or_default(),
+        )
+        .map_err(|e| {
+            generic(format!(
+                "caching the result in {}: {e}",
+                cache_file.display()
+            ))
+        })?;
         let text = result.to_string();
-        let a = parse_result_with(&text, &pod.name, IFNAME, &self.interfaces).map_err(&bad_result)?;
+        let a =
+            parse_result_with(&text, &pod.name, IFNAME, &self.interfaces).map_err(&bad_result)?;
         if !node.pod_cidr.contains(&a.addr.addr()) {
             return Err(bad_result(format!(
                 "it gave address {}, outside node {}'s pod range {}",
@@ -703,7 +746,12 @@ impl PodAttach for CniAttach {
         if !self.conflist.disable_check && has_check(&self.conflist.cni_version) {
             for (conf, binary) in &plugins {
                 let ptype = plugin_type(conf).to_string();
-                runner.call(binary, &ptype, "CHECK", &CniAttach::with_prev(conf, Some(&result)))?;
+                runner.call(
+                    binary,
+                    &ptype,
+                    "CHECK",
+                    &CniAttach::with_prev(conf, Some(&result)),
+                )?;
             }
         }
         Ok(Some(a))
@@ -765,15 +813,36 @@ mod tests {
         assert!(l.disable_check && !l.disable_gc);
         for (text, want) in [
             ("nope", "not JSON"),
-            (r#"{"cniVersion":"1.0.0","plugins":[{"type":"a"}]}"#, "no `name`"),
-            (r#"{"name":"n","cniVersion":"9.9.9","plugins":[{"type":"a"}]}"#, "9.9.9 is not one"),
-            (r#"{"name":"n","cniVersion":"1.0.0","type":"bridge"}"#, "no `plugins`"),
-            (r#"{"name":"n","cniVersion":"1.0.0","plugins":[]}"#, "`plugins` is empty"),
-            (r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"x":1}]}"#, "plugin 0 has no `type`"),
-            (r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"type":"a","b":"{podCidr}"}]}"#, "placeholder {podCidr}"),
+            (
+                r#"{"cniVersion":"1.0.0","plugins":[{"type":"a"}]}"#,
+                "no `name`",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"9.9.9","plugins":[{"type":"a"}]}"#,
+                "9.9.9 is not one",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","type":"bridge"}"#,
+                "no `plugins`",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[]}"#,
+                "`plugins` is empty",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"x":1}]}"#,
+                "plugin 0 has no `type`",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"type":"a","b":"{podCidr}"}]}"#,
+                "placeholder {podCidr}",
+            ),
         ] {
             let e = parse(text).unwrap_err();
-            assert!(e.starts_with("conflist x.conflist: ") && e.contains(want), "{text}: {e}");
+            assert!(
+                e.starts_with("conflist x.conflist: ") && e.contains(want),
+                "{text}: {e}"
+            );
         }
     }
 
@@ -784,7 +853,10 @@ mod tests {
             ("mtu", "1450".to_string()),
         ]));
         let v = p.expand(&json!({"a":"{mtu}","r":[[{"subnet":"{podCIDR}"}]],"s":"x{mtu}"}));
-        assert_eq!(v, json!({"a":1450,"r":[[{"subnet":"10.244.1.0/24"}]],"s":"x1450"}));
+        assert_eq!(
+            v,
+            json!({"a":1450,"r":[[{"subnet":"10.244.1.0/24"}]],"s":"x1450"})
+        );
     }
 
     #[test]

@@ -95,6 +95,7 @@ fn main() -> ExitCode {
             "a_failing_del_is_reported_and_teardown_continues",
             fake_del_fails,
         ),
+        Trial::test("a_failing_check_fails_the_build", fake_check_fails),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     let _ = std::fs::remove_dir(
@@ -484,6 +485,27 @@ fn fake_del_fails() -> Outcome {
             "for pod client, CNI_COMMAND=ADD: exit code 1; CNI error 7: invalid network config",
             "podpath: teardown: pod attach `CNI plugin fake (",
             "for pod client, CNI_COMMAND=DEL: exit code 1; its stderr:\nfake: cannot release 10.244.1.2",
+        ],
+    )
+}
+
+/// ADD attaches the pod for real (a veth with an address); CHECK then says it is broken.
+fn fake_check_fails() -> Outcome {
+    fake(
+        "check-fails",
+        r#"if [ "$CNI_COMMAND" = CHECK ]; then
+  echo '{"code":100,"msg":"eth0 lost its address"}'; exit 1
+fi
+ns=$(basename "$CNI_NETNS")
+ip link add "h$$" type veth peer name "$CNI_IFNAME" netns "$ns" >&2
+ip -n "$ns" addr add 10.244.1.77/24 dev "$CNI_IFNAME" >&2
+ip -n "$ns" link set "$CNI_IFNAME" up >&2
+echo '{"cniVersion":"1.0.0","interfaces":[{"name":"'h$$'"},{"name":"'$CNI_IFNAME'","sandbox":"'$CNI_NETNS'"}],"ips":[{"address":"10.244.1.77/24","interface":1}]}'"#,
+        "",
+        Duration::from_secs(20),
+        &[
+            FAKE,
+            "for pod client, CNI_COMMAND=CHECK: exit code 1; CNI error 100: eth0 lost its address",
         ],
     )
 }

@@ -430,9 +430,9 @@ fn unknown_key() -> Outcome {
 fn bad_driver() -> Outcome {
     rejected(
         "bad-driver",
-        "name: cni\npodAttach: cni\n",
+        "name: weave\npodAttach: weave\n",
         "2:12",
-        "unknown podAttach driver `cni`: expected builtin, exec, none",
+        "unknown podAttach driver `weave`: expected builtin, calico, exec, cni, none",
     )
 }
 

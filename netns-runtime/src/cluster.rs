@@ -21,7 +21,7 @@ use crate::proxy::ServiceTable;
 use crate::proxy::driver::{ProxyError, ServiceProxy};
 use crate::resolver::{self, Resolution, ResolvConf};
 use crate::stack::{
-    Attachment, DnsDriver, DriverError, Drivers, NodeContext, PodContext, RuleTable,
+    Attachment, Detach, DnsDriver, DriverError, Drivers, NodeContext, PodContext, RuleTable,
 };
 use crate::tool::Finished;
 use crate::topology::{Listener, Mac, Node, Proto, Topology};
@@ -101,6 +101,8 @@ pub struct Cluster {
     attachments: Vec<Option<Attachment>>,
     /// Per node, the interfaces its drivers said they make, which observation captures.
     node_interfaces: Vec<NodeInterfaces>,
+    /// What undoes the pod attach's work before the namespaces go (a CNI DEL).
+    detacher: Option<Arc<dyn Detach>>,
 }
 
 /// The interfaces a node's drivers declared they make on it.
@@ -198,6 +200,7 @@ impl Cluster {
             prefix,
             attachments: parts.attachments,
             node_interfaces,
+            detacher: drivers.attach.detacher(),
         };
         result?;
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
@@ -528,6 +531,9 @@ impl Cluster {
         drop(self.echo.take());
         drop(self.dns.take());
         let mut errors = Vec::new();
+        if let Some(d) = self.detacher.take() {
+            errors.extend(d.detach_all().into_iter().map(io::Error::other));
+        }
         for dir in self.etc_dirs.drain(..) {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 errors.push(e);
@@ -559,6 +565,13 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A cluster dropped without `teardown` (a failed build): the attach's undoing (CNI
+        // DEL) is still reported.
+        if let Some(d) = self.detacher.take() {
+            for e in d.detach_all() {
+                eprintln!("podpath: teardown: {e}");
+            }
+        }
         let _ = self.take_down();
     }
 }

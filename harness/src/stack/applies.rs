@@ -47,6 +47,17 @@ pub fn run_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
             stack.name
         ));
     }
+    if let AttachLayer::Cni { conflist, .. } = &stack.attach
+        && !conflist.declares("ips")
+        && let Some(pod) = plan.topology.pods.iter().find(|p| p.requested_ip.is_some())
+    {
+        return Some(format!(
+            "the case fixes pod {}'s address, and no plugin of stack {}'s conflist {} declares the `ips` capability a runtime passes it by",
+            pod.name,
+            stack.name,
+            conflist.file.display()
+        ));
+    }
     None
 }
 

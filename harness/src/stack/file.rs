@@ -49,6 +49,11 @@ pub struct LayerSpec {
     pub encapsulation: Option<Spanned<EncapsulationSpec>>,
     /// `builtin` service proxy: the modes it runs in (default: what each case asks for).
     pub modes: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `cni` pod attach: the network configuration list (relative to the stack file).
+    pub conflist: Option<Spanned<String>>,
+    /// `cni` pod attach: the directories plugins are found in (relative to the stack file).
+    #[serde(rename = "binDir")]
+    pub bin_dir: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// An encapsulation: `{ vxlan: { vni: 1, port: 8472 } }`.

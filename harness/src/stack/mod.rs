@@ -19,8 +19,8 @@ use std::time::Duration;
 use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::stack::calico::{CalicoAttach, CalicoMode, CalicoNetwork};
 use netns_runtime::stack::{
-    BridgeAttach, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork, ExecSpec,
-    FlannelNetwork, NoAttach, NoNetwork,
+    BridgeAttach, CniAttach, ConfList, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork,
+    ExecSpec, FlannelNetwork, NoAttach, NoNetwork,
 };
 use serde_saphyr::Spanned;
 
@@ -60,6 +60,13 @@ pub enum AttachLayer {
     Calico,
     Exec {
         spec: ExecSpec,
+        interfaces: Vec<String>,
+    },
+    /// A CNI runtime running a conflist's plugins (`netns_runtime::stack::cni`).
+    Cni {
+        conflist: ConfList,
+        bin_dirs: Vec<PathBuf>,
+        timeout: Duration,
         interfaces: Vec<String>,
     },
     None,
@@ -205,6 +212,17 @@ impl Stack {
                     spec: spec.clone(),
                     node_interfaces: interfaces.clone(),
                 }),
+                AttachLayer::Cni {
+                    conflist,
+                    bin_dirs,
+                    timeout,
+                    interfaces,
+                } => Box::new(CniAttach::new(
+                    conflist.clone(),
+                    bin_dirs.clone(),
+                    *timeout,
+                    interfaces.clone(),
+                )),
                 AttachLayer::None => Box::new(NoAttach),
             },
             network: match &self.network {
@@ -255,6 +273,11 @@ impl Stack {
             AttachLayer::Builtin => {}
             AttachLayer::Exec { .. } => notes.push(format!(
                 "not known before the build: every pod's address, MAC and host-side interface (`host veth` above is what the builtin attach would choose); stack {}'s pod attach ({}) decides them, podpath learns them from its results and plans endpoints, proxy tables, DNS records and flow targets again from them. A pod's fixed `ip:` is passed on (PODPATH_IP).",
+                self.name,
+                drivers.attach.name()
+            )),
+            AttachLayer::Cni { .. } => notes.push(format!(
+                "not known before the build: every pod's address, MAC and host-side interface (`host veth` above is what the builtin attach would choose); stack {}'s pod attach ({}) decides them, podpath learns them from the final CNI result and plans endpoints, proxy tables, DNS records and flow targets again from them. A pod's fixed `ip:` is passed on as runtimeConfig.ips where a plugin declares the `ips` capability.",
                 self.name,
                 drivers.attach.name()
             )),
@@ -451,7 +474,9 @@ impl Checker {
 
     /// Reports every key of `spec` that `driver` does not take.
     fn only_keys(&mut self, spec: &LayerSpec, key: &str, driver: &str, allowed: &[&str]) {
-        let present: [(&str, Option<serde_saphyr::Location>); 8] = [
+        let present: [(&str, Option<serde_saphyr::Location>); 10] = [
+            ("conflist", spec.conflist.as_ref().map(|v| v.referenced)),
+            ("binDir", spec.bin_dir.as_ref().map(|v| v.referenced)),
             ("command", spec.command.as_ref().map(|v| v.referenced)),
             ("timeout", spec.timeout.as_ref().map(|v| v.referenced)),
             (
@@ -547,12 +572,25 @@ impl Checker {
         let Some(layer) = layer else {
             return AttachLayer::Builtin;
         };
-        let Some((driver, at, spec)) =
-            self.driver(layer, "podAttach", &["builtin", "calico", "exec", "none"])
-        else {
+        let Some((driver, at, spec)) = self.driver(
+            layer,
+            "podAttach",
+            &["builtin", "calico", "exec", "cni", "none"],
+        ) else {
             return AttachLayer::Builtin;
         };
         match driver.as_str() {
+            "cni" => {
+                self.only_keys(
+                    spec,
+                    "podAttach",
+                    "cni",
+                    &["conflist", "binDir", "timeout", "interfaces"],
+                );
+                let interfaces = self.interfaces(spec);
+                self.cni(spec, at, interfaces)
+                    .unwrap_or(AttachLayer::Builtin)
+            }
             "exec" => {
                 self.only_keys(spec, "podAttach", "exec", EXEC_KEYS);
                 let interfaces = self.interfaces(spec);
@@ -570,6 +608,64 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// The `cni` pod attach: its conflist read and checked now, so a bad one stops the run
+    /// before anything is built.
+    fn cni(
+        &mut self,
+        spec: &LayerSpec,
+        at: serde_saphyr::Location,
+        interfaces: Vec<String>,
+    ) -> Option<AttachLayer> {
+        let timeout = match &spec.timeout {
+            Some(t) => parse_duration(&t.value)
+                .map_err(|e| self.found.error(t.referenced, e))
+                .ok()?,
+            None => DEFAULT_EXEC_TIMEOUT,
+        };
+        let bin_dirs: Vec<PathBuf> = match &spec.bin_dir {
+            Some(dirs) if !dirs.value.is_empty() => {
+                // `{impl}` is podpath's cache of built implementations
+                // (`implementations::cache_dir`), where scripts/setup puts the upstream plugins.
+                dirs.value
+                    .iter()
+                    .map(|d| match d.value.strip_prefix("{impl}") {
+                        Some(rest) => {
+                            crate::implementations::cache_dir().join(rest.trim_start_matches('/'))
+                        }
+                        None => self.dir.join(&d.value),
+                    })
+                    .collect()
+            }
+            Some(dirs) => {
+                self.found.error(dirs.referenced, "`binDir` is empty");
+                return None;
+            }
+            None => {
+                self.found.error(
+                    at,
+                    "the cni podAttach driver needs `binDir` (a list of plugin directories)",
+                );
+                return None;
+            }
+        };
+        let Some(file) = &spec.conflist else {
+            self.found.error(
+                at,
+                "the cni podAttach driver needs `conflist` (a network configuration list file)",
+            );
+            return None;
+        };
+        let conflist = ConfList::load(&self.dir.join(&file.value))
+            .map_err(|e| self.found.error(file.referenced, e))
+            .ok()?;
+        Some(AttachLayer::Cni {
+            conflist,
+            bin_dirs,
+            timeout,
+            interfaces,
+        })
     }
 
     fn network(&mut self, layer: Option<&Spanned<Layer>>) -> NetworkLayer {
@@ -806,8 +902,8 @@ mod tests {
     fn every_mistake_is_located() {
         for (text, want) in [
             (
-                "podAttach: cni\n",
-                "s.yaml:1:12: unknown podAttach driver `cni`: expected builtin, calico, exec, none",
+                "podAttach: cnii\n",
+                "s.yaml:1:12: unknown podAttach driver `cnii`: expected builtin, calico, exec, cni, none",
             ),
             (
                 "nodeNetwork: { driver: exec }\n",

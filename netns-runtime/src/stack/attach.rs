@@ -65,6 +65,17 @@ pub trait PodAttach: Send + Sync {
     /// The interfaces it makes on `node` besides each pod's host side, which observation
     /// captures.
     fn node_interfaces(&self, node: &Node) -> Vec<String>;
+    /// What undoes the pods' attachments before their namespaces go (a CNI runtime's DEL),
+    /// when the attach needs that; the cluster keeps it until teardown.
+    fn detacher(&self) -> Option<std::sync::Arc<dyn Detach>> {
+        None
+    }
+}
+
+/// Undoes an attach's work at teardown, before the namespaces are removed.
+pub trait Detach: Send + Sync {
+    /// Undoes every pod's attachment; every failure is returned, and the rest still done.
+    fn detach_all(&self) -> Vec<String>;
 }
 
 /// The builtin attach: the CNI bridge plugin's layout with the planned addresses.
@@ -252,6 +263,18 @@ impl PodAttach for ExecAttach {
 /// Reads a CNI result (the parts podpath needs: the pod's interface, its IPv4 address and
 /// gateway, the host-side interface), saying exactly what is wrong with one that is unusable.
 pub fn parse_result(stdout: &str, pod: &str, ifname: &str) -> Result<Attachment, String> {
+    parse_result_with(stdout, pod, ifname, &[])
+}
+
+/// Like [`parse_result`], for results of CNI versions 0.3.0 to 1.1.0 (`ips[].version` and
+/// `interface` are optional); `node_interfaces` are the node's own interfaces the result may
+/// list (a bridge plugin's `cni0`), which are never the pod's host side.
+pub fn parse_result_with(
+    stdout: &str,
+    pod: &str,
+    ifname: &str,
+    node_interfaces: &[String],
+) -> Result<Attachment, String> {
     if stdout.trim().is_empty() {
         return Err("it exited 0 but printed no result".into());
     }
@@ -309,8 +332,9 @@ pub fn parse_result(stdout: &str, pod: &str, ifname: &str) -> Result<Attachment,
     };
     let host_iface = interfaces
         .iter()
-        .find(|i| i.get("sandbox").is_none_or(|s| s.as_str() == Some("")))
-        .and_then(name_of);
+        .filter(|i| i.get("sandbox").is_none_or(|s| s.as_str() == Some("")))
+        .filter_map(name_of)
+        .find(|n| !node_interfaces.contains(n));
     Ok(Attachment {
         pod: pod.to_string(),
         iface,
@@ -331,7 +355,7 @@ fn parse_mac(text: &str) -> Option<Mac> {
 
 /// What a result says must be so: the interface exists in the pod with that address, the
 /// host-side one exists on the node.
-fn check_attachment(ctx: &mut PodContext<'_>, a: &Attachment) -> Result<(), String> {
+pub(crate) fn check_attachment(ctx: &mut PodContext<'_>, a: &Attachment) -> Result<(), String> {
     let nl = &mut *ctx.pod_netlink;
     let index = nl.link_index(&a.iface).map_err(|_| {
         format!(

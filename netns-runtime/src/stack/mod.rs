@@ -19,10 +19,12 @@ use crate::topology::{Node, Pod, Topology};
 
 pub mod attach;
 pub mod calico;
+pub mod cni;
 pub mod exec;
 pub mod network;
 
-pub use attach::{Attachment, BridgeAttach, ExecAttach, NoAttach, PodAttach};
+pub use attach::{Attachment, BridgeAttach, Detach, ExecAttach, NoAttach, PodAttach};
+pub use cni::{CniAttach, ConfList};
 pub use network::{ExecNetwork, FlannelNetwork, NoNetwork, NodeNetwork};
 
 /// What a driver failed at.

@@ -1,0 +1,877 @@
+//! A CNI runtime as a pod attach: runs a network configuration list's plugins for every pod
+//! the way containerd does (CNI spec 1.x and the 0.3/0.4 versions before it), so real plugins
+//! (bridge, ptp, host-local, portmap, flannel's) attach the pods, and podpath learns what they
+//! decided from the final result.
+//!
+//! Per pod: `VERSION` once per plugin (the list's version must be one it supports), `ADD`
+//! plugin by plugin in the list's order (each gets the previous one's result as `prevResult`),
+//! then `CHECK` with the final result unless the list says `disableCheck` (or its version
+//! predates CHECK), and at teardown, before the namespaces go, `DEL` in reverse order with the
+//! cached result. Every plugin runs in the node's namespace with a timeout.
+//!
+//! State is kept per node under the sandbox's private `/run` ([`STATE_ROOT`]`/<node>/`):
+//! the result cache in libcni's layout (`results/<network>-<containerID>-<ifname>`),
+//! host-local's `dataDir`, flannel's `subnetFile` and `dataDir`, so simulated nodes never
+//! share IPAM state and nothing is written to the host's `/var/lib/cni`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::netns::command_in;
+use crate::stack::attach::{Detach, check_attachment, parse_result_with};
+use crate::stack::exec::quoted_stderr;
+use crate::stack::{Attachment, DriverError, NodeContext, PodAttach, PodContext};
+use crate::tool::{self, ToolError};
+use crate::topology::{Node, Pod, Topology};
+
+/// Where every node's CNI state lives, on the sandbox's private `/run`.
+pub const STATE_ROOT: &str = "/run/podpath/cni";
+
+/// The pod interface name podpath asks for (`CNI_IFNAME`).
+pub const IFNAME: &str = "eth0";
+
+/// The placeholders a conflist's strings may hold, replaced per node (see [`Placeholders`]).
+pub const PLACEHOLDERS: &[&str] = &[
+    "podCIDR",
+    "gateway",
+    "bridge",
+    "mtu",
+    "node",
+    "clusterCIDR",
+    "stateDir",
+];
+
+/// CNI versions whose results podpath reads and whose commands it knows.
+const KNOWN_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// A network configuration list as read from its file, placeholders not yet replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfList {
+    pub file: PathBuf,
+    pub name: String,
+    pub cni_version: String,
+    pub disable_check: bool,
+    pub disable_gc: bool,
+    /// Each plugin's configuration as written (every one is an object with a `type`).
+    pub plugins: Vec<Value>,
+}
+
+impl ConfList {
+    /// Reads and checks a conflist; every error names the file.
+    pub fn load(path: &Path) -> Result<ConfList, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("conflist {}: {e}", path.display()))?;
+        ConfList::parse(path, &text)
+    }
+
+    /// Like [`ConfList::load`], from text.
+    pub fn parse(path: &Path, text: &str) -> Result<ConfList, String> {
+        let bad = |what: String| format!("conflist {}: {what}", path.display());
+        let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| bad("not a JSON object".into()))?;
+        let string = |key: &str| -> Result<String, String> {
+            match obj.get(key) {
+                Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+                Some(Value::String(_)) => Err(bad(format!("`{key}` is empty"))),
+                Some(other) => Err(bad(format!("`{key}` is not a string: {other}"))),
+                None => Err(bad(format!("no `{key}`"))),
+            }
+        };
+        let name = string("name")?;
+        let cni_version = string("cniVersion")?;
+        if !KNOWN_VERSIONS.contains(&cni_version.as_str()) {
+            return Err(bad(format!(
+                "`cniVersion` {cni_version} is not one podpath runs ({})",
+                KNOWN_VERSIONS.join(", ")
+            )));
+        }
+        let flag = |key: &str| -> Result<bool, String> {
+            match obj.get(key) {
+                None => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(other) => Err(bad(format!("`{key}` is true or false, not {other}"))),
+            }
+        };
+        let disable_check = flag("disableCheck")?;
+        let disable_gc = flag("disableGC")?;
+        let plugins = match obj.get("plugins") {
+            Some(Value::Array(p)) if !p.is_empty() => p.clone(),
+            Some(Value::Array(_)) => return Err(bad("`plugins` is empty".into())),
+            Some(_) => return Err(bad("`plugins` is not a list".into())),
+            None => {
+                return Err(bad(
+                    "no `plugins` (a single network configuration is not a list: wrap it in `plugins`)"
+                        .into(),
+                ));
+            }
+        };
+        for (i, p) in plugins.iter().enumerate() {
+            match p.get("type") {
+                Some(Value::String(t)) if !t.is_empty() && !t.contains('/') => {}
+                _ => return Err(bad(format!("plugin {i} has no `type` (a plugin's name)"))),
+            }
+            let mut unknown = Vec::new();
+            placeholders_in(p, &mut unknown);
+            if let Some(u) = unknown.first() {
+                return Err(bad(format!(
+                    "plugin {i} ({}) names placeholder {{{u}}}; known: {}",
+                    plugin_type(p),
+                    PLACEHOLDERS
+                        .iter()
+                        .map(|p| format!("{{{p}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(ConfList {
+            file: path.to_path_buf(),
+            name,
+            cni_version,
+            disable_check,
+            disable_gc,
+            plugins,
+        })
+    }
+}
+
+impl ConfList {
+    /// Whether a plugin of the list declares `capability` (`ips`, `portMappings`, `mac`).
+    pub fn declares(&self, capability: &str) -> bool {
+        self.plugins.iter().any(|p| {
+            p.get("capabilities").and_then(|c| c.get(capability)) == Some(&Value::Bool(true))
+        })
+    }
+}
+
+fn plugin_type(p: &Value) -> &str {
+    p.get("type").and_then(Value::as_str).unwrap_or("?")
+}
+
+/// Collects every `{word}` in `v`'s strings that is not a known placeholder.
+fn placeholders_in(v: &Value, unknown: &mut Vec<String>) {
+    match v {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find('{') {
+                let after = &rest[start + 1..];
+                let Some(end) = after.find('}') else { break };
+                let word = &after[..end];
+                if !word.is_empty()
+                    && word.chars().all(|c| c.is_ascii_alphanumeric())
+                    && !PLACEHOLDERS.contains(&word)
+                {
+                    unknown.push(word.to_string());
+                }
+                rest = &after[end + 1..];
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| placeholders_in(x, unknown)),
+        Value::Object(o) => o.values().for_each(|x| placeholders_in(x, unknown)),
+        _ => {}
+    }
+}
+
+/// What a node's placeholders stand for: `{podCIDR}` (the node's pod subnet), `{gateway}` (its
+/// first address, the bridge's), `{bridge}` (`cni0`), `{mtu}` (the pods' MTU; a string that is
+/// only `{mtu}` becomes a number), `{node}`, `{clusterCIDR}`, `{stateDir}` (the node's private
+/// state directory).
+pub struct Placeholders(BTreeMap<&'static str, String>);
+
+impl Placeholders {
+    pub fn for_node(topology: &Topology, node: &Node, state_dir: &Path) -> Placeholders {
+        Placeholders(BTreeMap::from([
+            ("podCIDR", node.pod_cidr.to_string()),
+            ("gateway", node.bridge.addr.addr().to_string()),
+            ("bridge", node.bridge.name.clone()),
+            ("mtu", node.bridge.mtu.to_string()),
+            ("node", node.name.clone()),
+            ("clusterCIDR", topology.cluster_cidr.to_string()),
+            ("stateDir", state_dir.display().to_string()),
+        ]))
+    }
+
+    pub fn expand(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => {
+                if s == "{mtu}" {
+                    if let Ok(n) = self.0["mtu"].parse::<u64>() {
+                        return Value::from(n);
+                    }
+                }
+                let mut out = s.clone();
+                for (k, val) in &self.0 {
+                    out = out.replace(&format!("{{{k}}}"), val);
+                }
+                Value::String(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.expand(x)).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, x)| (k.clone(), self.expand(x))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+/// The CNI pod attach.
+pub struct CniAttach {
+    pub conflist: ConfList,
+    /// Where plugins are looked for, in order (`CNI_PATH`).
+    pub bin_dirs: Vec<PathBuf>,
+    /// How long one plugin call may take.
+    pub timeout: Duration,
+    /// Interfaces the plugins make on every node besides the pods' host sides (`cni0`).
+    pub interfaces: Vec<String>,
+    state: Arc<State>,
+}
+
+impl CniAttach {
+    pub fn new(
+        conflist: ConfList,
+        bin_dirs: Vec<PathBuf>,
+        timeout: Duration,
+        interfaces: Vec<String>,
+    ) -> CniAttach {
+        CniAttach {
+            conflist,
+            bin_dirs,
+            timeout,
+            interfaces,
+            state: Arc::new(State::default()),
+        }
+    }
+}
+
+/// What the attach remembers across pods, and for DEL.
+#[derive(Default)]
+struct State {
+    /// Supported versions by plugin binary.
+    versions: Mutex<HashMap<PathBuf, Vec<String>>>,
+    /// Every pod an ADD was started for, in order.
+    pods: Mutex<Vec<PodRecord>>,
+    /// The per-node state directories made.
+    dirs: Mutex<Vec<PathBuf>>,
+}
+
+/// What DEL needs of a pod.
+struct PodRecord {
+    runner: Runner,
+    /// Each plugin's configuration (placeholders and per-node state injected), and its binary.
+    plugins: Vec<(Value, PathBuf)>,
+    /// The result file, once the ADDs succeeded.
+    cache_file: PathBuf,
+}
+
+/// Everything a plugin call of one pod needs.
+#[derive(Clone)]
+struct Runner {
+    pod: String,
+    node_netns: PathBuf,
+    env: BTreeMap<String, String>,
+    timeout: Duration,
+    version: String,
+}
+
+impl Runner {
+    /// Runs `binary` for `command` with `config` on stdin in the node's namespace; its
+    /// standard output when it exits 0.
+    fn call(
+        &self,
+        binary: &Path,
+        ptype: &str,
+        command: &str,
+        config: &Value,
+    ) -> Result<String, DriverError> {
+        let err = |problem: String| DriverError::Exec {
+            layer: "pod attach",
+            program: format!("CNI plugin {ptype} ({})", binary.display()),
+            subject: format!("pod {}, CNI_COMMAND={command}", self.pod),
+            problem,
+        };
+        let ns = std::fs::File::open(&self.node_netns)
+            .map_err(|e| err(format!("opening {}: {e}", self.node_netns.display())))?;
+        let mut c = command_in(&ns, binary);
+        c.env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .envs(&self.env)
+            .env("CNI_COMMAND", command)
+            .current_dir("/");
+        let stdin = serde_json::to_vec(config).expect("a JSON value serialises");
+        let program = binary.display().to_string();
+        let done =
+            tool::run_command(c, &program, &[], Some(&stdin), self.timeout).map_err(|e| {
+                err(match e {
+                    ToolError::Timeout { timeout, .. } => {
+                        format!("killed after {timeout:?} without finishing")
+                    }
+                    ToolError::Spawn { source, .. } => format!("could not start: {source}"),
+                    other => other.to_string(),
+                })
+            })?;
+        if done.code != Some(0) {
+            return Err(err(format!(
+                "{}{}{}",
+                done.status,
+                cni_error(&done.stdout),
+                quoted_stderr(&done.stderr)
+            )));
+        }
+        Ok(done.stdout)
+    }
+}
+
+/// A CNI error on a failing plugin's standard output, for a message: `; CNI error CODE: MSG
+/// (DETAILS)`, or what it printed instead.
+fn cni_error(stdout: &str) -> String {
+    let text = stdout.trim();
+    if text.is_empty() {
+        return String::new();
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) if v.get("code").is_some() || v.get("msg").is_some() => {
+            let code = v.get("code").map(|c| c.to_string()).unwrap_or("?".into());
+            let msg = v.get("msg").and_then(Value::as_str).unwrap_or("");
+            let details = match v.get("details").and_then(Value::as_str) {
+                Some(d) if !d.is_empty() => format!(" ({d})"),
+                _ => String::new(),
+            };
+            format!("; CNI error {code}: {msg}{details}")
+        }
+        _ => format!(
+            "; its stdout: {}",
+            text.chars().take(400).collect::<String>()
+        ),
+    }
+}
+
+/// A container ID as the spec allows (`[A-Za-z0-9][A-Za-z0-9_.-]*`), stable per pod.
+fn container_id(prefix: &str, pod: &str) -> String {
+    let raw = format!("podpath-{prefix}{pod}");
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// A UUID-shaped pod UID derived from the pod's names.
+fn pod_uid(prefix: &str, pod: &Pod) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(format!("{prefix}{}/{}", pod.namespace, pod.name));
+    let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Whether a CNI version has CHECK (0.4.0 and later).
+fn has_check(version: &str) -> bool {
+    !version.starts_with("0.1") && !version.starts_with("0.2") && !version.starts_with("0.3")
+}
+
+impl CniAttach {
+    fn node_dir(prefix: &str, node: &Node) -> PathBuf {
+        Path::new(STATE_ROOT).join(format!("{prefix}{}", node.name))
+    }
+
+    /// The plugin binary for `ptype`, from the bin dirs in order.
+    fn find(&self, ptype: &str) -> Result<PathBuf, String> {
+        self.bin_dirs
+            .iter()
+            .map(|d| d.join(ptype))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                format!(
+                    "plugin {ptype} (conflist {}) is in none of the bin dirs: {}",
+                    self.conflist.file.display(),
+                    self.bin_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
+    /// VERSION, once per binary: the list's version must be one it supports.
+    fn negotiate(&self, runner: &Runner, binary: &Path, ptype: &str) -> Result<(), DriverError> {
+        let known = self
+            .state
+            .versions
+            .lock()
+            .expect("poisoned")
+            .get(binary)
+            .cloned();
+        let supported = match known {
+            Some(s) => s,
+            None => {
+                let out = runner.call(
+                    binary,
+                    ptype,
+                    "VERSION",
+                    &json!({ "cniVersion": self.conflist.cni_version }),
+                )?;
+                let v: Value = serde_json::from_str(&out).map_err(|e| DriverError::Exec {
+                    layer: "pod attach",
+                    program: format!("CNI plugin {ptype} ({})", binary.display()),
+                    subject: format!("pod {}, CNI_COMMAND=VERSION", runner.pod),
+                    problem: format!("its VERSION answer is not JSON ({e}): {}", out.trim()),
+                })?;
+                let s: Vec<String> = v
+                    .get("supportedVersions")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.state
+                    .versions
+                    .lock()
+                    .expect("poisoned")
+                    .insert(binary.to_path_buf(), s.clone());
+                s
+            }
+        };
+        if supported.contains(&self.conflist.cni_version) {
+            return Ok(());
+        }
+        Err(DriverError::Exec {
+            layer: "pod attach",
+            program: format!("CNI plugin {ptype} ({})", binary.display()),
+            subject: format!("pod {}, CNI_COMMAND=VERSION", runner.pod),
+            problem: format!(
+                "plugin {ptype} supports {}; the list says {} (conflist {})",
+                if supported.is_empty() {
+                    "no version it names".to_string()
+                } else {
+                    supported.join(", ")
+                },
+                self.conflist.cni_version,
+                self.conflist.file.display()
+            ),
+        })
+    }
+
+    /// A plugin's configuration for this pod, as the spec derives it from the list: `name`
+    /// and `cniVersion` injected, `capabilities` consumed into `runtimeConfig`, the node's
+    /// private IPAM and flannel state injected where not set.
+    fn plugin_config(&self, plugin: &Value, node_dir: &Path, pod: &Pod, node: &Node) -> Value {
+        let mut conf: Map<String, Value> = plugin.as_object().cloned().unwrap_or_default();
+        conf.insert("name".into(), Value::String(self.conflist.name.clone()));
+        conf.insert(
+            "cniVersion".into(),
+            Value::String(self.conflist.cni_version.clone()),
+        );
+        if let Some(Value::Object(caps)) = conf.remove("capabilities") {
+            let enabled = |k: &str| caps.get(k) == Some(&Value::Bool(true));
+            let mut rc = match conf.remove("runtimeConfig") {
+                Some(Value::Object(o)) => o,
+                _ => Map::new(),
+            };
+            if enabled("portMappings") {
+                rc.insert("portMappings".into(), json!([]));
+            }
+            if enabled("ips")
+                && let Some(ip) = pod.requested_ip
+            {
+                rc.insert(
+                    "ips".into(),
+                    json!([format!("{ip}/{}", node.pod_cidr.prefix_len())]),
+                );
+            }
+            if !rc.is_empty() {
+                conf.insert("runtimeConfig".into(), Value::Object(rc));
+            }
+        }
+        if let Some(Value::Object(ipam)) = conf.get_mut("ipam")
+            && ipam.get("type").and_then(Value::as_str) == Some("host-local")
+            && !ipam.contains_key("dataDir")
+        {
+            ipam.insert(
+                "dataDir".into(),
+                Value::String(node_dir.join("host-local").display().to_string()),
+            );
+        }
+        if conf.get("type").and_then(Value::as_str) == Some("flannel") {
+            conf.entry("subnetFile").or_insert_with(|| {
+                Value::String(node_dir.join("flannel/subnet.env").display().to_string())
+            });
+            conf.entry("dataDir").or_insert_with(|| {
+                Value::String(node_dir.join("flannel/data").display().to_string())
+            });
+            // flannel builds its delegate's host-local IPAM from its own `ipam`: the node's
+            // private dataDir goes there, or host-local would use /var/lib/cni/networks.
+            if let Value::Object(ipam) = conf
+                .entry("ipam")
+                .or_insert_with(|| Value::Object(Map::new()))
+                && !ipam.contains_key("dataDir")
+            {
+                ipam.insert(
+                    "dataDir".into(),
+                    Value::String(node_dir.join("host-local").display().to_string()),
+                );
+            }
+        }
+        Value::Object(conf)
+    }
+
+    fn with_prev(conf: &Value, prev: Option<&Value>) -> Value {
+        let mut c = conf.clone();
+        if let (Some(p), Some(o)) = (prev, c.as_object_mut()) {
+            o.insert("prevResult".into(), p.clone());
+        }
+        c
+    }
+
+    /// flanneld's `subnet.env` for a node, from its plan.
+    fn write_subnet_env(topology: &Topology, node: &Node, node_dir: &Path) -> std::io::Result<()> {
+        let dir = node_dir.join("flannel");
+        std::fs::create_dir_all(&dir)?;
+        let masq = node.network.masquerade.is_some();
+        std::fs::write(
+            dir.join("subnet.env"),
+            format!(
+                "FLANNEL_NETWORK={}\nFLANNEL_SUBNET={}\nFLANNEL_MTU={}\nFLANNEL_IPMASQ={masq}\n",
+                topology.cluster_cidr, node.bridge.addr, node.bridge.mtu
+            ),
+        )
+    }
+}
+
+impl PodAttach for CniAttach {
+    fn name(&self) -> String {
+        format!(
+            "cni {} ({})",
+            self.conflist.name,
+            self.conflist
+                .plugins
+                .iter()
+                .map(plugin_type)
+                .collect::<Vec<_>>()
+                .join(" + ")
+        )
+    }
+
+    fn prepare_node(&self, ctx: &mut NodeContext<'_>) -> Result<(), DriverError> {
+        let dir = CniAttach::node_dir(ctx.prefix, ctx.node);
+        let io = |e: std::io::Error| DriverError::Exec {
+            layer: "pod attach",
+            program: format!("cni {}", self.conflist.name),
+            subject: format!("node {}", ctx.node.name),
+            problem: format!("preparing its state directory {}: {e}", dir.display()),
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io)?;
+        }
+        std::fs::create_dir_all(dir.join("results")).map_err(io)?;
+        self.state.dirs.lock().expect("poisoned").push(dir.clone());
+        if self
+            .conflist
+            .plugins
+            .iter()
+            .any(|p| plugin_type(p) == "flannel")
+        {
+            CniAttach::write_subnet_env(ctx.topology, ctx.node, &dir).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    fn attach(&self, ctx: &mut PodContext<'_>) -> Result<Option<Attachment>, DriverError> {
+        let (pod, node) = (ctx.pod, ctx.node);
+        let node_dir = CniAttach::node_dir(ctx.prefix, node);
+        let id = container_id(ctx.prefix, &pod.name);
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={}",
+            pod.namespace,
+            pod.name,
+            pod_uid(ctx.prefix, pod)
+        );
+        let env = BTreeMap::from([
+            ("CNI_CONTAINERID".to_string(), id.clone()),
+            (
+                "CNI_NETNS".to_string(),
+                ctx.pod_netns.path().display().to_string(),
+            ),
+            ("CNI_IFNAME".to_string(), IFNAME.to_string()),
+            (
+                "CNI_PATH".to_string(),
+                self.bin_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
+            ("CNI_ARGS".to_string(), args),
+        ]);
+        let runner = Runner {
+            pod: pod.name.clone(),
+            node_netns: ctx.node_netns.path().to_path_buf(),
+            env,
+            timeout: self.timeout,
+            version: self.conflist.cni_version.clone(),
+        };
+        let generic = |problem: String| DriverError::Exec {
+            layer: "pod attach",
+            program: format!("cni {}", self.conflist.name),
+            subject: format!("pod {}", pod.name),
+            problem,
+        };
+        let places = Placeholders::for_node(ctx.topology, node, &node_dir);
+        let mut plugins = Vec::new();
+        for p in &self.conflist.plugins {
+            let binary = self.find(plugin_type(p)).map_err(&generic)?;
+            let conf = self.plugin_config(&places.expand(p), &node_dir, pod, node);
+            plugins.push((conf, binary));
+        }
+        let cache_file = node_dir
+            .join("results")
+            .join(format!("{}-{id}-{IFNAME}", self.conflist.name));
+        // Recorded before the first ADD, so DEL is attempted whatever becomes of it.
+        self.state.pods.lock().expect("poisoned").push(PodRecord {
+            runner: runner.clone(),
+            plugins: plugins.clone(),
+            cache_file: cache_file.clone(),
+        });
+        let mut prev: Option<Value> = None;
+        for (conf, binary) in &plugins {
+            let ptype = plugin_type(conf).to_string();
+            self.negotiate(&runner, binary, &ptype)?;
+            let out = runner.call(
+                binary,
+                &ptype,
+                "ADD",
+                &CniAttach::with_prev(conf, prev.as_ref()),
+            )?;
+            let bad = |problem: String| DriverError::Exec {
+                layer: "pod attach",
+                program: format!("CNI plugin {ptype} ({})", binary.display()),
+                subject: format!("pod {}, CNI_COMMAND=ADD", pod.name),
+                problem,
+            };
+            if out.trim().is_empty() {
+                return Err(bad("it exited 0 but printed no result".into()));
+            }
+            let result: Value = serde_json::from_str(&out).map_err(|e| {
+                bad(format!(
+                    "its output is not a JSON result ({e}): {}",
+                    out.trim().chars().take(200).collect::<String>()
+                ))
+            })?;
+            if !result.is_object() {
+                return Err(bad(format!(
+                    "its output is not a JSON object: {}",
+                    out.trim()
+                )));
+            }
+            prev = Some(result);
+        }
+        let result = prev.expect("a list has at least one plugin");
+        let last = plugins
+            .last()
+            .map(|(c, _)| plugin_type(c).to_string())
+            .unwrap_or_default();
+        let last_bin = plugins.last().map(|(_, b)| b.clone()).unwrap_or_default();
+        let bad_result = |problem: String| DriverError::Exec {
+            layer: "pod attach",
+            program: format!("CNI plugin {last} ({})", last_bin.display()),
+            subject: format!(
+                "pod {}, CNI_COMMAND=ADD (the list's final result)",
+                pod.name
+            ),
+            problem,
+        };
+        let cached = json!({
+            "kind": "cniCacheV1",
+            "containerId": runner.env["CNI_CONTAINERID"],
+            "config": data_encoding::BASE64.encode(
+                serde_json::to_string(&json!({
+                    "name": self.conflist.name,
+                    "cniVersion": self.conflist.cni_version,
+                    "plugins": plugins.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+                })).unwrap_or_default().as_bytes()),
+            "ifName": IFNAME,
+            "networkName": self.conflist.name,
+            "cniArgs": runner.env["CNI_ARGS"].split(';').filter_map(|kv| kv.split_once('=')).map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "result": result,
+        });
+        std::fs::write(
+            &cache_file,
+            serde_json::to_vec_pretty(&cached).unwrap_or_default(),
+        )
+        .map_err(|e| {
+            generic(format!(
+                "caching the result in {}: {e}",
+                cache_file.display()
+            ))
+        })?;
+        let text = result.to_string();
+        let a =
+            parse_result_with(&text, &pod.name, IFNAME, &self.interfaces).map_err(&bad_result)?;
+        if !node.pod_cidr.contains(&a.addr.addr()) {
+            return Err(bad_result(format!(
+                "it gave address {}, outside node {}'s pod range {}",
+                a.addr, node.name, node.pod_cidr
+            )));
+        }
+        check_attachment(ctx, &a).map_err(&bad_result)?;
+        if let Some(want) = pod.requested_ip
+            && a.addr.addr() != want
+        {
+            return Err(bad_result(format!(
+                "the case fixes the pod's address to {want} (runtimeConfig.ips), and it gave {}",
+                a.addr.addr()
+            )));
+        }
+        if !self.conflist.disable_check && has_check(&self.conflist.cni_version) {
+            for (conf, binary) in &plugins {
+                let ptype = plugin_type(conf).to_string();
+                runner.call(
+                    binary,
+                    &ptype,
+                    "CHECK",
+                    &CniAttach::with_prev(conf, Some(&result)),
+                )?;
+            }
+        }
+        Ok(Some(a))
+    }
+
+    fn node_interfaces(&self, _node: &Node) -> Vec<String> {
+        self.interfaces.clone()
+    }
+
+    fn detacher(&self) -> Option<Arc<dyn Detach>> {
+        Some(self.state.clone())
+    }
+}
+
+impl Detach for State {
+    fn detach_all(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let pods = std::mem::take(&mut *self.pods.lock().expect("poisoned"));
+        for rec in pods.iter().rev() {
+            let cached: Option<Value> = std::fs::read(&rec.cache_file)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v.get("result").cloned());
+            let prev = cached.as_ref().filter(|_| has_check(&rec.runner.version));
+            let mut ok = true;
+            for (conf, binary) in rec.plugins.iter().rev() {
+                let ptype = plugin_type(conf);
+                if let Err(e) =
+                    rec.runner
+                        .call(binary, ptype, "DEL", &CniAttach::with_prev(conf, prev))
+                {
+                    ok = false;
+                    errors.push(e.to_string());
+                }
+            }
+            if ok {
+                let _ = std::fs::remove_file(&rec.cache_file);
+            }
+        }
+        for dir in std::mem::take(&mut *self.dirs.lock().expect("poisoned")) {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ConfList, String> {
+        ConfList::parse(Path::new("x.conflist"), text)
+    }
+
+    #[test]
+    fn a_conflist_is_read_and_its_mistakes_name_the_file() {
+        let l = parse(r#"{"name":"n","cniVersion":"1.0.0","disableCheck":true,"plugins":[{"type":"bridge"}]}"#).unwrap();
+        assert_eq!(l.name, "n");
+        assert!(l.disable_check && !l.disable_gc);
+        for (text, want) in [
+            ("nope", "not JSON"),
+            (
+                r#"{"cniVersion":"1.0.0","plugins":[{"type":"a"}]}"#,
+                "no `name`",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"9.9.9","plugins":[{"type":"a"}]}"#,
+                "9.9.9 is not one",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","type":"bridge"}"#,
+                "no `plugins`",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[]}"#,
+                "`plugins` is empty",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"x":1}]}"#,
+                "plugin 0 has no `type`",
+            ),
+            (
+                r#"{"name":"n","cniVersion":"1.0.0","plugins":[{"type":"a","b":"{podCidr}"}]}"#,
+                "placeholder {podCidr}",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(
+                e.starts_with("conflist x.conflist: ") && e.contains(want),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn placeholders_expand_and_mtu_becomes_a_number() {
+        let p = Placeholders(BTreeMap::from([
+            ("podCIDR", "10.244.1.0/24".to_string()),
+            ("mtu", "1450".to_string()),
+        ]));
+        let v = p.expand(&json!({"a":"{mtu}","r":[[{"subnet":"{podCIDR}"}]],"s":"x{mtu}"}));
+        assert_eq!(
+            v,
+            json!({"a":1450,"r":[[{"subnet":"10.244.1.0/24"}]],"s":"x1450"})
+        );
+    }
+
+    #[test]
+    fn cni_errors_are_shown_with_code_message_and_details() {
+        assert_eq!(
+            cni_error(r#"{"code":7,"msg":"bad","details":"why"}"#),
+            "; CNI error 7: bad (why)"
+        );
+        assert_eq!(cni_error("junk"), "; its stdout: junk");
+        assert_eq!(cni_error(""), "");
+    }
+
+    #[test]
+    fn container_ids_are_what_the_spec_allows() {
+        assert_eq!(container_id("c.", "pod a"), "podpath-c.pod-a");
+        assert!(!has_check("0.3.1") && has_check("0.4.0") && has_check("1.1.0"));
+    }
+}

@@ -9,12 +9,18 @@
 //! with `CI=true` it fails instead.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 
-type Outcome = Result<(), Failed>;
+mod run_support;
+
+use run_support::{Outcome, check, no_sandbox, run, summary, text, workspace, write};
+
+fn scratch(name: &str) -> PathBuf {
+    run_support::scratch("cni", name)
+}
 
 const DEBIAN: &str = "/usr/lib/cni";
 
@@ -104,87 +110,13 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
-fn workspace() -> PathBuf {
-    let harness = Path::new(env!("CARGO_MANIFEST_DIR"));
-    harness.parent().unwrap_or(harness).to_path_buf()
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn check(ok: bool, what: impl FnOnce() -> String) -> Outcome {
-    if ok { Ok(()) } else { Err(what().into()) }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("podpath-cni-{}", std::process::id()))
-        .join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str, executable: bool) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    if executable {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    path
-}
-
-fn run(stack: &Path, cases: &[&str], reports: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_podpath"))
-        .current_dir(workspace())
-        .arg("run")
-        .arg("--stack")
-        .arg(stack)
-        .args(cases)
-        .arg("--reports")
-        .arg(reports)
-        .output()
-        .unwrap()
-}
-
-/// Exit status 2 and no CI: no sandbox can be made here.
-fn no_sandbox(out: &Output) -> bool {
-    out.status.code() == Some(2) && std::env::var_os("CI").is_none()
-}
-
 /// What the CNI attach must never change: the host's namespaces, links and CNI directories.
 fn host_state() -> String {
-    let mut state = String::new();
-    for cmd in [
+    run_support::host_state(&[
         "ip netns list",
         "ip -o link show | cut -d' ' -f2",
         "ls -laR /var/lib/cni /etc/cni 2>&1",
-    ] {
-        let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-        state.push_str(&format!(
-            "$ {cmd}\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        ));
-    }
-    state
-}
-
-fn summary(stdout: &str) -> Option<(usize, usize, usize)> {
-    // `N passed, N failed, N ignored`, maybe followed by ` in <time>`.
-    let line = stdout
-        .lines()
-        .rev()
-        .map(|l| l.split(" in ").next().unwrap_or(l))
-        .find(|l| l.ends_with(" ignored"))?;
-    let n: Vec<usize> = line
-        .split(", ")
-        .map(|part| part.split(' ').next().and_then(|n| n.parse().ok()))
-        .collect::<Option<_>>()?;
-    (n.len() == 3).then(|| (n[0], n[1], n[2]))
+    ])
 }
 
 const CASES: [&str; 4] = [

@@ -4,12 +4,18 @@
 //! the host.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Trial};
 
-type Outcome = Result<(), Failed>;
+mod run_support;
+
+use run_support::{Outcome, check, no_sandbox, podpath, run, summary, text, workspace, write};
+
+fn scratch(name: &str) -> PathBuf {
+    run_support::scratch("stacks", name)
+}
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
@@ -57,77 +63,9 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
-fn workspace() -> PathBuf {
-    let harness = Path::new(env!("CARGO_MANIFEST_DIR"));
-    harness.parent().unwrap_or(harness).to_path_buf()
-}
-
-/// `podpath` run from the workspace root, so stack files and cases are named as in the docs.
-fn podpath() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_podpath"));
-    c.current_dir(workspace());
-    c
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn check(ok: bool, what: impl FnOnce() -> String) -> Outcome {
-    if ok { Ok(()) } else { Err(what().into()) }
-}
-
-/// A scratch directory of this process for stack files and scripts.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join(format!("podpath-stacks-{}", std::process::id()))
-        .join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str, executable: bool) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    if executable {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    path
-}
-
-/// `podpath run --stack STACK CASES... --reports REPORTS` from the workspace root.
-fn run(stack: &Path, cases: &[&str], reports: &Path) -> Output {
-    podpath()
-        .arg("run")
-        .arg("--stack")
-        .arg(stack)
-        .args(cases)
-        .arg("--reports")
-        .arg(reports)
-        .output()
-        .unwrap()
-}
-
-/// Exit status 2 with "no sandbox" on stderr: neither root nor user namespaces here.
-fn no_sandbox(out: &Output) -> bool {
-    out.status.code() == Some(2) && std::env::var_os("CI").is_none()
-}
-
 /// What podpath must never change: the host's namespaces and links.
 fn host_state() -> String {
-    let mut state = String::new();
-    for cmd in ["ip netns list", "ip -o link show"] {
-        let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-        state.push_str(&format!(
-            "$ {cmd}\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        ));
-    }
-    state
+    run_support::host_state(&["ip netns list", "ip -o link show"])
 }
 
 /// Processes whose environment carries `PODPATH_TEST_MARKER=marker`.
@@ -146,21 +84,6 @@ fn processes_with(marker: &str) -> Vec<String> {
         }
     }
     found
-}
-
-/// The summary line's numbers: passed, failed, ignored.
-fn summary(stdout: &str) -> Option<(usize, usize, usize)> {
-    // `N passed, N failed, N ignored`, maybe followed by ` in <time>`.
-    let line = stdout
-        .lines()
-        .rev()
-        .map(|l| l.split(" in ").next().unwrap_or(l))
-        .find(|l| l.ends_with(" ignored"))?;
-    let n: Vec<usize> = line
-        .split(", ")
-        .map(|part| part.split(' ').next().and_then(|n| n.parse().ok()))
-        .collect::<Option<_>>()?;
-    (n.len() == 3).then(|| (n[0], n[1], n[2]))
 }
 
 const CROSS_NODE: [&str; 3] = [

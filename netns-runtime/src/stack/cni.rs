@@ -25,7 +25,7 @@ use crate::netns::command_in;
 use crate::stack::attach::{Detach, check_attachment, parse_result_with};
 use crate::stack::exec::quoted_stderr;
 use crate::stack::{Attachment, DriverError, NodeContext, PodAttach, PodContext};
-use crate::tool::{self, ToolError};
+use crate::tool;
 use crate::topology::{Node, Pod, Topology};
 
 /// Where every node's CNI state lives, on the sandbox's private `/run`.
@@ -308,16 +308,8 @@ impl Runner {
             .current_dir("/");
         let stdin = serde_json::to_vec(config).expect("a JSON value serialises");
         let program = binary.display().to_string();
-        let done =
-            tool::run_command(c, &program, &[], Some(&stdin), self.timeout).map_err(|e| {
-                err(match e {
-                    ToolError::Timeout { timeout, .. } => {
-                        format!("killed after {timeout:?} without finishing")
-                    }
-                    ToolError::Spawn { source, .. } => format!("could not start: {source}"),
-                    other => other.to_string(),
-                })
-            })?;
+        let done = tool::run_command(c, &program, &[], Some(&stdin), self.timeout)
+            .map_err(|e| err(crate::stack::exec::problem_of(e)))?;
         if done.code != Some(0) {
             return Err(err(format!(
                 "{}{}{}",

@@ -58,15 +58,8 @@ pub fn run(
         subject: subject.to_string(),
         problem,
     };
-    let done = tool::run_command(command, program, &args, None, spec.timeout).map_err(|e| {
-        fail(match e {
-            ToolError::Timeout { timeout, .. } => {
-                format!("killed after {timeout:?} without finishing")
-            }
-            ToolError::Spawn { source, .. } => format!("could not start: {source}"),
-            other => other.to_string(),
-        })
-    })?;
+    let done = tool::run_command(command, program, &args, None, spec.timeout)
+        .map_err(|e| fail(problem_of(e)))?;
     if done.code != Some(0) {
         return Err(fail(format!(
             "{}{}",
@@ -75,6 +68,15 @@ pub fn run(
         )));
     }
     Ok(done)
+}
+
+/// What went wrong with a command that did not run to its end, in a driver's words.
+pub fn problem_of(e: ToolError) -> String {
+    match e {
+        ToolError::Timeout { timeout, .. } => format!("killed after {timeout:?} without finishing"),
+        ToolError::Spawn { source, .. } => format!("could not start: {source}"),
+        other => other.to_string(),
+    }
 }
 
 /// A command's standard error for an error message: after a newline, trimmed and bounded.

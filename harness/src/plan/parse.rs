@@ -47,7 +47,15 @@ impl Planner {
     pub(super) fn address(&mut self, what: &str, value: &Spanned<String>) -> Option<Ipv4Addr> {
         let text = value.value.as_str();
         match text.parse::<Ipv4Addr>() {
-            Ok(addr) => Some(addr),
+            Ok(addr) => {
+                if let Some(problem) =
+                    super::cluster::special_range_problem(what, Ipv4Net::from(addr))
+                {
+                    self.error(value.referenced, problem);
+                    return None;
+                }
+                Some(addr)
+            }
             Err(_) => {
                 let hint = if text.contains('/') {
                     " (an address, without a prefix length)"

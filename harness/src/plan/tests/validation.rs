@@ -401,6 +401,42 @@ use super::*;
     40,
     "node address 224.0.0.9 is in the multicast range 224.0.0.0/4"
 )]
+#[case::pods_without_nodes(
+    "pods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    1,
+    "`nodes` is missing"
+)]
+#[case::pods_with_empty_nodes(
+    "nodes: []\npods:\n  - { name: a, node: node1 }\n",
+    1,
+    8,
+    "`nodes` is empty"
+)]
+#[case::node_name_non_ascii(
+    "nodes: [node1, nöde2]\n",
+    1,
+    17,
+    "node name `nöde2` is not a DNS-1123 label: use lowercase letters, digits and '-' (the non-ASCII character `ö` is not one)"
+)]
+#[case::node_name_non_ascii_quoted(
+    "nodes: [node1, \"node-ż\"]\n",
+    1,
+    22,
+    "(the non-ASCII character `ż` is not one)"
+)]
+#[case::pod_name_non_ascii(
+    "nodes: [node1]\npods:\n  - { name: pöd, node: node1 }\n",
+    3,
+    14,
+    "pod name `pöd` is not a DNS-1123 label"
+)]
+#[case::namespace_non_ascii(
+    "nodes: [node1]\npods:\n  - { name: a, node: node1, namespace: tëst }\n",
+    3,
+    41,
+    "namespace `tëst` is not a DNS-1123 label"
+)]
 #[case::node_address_syntax(
     "nodes: [node1, { name: node2, address: 172.18.0.300 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
     1,
@@ -596,6 +632,9 @@ flows:
 #[case::colons("nodes: [node1]\nflows: [{ name: f, from: a, to: ':::', expect: { reach: a } }]\n")]
 #[case::binary_garbage("\0\u{1}\u{7f}\u{fffd}\u{202e}garbage")]
 #[case::control_characters("name: \"\\u0007\\n\\u001b[31m\"\nnodes: [\"\\n\"]\n")]
+#[case::unknown_node_among_control_names(
+    "nodes: [\"\\n\", \"\\t\"]\npods: [{ name: a, node: \"\\n0x\" }]\n"
+)]
 #[case::tab_indent("nodes:\n\t- node1\n")]
 #[case::unknown_anchor("nodes: *missing\n")]
 #[case::recursive_alias("a: &a [*a]\n")]

@@ -238,7 +238,11 @@ mod tests {
         .unwrap();
         assert_eq!(done.code, Some(0));
         for stream in [&done.stdout, &done.stderr] {
-            assert!(stream.len() < OUTPUT_LIMIT + 200, "{} bytes kept", stream.len());
+            assert!(
+                stream.len() < OUTPUT_LIMIT + 200,
+                "{} bytes kept",
+                stream.len()
+            );
             assert!(
                 stream.ends_with(&format!(
                     "[podpath: output cut after {OUTPUT_LIMIT} bytes; {} more bytes discarded]\n",

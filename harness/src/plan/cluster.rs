@@ -3,8 +3,8 @@
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use serde_saphyr::Spanned;
 use netns_runtime::proxy::driver::ProxyMode;
+use serde_saphyr::Spanned;
 
 use super::context::{ClusterParams, Overlay, Planner, YamlLocation};
 use super::parse::quoted;

@@ -532,7 +532,7 @@ pub fn last_seen(journey: &Journey, way: Way) -> String {
         None => {
             let _ = writeln!(
                 out,
-                "last seen:     nowhere (no packet of the flow went {way})"
+                "last seen:     on no observed hop (no packet of the flow was seen going {way}: what ended it happened in the sending namespace, before its first hop)"
             );
         }
     }

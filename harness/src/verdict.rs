@@ -114,6 +114,9 @@ fn attempt_fault(flow: &FlowPlan, topology: &Topology, outcome: &Outcome) -> Opt
         }
         (Expect::Reach { .. }, other) => Some(match other {
             Outcome::Error { detail } => format!("the probe failed: {detail}"),
+            // Something did come back: say what, not that nothing did.
+            Outcome::Refused { .. } => "refused: a TCP reset or an ICMP port unreachable came back instead of an answer (nothing listening there, or a REJECT rule)".to_string(),
+            Outcome::Unreachable { detail, .. } => format!("unreachable: {detail}"),
             _ => "no answer came back".to_string(),
         }),
         (Expect::Fail(want), other) => match observed_kind(other) {
@@ -383,6 +386,30 @@ mod tests {
                 tcp: false,
             }],
         }
+    }
+
+    /// A refused flow's reason says what came back, never that nothing did.
+    #[test]
+    fn a_refused_flow_does_not_say_nothing_came_back() {
+        let plan = crate::plan::load_str(
+            std::path::Path::new("cases/refused.yaml"),
+            "nodes: [node1]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node1, listen: [80] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+        )
+        .unwrap();
+        let refused = Outcome::Refused {
+            elapsed: std::time::Duration::from_micros(63),
+        };
+        let verdict = judge(&plan.flows[0], &plan.topology, &[refused]);
+        assert!(!verdict.passed);
+        let reason = verdict.reason.unwrap();
+        assert!(!reason.contains("no answer came back"), "{reason}");
+        assert!(reason.starts_with("refused: a TCP reset"), "{reason}");
+        let unreachable = Outcome::Unreachable {
+            detail: "no route to host".into(),
+            elapsed: std::time::Duration::from_micros(63),
+        };
+        let verdict = judge(&plan.flows[0], &plan.topology, &[unreachable]);
+        assert_eq!(verdict.reason.unwrap(), "unreachable: no route to host");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Running an external tool (`iptables-restore`, `nft`, a user's proxy command) inside a
 //! namespace, always with a timeout, feeding it standard input and keeping what it said.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::os::fd::AsFd;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +10,15 @@ use crate::netns::command_in;
 
 /// The default limit for one tool call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much of each of standard output and standard error is kept from a user's command (an
+/// `exec` flow, a proxy or network driver command): what is past it is read and discarded, so
+/// a command printing gigabytes costs time, bounded by its timeout, but not memory.
+pub const OUTPUT_LIMIT: usize = 1 << 20;
+
+/// The same bound for podpath's own tools (`iptables-save`, `nft list ruleset`, `ip`), whose
+/// output grows with the rulesets: large enough for tens of thousands of Services.
+pub const TOOL_OUTPUT_LIMIT: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -46,7 +55,14 @@ pub fn run(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<String, ToolError> {
-    let done = run_to_end(command_in(ns, program), program, args, stdin, timeout)?;
+    let done = run_to_end(
+        command_in(ns, program),
+        program,
+        args,
+        stdin,
+        timeout,
+        TOOL_OUTPUT_LIMIT,
+    )?;
     if done.code == Some(0) {
         Ok(done.stdout)
     } else {
@@ -67,12 +83,13 @@ pub fn run_here(program: &str, args: &[&str], timeout: Duration) -> Result<Finis
         args,
         None,
         timeout,
+        TOOL_OUTPUT_LIMIT,
     )
 }
 
 /// Runs a prepared `command` (its environment, working directory or namespace already set) with
 /// `args`, feeding it `stdin`, and returns how it ended, whatever the exit code; only a failure
-/// to start or the timeout is an error.
+/// to start or the timeout is an error. At most [`OUTPUT_LIMIT`] of each stream is kept.
 pub fn run_command(
     command: std::process::Command,
     program: &str,
@@ -80,7 +97,38 @@ pub fn run_command(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Finished, ToolError> {
-    run_to_end(command, program, args, stdin, timeout)
+    run_to_end(command, program, args, stdin, timeout, OUTPUT_LIMIT)
+}
+
+/// Reads `pipe` to its end, keeping its first `limit` bytes (as text, invalid UTF-8 replaced)
+/// and discarding the rest, which a note at the end counts.
+fn read_capped(mut pipe: impl io::Read, limit: usize) -> String {
+    let mut kept = Vec::new();
+    let mut dropped: u64 = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = limit.saturating_sub(kept.len()).min(n);
+                kept.extend_from_slice(&buf[..room]);
+                dropped += (n - room) as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let mut text = String::from_utf8_lossy(&kept).into_owned();
+    if dropped > 0 {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "[podpath: output cut after {} bytes; {dropped} more bytes discarded]\n",
+            kept.len()
+        ));
+    }
+    text
 }
 
 fn run_to_end(
@@ -89,6 +137,7 @@ fn run_to_end(
     args: &[&str],
     stdin: Option<&[u8]>,
     timeout: Duration,
+    limit: usize,
 ) -> Result<Finished, ToolError> {
     // Its own process group, so the timeout kills whatever it started too (a script's
     // `sleep` would otherwise keep the pipes open, and the caller waiting, past the timeout).
@@ -112,18 +161,10 @@ fn run_to_end(
         source,
     };
     // Readers on their own threads, so a tool that fills a pipe never blocks the writer.
-    let mut out_pipe = child.stdout.take().expect("piped");
-    let mut err_pipe = child.stderr.take().expect("piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
+    let out_pipe = child.stdout.take().expect("piped");
+    let err_pipe = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || read_capped(out_pipe, limit));
+    let err_reader = std::thread::spawn(move || read_capped(err_pipe, limit));
     // The input is written on its own thread too: a tool that reads as it works (or stops
     // reading) must not hold the caller past the timeout.
     let writer = match (stdin, child.stdin.take()) {
@@ -185,5 +226,57 @@ fn wait_with_timeout(
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command printing far more than the limit on both streams: the run finishes, keeps
+    /// the first [`OUTPUT_LIMIT`] bytes of each, and says what it cut.
+    #[test]
+    fn output_is_capped_and_says_so() {
+        let mut command = std::process::Command::new("sh");
+        command.arg("-c");
+        let done = run_command(
+            command,
+            "sh",
+            &["yes | head -c 50000000; yes e | head -c 50000000 >&2"],
+            None,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(done.code, Some(0));
+        for stream in [&done.stdout, &done.stderr] {
+            assert!(
+                stream.len() < OUTPUT_LIMIT + 200,
+                "{} bytes kept",
+                stream.len()
+            );
+            assert!(
+                stream.ends_with(&format!(
+                    "[podpath: output cut after {OUTPUT_LIMIT} bytes; {} more bytes discarded]\n",
+                    50_000_000 - OUTPUT_LIMIT
+                )),
+                "{}",
+                &stream[stream.len() - 200..]
+            );
+        }
+    }
+
+    #[test]
+    fn small_and_non_utf8_output_is_kept_whole() {
+        let mut command = std::process::Command::new("sh");
+        command.arg("-c");
+        let done = run_command(
+            command,
+            "sh",
+            &["printf 'ok\\377\\n'"],
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(done.stdout, "ok\u{fffd}\n");
     }
 }

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use netns_runtime::proxy::driver::ProxyMode;
+use serde_saphyr::Spanned;
 
 use super::context::{ClusterParams, Overlay, Planner, YamlLocation};
 use super::parse::quoted;
@@ -28,6 +29,63 @@ pub const DEFAULT_MTU: u32 = 1500;
 /// Smallest and largest underlay MTU accepted (IPv4's minimum datagram size; jumbo frames).
 pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 576..=9000;
 
+/// IPv4 ranges that cannot hold pods, nodes or Services: the kernel treats their addresses
+/// specially (RFC 6890), so a cluster there breaks during the build or its flows fail in
+/// misleading ways. Each with its name and what goes wrong.
+pub const SPECIAL_RANGES: [(Ipv4Net, &str, &str); 5] = [
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(0, 0, 0, 0), 8),
+        "\"this network\" range",
+        "its addresses mean \"this host\" and are never assigned to an interface",
+    ),
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8),
+        "loopback range",
+        "the kernel delivers its addresses to each namespace's own loopback, never over a link",
+    ),
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(169, 254, 0, 0), 16),
+        "link-local range",
+        "its addresses are never routed beyond one link",
+    ),
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4),
+        "multicast range",
+        "its addresses name groups, not hosts, and cannot be a gateway",
+    ),
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(240, 0, 0, 0), 4),
+        "reserved range (with the broadcast address 255.255.255.255)",
+        "the kernel does not route its addresses",
+    ),
+];
+
+/// The first special range (see [`SPECIAL_RANGES`]) `net` shares addresses with, if any.
+pub fn special_range(net: Ipv4Net) -> Option<(Ipv4Net, &'static str, &'static str)> {
+    SPECIAL_RANGES
+        .into_iter()
+        .find(|(range, _, _)| range.contains(&net.network()) || net.contains(&range.network()))
+}
+
+/// Why `net` (written as `what`) cannot be used, if it touches a special range: the message
+/// names the range and what goes wrong there.
+pub fn special_range_problem(what: &str, net: Ipv4Net) -> Option<String> {
+    let (range, name, why) = special_range(net)?;
+    let relation = if range.contains(&net.network()) {
+        "is in"
+    } else {
+        "contains"
+    };
+    let shown = if net.prefix_len() == 32 {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    };
+    Some(format!(
+        "{what} {shown} {relation} the {name} {range}: {why}; use a private range (10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)"
+    ))
+}
+
 impl Planner {
     pub(super) fn cluster(
         &mut self,
@@ -36,11 +94,11 @@ impl Planner {
         has_services: bool,
     ) -> ClusterParams {
         let pod_cidr = match &spec.pod_cidr {
-            Some(v) => self.cidr("podCIDR", v),
+            Some(v) => self.ordinary_cidr("podCIDR", v),
             None => Some(DEFAULT_POD_CIDR),
         };
         let node_cidr = match &spec.node_cidr {
-            Some(v) => self.cidr("nodeCIDR", v).filter(|cidr| {
+            Some(v) => self.ordinary_cidr("nodeCIDR", v).filter(|cidr| {
                 let ok = cidr.prefix_len() <= 30;
                 if !ok {
                     self.error(
@@ -156,6 +214,16 @@ impl Planner {
         }
     }
 
+    /// A cluster CIDR that is well formed and clear of every special range.
+    fn ordinary_cidr(&mut self, what: &str, value: &Spanned<String>) -> Option<Ipv4Net> {
+        let cidr = self.cidr(what, value)?;
+        if let Some(problem) = special_range_problem(what, cidr) {
+            self.error(value.referenced, problem);
+            return None;
+        }
+        Some(cidr)
+    }
+
     /// `proxy`: one mode or a list; `none` alone means no proxy. Without it, a case with
     /// Services runs in both kube-proxy modes and a case without runs with no proxy.
     fn proxy_modes(&mut self, spec: &ClusterSpec, has_services: bool) -> Vec<ProxyMode> {
@@ -214,7 +282,7 @@ impl Planner {
         let cidr = match &spec.service_cidr {
             None => DEFAULT_SERVICE_CIDR,
             Some(v) => {
-                let cidr = self.cidr("serviceCIDR", v)?;
+                let cidr = self.ordinary_cidr("serviceCIDR", v)?;
                 if cidr.prefix_len() < 12 {
                     self.error(
                         v.referenced,

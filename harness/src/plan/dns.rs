@@ -248,7 +248,10 @@ impl Planner {
                 let index = nodes
                     .iter()
                     .position(|n| n.name.as_deref() == Some(node.value.as_str()));
-                if index.is_none() {
+                if index.is_none() && nodes.is_empty() {
+                    // The missing or empty `nodes` is the one error.
+                    complete = false;
+                } else if index.is_none() {
                     let known = known_names(nodes.iter().filter_map(|n| n.name.as_deref()));
                     self.error(
                         node.referenced,

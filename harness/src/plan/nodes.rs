@@ -90,8 +90,9 @@ impl Planner {
     fn node_name(&mut self, name: &Spanned<String>, seen: &mut HashMap<String, YamlLocation>) {
         let text = &name.value;
         if let Some(problem) = dns_label_problem(text, MAX_NODE_NAME) {
-            self.error(
-                name.referenced,
+            self.name_error(
+                name,
+                MAX_NODE_NAME,
                 format!("node name {} {problem} (a node name also names its port on the underlay bridge)", quoted(text)),
             );
         } else if text == UNDERLAY_NETNS {

@@ -47,7 +47,15 @@ impl Planner {
     pub(super) fn address(&mut self, what: &str, value: &Spanned<String>) -> Option<Ipv4Addr> {
         let text = value.value.as_str();
         match text.parse::<Ipv4Addr>() {
-            Ok(addr) => Some(addr),
+            Ok(addr) => {
+                if let Some(problem) =
+                    super::cluster::special_range_problem(what, Ipv4Net::from(addr))
+                {
+                    self.error(value.referenced, problem);
+                    return None;
+                }
+                Some(addr)
+            }
             Err(_) => {
                 let hint = if text.contains('/') {
                     " (an address, without a prefix length)"
@@ -77,6 +85,42 @@ impl Planner {
     }
 }
 
+fn label_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'
+}
+
+impl Planner {
+    /// Records `message` about the name `name` (a DNS-1123 label of at most `max` characters):
+    /// at the first character a label cannot hold when the name has one and is written as it
+    /// reads (plain or quoted without escapes), so the location points at that character;
+    /// at the name otherwise.
+    pub(super) fn name_error(&mut self, name: &Spanned<String>, max: usize, message: String) {
+        let at = name.referenced;
+        let chars = name.value.chars().count() as u64;
+        let opening = match at.span().len() {
+            len if len == chars => Some(0),
+            len if len == chars + 2 => Some(1),
+            _ => None,
+        };
+        let bad = name.value.chars().position(|c| !label_char(c));
+        match (opening, bad, crate::diag::Location::from_yaml(at)) {
+            (Some(opening), Some(index), Some(start))
+                if chars as usize <= max && !name.value.contains(['\n', '\r']) =>
+            {
+                let column = start.column + opening + index as u64;
+                self.found.error_at(
+                    Some(crate::diag::Location {
+                        line: start.line,
+                        column,
+                    }),
+                    message,
+                );
+            }
+            _ => self.error(at, message),
+        }
+    }
+}
+
 /// Why `name` is not a DNS-1123 label of at most `max` characters, if it is not.
 pub(super) fn dns_label_problem(name: &str, max: usize) -> Option<String> {
     if name.is_empty() {
@@ -86,11 +130,12 @@ pub(super) fn dns_label_problem(name: &str, max: usize) -> Option<String> {
     if length > max {
         return Some(format!("is {length} characters long, more than {max}"));
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Some("is not a DNS-1123 label: use lowercase letters, digits and '-'".to_owned());
+    if let Some(bad) = name.chars().find(|&c| !label_char(c)) {
+        let which = if bad.is_ascii() { "" } else { "non-ASCII " };
+        return Some(format!(
+            "is not a DNS-1123 label: use lowercase letters, digits and '-' (the {which}character `{}` is not one)",
+            bad.escape_debug()
+        ));
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Some(
@@ -203,10 +248,11 @@ pub(super) fn known_names<'a>(names: impl Iterator<Item = &'a str>) -> String {
     if names.is_empty() {
         return "none".to_owned();
     }
+    // Escaped: a declared name may hold a newline or a control character (already reported).
     let mut shown = names
         .iter()
         .take(LIMIT)
-        .copied()
+        .map(|name| name.escape_debug().to_string())
         .collect::<Vec<_>>()
         .join(", ");
     if names.len() > LIMIT {

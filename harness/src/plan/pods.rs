@@ -50,6 +50,8 @@ impl Planner {
                 }
                 Some(node) => match node_index.get(node.value.as_str()) {
                     Some(&index) => Some(index),
+                    // No node at all: the missing or empty `nodes` is the one error.
+                    None if nodes.is_empty() => None,
                     None => {
                         let known = known_names(nodes.iter().filter_map(|n| n.name.as_deref()));
                         self.error(
@@ -65,8 +67,9 @@ impl Planner {
                 None => "default".to_owned(),
                 Some(ns) => {
                     if let Some(problem) = dns_label_problem(&ns.value, MAX_NAME) {
-                        self.error(
-                            ns.referenced,
+                        self.name_error(
+                            ns,
+                            MAX_NAME,
                             format!("namespace {} {problem}", quoted(&ns.value)),
                         );
                     }
@@ -132,7 +135,7 @@ impl Planner {
         let text = &name.value;
         let shown = quoted(text);
         if let Some(problem) = dns_label_problem(text, MAX_NAME) {
-            self.error(name.referenced, format!("pod name {shown} {problem}"));
+            self.name_error(name, MAX_NAME, format!("pod name {shown} {problem}"));
         } else if text == UNDERLAY_NETNS {
             self.error(
                 name.referenced,

@@ -994,11 +994,14 @@ impl Planner {
                     .iter()
                     .any(|n| n.name.as_deref() == Some(v.value.as_str()))
                 {
-                    let known = known_names(nodes.iter().filter_map(|n| n.name.as_deref()));
-                    self.error(
-                        v.referenced,
-                        format!("unknown node {} (nodes: {known})", quoted(&v.value)),
-                    );
+                    // Without any node, the missing or empty `nodes` is the one error.
+                    if !nodes.is_empty() {
+                        let known = known_names(nodes.iter().filter_map(|n| n.name.as_deref()));
+                        self.error(
+                            v.referenced,
+                            format!("unknown node {} (nodes: {known})", quoted(&v.value)),
+                        );
+                    }
                     return None;
                 }
                 if let Some(p) = pod

@@ -323,6 +323,120 @@ use super::*;
     16,
     "podCIDR 10.244.0.0/23 has no /24 subnet left for node2"
 )]
+#[case::pod_cidr_loopback(
+    "cluster: { podCIDR: 127.0.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    21,
+    "podCIDR 127.0.0.0/16 is in the loopback range 127.0.0.0/8: the kernel delivers"
+)]
+#[case::pod_cidr_multicast(
+    "cluster: { podCIDR: 224.1.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    21,
+    "podCIDR 224.1.0.0/16 is in the multicast range 224.0.0.0/4"
+)]
+#[case::pod_cidr_this_network(
+    "cluster: { podCIDR: 0.0.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    21,
+    "podCIDR 0.0.0.0/16 is in the \"this network\" range 0.0.0.0/8"
+)]
+#[case::pod_cidr_reserved(
+    "cluster: { podCIDR: 255.255.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    21,
+    "podCIDR 255.255.0.0/16 is in the reserved range (with the broadcast address 255.255.255.255) 240.0.0.0/4"
+)]
+#[case::pod_cidr_contains_loopback(
+    "cluster: { podCIDR: 96.0.0.0/3 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    21,
+    "podCIDR 96.0.0.0/3 contains the loopback range 127.0.0.0/8"
+)]
+#[case::node_cidr_loopback(
+    "cluster: { nodeCIDR: 127.18.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    22,
+    "nodeCIDR 127.18.0.0/16 is in the loopback range 127.0.0.0/8"
+)]
+#[case::node_cidr_link_local(
+    "cluster: { nodeCIDR: 169.254.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    22,
+    "nodeCIDR 169.254.0.0/16 is in the link-local range 169.254.0.0/16"
+)]
+#[case::service_cidr_loopback(
+    "cluster: { serviceCIDR: 127.96.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    25,
+    "serviceCIDR 127.96.0.0/16 is in the loopback range 127.0.0.0/8"
+)]
+#[case::service_cidr_multicast(
+    "cluster: { serviceCIDR: 239.0.0.0/12 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    25,
+    "serviceCIDR 239.0.0.0/12 is in the multicast range 224.0.0.0/4"
+)]
+#[case::service_cidr_overlaps_pod_cidr(
+    "cluster: { serviceCIDR: 10.244.0.0/16 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    25,
+    "serviceCIDR 10.244.0.0/16 overlaps podCIDR 10.244.0.0/16"
+)]
+#[case::service_cidr_overlaps_node_cidr(
+    "cluster: { serviceCIDR: 172.16.0.0/12 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    25,
+    "serviceCIDR 172.16.0.0/12 overlaps nodeCIDR 172.18.0.0/16"
+)]
+#[case::pod_ip_loopback(
+    "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, ip: 127.0.0.5 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    3,
+    33,
+    "pod ip 127.0.0.5 is in the loopback range 127.0.0.0/8"
+)]
+#[case::node_address_multicast(
+    "nodes: [node1, { name: node2, address: 224.0.0.9 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    40,
+    "node address 224.0.0.9 is in the multicast range 224.0.0.0/4"
+)]
+#[case::pods_without_nodes(
+    "pods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    1,
+    1,
+    "`nodes` is missing"
+)]
+#[case::pods_with_empty_nodes(
+    "nodes: []\npods:\n  - { name: a, node: node1 }\n",
+    1,
+    8,
+    "`nodes` is empty"
+)]
+#[case::node_name_non_ascii(
+    "nodes: [node1, nöde2]\n",
+    1,
+    17,
+    "node name `nöde2` is not a DNS-1123 label: use lowercase letters, digits and '-' (the non-ASCII character `ö` is not one)"
+)]
+#[case::node_name_non_ascii_quoted(
+    "nodes: [node1, \"node-ż\"]\n",
+    1,
+    22,
+    "(the non-ASCII character `ż` is not one)"
+)]
+#[case::pod_name_non_ascii(
+    "nodes: [node1]\npods:\n  - { name: pöd, node: node1 }\n",
+    3,
+    14,
+    "pod name `pöd` is not a DNS-1123 label"
+)]
+#[case::namespace_non_ascii(
+    "nodes: [node1]\npods:\n  - { name: a, node: node1, namespace: tëst }\n",
+    3,
+    41,
+    "namespace `tëst` is not a DNS-1123 label"
+)]
 #[case::node_address_syntax(
     "nodes: [node1, { name: node2, address: 172.18.0.300 }]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
     1,
@@ -518,6 +632,9 @@ flows:
 #[case::colons("nodes: [node1]\nflows: [{ name: f, from: a, to: ':::', expect: { reach: a } }]\n")]
 #[case::binary_garbage("\0\u{1}\u{7f}\u{fffd}\u{202e}garbage")]
 #[case::control_characters("name: \"\\u0007\\n\\u001b[31m\"\nnodes: [\"\\n\"]\n")]
+#[case::unknown_node_among_control_names(
+    "nodes: [\"\\n\", \"\\t\"]\npods: [{ name: a, node: \"\\n0x\" }]\n"
+)]
 #[case::tab_indent("nodes:\n\t- node1\n")]
 #[case::unknown_anchor("nodes: *missing\n")]
 #[case::recursive_alias("a: &a [*a]\n")]

@@ -225,18 +225,10 @@ fn main() -> ExitCode {
             proxy,
             stack,
         } => {
-            let stack = match load_stack(stack.as_deref()) {
-                Ok(stack) => stack,
+            let (stack, loaded) = match load_case_and_stack(&case, proxy.as_deref(), stack) {
+                Ok(both) => both,
                 Err(code) => return code,
             };
-            // Read before the sandbox's private /run and /etc hide the host's.
-            let loaded = match load_with_mode(&case, proxy.as_deref()) {
-                Ok(loaded) => loaded,
-                Err(code) => return code,
-            };
-            if let Err(code) = enter_sandbox() {
-                return code;
-            }
             let what = format!("podpath trace {}", case.display());
             interrupt_with(move |sig| eprintln!("podpath: {what} interrupted by {sig}"));
             trace(case, loaded, flow, stack)
@@ -247,18 +239,10 @@ fn main() -> ExitCode {
             stack,
             command,
         } => {
-            let stack = match load_stack(stack.as_deref()) {
-                Ok(stack) => stack,
+            let (stack, loaded) = match load_case_and_stack(&case, proxy.as_deref(), stack) {
+                Ok(both) => both,
                 Err(code) => return code,
             };
-            // Read before the sandbox's private /run and /etc hide the host's.
-            let loaded = match load_with_mode(&case, proxy.as_deref()) {
-                Ok(loaded) => loaded,
-                Err(code) => return code,
-            };
-            if let Err(code) = enter_sandbox() {
-                return code;
-            }
             let what = format!("podpath shell {}", case.display());
             interrupt_with(move |sig| {
                 eprintln!("podpath: {what} interrupted by {sig}; taking its cluster down")
@@ -279,6 +263,22 @@ fn load_stack(file: Option<&Path>) -> Result<Arc<Stack>, ExitCode> {
         eprintln!("{e}");
         ExitCode::from(2)
     })
+}
+
+/// A case's plan and the proxy mode `--proxy` picks for it.
+type LoadedCase = (Plan, Option<ProxyMode>);
+
+/// For `trace` and `shell`: the stack, the case and its proxy mode, read before the sandbox's
+/// private /run and /etc hide the host's, then the sandbox entered.
+fn load_case_and_stack(
+    case: &Path,
+    proxy: Option<&str>,
+    stack: Option<PathBuf>,
+) -> Result<(Arc<Stack>, LoadedCase), ExitCode> {
+    let stack = load_stack(stack.as_deref())?;
+    let loaded = load_with_mode(case, proxy)?;
+    enter_sandbox()?;
+    Ok((stack, loaded))
 }
 
 fn enter_sandbox() -> Result<(), ExitCode> {

@@ -5,8 +5,8 @@
 //! flow to the external host on a stack that does not masquerade, a source address only
 //! flannel's VXLAN device has.
 
-use netns_runtime::stack::Encapsulation;
 use netns_runtime::stack::calico::{self, CalicoMode};
+use netns_runtime::stack::{Drivers, Encapsulation};
 
 use crate::plan::hops::{HopKind, HopPlan};
 use crate::plan::{Expect, FlowPlan, Plan};
@@ -72,6 +72,8 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
     }
     let hops = &flow.hops;
     let mut all = hops.forward.iter().chain(&hops.reply);
+    // Built once for the flow, not once per hop.
+    let drivers = &stack.drivers();
     if stack.is_builtin() {
         // The builtin stack makes every interface the planner knows of; only a wildcard (the
         // Calico cases' `cali*`) can name what it does not make.
@@ -80,11 +82,11 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
                 matches!(&hop.kind, HopKind::Iface { iface, .. }
                     if iface.ends_with('*') || calico::DEVICES.contains(&iface.as_str()))
             })
-            .find_map(|hop| hop_ignored(plan, hop, stack));
+            .find_map(|hop| hop_ignored(plan, hop, stack, drivers));
     }
     leaves_unmasqueraded(plan, flow, stack)
         .or_else(|| source_only_flannel_gives(plan, flow, stack))
-        .or_else(|| all.find_map(|hop| hop_ignored(plan, hop, stack)))
+        .or_else(|| all.find_map(|hop| hop_ignored(plan, hop, stack, drivers)))
         .or_else(|| avoid_vxlan_ignored(plan, flow, stack))
         .or_else(|| seen_source_ignored(plan, flow, stack))
 }
@@ -104,6 +106,7 @@ pub fn is_calico_case(plan: &Plan) -> bool {
 /// dataplane than the stack's: no interface the stack makes on that node matches it. All its
 /// trials are then ignored, `exec` flows and snapshots included.
 fn wildcard_case_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
+    let drivers = &stack.drivers();
     plan.flows.iter().find_map(|flow| {
         let h = &flow.hops;
         h.forward.iter().chain(&h.reply).chain(&h.avoid).find_map(|hop| {
@@ -112,7 +115,7 @@ fn wildcard_case_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
             };
             let pattern = iface.strip_suffix('*')?;
             let index = plan.topology.nodes.iter().position(|n| &n.name == netns)?;
-            let made = interfaces_on(plan, index, stack);
+            let made = interfaces_on(plan, index, stack, drivers);
             (!made.iter().any(|m| m.starts_with(pattern))).then(|| {
                 format!(
                     "the case is about another dataplane: hop `{}` ({}:{}) names {netns}/{iface}, and stack {}'s drivers make no such interface on {netns} (they make: {})",
@@ -262,7 +265,7 @@ fn source_only_flannel_gives(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Opt
 
 /// Why a hop the flow expects to see cannot be seen on `stack`: it names what only the
 /// builtin drivers make.
-fn hop_ignored(plan: &Plan, hop: &HopPlan, stack: &Stack) -> Option<String> {
+fn hop_ignored(plan: &Plan, hop: &HopPlan, stack: &Stack, drivers: &Drivers) -> Option<String> {
     let at = format!("{}:{}", plan.file.display(), hop.location);
     match &hop.kind {
         HopKind::Iface { netns, iface, .. } => {
@@ -272,7 +275,7 @@ fn hop_ignored(plan: &Plan, hop: &HopPlan, stack: &Stack) -> Option<String> {
                 .iter()
                 .enumerate()
                 .find(|(_, n)| &n.name == netns)?;
-            let made = interfaces_on(plan, index, stack);
+            let made = interfaces_on(plan, index, stack, drivers);
             (!made.iter().any(|m| iface_matches(iface, m))).then(|| {
                 format!(
                     "hop `{}` ({at}) names {netns}/{iface}, which stack {}'s drivers do not make on {} (they make: {})",
@@ -291,14 +294,13 @@ fn hop_ignored(plan: &Plan, hop: &HopPlan, stack: &Stack) -> Option<String> {
         } => {
             if let Some((netns, name)) = iface
                 && let Some(index) = plan.topology.nodes.iter().position(|n| &n.name == netns)
-                && !interfaces_on(plan, index, stack).contains(name)
+                && !interfaces_on(plan, index, stack, drivers).contains(name)
             {
                 return Some(format!(
                     "hop `{}` ({at}) names {netns}/{name}, which stack {}'s drivers do not make",
                     hop.label, stack.name
                 ));
             }
-            let drivers = stack.drivers();
             let node = plan.topology.nodes.first()?;
             match drivers.network.encapsulation(node) {
                 None => Some(format!(
@@ -324,9 +326,8 @@ fn hop_ignored(plan: &Plan, hop: &HopPlan, stack: &Stack) -> Option<String> {
 /// The interfaces on node `index` that the stack makes and observation captures: `eth0`, the
 /// attach's and the node network's declared interfaces, and the pods' host sides where the
 /// builtin attach names them.
-fn interfaces_on(plan: &Plan, index: usize, stack: &Stack) -> Vec<String> {
+fn interfaces_on(plan: &Plan, index: usize, stack: &Stack, drivers: &Drivers) -> Vec<String> {
     let node = &plan.topology.nodes[index];
-    let drivers = stack.drivers();
     let mut made = vec![node.eth0.name.clone()];
     made.extend(drivers.attach.node_interfaces(node));
     // The pods' host sides, as `POD/host-side` hops name them: Calico's `cali...` names, or the

@@ -20,6 +20,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use netns_runtime::capture::Captured;
+use quick_junit::{
+    NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite, XmlString,
+};
 
 /// How one trial ended, for the JUnit report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +85,8 @@ pub struct FlowArtifacts {
 /// named by the rest of the trial's name (the whole name when it has no `::`, as for an invalid
 /// case), with the case as `classname` and the case file as `file`. A failure carries its cause
 /// line ([`crate::cause::cause_line`]) as `message` and its full text as content; an ignored trial is `<skipped>` with its
-/// reason. Times are in seconds with millisecond precision.
+/// reason. Times are in seconds with millisecond precision. Written with `quick-junit`
+/// (nextest's JUnit crate), which escapes and serialises; podpath only decides the layout.
 pub fn junit_xml(suite_name: &str, records: &[TrialRecord]) -> String {
     junit_xml_of(suite_name, records, &RunEnd::Finished)
 }
@@ -122,85 +126,70 @@ pub fn junit_xml_of(suite_name: &str, records: &[TrialRecord], end: &RunEnd) -> 
         });
     }
     owned.extend(records.iter().cloned());
-    let records = &owned[..];
     let property = match end {
-        RunEnd::Finished => String::new(),
-        RunEnd::Unfinished => format!(
-            "    <properties>\n      <property name=\"{INTERRUPTED}\" value=\"unfinished\"/>\n    </properties>\n"
-        ),
-        RunEnd::Interrupted(signal) => format!(
-            "    <properties>\n      <property name=\"{INTERRUPTED}\" value=\"{}\"/>\n    </properties>\n",
-            xml(signal)
-        ),
+        RunEnd::Finished => None,
+        RunEnd::Unfinished => Some(Property::new(INTERRUPTED, "unfinished")),
+        RunEnd::Interrupted(signal) => Some(Property::new(INTERRUPTED, text(signal))),
     };
     let mut cases: Vec<(&str, Vec<&TrialRecord>)> = Vec::new();
-    for record in records {
+    for record in &owned {
         let case = split_name(&record.name).0;
         match cases.iter_mut().find(|(c, _)| *c == case) {
             Some((_, group)) => group.push(record),
             None => cases.push((case, vec![record])),
         }
     }
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let all: Vec<&TrialRecord> = records.iter().collect();
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"{}\" {}>",
-        xml(suite_name),
-        counts(&all)
-    );
+    let mut report = Report::new(text(suite_name));
+    report.set_time(owned.iter().map(|r| millis(r.duration)).sum());
     for (case, group) in &cases {
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" {}>",
-            xml(case),
-            counts(group)
-        );
-        out.push_str(&property);
-        for record in group {
-            let (_, test) = split_name(&record.name);
-            let _ = write!(
-                out,
-                "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{}\"",
-                xml(test),
-                xml(case),
-                xml(&record.file),
-                seconds(record.duration)
-            );
-            match &record.outcome {
-                TrialOutcome::Passed => out.push_str("/>\n"),
-                TrialOutcome::Failed(text) => {
-                    // The line a reader needs first: the cause, not the `flow:` line.
-                    let first = crate::cause::cause_line(text);
-                    let _ = writeln!(
-                        out,
-                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                        xml(first),
-                        xml(text)
-                    );
-                }
-                TrialOutcome::Ignored(reason) => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                        xml(reason)
-                    );
-                }
-                TrialOutcome::Error(text) => {
-                    let first = text.lines().next().unwrap_or("");
-                    let _ = writeln!(
-                        out,
-                        ">\n      <error message=\"{}\">{}</error>\n    </testcase>",
-                        xml(first),
-                        xml(text)
-                    );
-                }
-            }
+        let mut suite = TestSuite::new(text(case));
+        suite.set_time(group.iter().map(|r| millis(r.duration)).sum());
+        if let Some(property) = &property {
+            suite.add_property(property.clone());
         }
-        out.push_str("  </testsuite>\n");
+        suite.add_test_cases(group.iter().map(|record| test_case(case, record)));
+        report.add_test_suite(suite);
     }
-    out.push_str("</testsuites>\n");
-    out
+    // quick-junit only fails to serialise when its writer fails, and a String's cannot.
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- JUnit report could not be written: {e} -->\n"))
+}
+
+/// One trial as a `<testcase>` of its case's `<testsuite>`.
+fn test_case(case: &str, record: &TrialRecord) -> TestCase {
+    let (_, test) = split_name(&record.name);
+    let status = match &record.outcome {
+        TrialOutcome::Passed => TestCaseStatus::success(),
+        TrialOutcome::Failed(full) => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            // The line a reader needs first: the cause, not the `flow:` line.
+            status
+                .set_message(text(crate::cause::cause_line(full)))
+                .set_description(text(full));
+            status
+        }
+        TrialOutcome::Ignored(reason) => {
+            let mut status = TestCaseStatus::skipped();
+            status.set_message(text(reason));
+            status
+        }
+        TrialOutcome::Error(full) => {
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status
+                .set_message(text(full.lines().next().unwrap_or("")))
+                .set_description(text(full));
+            status
+        }
+    };
+    let mut testcase = TestCase::new(text(test), status);
+    testcase
+        .set_classname(text(case))
+        .set_time(millis(record.duration));
+    testcase
+        .extra
+        .insert(XmlString::new("file"), text(&record.file));
+    testcase
 }
 
 /// `(case, test)`: split at the first `::`; a name without one is both.
@@ -208,59 +197,17 @@ fn split_name(name: &str) -> (&str, &str) {
     name.split_once("::").unwrap_or((name, name))
 }
 
-/// The counting attributes of a `<testsuite>` or `<testsuites>`.
-fn counts(records: &[&TrialRecord]) -> String {
-    let failures = records
-        .iter()
-        .filter(|r| matches!(r.outcome, TrialOutcome::Failed(_)))
-        .count();
-    let skipped = records
-        .iter()
-        .filter(|r| matches!(r.outcome, TrialOutcome::Ignored(_)))
-        .count();
-    let errors = records
-        .iter()
-        .filter(|r| matches!(r.outcome, TrialOutcome::Error(_)))
-        .count();
-    let time: Duration = records.iter().map(|r| r.duration).sum();
-    format!(
-        "tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{}\"",
-        records.len(),
-        seconds(time)
-    )
+/// `d` to the millisecond, as the report shows it (so totals are sums of what is shown).
+fn millis(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }
 
-fn seconds(d: Duration) -> String {
-    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
-}
-
-/// `s` as XML 1.0 text or attribute value: the five special characters as entities; tab,
-/// newline and carriage return as character references (so attribute values keep them and
-/// `\r` survives line-end normalisation); characters XML 1.0 cannot carry at all (other C0
-/// controls, U+FFFE, U+FFFF), such as the escape sequences in a command's coloured output,
-/// left out.
-pub fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c if allowed_in_xml(c) => out.push(c),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// XML 1.0's `Char` production (a Rust `char` is never a surrogate).
-fn allowed_in_xml(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+/// `s` as text XML 1.0 can carry. quick-junit's [`XmlString`] escapes the specials and drops
+/// ANSI escape sequences and C0 controls; the two non-characters U+FFFE and U+FFFF, which it
+/// keeps and XML 1.0 cannot carry, are dropped here. quick-xml writes a `\r` as is, so a
+/// reader's line-end normalisation turns `\r\n` in a command's output into one line break.
+fn text(s: &str) -> XmlString {
+    XmlString::new(s.replace(['\u{fffe}', '\u{ffff}'], ""))
 }
 
 // ---- per-flow artifact directories ----------------------------------------------------------
@@ -867,20 +814,26 @@ mod tests {
     }
 
     #[test]
-    fn escapes_the_five_specials_and_keeps_line_breaks() {
-        assert_eq!(
-            xml(r#"a<b>&"c" 'd'"#),
-            "a&lt;b&gt;&amp;&quot;c&quot; &apos;d&apos;"
+    fn escapes_the_specials_and_drops_what_xml_cannot_carry() {
+        let text = junit_xml(
+            "podpath",
+            &[record(
+                "c::t",
+                1,
+                TrialOutcome::Failed(
+                    "a<b>&\"c\" 'd'\u{1b}[31m red\u{1b}[0m\u{0}\u{7}\u{fffe}\u{ffff} ok\u{fffd} héllo ✓ 🦀"
+                        .into(),
+                ),
+            )],
         );
-        assert_eq!(xml("x\ty\r\nz"), "x&#9;y&#13;&#10;z");
-        assert_eq!(xml("héllo ✓ 🦀"), "héllo ✓ 🦀");
-    }
-
-    #[test]
-    fn drops_characters_xml_cannot_carry() {
-        assert_eq!(xml("\u{1b}[31mred\u{1b}[0m"), "[31mred[0m");
-        assert_eq!(xml("a\u{0}b\u{7}c\u{b}d\u{c}e\u{7f}"), "abcde\u{7f}");
-        assert_eq!(xml("\u{fffe}\u{ffff}ok\u{fffd}"), "ok\u{fffd}");
+        let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+        let failure = doc
+            .descendants()
+            .find(|n| n.has_tag_name("failure"))
+            .unwrap();
+        let expected = "a<b>&\"c\" 'd' red ok\u{fffd} héllo ✓ 🦀";
+        assert_eq!(failure.text(), Some(expected));
+        assert_eq!(failure.attribute("message"), Some(expected));
     }
 
     #[test]
@@ -1017,12 +970,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             failure.attribute("message"),
-            Some("[1mdig[0m: couldn't get address")
+            Some("dig: couldn't get address")
         );
-        assert_eq!(
-            failure.text(),
-            Some("[1mdig[0m: couldn't get address\r\nline 2 ")
-        );
+        // quick-xml writes `\r` as is: a reader's line-end normalisation makes `\r\n` one `\n`.
+        assert_eq!(failure.text(), Some("dig: couldn't get address\nline 2 "));
     }
 
     #[test]

@@ -462,7 +462,8 @@ fn run(
                 continue;
             }
             // One run at a time: namespaces keep their plain names (node1, pod-a).
-            let run = CaseRun::on_stack(plan.clone(), kind.proxy, 0, String::new(), stack.clone());
+            let run = CaseRun::on_stack(plan.clone(), kind.proxy, 0, String::new(), stack.clone())
+                .for_case(&case.id);
             // What the stack cannot answer for is reported ignored, with the reason.
             let (selected, skipped): (Vec<usize>, Vec<usize>) = selected
                 .into_iter()
@@ -623,15 +624,20 @@ fn shell(
     command: Vec<String>,
     stack: &Stack,
 ) -> ExitCode {
-    let cluster = match Cluster::build_with(&plan.topology, "", &stack.drivers()) {
+    let mut cluster = match Cluster::build_with(&plan.topology, "", &stack.drivers()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("podpath: building {}: {e}", case.display());
             return ExitCode::FAILURE;
         }
     };
+    let stem = case
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Some(mode) = mode
-        && let Err(e) = cluster.apply_proxy(mode.builtin().as_ref(), &plan.proxy)
+        && let Some(proxy) = stack.proxy_driver(mode, &stem, "")
+        && let Err(e) = cluster.run_proxy(proxy, &plan.proxy)
     {
         eprintln!("podpath: programming Services of {}: {e}", case.display());
         return ExitCode::FAILURE;

@@ -364,6 +364,8 @@ pub struct CaseRun {
     pub proxy: Option<ProxyMode>,
     /// The implementation under test.
     pub stack: Arc<Stack>,
+    /// The case's name in trial names (a `restore` proxy's `{case}`).
+    case_id: String,
     netns_prefix: String,
     state: Mutex<(ClusterState, usize)>,
     /// Observes the cluster's flows (its trace switched on, its rule texts read, once).
@@ -397,14 +399,28 @@ impl CaseRun {
         netns_prefix: String,
         stack: Arc<Stack>,
     ) -> CaseRun {
+        let case_id = plan
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         CaseRun {
             planned: plan,
             bound: OnceLock::new(),
             proxy,
             stack,
+            case_id,
             netns_prefix,
             state: Mutex::new((ClusterState::NotBuilt, pending)),
             observer: Observer::new(),
+        }
+    }
+
+    /// The same run, its case named `id` (its path below the suite root, as in trial names).
+    pub fn for_case(self, id: &str) -> CaseRun {
+        CaseRun {
+            case_id: id.to_string(),
+            ..self
         }
     }
 
@@ -438,9 +454,13 @@ impl CaseRun {
             cluster.bind(bound.topology.clone()).map_err(build_error)?;
             let _ = self.bound.set(bound);
         }
-        if let Some(mode) = self.proxy {
+        if let Some(mode) = self.proxy
+            && let Some(proxy) = self
+                .stack
+                .proxy_driver(mode, &self.case_id, &self.netns_prefix)
+        {
             cluster
-                .apply_proxy(mode.builtin().as_ref(), &self.plan().proxy)
+                .run_proxy(proxy, &self.plan().proxy)
                 .map_err(|e| RunError::Services {
                     file: file.clone(),
                     source: Arc::new(e),
@@ -465,8 +485,10 @@ impl CaseRun {
     pub fn rule_tables(&self) -> Vec<RuleTable> {
         let drivers = self.stack.drivers();
         let mut tables = drivers.network.rule_tables();
-        if let Some(mode) = self.proxy {
-            tables.extend(mode.builtin().rule_tables());
+        if let Some(mode) = self.proxy
+            && let Some(proxy) = self.stack.proxy_driver(mode, &self.case_id, "")
+        {
+            tables.extend(proxy.rule_tables());
         }
         tables
     }
@@ -650,7 +672,14 @@ impl CaseRun {
             .iter()
             .map(|(node, entries)| (node.clone(), conntrack::render(entries)))
             .collect();
+        let mut logs: Vec<(String, String)> = cluster
+            .proxy_logs()
+            .into_iter()
+            .map(|(node, text)| (format!("service-proxy-{node}"), text))
+            .collect();
+        logs.extend(cluster.dns_log().map(|t| ("cluster-dns".to_string(), t)));
         FlowArtifacts {
+            logs,
             captures: obs.captures.clone(),
             points: obs.points.clone(),
             journey_markdown: crate::journey_render::markdown(

@@ -20,8 +20,10 @@ use crate::probe::{self, Outcome, ProbeTarget};
 use crate::proxy::ServiceTable;
 use crate::proxy::driver::{ProxyError, ServiceProxy};
 use crate::resolver::{self, Resolution, ResolvConf};
+use crate::stack::dns_exec::RunningDns;
 use crate::stack::{
-    Attachment, Detach, DnsDriver, DriverError, Drivers, NodeContext, PodContext, RuleTable,
+    Attachment, Detach, DnsDriver, DriverError, Drivers, ExecDns, NodeContext, PodContext,
+    RuleTable,
 };
 use crate::tool::Finished;
 use crate::topology::{Listener, Mac, Node, Proto, Topology};
@@ -103,6 +105,10 @@ pub struct Cluster {
     node_interfaces: Vec<NodeInterfaces>,
     /// What undoes the pod attach's work before the namespaces go (a CNI DEL).
     detacher: Option<Arc<dyn Detach>>,
+    /// The stack's DNS command, when its cluster DNS is `exec`, and how to start it again.
+    dns_exec: Option<(ExecDns, RunningDns)>,
+    /// The service proxy [`Cluster::run_proxy`] programmed, stopped at teardown.
+    proxy: Option<Box<dyn ServiceProxy>>,
 }
 
 /// The interfaces a node's drivers declared they make on it.
@@ -201,10 +207,12 @@ impl Cluster {
             attachments: parts.attachments,
             node_interfaces,
             detacher: drivers.attach.detacher(),
+            dns_exec: None,
+            proxy: None,
         };
         result?;
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
-        let dns = match (&cluster.topology.dns, drivers.dns) {
+        let dns = match (&cluster.topology.dns, &drivers.dns) {
             (Some(d), DnsDriver::Builtin) => Some(
                 DnsServer::new(SharedTable::new(RecordTable::new(&d.records)))
                     .map_err(BuildError::Echo)?,
@@ -224,7 +232,60 @@ impl Cluster {
         cluster.echo = Some(echo);
         cluster.dns = dns;
         cluster.write_pod_files()?;
+        if let DnsDriver::Exec(exec) = &drivers.dns {
+            cluster.start_dns_exec(exec.clone())?;
+        }
         Ok(cluster)
+    }
+
+    /// Starts the stack's DNS command in the DNS pod, once it answers (none without DNS).
+    fn start_dns_exec(&mut self, exec: ExecDns) -> Result<(), BuildError> {
+        let Some(d) = &self.topology.dns else {
+            return Ok(());
+        };
+        let ns = self
+            .pod_netns(&d.pod)
+            .ok_or_else(|| BuildError::UnknownDevice {
+                netns: d.pod.clone(),
+                what: "cluster DNS".into(),
+                dev: "its pod".into(),
+            })?;
+        let running = RunningDns::start(&exec, ns, &self.topology, &self.prefix)?;
+        self.dns_exec = Some((exec, running));
+        Ok(())
+    }
+
+    /// What the stack's DNS command wrote, when it has one.
+    pub fn dns_log(&self) -> Option<String> {
+        self.dns_exec.as_ref().map(|(_, r)| r.log())
+    }
+
+    /// Programs every node's Services with `proxy` and keeps it until teardown: what it
+    /// starts (an `exec` proxy's commands) is waited for until ready, and stopped after the
+    /// last flow. On failure everything it started is stopped again.
+    pub fn run_proxy(
+        &mut self,
+        proxy: Box<dyn ServiceProxy>,
+        tables: &[ServiceTable],
+    ) -> Result<(), ProxyError> {
+        let result = self
+            .apply_proxy(proxy.as_ref(), tables)
+            .and_then(|()| proxy.wait_ready());
+        if result.is_err() {
+            proxy.stop();
+        }
+        self.proxy = Some(proxy);
+        result
+    }
+
+    /// The service proxy's commands' output, per node (empty for loaders).
+    pub fn proxy_logs(&self) -> Vec<(String, String)> {
+        self.proxy.as_ref().map(|p| p.logs()).unwrap_or_default()
+    }
+
+    /// The service proxy [`Cluster::run_proxy`] keeps.
+    pub fn proxy(&self) -> Option<&dyn ServiceProxy> {
+        self.proxy.as_deref()
     }
 
     pub fn topology(&self) -> &Topology {
@@ -254,6 +315,11 @@ impl Cluster {
     /// addresses.
     pub fn bind(&mut self, topology: Topology) -> Result<(), BuildError> {
         self.topology = topology;
+        // A DNS command serves files written from the records: it starts again from new ones.
+        if let Some((exec, mut running)) = self.dns_exec.take() {
+            running.stop();
+            self.start_dns_exec(exec)?;
+        }
         if let (Some(server), Some(d)) = (&self.dns, &self.topology.dns) {
             server.table().store(RecordTable::new(&d.records));
         }
@@ -528,9 +594,16 @@ impl Cluster {
     }
 
     fn take_down(&mut self) -> Result<(), Vec<io::Error>> {
+        let mut errors = Vec::new();
+        // Programs under test first, while their namespaces are still there.
+        if let Some(proxy) = self.proxy.take() {
+            errors.extend(proxy.stop().into_iter().map(io::Error::other));
+        }
+        if let Some((_, mut running)) = self.dns_exec.take() {
+            running.stop();
+        }
         drop(self.echo.take());
         drop(self.dns.take());
-        let mut errors = Vec::new();
         if let Some(d) = self.detacher.take() {
             errors.extend(d.detach_all().into_iter().map(io::Error::other));
         }

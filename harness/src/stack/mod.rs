@@ -16,11 +16,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::proxy::driver::{ProxyMode, ServiceProxy};
+use netns_runtime::proxy::exec::ExecProxy;
+use netns_runtime::proxy::restore::RestoreProxy;
 use netns_runtime::stack::calico::{CalicoAttach, CalicoMode, CalicoNetwork};
 use netns_runtime::stack::{
-    BridgeAttach, CniAttach, ConfList, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork,
-    ExecSpec, FlannelNetwork, NoAttach, NoNetwork,
+    BridgeAttach, CniAttach, ConfList, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecDns,
+    ExecNetwork, ExecSpec, FlannelNetwork, NoAttach, NoNetwork,
 };
 use serde_saphyr::Spanned;
 
@@ -92,12 +94,31 @@ pub enum ProxyLayer {
     /// podpath's kube-proxy renderers, in these modes (`None`: the modes each case asks for,
     /// both by default).
     Builtin(Option<Vec<ProxyMode>>),
+    /// A captured ruleset loaded as it is (`netns_runtime::proxy::restore`).
+    Restore {
+        mode: ProxyMode,
+        /// Absolute; `{node}` and `{case}` are replaced per node and case.
+        ruleset: PathBuf,
+    },
+    /// A proxy command run in every node (`netns_runtime::proxy::exec`).
+    Exec {
+        mode: ProxyMode,
+        spec: ExecSpec,
+        /// The configuration template's file and text.
+        config: Option<(PathBuf, String)>,
+    },
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsLayer {
     Builtin,
+    /// A DNS server command in the DNS pod (`netns_runtime::stack::dns_exec`).
+    Exec {
+        spec: ExecSpec,
+        /// The Corefile template's file and text.
+        corefile: Option<(PathBuf, String)>,
+    },
     None,
 }
 
@@ -244,10 +265,42 @@ impl Stack {
                 }),
                 NetworkLayer::None => Box::new(NoNetwork),
             },
-            dns: match self.dns {
+            dns: match &self.dns {
                 DnsLayer::Builtin => DnsDriver::Builtin,
+                DnsLayer::Exec { spec, corefile } => DnsDriver::Exec(ExecDns {
+                    spec: spec.clone(),
+                    corefile: corefile.as_ref().map(|(_, text)| text.clone()),
+                    kubeconfig: None,
+                }),
                 DnsLayer::None => DnsDriver::None,
             },
+        }
+    }
+
+    /// The service proxy a run in `mode` programs its nodes with (`None` without a proxy).
+    /// `case` names the case in a ruleset's `{case}`; `netns_prefix` keeps the state of
+    /// concurrently running cases apart.
+    pub fn proxy_driver(
+        &self,
+        mode: ProxyMode,
+        case: &str,
+        netns_prefix: &str,
+    ) -> Option<Box<dyn ServiceProxy>> {
+        match &self.proxy {
+            ProxyLayer::Builtin(_) => Some(mode.builtin()),
+            ProxyLayer::Restore { mode, ruleset } => Some(Box::new(RestoreProxy {
+                mode: *mode,
+                ruleset: ruleset.clone(),
+                case: case.to_string(),
+            })),
+            ProxyLayer::Exec { mode, spec, config } => Some(Box::new(ExecProxy::new(
+                *mode,
+                spec.clone(),
+                config.as_ref().map(|(_, text)| text.clone()),
+                PathBuf::from("/run/podpath/proxy").join(netns_prefix.trim_end_matches('.')),
+                BTreeMap::new(),
+            ))),
+            ProxyLayer::None => None,
         }
     }
 
@@ -322,6 +375,12 @@ impl Stack {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            ProxyLayer::Restore { mode, ruleset } => {
+                format!("restore {} ({mode} rules)", ruleset.display())
+            }
+            ProxyLayer::Exec { mode, spec, .. } => {
+                format!("exec {} ({mode} rules)", spec.argv.join(" "))
+            }
             ProxyLayer::None => "none".into(),
         };
         let network = match &self.network {
@@ -332,9 +391,10 @@ impl Stack {
             AttachLayer::Builtin => "bridge (builtin)".into(),
             _ => drivers.attach.name(),
         };
-        let dns = match self.dns {
-            DnsLayer::Builtin => "builtin",
-            DnsLayer::None => "none",
+        let dns = match &self.dns {
+            DnsLayer::Builtin => "builtin".to_string(),
+            DnsLayer::Exec { spec, .. } => format!("exec {}", spec.argv.join(" ")),
+            DnsLayer::None => "none".to_string(),
         };
         let origin = self
             .file
@@ -368,6 +428,22 @@ impl Stack {
                                 "the case runs in proxy mode {m}, which stack {} does not give (serviceProxy modes: {})",
                                 self.name,
                                 modes.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+                            ),
+                        ))
+                    }
+                })
+                .collect(),
+            ProxyLayer::Restore { mode, .. } | ProxyLayer::Exec { mode, .. } => case_modes
+                .iter()
+                .map(|&m| {
+                    if m == *mode {
+                        Ok(m)
+                    } else {
+                        Err((
+                            m,
+                            format!(
+                                "the case runs in proxy mode {m}, and stack {}'s service proxy programs {mode} rules (serviceProxy mode: {mode})",
+                                self.name
                             ),
                         ))
                     }
@@ -474,7 +550,11 @@ impl Checker {
 
     /// Reports every key of `spec` that `driver` does not take.
     fn only_keys(&mut self, spec: &LayerSpec, key: &str, driver: &str, allowed: &[&str]) {
-        let present: [(&str, Option<serde_saphyr::Location>); 10] = [
+        let present: [(&str, Option<serde_saphyr::Location>); 14] = [
+            ("mode", spec.mode.as_ref().map(|v| v.referenced)),
+            ("ruleset", spec.ruleset.as_ref().map(|v| v.referenced)),
+            ("config", spec.config.as_ref().map(|v| v.referenced)),
+            ("corefile", spec.corefile.as_ref().map(|v| v.referenced)),
             ("conflist", spec.conflist.as_ref().map(|v| v.referenced)),
             ("binDir", spec.bin_dir.as_ref().map(|v| v.referenced)),
             ("command", spec.command.as_ref().map(|v| v.referenced)),
@@ -517,7 +597,18 @@ impl Checker {
                 self.found.error(c.referenced, "`command` is empty");
                 return None;
             }
-            Some(c) => c.value.iter().map(|a| a.value.clone()).collect(),
+            // `{impl}` is podpath's cache of built implementations, as in `binDir`.
+            Some(c) => c
+                .value
+                .iter()
+                .map(|a| match a.value.strip_prefix("{impl}") {
+                    Some(rest) => crate::implementations::cache_dir()
+                        .join(rest.trim_start_matches('/'))
+                        .display()
+                        .to_string(),
+                    None => a.value.clone(),
+                })
+                .collect(),
             None => {
                 self.found.error(
                     at,
@@ -766,13 +857,51 @@ impl Checker {
         let Some(layer) = layer else {
             return ProxyLayer::Builtin(None);
         };
-        let Some((driver, _, spec)) = self.driver(layer, "serviceProxy", &["builtin", "none"])
-        else {
+        let Some((driver, at, spec)) = self.driver(
+            layer,
+            "serviceProxy",
+            &["builtin", "exec", "restore", "none"],
+        ) else {
             return ProxyLayer::Builtin(None);
         };
         if driver == "none" {
             self.only_keys(spec, "serviceProxy", "none", &[]);
             return ProxyLayer::None;
+        }
+        if driver == "restore" {
+            self.only_keys(spec, "serviceProxy", "restore", &["mode", "ruleset"]);
+            let mode = self.proxy_mode(spec, at, "restore");
+            let Some(ruleset) = &spec.ruleset else {
+                self.found.error(
+                    at,
+                    "the restore serviceProxy driver needs `ruleset` (an iptables-save dump or an nft ruleset; `{node}` and `{case}` in its name are replaced)",
+                );
+                return ProxyLayer::Builtin(None);
+            };
+            if ruleset.value.trim().is_empty() {
+                self.found.error(ruleset.referenced, "`ruleset` is empty");
+            }
+            return match mode {
+                Some(mode) => ProxyLayer::Restore {
+                    mode,
+                    ruleset: self.dir.join(&ruleset.value),
+                },
+                None => ProxyLayer::Builtin(None),
+            };
+        }
+        if driver == "exec" {
+            self.only_keys(
+                spec,
+                "serviceProxy",
+                "exec",
+                &["command", "timeout", "env", "mode", "config"],
+            );
+            let mode = self.proxy_mode(spec, at, "exec");
+            let config = spec.config.as_ref().and_then(|c| self.template(c));
+            return match (mode, self.exec_spec(spec, at, "serviceProxy")) {
+                (Some(mode), Some(spec)) => ProxyLayer::Exec { mode, spec, config },
+                _ => ProxyLayer::Builtin(None),
+            };
         }
         self.only_keys(spec, "serviceProxy", "builtin", &["modes"]);
         let Some(modes) = &spec.modes else {
@@ -807,7 +936,20 @@ impl Checker {
         let Some(layer) = layer else {
             return DnsLayer::Builtin;
         };
-        match self.driver(layer, "clusterDns", &["builtin", "none"]) {
+        match self.driver(layer, "clusterDns", &["builtin", "exec", "none"]) {
+            Some((driver, at, spec)) if driver == "exec" => {
+                self.only_keys(
+                    spec,
+                    "clusterDns",
+                    "exec",
+                    &["command", "timeout", "env", "corefile"],
+                );
+                let corefile = spec.corefile.as_ref().and_then(|c| self.template(c));
+                match self.exec_spec(spec, at, "clusterDns") {
+                    Some(spec) => DnsLayer::Exec { spec, corefile },
+                    None => DnsLayer::Builtin,
+                }
+            }
             Some((driver, _, spec)) => {
                 self.only_keys(spec, "clusterDns", &driver, &[]);
                 if driver == "none" {
@@ -817,6 +959,51 @@ impl Checker {
                 }
             }
             None => DnsLayer::Builtin,
+        }
+    }
+
+    /// The `mode` an `exec` or `restore` proxy's rules are in (required).
+    fn proxy_mode(
+        &mut self,
+        spec: &LayerSpec,
+        at: serde_saphyr::Location,
+        driver: &str,
+    ) -> Option<ProxyMode> {
+        let Some(mode) = &spec.mode else {
+            self.found.error(
+                at,
+                format!(
+                    "the {driver} serviceProxy driver needs `mode` (iptables or nftables: the rules it programs)"
+                ),
+            );
+            return None;
+        };
+        let parsed = ProxyMode::parse(&mode.value);
+        if parsed.is_none() {
+            self.found.error(
+                mode.referenced,
+                format!(
+                    "unknown proxy mode `{}`: expected iptables or nftables",
+                    mode.value
+                ),
+            );
+        }
+        parsed
+    }
+
+    /// A template file (a proxy's `config`, a `corefile`), relative to the stack file, read now
+    /// so a missing one stops the run before anything is built.
+    fn template(&mut self, file: &Spanned<String>) -> Option<(PathBuf, String)> {
+        let path = self.dir.join(&file.value);
+        match fs::read_to_string(&path) {
+            Ok(text) => Some((path, text)),
+            Err(e) => {
+                self.found.error(
+                    file.referenced,
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
         }
     }
 }

@@ -11,9 +11,11 @@ use ipnet::Ipv4Net;
 use crate::topology::Proto;
 
 pub mod driver;
+pub mod exec;
 pub mod iptables;
 pub mod nftables;
 pub mod normalise;
+pub mod restore;
 
 /// Everything kube-proxy on one node knows: the node, the cluster, and every Service port with
 /// its endpoints (as EndpointSlices give them).

@@ -11,8 +11,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::dns::records::{SCHEMA_TTL, SCHEMA_VERSION};
 use crate::dns::{ClusterDns, RData, Record, RecordTable, RecordType};
 
-/// The reverse zone's origin.
+/// The reverse zones' origins.
 pub const REVERSE_ZONE: &str = "in-addr.arpa.";
+pub const REVERSE6_ZONE: &str = "ip6.arpa.";
 
 /// The cluster zone (`$ORIGIN cluster.local.`): its SOA and NS, the name server's address,
 /// every Service's records as the zone transfer lists them, the endpoint names, the schema TXT
@@ -25,6 +26,8 @@ pub fn cluster_zone(dns: &ClusterDns) -> String {
     if records.len() > 1 && records.first() == records.last() {
         records.pop();
     }
+    // The name server's own name, which the plugin answers when no Service names it.
+    records.extend(table.lookup(&format!("ns.dns.{zone}"), RecordType::A).answers);
     records.push(Record {
         name: format!("dns-version.{zone}"),
         ttl: SCHEMA_TTL,
@@ -75,6 +78,14 @@ pub fn reverse_zone(dns: &ClusterDns) -> String {
         }
     }
     render(REVERSE_ZONE, &dedup(records))
+}
+
+/// The IPv6 reverse zone: its SOA only (the clusters are IPv4), so that its names are NXDOMAIN
+/// with the SOA, as the plugin answers them.
+pub fn reverse6_zone(dns: &ClusterDns) -> String {
+    let table = RecordTable::new(dns);
+    let soa = table.lookup(REVERSE6_ZONE, RecordType::Soa).answers;
+    render(REVERSE6_ZONE, &soa)
 }
 
 fn dedup(records: Vec<Record>) -> Vec<Record> {
@@ -180,5 +191,7 @@ mod tests {
             assert!(z.lines().any(|l| l == line), "{line:?} missing from\n{z}");
         }
         assert!(z.lines().nth(2).unwrap().contains(" IN SOA "), "{z}");
+        let z6 = reverse6_zone(&dns());
+        assert!(z6.ends_with("ip6.arpa. 30 IN SOA ns.dns.ip6.arpa. hostmaster.ip6.arpa. 1 7200 1800 86400 30\n"), "{z6}");
     }
 }

@@ -2,7 +2,8 @@
 //! DNS pod's namespace for as long as the cluster lives.
 //!
 //! podpath writes, in `/run/podpath/dns/<pod netns>/` on the sandbox's private `/run`: the
-//! builtin record table as zone files (`cluster.zone`, `reverse.zone`, [`crate::dns::zonefile`])
+//! builtin record table as zone files (`cluster.zone`, `reverse.zone`, `reverse6.zone`,
+//! [`crate::dns::zonefile`])
 //! and, from the stack's template, a `Corefile`. The command is **ready** when it answers an A
 //! question for a name the table has (the first Service with a ClusterIP, asked of the pod's
 //! own address on port 53) with NOERROR and an address; bounded by the stack's `timeout`.
@@ -96,6 +97,13 @@ impl RunningDns {
                     &crate::dns::zonefile::reverse_zone(&dns.records),
                 )?,
             ),
+            (
+                "reverse6zonefile",
+                write(
+                    "reverse6.zone",
+                    &crate::dns::zonefile::reverse6_zone(&dns.records),
+                )?,
+            ),
         ]);
         let wants = |key: &str| {
             let p = format!("{{{key}}}");
@@ -124,6 +132,7 @@ impl RunningDns {
             ("PODPATH_ZONE", "zone"),
             ("PODPATH_ZONEFILE", "zonefile"),
             ("PODPATH_REVERSE_ZONEFILE", "reversezonefile"),
+            ("PODPATH_REVERSE6_ZONEFILE", "reverse6zonefile"),
             ("PODPATH_COREFILE", "corefile"),
             ("PODPATH_KUBECONFIG", "kubeconfig"),
         ]

@@ -636,7 +636,7 @@ fn shell(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     if let Some(mode) = mode
-        && let Some(proxy) = stack.proxy_driver(mode, &stem, "")
+        && let Some(proxy) = stack.proxy_driver(mode, &stem, "", cluster.kubeconfigs())
         && let Err(e) = cluster.run_proxy(proxy, &plan.proxy)
     {
         eprintln!("podpath: programming Services of {}: {e}", case.display());

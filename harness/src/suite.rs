@@ -455,9 +455,12 @@ impl CaseRun {
             let _ = self.bound.set(bound);
         }
         if let Some(mode) = self.proxy
-            && let Some(proxy) = self
-                .stack
-                .proxy_driver(mode, &self.case_id, &self.netns_prefix)
+            && let Some(proxy) = self.stack.proxy_driver(
+                mode,
+                &self.case_id,
+                &self.netns_prefix,
+                cluster.kubeconfigs(),
+            )
         {
             cluster
                 .run_proxy(proxy, &self.plan().proxy)
@@ -486,7 +489,9 @@ impl CaseRun {
         let drivers = self.stack.drivers();
         let mut tables = drivers.network.rule_tables();
         if let Some(mode) = self.proxy
-            && let Some(proxy) = self.stack.proxy_driver(mode, &self.case_id, "")
+            && let Some(proxy) =
+                self.stack
+                    .proxy_driver(mode, &self.case_id, "", Default::default())
         {
             tables.extend(proxy.rule_tables());
         }

@@ -274,6 +274,20 @@ impl Cluster {
         if result.is_err() {
             proxy.stop();
         }
+        // For docs/performance.md: from the cluster built to each node's proxy ready.
+        if std::env::var_os("PODPATH_PROXY_TIMINGS").is_some() {
+            for (node, ready) in proxy.ready_times() {
+                let ready = ready.map_or_else(
+                    || "never".to_string(),
+                    |d| format!("{:.3}s", d.as_secs_f64()),
+                );
+                eprintln!(
+                    "podpath: timing: {}{node}: service proxy `{}` ready after {ready}",
+                    self.prefix,
+                    proxy.name()
+                );
+            }
+        }
         self.proxy = Some(proxy);
         result
     }
@@ -281,6 +295,13 @@ impl Cluster {
     /// The service proxy's commands' output, per node (empty for loaders).
     pub fn proxy_logs(&self) -> Vec<(String, String)> {
         self.proxy.as_ref().map(|p| p.logs()).unwrap_or_default()
+    }
+
+    /// Each node's kubeconfig for the Kubernetes API the cluster serves, which `exec` proxies
+    /// and DNS servers are given as `{kubeconfig}`. Empty: this cluster serves no API yet (the
+    /// served API is issue 11's item 1, built apart).
+    pub fn kubeconfigs(&self) -> std::collections::BTreeMap<String, std::path::PathBuf> {
+        std::collections::BTreeMap::new()
     }
 
     /// The service proxy [`Cluster::run_proxy`] keeps.

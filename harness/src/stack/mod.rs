@@ -107,6 +107,12 @@ pub enum ProxyLayer {
         /// The configuration template's file and text.
         config: Option<(PathBuf, String)>,
     },
+    /// A proxy podpath cannot run or read here (kube-proxy's IPVS mode): every run of a case
+    /// with Services is ignored with `reason`.
+    Unavailable {
+        description: String,
+        reason: String,
+    },
     None,
 }
 
@@ -176,6 +182,7 @@ impl Stack {
         let mut check = Checker {
             found: Diagnostics::new(path),
             dir,
+            name: String::new(),
         };
         let stack = check.stack(&parsed.value, path);
         check.found.finish()?;
@@ -279,12 +286,13 @@ impl Stack {
 
     /// The service proxy a run in `mode` programs its nodes with (`None` without a proxy).
     /// `case` names the case in a ruleset's `{case}`; `netns_prefix` keeps the state of
-    /// concurrently running cases apart.
+    /// concurrently running cases apart; `kubeconfigs` are the nodes' for the served API.
     pub fn proxy_driver(
         &self,
         mode: ProxyMode,
         case: &str,
         netns_prefix: &str,
+        kubeconfigs: BTreeMap<String, PathBuf>,
     ) -> Option<Box<dyn ServiceProxy>> {
         match &self.proxy {
             ProxyLayer::Builtin(_) => Some(mode.builtin()),
@@ -298,9 +306,9 @@ impl Stack {
                 spec.clone(),
                 config.as_ref().map(|(_, text)| text.clone()),
                 PathBuf::from("/run/podpath/proxy").join(netns_prefix.trim_end_matches('.')),
-                BTreeMap::new(),
+                kubeconfigs,
             ))),
-            ProxyLayer::None => None,
+            ProxyLayer::Unavailable { .. } | ProxyLayer::None => None,
         }
     }
 
@@ -381,6 +389,7 @@ impl Stack {
             ProxyLayer::Exec { mode, spec, .. } => {
                 format!("exec {} ({mode} rules)", spec.argv.join(" "))
             }
+            ProxyLayer::Unavailable { description, .. } => description.clone(),
             ProxyLayer::None => "none".into(),
         };
         let network = match &self.network {
@@ -449,6 +458,10 @@ impl Stack {
                     }
                 })
                 .collect(),
+            ProxyLayer::Unavailable { reason, .. } => case_modes
+                .iter()
+                .map(|&m| Err((m, reason.clone())))
+                .collect(),
             ProxyLayer::None => case_modes
                 .iter()
                 .map(|&m| {
@@ -475,6 +488,8 @@ impl fmt::Display for Stack {
 struct Checker {
     found: Diagnostics,
     dir: PathBuf,
+    /// The stack's name, for reasons given at load.
+    name: String,
 }
 
 /// The keys a layer's mapping may have, by driver.
@@ -495,6 +510,7 @@ impl Checker {
                 .file_stem()
                 .map_or_else(|| "stack".into(), |s| s.to_string_lossy().into_owned()),
         };
+        self.name = name.clone();
         let attach = self.attach(file.pod_attach.as_ref());
         let network = self.network(file.node_network.as_ref());
         let proxy = self.proxy(file.service_proxy.as_ref());
@@ -896,8 +912,14 @@ impl Checker {
                 "exec",
                 &["command", "timeout", "env", "mode", "config"],
             );
-            let mode = self.proxy_mode(spec, at, "exec");
             let config = spec.config.as_ref().and_then(|c| self.template(c));
+            if spec.mode.as_ref().is_some_and(|m| m.value == "ipvs") {
+                return match self.exec_spec(spec, at, "serviceProxy") {
+                    Some(exec) => self.ipvs(exec),
+                    None => ProxyLayer::Builtin(None),
+                };
+            }
+            let mode = self.proxy_mode(spec, at, "exec");
             return match (mode, self.exec_spec(spec, at, "serviceProxy")) {
                 (Some(mode), Some(spec)) => ProxyLayer::Exec { mode, spec, config },
                 _ => ProxyLayer::Builtin(None),
@@ -959,6 +981,26 @@ impl Checker {
                 }
             }
             None => DnsLayer::Builtin,
+        }
+    }
+
+    /// An `exec` proxy in kube-proxy's IPVS mode: ignored with what this kernel lacks, or, on a
+    /// kernel that has it, because podpath reads no IPVS rules yet.
+    fn ipvs(&mut self, spec: ExecSpec) -> ProxyLayer {
+        let description = format!("exec {} (ipvs rules)", spec.argv.join(" "));
+        let reason = match netns_runtime::proxy::exec::ipvs_support() {
+            Err(missing) => format!(
+                "stack {}'s service proxy runs in IPVS mode, and {missing}",
+                self.name
+            ),
+            Ok(()) => format!(
+                "stack {}'s service proxy runs in IPVS mode, whose rules (IPVS virtual servers, ipsets) podpath does not read yet: readiness and rule tables exist for iptables and nftables only",
+                self.name
+            ),
+        };
+        ProxyLayer::Unavailable {
+            description,
+            reason,
         }
     }
 

@@ -27,7 +27,11 @@ pub fn cluster_zone(dns: &ClusterDns) -> String {
         records.pop();
     }
     // The name server's own name, which the plugin answers when no Service names it.
-    records.extend(table.lookup(&format!("ns.dns.{zone}"), RecordType::A).answers);
+    records.extend(
+        table
+            .lookup(&format!("ns.dns.{zone}"), RecordType::A)
+            .answers,
+    );
     records.push(Record {
         name: format!("dns-version.{zone}"),
         ttl: SCHEMA_TTL,
@@ -192,6 +196,11 @@ mod tests {
         }
         assert!(z.lines().nth(2).unwrap().contains(" IN SOA "), "{z}");
         let z6 = reverse6_zone(&dns());
-        assert!(z6.ends_with("ip6.arpa. 30 IN SOA ns.dns.ip6.arpa. hostmaster.ip6.arpa. 1 7200 1800 86400 30\n"), "{z6}");
+        assert!(
+            z6.ends_with(
+                "ip6.arpa. 30 IN SOA ns.dns.ip6.arpa. hostmaster.ip6.arpa. 1 7200 1800 86400 30\n"
+            ),
+            "{z6}"
+        );
     }
 }

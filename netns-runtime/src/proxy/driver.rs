@@ -106,6 +106,11 @@ pub trait ServiceProxy: Send + Sync {
     fn logs(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// How long each node took from its command's start to ready (`None`: never), for what it
+    /// started; empty for loaders.
+    fn ready_times(&self) -> Vec<(String, Option<Duration>)> {
+        Vec::new()
+    }
 }
 
 /// One nftables table of a node, normalised: `nft list table FAMILY NAME`.

@@ -81,14 +81,6 @@ impl ExecProxy {
         }
     }
 
-    /// How long each node took from its start to ready, in node order.
-    pub fn ready_times(&self) -> Vec<(String, Option<Duration>)> {
-        self.lock()
-            .iter()
-            .map(|r| (r.node.clone(), r.ready_after))
-            .collect()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -200,6 +192,47 @@ pub fn missing(mode: ProxyMode, table: &ServiceTable, dump: &str) -> Vec<String>
         }
     }
     out
+}
+
+/// Whether kube-proxy's IPVS mode can run here: the kernel's IP_VS (`/proc/net/ip_vs` in a
+/// scratch network namespace) and its dummy device (`kube-ipvs0`, made in that namespace).
+/// Asked once; never in the caller's namespace.
+pub fn ipvs_support() -> Result<(), String> {
+    static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            let probe = "test -e /proc/net/ip_vs && echo ip_vs=yes || echo ip_vs=no; \
+                         ip link add kube-ipvs0 type dummy 2>&1 && echo dummy=yes || echo dummy=no";
+            let out = std::process::Command::new("unshare")
+                .args(["-n", "sh", "-c", probe])
+                .output()
+                .map_err(|e| format!("could not probe the kernel (`unshare -n sh`): {e}"))?;
+            let said = String::from_utf8_lossy(&out.stdout);
+            let mut missing = Vec::new();
+            if !said.contains("ip_vs=yes") {
+                missing.push(
+                    "no IP_VS (no /proc/net/ip_vs in a scratch namespace: the ip_vs module is not loaded)"
+                        .to_string(),
+                );
+            }
+            if !said.contains("dummy=yes") {
+                let why = said
+                    .lines()
+                    .find(|l| !l.contains('='))
+                    .unwrap_or("it failed")
+                    .trim()
+                    .to_string();
+                missing.push(format!(
+                    "no dummy device for kube-ipvs0 (`ip link add kube-ipvs0 type dummy` in a scratch namespace: {why})"
+                ));
+            }
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("this kernel has {}", missing.join(" and ")))
+            }
+        })
+        .clone()
 }
 
 /// Whether an iptables rule has option `opt` with `value` (an address also as `value/32`).
@@ -319,6 +352,13 @@ impl ServiceProxy for ExecProxy {
 
     fn rule_tables(&self) -> Vec<RuleTable> {
         self.mode.builtin().rule_tables()
+    }
+
+    fn ready_times(&self) -> Vec<(String, Option<Duration>)> {
+        self.lock()
+            .iter()
+            .map(|r| (r.node.clone(), r.ready_after))
+            .collect()
     }
 }
 

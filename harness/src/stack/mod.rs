@@ -1168,7 +1168,39 @@ mod tests {
             ),
             (
                 "clusterDns: coredns\n",
-                "s.yaml:1:13: unknown clusterDns driver `coredns`",
+                "s.yaml:1:13: unknown clusterDns driver `coredns`: expected builtin, exec, none",
+            ),
+            (
+                "serviceProxy: { driver: restore, mode: iptables }\n",
+                "s.yaml:1:25: the restore serviceProxy driver needs `ruleset`",
+            ),
+            (
+                "serviceProxy: { driver: exec, command: [kube-proxy] }\n",
+                "s.yaml:1:25: the exec serviceProxy driver needs `mode` (iptables or nftables",
+            ),
+            (
+                "serviceProxy: { driver: restore, mode: iptable, ruleset: r }\n",
+                "s.yaml:1:40: unknown proxy mode `iptable`: expected iptables or nftables",
+            ),
+            (
+                "serviceProxy: { driver: restore, mode: iptables, ruleset: r, command: [x] }\n",
+                "s.yaml:1:71: `command` does not apply to the restore serviceProxy driver",
+            ),
+            (
+                "serviceProxy: { driver: exec, mode: nftables, command: [x], config: /nonexistent/kp.json }\n",
+                "s.yaml:1:69: cannot read /nonexistent/kp.json: ",
+            ),
+            (
+                "clusterDns: { driver: exec, command: [x], corefile: /nonexistent/Corefile }\n",
+                "s.yaml:1:53: cannot read /nonexistent/Corefile: ",
+            ),
+            (
+                "clusterDns: { driver: exec, command: [x], mode: iptables }\n",
+                "s.yaml:1:49: `mode` does not apply to the exec clusterDns driver",
+            ),
+            (
+                "clusterDns: { driver: builtin, corefile: C }\n",
+                "s.yaml:1:42: `corefile` does not apply to the builtin clusterDns driver",
             ),
         ] {
             let found = errors(text);
@@ -1177,6 +1209,59 @@ mod tests {
                 "{text:?}: want {want:?}, found {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn exec_and_restore_proxies_and_exec_dns() {
+        let dir = std::env::temp_dir().join(format!("podpath-stack-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("kp.json"), "{\"hostnameOverride\": \"{node}\"}").unwrap();
+        fs::write(dir.join("Corefile"), ".:53 { file {zonefile} }").unwrap();
+        let s = Stack::load_str(
+            &dir.join("s.yaml"),
+            "serviceProxy: { driver: exec, mode: nftables, command: ['{impl}/kp/kube-proxy', '--config={config}'], config: kp.json, timeout: 5s }\nclusterDns: { driver: exec, command: [dns, '{corefile}'], corefile: Corefile }\n",
+        )
+        .unwrap();
+        let ProxyLayer::Exec { mode, spec, config } = &s.proxy else {
+            panic!("{:?}", s.proxy)
+        };
+        assert_eq!(*mode, ProxyMode::Nftables);
+        assert!(
+            spec.argv[0].ends_with("/impl/kp/kube-proxy"),
+            "{:?}",
+            spec.argv
+        );
+        assert!(!spec.argv[0].contains("{impl}"));
+        assert_eq!(spec.timeout, Duration::from_secs(5));
+        assert_eq!(
+            config.as_ref().unwrap().1,
+            "{\"hostnameOverride\": \"{node}\"}"
+        );
+        let DnsLayer::Exec { corefile, .. } = &s.dns else {
+            panic!("{:?}", s.dns)
+        };
+        assert_eq!(corefile.as_ref().unwrap().1, ".:53 { file {zonefile} }");
+        assert!(!s.is_builtin() && !s.is_builtin_drivers());
+        // Only the stack's mode runs; the other is ignored with the reason.
+        let runs = s.proxy_runs(&ProxyMode::ALL);
+        assert_eq!(runs[1], Ok(ProxyMode::Nftables));
+        assert_eq!(
+            runs[0].as_ref().unwrap_err().1,
+            "the case runs in proxy mode iptables, and stack s's service proxy programs nftables rules (serviceProxy mode: nftables)"
+        );
+        let r = Stack::load_str(
+            &dir.join("r.yaml"),
+            "serviceProxy: { driver: restore, mode: iptables, ruleset: 'dumps/{node}.rules' }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.proxy,
+            ProxyLayer::Restore {
+                mode: ProxyMode::Iptables,
+                ruleset: fs::canonicalize(&dir).unwrap().join("dumps/{node}.rules"),
+            }
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -51,6 +51,14 @@ fn main() -> ExitCode {
             "an_exec_dns_that_exits_early_fails_with_its_output",
             exec_dns_exits,
         ),
+        Trial::test(
+            "compare_finds_a_restored_dump_identical_to_the_builtin",
+            compare_restored,
+        ),
+        Trial::test(
+            "compare_finds_only_documented_differences_with_coredns_zone_files",
+            compare_coredns_zonefile,
+        ),
     ];
     let conclusion = libtest_mimic::run(&args, trials);
     let _ = std::fs::remove_dir(run_support::scratch_root("proxy-dns"));
@@ -388,4 +396,63 @@ fn exec_dns_exits() -> Outcome {
             "on stack nodns failed: cluster DNS `./proxy.sh` for pod coredns: it ended (exit code 1) before it answered; its output:\nno server here; zone /run/podpath/dns/coredns/cluster.zone",
         ],
     )
+}
+
+fn compare_restored() -> Outcome {
+    let dir = scratch("compare-restored");
+    if !dump_builtin(&dir)? {
+        return Ok(());
+    }
+    let stack = write(
+        &dir,
+        "replay.yaml",
+        "serviceProxy: { driver: restore, mode: iptables, ruleset: '{node}.rules' }\n",
+        false,
+    );
+    let out = podpath()
+        .arg("compare")
+        .arg("--stack")
+        .arg(&stack)
+        .arg(CLUSTERIP)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    check(out.status.success(), || format!("{stdout}{stderr}"))?;
+    check(
+        stdout.contains("2 compared, 2 the same, 0 different (- builtin, + stack replay): 0 documented, 0 undocumented; 1 skipped"),
+        || stdout.clone(),
+    )?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn compare_coredns_zonefile() -> Outcome {
+    if coredns()?.is_none() {
+        return Ok(());
+    }
+    let out = podpath()
+        .args([
+            "compare",
+            "--stack",
+            "harness/stacks/coredns-zonefile.yaml",
+            "cases/dns/",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    if no_sandbox(&out) {
+        return Ok(());
+    }
+    check(out.status.success(), || format!("{stdout}{stderr}"))?;
+    check(
+        stdout.contains(" documented, 0 undocumented; 0 skipped"),
+        || stdout.clone(),
+    )?;
+    check(
+        stdout.contains(
+            "documented  72 x the file plugin adds the zone's NS to positive answers (docs/dns.md)",
+        ),
+        || stdout.clone(),
+    )?;
+    Ok(())
 }

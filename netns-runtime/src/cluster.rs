@@ -564,6 +564,39 @@ impl Cluster {
         })
     }
 
+    /// Asks the cluster DNS server one question from inside its own pod, of its address on
+    /// port 53 (no service proxy on the way), and gives the whole answer as text
+    /// ([`resolver::ask_all`]); `None` when nothing answered in `timeout`.
+    pub fn ask_dns(
+        &self,
+        name: &str,
+        qtype: u16,
+        timeout: Duration,
+    ) -> Result<Option<String>, ClusterError> {
+        let pod = self
+            .topology
+            .dns
+            .as_ref()
+            .map(|d| d.pod.clone())
+            .ok_or_else(|| ClusterError::NoPod("(the case declares no cluster DNS)".into()))?;
+        let ip = self
+            .topology
+            .pod(&pod)
+            .map(|p| p.eth0.addr.addr())
+            .ok_or_else(|| ClusterError::NoPod(pod.clone()))?;
+        let ns = self
+            .pod_netns(&pod)
+            .ok_or_else(|| ClusterError::NoPod(pod.clone()))?;
+        let server = SocketAddrV4::new(ip, 53);
+        netns::run_in(ns.as_fd(), || {
+            resolver::ask_all(server, name, qtype, timeout)
+        })
+        .map_err(|source| ClusterError::Enter {
+            netns: format!("pod {pod}"),
+            source,
+        })
+    }
+
     /// Runs a command inside `pod` the way `kubectl exec` would see it: its network namespace,
     /// its resolv.conf and hosts (`ip netns exec` bind-mounts them), with a timeout.
     pub fn exec(

@@ -26,6 +26,17 @@ pub fn cluster_zone(dns: &ClusterDns) -> String {
     if records.len() > 1 && records.first() == records.last() {
         records.pop();
     }
+    // SRV records as a query answers them: the transfer gives every record weight 100, the
+    // plugin shares 100 between the records of one answer (two ports: 50 each).
+    let srv_names: Vec<String> = records
+        .iter()
+        .filter(|r| r.data.record_type() == RecordType::Srv)
+        .map(|r| r.name.clone())
+        .collect();
+    records.retain(|r| r.data.record_type() != RecordType::Srv);
+    for name in dedup_names(srv_names) {
+        records.extend(table.lookup(&name, RecordType::Srv).answers);
+    }
     // The name server's own name, which the plugin answers when no Service names it.
     records.extend(
         table
@@ -90,6 +101,87 @@ pub fn reverse6_zone(dns: &ClusterDns) -> String {
     let table = RecordTable::new(dns);
     let soa = table.lookup(REVERSE6_ZONE, RecordType::Soa).answers;
     render(REVERSE6_ZONE, &soa)
+}
+
+/// The questions two cluster DNS servers are compared on (`podpath compare`): every name and
+/// type of the cluster zone, the schema TXT, AAAA of every Service, the PTR of every address
+/// the zone names, each pod's dashed name, and names that do not exist (in each namespace, a
+/// missing namespace, the `svc` and `pod` subtrees, the apex, a name outside the zones).
+pub fn questions(dns: &ClusterDns) -> Vec<(String, RecordType)> {
+    let table = RecordTable::new(dns);
+    let zone = table.zone().to_string();
+    let mut out: Vec<(String, RecordType)> = Vec::new();
+    let mut add = |name: String, t: RecordType| {
+        if !out.iter().any(|(n, q)| *n == name && *q == t) {
+            out.push((name, t));
+        }
+    };
+    let records = table.zone_transfer();
+    for r in &records {
+        add(r.name.clone(), r.data.record_type());
+    }
+    add(format!("dns-version.{zone}"), RecordType::Txt);
+    for svc in &dns.services {
+        add(
+            format!("{}.{}.svc.{zone}", svc.name, svc.namespace),
+            RecordType::Aaaa,
+        );
+        add(
+            format!("nosuch.{}.svc.{zone}", svc.namespace),
+            RecordType::A,
+        );
+        add(format!("{}.svc.{zone}", svc.namespace), RecordType::A);
+    }
+    for r in &records {
+        if let RData::A(ip) = r.data {
+            let o = ip.octets();
+            add(
+                format!("{}.{}.{}.{}.{REVERSE_ZONE}", o[3], o[2], o[1], o[0]),
+                RecordType::Ptr,
+            );
+        }
+    }
+    for pod in &dns.pods {
+        add(
+            format!(
+                "{}.{}.pod.{zone}",
+                pod.ip.to_string().replace('.', "-"),
+                pod.namespace
+            ),
+            RecordType::A,
+        );
+    }
+    for ns in &dns.namespaces {
+        add(format!("{ns}.svc.{zone}"), RecordType::A);
+    }
+    if let Some(svc) = dns.services.iter().find(|s| s.cluster_ip.is_some()) {
+        let upper = format!("{}.{}.svc.{zone}", svc.name, svc.namespace).to_ascii_uppercase();
+        add(upper, RecordType::A);
+    }
+    for name in [
+        format!("192-0-2-1.default.pod.{zone}"),
+        format!("nosuch-namespace.svc.{zone}"),
+        format!("svc.{zone}"),
+        format!("pod.{zone}"),
+        zone.clone(),
+        format!("ns.dns.{zone}"),
+        "example.com.".to_string(),
+    ] {
+        add(name, RecordType::A);
+    }
+    add(zone.clone(), RecordType::Ns);
+    add(zone, RecordType::Soa);
+    out
+}
+
+fn dedup_names(names: Vec<String>) -> Vec<String> {
+    let mut seen = Vec::new();
+    for n in names {
+        if !seen.contains(&n) {
+            seen.push(n);
+        }
+    }
+    seen
 }
 
 fn dedup(records: Vec<Record>) -> Vec<Record> {

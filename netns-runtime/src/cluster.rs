@@ -251,6 +251,18 @@ impl Cluster {
                 dev: "its pod".into(),
             })?;
         let running = RunningDns::start(&exec, ns, &self.topology, &self.prefix)?;
+        if std::env::var_os("PODPATH_TIMINGS").is_some() {
+            let ready = running.ready_after().map_or_else(
+                || "never".to_string(),
+                |d| format!("{:.3}s", d.as_secs_f64()),
+            );
+            eprintln!(
+                "podpath: timing: {}{}: cluster DNS `{}` ready after {ready}",
+                self.prefix,
+                d.pod,
+                exec.spec.argv.first().map_or("", String::as_str)
+            );
+        }
         self.dns_exec = Some((exec, running));
         Ok(())
     }
@@ -275,7 +287,7 @@ impl Cluster {
             proxy.stop();
         }
         // For docs/performance.md: from the cluster built to each node's proxy ready.
-        if std::env::var_os("PODPATH_PROXY_TIMINGS").is_some() {
+        if std::env::var_os("PODPATH_TIMINGS").is_some() {
             for (node, ready) in proxy.ready_times() {
                 let ready = ready.map_or_else(
                     || "never".to_string(),

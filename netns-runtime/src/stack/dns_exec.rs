@@ -192,8 +192,13 @@ impl RunningDns {
                 running.stop();
                 return Err(fail(problem));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// How long it took from its start to its first answer.
+    pub fn ready_after(&self) -> Option<Duration> {
+        self.ready_after
     }
 
     /// Stops it (SIGTERM, SIGKILL after a grace period). Idempotent.

@@ -152,9 +152,10 @@ impl ExecProxy {
 /// What the node's `dump` lacks of what its `table` plans: each ClusterIP:port/protocol and
 /// NodePort/protocol not yet in the rules, in the table's order. Empty: the node is ready.
 ///
-/// - iptables mode (`iptables-save`): a rule with `-d IP/32`, `-p PROTO` and `--dport PORT` (in
-///   `KUBE-SERVICES` of nat when the Service has endpoints, of filter when it has none), and for
-///   a NodePort a rule of `KUBE-NODEPORTS` or `KUBE-EXTERNAL-SERVICES` with `--dport NODEPORT`.
+/// - iptables mode (`iptables-save`): any rule with `-d IP/32`, `-p PROTO` and `--dport PORT`
+///   (kube-proxy's jump in nat `KUBE-SERVICES`, or its REJECT in filter for a Service without
+///   endpoints), and for a NodePort a rule of `KUBE-NODEPORTS` or `KUBE-EXTERNAL-SERVICES` with
+///   `--dport NODEPORT`.
 /// - nftables mode (`nft list table ip kube-proxy`): the element `IP . PROTO . PORT` (of the
 ///   `service-ips` or `no-endpoint-services` map) and `PROTO . NODEPORT`.
 pub fn missing(mode: ProxyMode, table: &ServiceTable, dump: &str) -> Vec<String> {

@@ -52,6 +52,10 @@ fn main() -> ExitCode {
             exec_dns_exits,
         ),
         Trial::test(
+            "an_exec_dns_that_never_answers_is_killed_after_its_timeout_and_leaves_nothing",
+            exec_dns_silent,
+        ),
+        Trial::test(
             "compare_finds_a_restored_dump_identical_to_the_builtin",
             compare_restored,
         ),
@@ -455,4 +459,19 @@ fn compare_coredns_zonefile() -> Outcome {
         || stdout.clone(),
     )?;
     Ok(())
+}
+
+fn exec_dns_silent() -> Outcome {
+    exec_failure(
+        "dns-silent",
+        "cases/dns/names.yaml",
+        "name: silent\nclusterDns: { driver: exec, command: [./proxy.sh], timeout: 1s }\n",
+        "#!/bin/sh\ntrap '' TERM\necho listening nowhere\nsleep 300\n",
+        Duration::from_secs(30),
+        &[
+            "on stack silent failed: cluster DNS `./proxy.sh` for pod coredns: not ready after 1s: web.default.svc.cluster.local. A? asked of ",
+            ":53 got TIMEOUT",
+            "; its output:\nlistening nowhere",
+        ],
+    )
 }

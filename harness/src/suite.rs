@@ -454,6 +454,17 @@ impl CaseRun {
             cluster.bind(bound.topology.clone()).map_err(build_error)?;
             let _ = self.bound.set(bound);
         }
+        // Programs under test learn the cluster from its API.
+        if self.proxy.is_some() && matches!(self.stack.proxy, crate::stack::ProxyLayer::Exec { .. })
+        {
+            cluster
+                .serve_api(&self.plan().proxy)
+                .map_err(|e| RunError::Build {
+                    file: file.clone(),
+                    stack: self.stack.name.clone(),
+                    source: Arc::new(BuildError::Thread(format!("serving the API: {e}"))),
+                })?;
+        }
         if let Some(mode) = self.proxy
             && let Some(proxy) = self.stack.proxy_driver(
                 mode,

@@ -109,6 +109,8 @@ pub struct Cluster {
     dns_exec: Option<(ExecDns, RunningDns)>,
     /// The service proxy [`Cluster::run_proxy`] programmed, stopped at teardown.
     proxy: Option<Box<dyn ServiceProxy>>,
+    /// The API served to programs under test ([`Cluster::serve_api`]).
+    api: Option<crate::stack::local_api::LocalApis>,
 }
 
 /// The interfaces a node's drivers declared they make on it.
@@ -209,6 +211,7 @@ impl Cluster {
             detacher: drivers.attach.detacher(),
             dns_exec: None,
             proxy: None,
+            api: None,
         };
         result?;
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
@@ -313,7 +316,39 @@ impl Cluster {
     /// and DNS servers are given as `{kubeconfig}`. Empty: this cluster serves no API yet (the
     /// served API is issue 11's item 1, built apart).
     pub fn kubeconfigs(&self) -> std::collections::BTreeMap<String, std::path::PathBuf> {
-        std::collections::BTreeMap::new()
+        self.api
+            .as_ref()
+            .map(|a| a.kubeconfigs().clone())
+            .unwrap_or_default()
+    }
+
+    /// Serves the cluster as a Kubernetes API to the programs under test: a server in every
+    /// node's namespace on `127.0.0.1:6443` (`stack::local_api`, until the API is served from
+    /// the underlay), its objects from the nodes' Service `tables`. Idempotent.
+    pub fn serve_api(&mut self, tables: &[ServiceTable]) -> Result<(), String> {
+        if self.api.is_some() {
+            return Ok(());
+        }
+        let objects = crate::stack::local_api::objects(&self.topology, tables);
+        let cluster_ip = tables
+            .first()
+            .and_then(|t| t.service_cidr.hosts().next())
+            .unwrap_or(std::net::Ipv4Addr::new(10, 96, 0, 1));
+        let namespaces: Vec<(&str, &Netns)> = self
+            .topology
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .zip(self.nodes.iter())
+            .collect();
+        let api = crate::stack::local_api::LocalApis::start(
+            &namespaces,
+            &objects,
+            cluster_ip,
+            &self.prefix,
+        )?;
+        self.api = Some(api);
+        Ok(())
     }
 
     /// The service proxy [`Cluster::run_proxy`] keeps.
@@ -667,6 +702,9 @@ impl Cluster {
         }
         if let Some((_, mut running)) = self.dns_exec.take() {
             running.stop();
+        }
+        if let Some(mut api) = self.api.take() {
+            api.stop();
         }
         drop(self.echo.take());
         drop(self.dns.take());

@@ -671,6 +671,19 @@ fn shell(
             return ExitCode::FAILURE;
         }
     };
+    // Programs under test learn the cluster from its API.
+    let proxy_reads_api =
+        mode.is_some() && matches!(stack.proxy, podpath::stack::ProxyLayer::Exec { .. });
+    if proxy_reads_api || cluster.dns_needs_api() {
+        if let Err(e) = cluster.serve_api(&plan.proxy) {
+            eprintln!("podpath: serving the API of {}: {e}", case.display());
+            return ExitCode::FAILURE;
+        }
+        if let Err(e) = cluster.start_dns() {
+            eprintln!("podpath: building {}: {e}", case.display());
+            return ExitCode::FAILURE;
+        }
+    }
     let stem = case
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

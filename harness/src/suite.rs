@@ -455,8 +455,9 @@ impl CaseRun {
             let _ = self.bound.set(bound);
         }
         // Programs under test learn the cluster from its API.
-        if self.proxy.is_some() && matches!(self.stack.proxy, crate::stack::ProxyLayer::Exec { .. })
-        {
+        let proxy_reads_api = self.proxy.is_some()
+            && matches!(self.stack.proxy, crate::stack::ProxyLayer::Exec { .. });
+        if proxy_reads_api || cluster.dns_needs_api() {
             cluster
                 .serve_api(&self.plan().proxy)
                 .map_err(|e| RunError::Build {
@@ -464,6 +465,7 @@ impl CaseRun {
                     stack: self.stack.name.clone(),
                     source: Arc::new(BuildError::Thread(format!("serving the API: {e}"))),
                 })?;
+            cluster.start_dns().map_err(build_error)?;
         }
         if let Some(mode) = self.proxy
             && let Some(proxy) = self.stack.proxy_driver(

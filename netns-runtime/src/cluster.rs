@@ -111,6 +111,8 @@ pub struct Cluster {
     proxy: Option<Box<dyn ServiceProxy>>,
     /// The API served to programs under test ([`Cluster::serve_api`]).
     api: Option<crate::stack::local_api::LocalApis>,
+    /// The stack's DNS command, when it waits for the served API.
+    pending_dns: Option<ExecDns>,
 }
 
 /// The interfaces a node's drivers declared they make on it.
@@ -212,6 +214,7 @@ impl Cluster {
             dns_exec: None,
             proxy: None,
             api: None,
+            pending_dns: None,
         };
         result?;
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
@@ -236,9 +239,31 @@ impl Cluster {
         cluster.dns = dns;
         cluster.write_pod_files()?;
         if let DnsDriver::Exec(exec) = &drivers.dns {
-            cluster.start_dns_exec(exec.clone())?;
+            // One that reads the API starts once it is served ([`Cluster::start_dns`]).
+            if exec.wants_kubeconfig() {
+                cluster.pending_dns = Some(exec.clone());
+            } else {
+                cluster.start_dns_exec(exec.clone())?;
+            }
         }
         Ok(cluster)
+    }
+
+    /// Whether the stack's DNS command waits for the served API ([`Cluster::serve_api`],
+    /// then [`Cluster::start_dns`]).
+    pub fn dns_needs_api(&self) -> bool {
+        self.pending_dns.is_some()
+    }
+
+    /// Starts the stack's DNS command that waited for the served API, with its kubeconfig.
+    pub fn start_dns(&mut self) -> Result<(), BuildError> {
+        let Some(mut exec) = self.pending_dns.take() else {
+            return Ok(());
+        };
+        if let Some(d) = &self.topology.dns {
+            exec.kubeconfig = self.kubeconfigs().get(&d.pod).cloned();
+        }
+        self.start_dns_exec(exec)
     }
 
     /// Starts the stack's DNS command in the DNS pod, once it answers (none without DNS).
@@ -334,13 +359,20 @@ impl Cluster {
             .first()
             .and_then(|t| t.service_cidr.hosts().next())
             .unwrap_or(std::net::Ipv4Addr::new(10, 96, 0, 1));
-        let namespaces: Vec<(&str, &Netns)> = self
+        let mut namespaces: Vec<(&str, &Netns)> = self
             .topology
             .nodes
             .iter()
             .map(|n| n.name.as_str())
             .zip(self.nodes.iter())
             .collect();
+        // The DNS pod too, when its server reads the API.
+        if self.pending_dns.is_some()
+            && let Some(d) = &self.topology.dns
+            && let Some(ns) = self.pod_netns(&d.pod)
+        {
+            namespaces.push((d.pod.as_str(), ns));
+        }
         let api = crate::stack::local_api::LocalApis::start(
             &namespaces,
             &objects,

@@ -30,6 +30,15 @@ pub struct ExecDns {
     pub kubeconfig: Option<PathBuf>,
 }
 
+impl ExecDns {
+    /// Whether its command or Corefile names `{kubeconfig}`: it reads the served API.
+    pub fn wants_kubeconfig(&self) -> bool {
+        let p = "{kubeconfig}";
+        self.spec.argv.iter().any(|a| a.contains(p))
+            || self.corefile.as_ref().is_some_and(|c| c.contains(p))
+    }
+}
+
 /// The DNS command running in its pod.
 pub struct RunningDns {
     pub pod: String,

@@ -87,6 +87,31 @@ fn policy(p: TrafficPolicy) -> &'static str {
 /// The cluster as API objects: its Nodes, Namespaces, and the Services and EndpointSlices of
 /// the node Service tables (every node's table lists the same Services).
 pub fn objects(topology: &Topology, tables: &[ServiceTable]) -> Vec<Object> {
+    let dns = topology.dns.as_ref().map(|d| &d.records);
+    // An endpoint's hostname and pod, as the EndpointSlice controller writes them: the DNS
+    // records know them.
+    let endpoint_of = |ns: &str, svc: &str, ip: Ipv4Addr| -> (Option<String>, Option<String>) {
+        let Some(dns) = dns else { return (None, None) };
+        let Some(s) = dns
+            .services
+            .iter()
+            .find(|s| s.namespace == ns && s.name == svc)
+        else {
+            return (None, None);
+        };
+        let Some(ep) = s.endpoints.iter().find(|e| e.ip == ip) else {
+            return (None, None);
+        };
+        let pod = ep
+            .pod
+            .as_ref()
+            .and_then(|p| dns.pods.iter().find(|x| &x.name == p && x.namespace == ns));
+        let hostname = ep.hostname.clone().or_else(|| {
+            pod.filter(|p| p.subdomain.as_deref() == Some(svc))
+                .and_then(|p| p.hostname.clone())
+        });
+        (hostname, ep.pod.clone())
+    };
     let mut out = Vec::new();
     let mut namespaces: BTreeSet<String> =
         ["default", "kube-node-lease", "kube-public", "kube-system"]
@@ -115,9 +140,14 @@ pub fn objects(topology: &Topology, tables: &[ServiceTable]) -> Vec<Object> {
     }
     // Services and their ports, in the table's order.
     let mut services: Vec<(String, String)> = Vec::new();
-    let Some(table) = tables.first() else {
-        return finish(out, namespaces);
+    let empty = ServiceTable {
+        node_name: String::new(),
+        node_ips: Vec::new(),
+        cluster_cidr: topology.cluster_cidr,
+        service_cidr: "10.96.0.0/12".parse().expect("a CIDR"),
+        services: Vec::new(),
     };
+    let table = tables.first().unwrap_or(&empty);
     for sp in &table.services {
         let key = (sp.namespace.clone(), sp.name.clone());
         if !services.contains(&key) {
@@ -185,6 +215,13 @@ pub fn objects(topology: &Topology, tables: &[ServiceTable]) -> Vec<Object> {
                     if let Some(n) = &e.node_name {
                         ep["nodeName"] = json!(n);
                     }
+                    let (hostname, pod) = endpoint_of(ns, name, e.ip);
+                    if let Some(h) = hostname {
+                        ep["hostname"] = json!(h);
+                    }
+                    if let Some(p) = pod {
+                        ep["targetRef"] = json!({ "kind": "Pod", "namespace": ns, "name": p });
+                    }
                     endpoints.push(ep);
                 }
             }
@@ -207,6 +244,76 @@ pub fn objects(topology: &Topology, tables: &[ServiceTable]) -> Vec<Object> {
                     "kubernetes.io/service-name": name,
                     "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"
                 }
+            },
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": slice_ports,
+        });
+        if let Ok(s) = serde_json::from_value(slice) {
+            out.push(Object::EndpointSlice(s));
+        }
+    }
+    // Services the DNS records know that no proxy table lists (headless ones: kube-proxy
+    // programs nothing for them), with their endpoints as the records give them.
+    for svc in dns.map(|d| d.services.as_slice()).unwrap_or_default() {
+        if services
+            .iter()
+            .any(|(ns, n)| *ns == svc.namespace && *n == svc.name)
+        {
+            continue;
+        }
+        namespaces.insert(svc.namespace.clone());
+        let ip = svc
+            .cluster_ip
+            .map_or_else(|| "None".to_string(), |ip| ip.to_string());
+        let ports: Vec<Value> = svc
+            .ports
+            .iter()
+            .map(|p| json!({ "name": p.name, "protocol": proto(p.protocol), "port": p.port }))
+            .collect();
+        let v = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": svc.name, "namespace": svc.namespace },
+            "spec": { "type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "ports": ports,
+                      "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack" },
+        });
+        if let Ok(s) = serde_json::from_value(v) {
+            out.push(Object::Service(s));
+        }
+        let endpoints: Vec<Value> = svc
+            .endpoints
+            .iter()
+            .map(|e| {
+                let (hostname, pod) = endpoint_of(&svc.namespace, &svc.name, e.ip);
+                let mut ep = json!({
+                    "addresses": [e.ip.to_string()],
+                    "conditions": { "ready": e.ready, "serving": e.ready, "terminating": false },
+                });
+                if let Some(h) = hostname {
+                    ep["hostname"] = json!(h);
+                }
+                if let Some(p) = pod {
+                    ep["targetRef"] =
+                        json!({ "kind": "Pod", "namespace": svc.namespace, "name": p });
+                }
+                ep
+            })
+            .collect();
+        let slice_ports: Vec<Value> = svc
+            .endpoints
+            .first()
+            .map(|e| {
+                e.ports
+                    .iter()
+                    .map(|p| json!({ "name": p.name, "protocol": proto(p.protocol), "port": p.port }))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {
+                "name": format!("{}-podpath", svc.name), "namespace": svc.namespace,
+                "labels": { "kubernetes.io/service-name": svc.name }
             },
             "addressType": "IPv4",
             "endpoints": endpoints,

@@ -5,7 +5,7 @@
 //! its figures are printed.
 //!
 //! A binary that is not built is reported ignored, with what builds it (a failure with `CI`
-//! set); so is a stack that needs the served Kubernetes API while the cluster serves none.
+//! set).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,23 +16,21 @@ mod run_support;
 
 use run_support::{no_sandbox, run, summary, text};
 
-/// Each stack, the pinned implementation it runs, and whether it needs the served API.
-const STACKS: [(&str, &str, bool); 5] = [
-    ("coredns-zonefile", "coredns", false),
-    ("kube-proxy-iptables", "kube-proxy", true),
-    ("kube-proxy-nftables", "kube-proxy", true),
-    ("coredns", "coredns", true),
-    ("kube-proxy-ipvs", "kube-proxy", true),
+/// Each stack and the pinned implementation it runs.
+const STACKS: [(&str, &str); 5] = [
+    ("coredns-zonefile", "coredns"),
+    ("kube-proxy-iptables", "kube-proxy"),
+    ("kube-proxy-nftables", "kube-proxy"),
+    ("coredns", "coredns"),
+    ("kube-proxy-ipvs", "kube-proxy"),
 ];
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let trials = STACKS
         .iter()
-        .map(|&(stack, imp, api)| {
-            Trial::ignorable_test(format!("{stack}_over_the_suite"), move || {
-                suite(stack, imp, api)
-            })
+        .map(|&(stack, imp)| {
+            Trial::ignorable_test(format!("{stack}_over_the_suite"), move || suite(stack, imp))
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
@@ -40,12 +38,7 @@ fn main() -> ExitCode {
     conclusion.exit_code()
 }
 
-/// Whether the cluster serves a Kubernetes API that `exec` drivers get kubeconfigs for.
-fn serves_api() -> bool {
-    false
-}
-
-fn suite(stack: &str, imp: &str, needs_api: bool) -> Result<Completion, Failed> {
+fn suite(stack: &str, imp: &str) -> Result<Completion, Failed> {
     let pinned = podpath::implementations::get(imp).ok_or("not pinned")?;
     let binary = pinned.binary(imp);
     if !binary.exists() {
@@ -56,11 +49,6 @@ fn suite(stack: &str, imp: &str, needs_api: bool) -> Result<Completion, Failed> 
         return Ok(Completion::ignored_with(reason));
     }
     let ipvs = stack.ends_with("ipvs");
-    if needs_api && !serves_api() && !ipvs {
-        return Ok(Completion::ignored_with(
-            "needs the served Kubernetes API (issue 11 item 1, built apart): kube-proxy and CoreDNS's kubernetes plugin get their kubeconfig from it",
-        ));
-    }
     let reports = run_support::scratch("real-stacks", stack);
     let file = format!("harness/stacks/{stack}.yaml");
     let cases: &[&str] = if ipvs {

@@ -27,6 +27,9 @@ pub struct Compared {
 /// what a static zone served by CoreDNS's `file` plugin cannot say as the `kubernetes` plugin
 /// does.
 pub fn documented(what: &str, builtin: &str, stack: &str) -> Option<&'static str> {
+    if what.ends_with(" rules") {
+        return documented_rules(builtin, stack);
+    }
     let lines = |t: &str| -> Vec<String> { t.lines().map(str::to_string).collect() };
     let (a, b) = (lines(builtin), lines(stack));
     // The file plugin's positive answers carry the zone's NS RRset in the authority section.
@@ -67,6 +70,39 @@ pub fn documented(what: &str, builtin: &str, stack: &str) -> Option<&'static str
         );
     }
     None
+}
+
+/// Rule tables that differ only as `docs/services.md` documents: kube-proxy's nfacct counters
+/// (it adds them where the kernel has `nfnetlink_acct`; the builtin renders them only with
+/// `Options::nfacct`, so snapshots do not depend on the kernel), and the order of Services in
+/// `KUBE-SERVICES` and in nftables maps (kube-proxy iterates a map).
+fn documented_rules(builtin: &str, stack: &str) -> Option<&'static str> {
+    let normal = |t: &str| -> Vec<String> {
+        let mut kept: Vec<String> = t
+            .lines()
+            .filter(|l| !l.contains("--nfacct-name  localhost_nps_accepted_pkts"))
+            .map(|l| {
+                let mut words: Vec<&str> = l.split(' ').collect();
+                while let Some(i) = words.iter().position(|w| *w == "nfacct") {
+                    // `-m nfacct --nfacct-name  NAME` (two spaces: an empty word).
+                    let end = (i + 4).min(words.len());
+                    words.drain(i.saturating_sub(1)..end);
+                }
+                words.join(" ")
+            })
+            .collect();
+        // Services' rules in KUBE-SERVICES, and nftables map elements, in any order.
+        let (mut services, rest): (Vec<String>, Vec<String>) = kept.drain(..).partition(|l| {
+            l.starts_with("-A KUBE-SERVICES ") || l.trim_start().starts_with("elements = ")
+        });
+        services.sort();
+        let mut out = rest;
+        out.extend(services);
+        out
+    };
+    (normal(builtin) == normal(stack)).then_some(
+        "kube-proxy's nfacct counters and its Services' order, which the builtin leaves out and fixes (docs/services.md)",
+    )
 }
 
 /// What a case's run gave on one stack.

@@ -337,9 +337,9 @@ impl Cluster {
         self.proxy.as_ref().map(|p| p.logs()).unwrap_or_default()
     }
 
-    /// Each node's kubeconfig for the Kubernetes API the cluster serves, which `exec` proxies
-    /// and DNS servers are given as `{kubeconfig}`. Empty: this cluster serves no API yet (the
-    /// served API is issue 11's item 1, built apart).
+    /// Each namespace's kubeconfig for the Kubernetes API the cluster serves its programs under
+    /// test ([`Cluster::serve_api`]), by node or DNS pod name, which `exec` proxies and DNS
+    /// servers are given as `{kubeconfig}`. Empty until it is served.
     pub fn kubeconfigs(&self) -> std::collections::BTreeMap<String, std::path::PathBuf> {
         self.api
             .as_ref()

@@ -405,6 +405,7 @@ impl Planner {
                             quoted(other)
                         ),
                     );
+                    complete = false;
                     false
                 }
             },

@@ -300,6 +300,10 @@ impl Planner {
                     );
                     return None;
                 };
+                if !services[s].complete {
+                    // What it needs is invalid (reported): nothing to check against.
+                    return None;
+                }
                 let id = services[s].plan.id();
                 match (&state.absent[s], creates) {
                     (Some(why), false) => {
@@ -379,3 +383,6 @@ impl Planner {
 fn pod_position(pods: &[PodDraft], name: &str) -> Option<usize> {
     pods.iter().position(|p| p.name.as_deref() == Some(name))
 }
+
+#[cfg(test)]
+mod tests;

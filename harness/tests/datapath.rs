@@ -300,7 +300,10 @@ fn re_renders(mode: plan::ProxyMode, prefix: &str) -> Result<(), Failed> {
     let back = run.node_snapshot("node1")?;
     check(
         back == fresh,
-        format!("back at revision 0, node1 differs from the fresh cluster:\n{}", similar_diff(&fresh, &back)),
+        format!(
+            "back at revision 0, node1 differs from the fresh cluster:\n{}",
+            similar_diff(&fresh, &back)
+        ),
     )?;
     let got = recorder.0.lock().unwrap().clone();
     // 0 -> 2 forward, 2 -> 6 forward, 6 -> 1 back (inverses, last first), 1 -> 0 back.

@@ -233,7 +233,12 @@ fn write_step(
         } else {
             ready.join(" ")
         };
-        writeln!(f, "  {:<10} {} ready endpoints: {ready}", "service", service.id())?;
+        writeln!(
+            f,
+            "  {:<10} {} ready endpoints: {ready}",
+            "service",
+            service.id()
+        )?;
     }
     Ok(())
 }

@@ -358,15 +358,15 @@ impl Planner {
             service: service
                 .filter(|hit| refs.services[hit.service].absent.is_none())
                 .map(|hit| {
-                let plan = &refs.services[hit.service].plan;
-                FlowService {
-                    service: hit.service,
-                    port: hit.port,
-                    namespace: plan.namespace.clone(),
-                    name: plan.name.clone(),
-                    via: hit.via,
-                }
-            }),
+                    let plan = &refs.services[hit.service].plan;
+                    FlowService {
+                        service: hit.service,
+                        port: hit.port,
+                        namespace: plan.namespace.clone(),
+                        name: plan.name.clone(),
+                        via: hit.via,
+                    }
+                }),
             attempts: attempts?,
             sticky: sticky?,
             dns_name: name_to_resolve,

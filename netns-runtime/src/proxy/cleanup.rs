@@ -103,7 +103,8 @@ mod tests {
     use crate::trace::Tuple;
 
     fn entry(dst: &str, dport: u16, endpoint: &str, proto: u8) -> Entry {
-        let (dst, endpoint): (Ipv4Addr, Ipv4Addr) = (dst.parse().unwrap(), endpoint.parse().unwrap());
+        let (dst, endpoint): (Ipv4Addr, Ipv4Addr) =
+            (dst.parse().unwrap(), endpoint.parse().unwrap());
         let client: Ipv4Addr = "10.244.1.2".parse().unwrap();
         Entry {
             orig: Tuple {

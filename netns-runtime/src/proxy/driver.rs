@@ -128,14 +128,8 @@ impl ServiceProxy for IptablesProxy {
     /// rules; on a node that has them (a re-apply, when the cluster changed), the sync alone,
     /// with the Service and endpoint chains no longer used deleted. Then the conntrack cleanup.
     fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError> {
-        let save = tool::run(
-            node,
-            "iptables-save",
-            &["-t", "nat"],
-            None,
-            TOOL_TIMEOUT,
-        )
-        .map_err(tool_err(&table.node_name, self.name()))?;
+        let save = tool::run(node, "iptables-save", &["-t", "nat"], None, TOOL_TIMEOUT)
+            .map_err(tool_err(&table.node_name, self.name()))?;
         let existing = iptables::declared_chains(&save);
         let rules = if existing.iter().any(|c| c == "KUBE-SERVICES") {
             iptables::render_resync(table, &existing)

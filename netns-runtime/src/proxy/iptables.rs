@@ -202,8 +202,13 @@ pub fn render_sync(table: &ServiceTable) -> String {
 
 /// The prefixes of the chains kube-proxy makes per Service and endpoint (`isServiceChainName`):
 /// the ones a full sync deletes when they are no longer in use.
-pub const SERVICE_CHAIN_PREFIXES: [&str; 5] =
-    ["KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-"];
+pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
+    "KUBE-SVC-",
+    "KUBE-SVL-",
+    "KUBE-EXT-",
+    "KUBE-FW-",
+    "KUBE-SEP-",
+];
 
 /// One kube-proxy full sync on a node that already has kube-proxy's rules: [`render_sync`],
 /// plus, as kube-proxy's full sync does after reading `iptables-save -t nat`, every Service or

@@ -55,7 +55,14 @@ fn each_step_makes_a_revision_and_each_flow_runs_against_the_one_before_it() {
         .iter()
         .map(|f| (f.name.clone(), f.revision))
         .collect();
-    let want = [("f0", 0), ("f1", 1), ("f2", 2), ("f3", 2), ("f4", 3), ("f5", 4)];
+    let want = [
+        ("f0", 0),
+        ("f1", 1),
+        ("f2", 2),
+        ("f3", 2),
+        ("f4", 3),
+        ("f5", 4),
+    ];
     assert_eq!(
         revisions,
         want.map(|(n, r)| (n.to_owned(), r)).to_vec(),
@@ -157,10 +164,7 @@ fn flows_are_judged_against_their_revision() {
     );
     assert_one_error(
         FILE,
-        &CASE.replace(
-            "dns: { rcode: NXDOMAIN }",
-            "dns: svc/w",
-        ),
+        &CASE.replace("dns: { rcode: NXDOMAIN }", "dns: svc/w"),
         17,
         77,
         "NXDOMAIN",
@@ -172,16 +176,48 @@ fn bad_steps_are_refused_where_they_are() {
     let with = |step: &str| CASE.replace("  - step: { pod: b, ready: false }", step);
     for (step, column, message) in [
         ("  - step: { pod: x, ready: false }", 18, "unknown pod `x`"),
-        ("  - step: { pod: b, ready: true }", 28, "already ready at this point"),
-        ("  - step: { pod: b }", 18, "needs `ready: true` or `ready: false`"),
+        (
+            "  - step: { pod: b, ready: true }",
+            28,
+            "already ready at this point",
+        ),
+        (
+            "  - step: { pod: b }",
+            18,
+            "needs `ready: true` or `ready: false`",
+        ),
         ("  - step: { ready: false }", 11, "exactly one of"),
-        ("  - step: { pod: b, ready: false, delete: pod/b }", 11, "exactly one of"),
-        ("  - step: { delete: svc/nope }", 21, "unknown Service `default/nope`"),
-        ("  - step: { delete: svc/late }", 21, "does not exist at this point"),
+        (
+            "  - step: { pod: b, ready: false, delete: pod/b }",
+            11,
+            "exactly one of",
+        ),
+        (
+            "  - step: { delete: svc/nope }",
+            21,
+            "unknown Service `default/nope`",
+        ),
+        (
+            "  - step: { delete: svc/late }",
+            21,
+            "does not exist at this point",
+        ),
         ("  - step: { create: svc/w }", 21, "exists at this point"),
-        ("  - step: { delete: node/n1 }", 21, "write pod/NAME, svc/NAME"),
-        ("  - step: { create: pod/b }", 21, "pod b exists at this point"),
-        ("  - { name: s, step: { delete: pod/b } }", 13, "`name` beside `step`"),
+        (
+            "  - step: { delete: node/n1 }",
+            21,
+            "write pod/NAME, svc/NAME",
+        ),
+        (
+            "  - step: { create: pod/b }",
+            21,
+            "pod b exists at this point",
+        ),
+        (
+            "  - { name: s, step: { delete: pod/b } }",
+            13,
+            "`name` beside `step`",
+        ),
     ] {
         assert_one_error(FILE, &with(step), 13, column, message);
     }
@@ -210,7 +246,13 @@ fn bad_steps_are_refused_where_they_are() {
 fn edited_steps_never_panic_and_stay_located() {
     assert_edits_stay_located(
         CASE,
-        &["step: ", "{ pod: b, ready: true }", "delete: svc/w", "create: ", "\n  - "],
+        &[
+            "step: ",
+            "{ pod: b, ready: true }",
+            "delete: svc/w",
+            "create: ",
+            "\n  - ",
+        ],
         0x5eed_57e9,
         300,
     );

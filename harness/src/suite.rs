@@ -474,6 +474,7 @@ impl CaseRun {
         let start = Instant::now();
         if let Some(sink) = &self.change_sink {
             changes.iter().for_each(|c| sink.apply(c));
+            sink.reached(to);
         }
         if let Some(mode) = self.proxy {
             cluster

@@ -98,8 +98,16 @@ impl fmt::Display for ClusterChange {
 
 /// Whoever learns the cluster from events: a served API, a watch-driven implementation. The
 /// runner calls it with every change, in order, before it reprograms the builtin proxy and DNS.
+///
+/// A served API turns each change into its objects' events (`PodReady`: the Pod's Ready
+/// condition and every EndpointSlice listing it MODIFIED; `ServiceDeleted`: the Service and its
+/// slices DELETED; ...); one that rebuilds its objects from the plan instead takes the plan's
+/// revision `reached` gives.
 pub trait ChangeSink: Send + Sync {
+    /// One change, in order.
     fn apply(&self, change: &ClusterChange);
+    /// After the changes of one move: the cluster is now at this revision of the plan.
+    fn reached(&self, _revision: usize) {}
 }
 
 /// The changes that take a cluster at revision `from` to revision `to`, where `steps[i]` is

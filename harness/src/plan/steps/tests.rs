@@ -257,3 +257,24 @@ fn edited_steps_never_panic_and_stay_located() {
         300,
     );
 }
+
+#[test]
+fn podpath_plan_shows_the_steps_and_each_flows_revision() {
+    let p = plan(FILE, CASE);
+    let text = p.to_string();
+    for want in [
+        "flows at revision 0:\nflow f0 (line 12)",
+        "step (line 13): pod/default/b ready=false -> revision 1\n  service    default/w ready endpoints: a\n",
+        "flows at revision 1:\nflow f1 (line 14)",
+        "step (line 15): delete svc/default/w -> revision 2",
+        "step (line 20): delete pod/default/a -> revision 4",
+        "  initially  absent until a step creates it",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    let json = crate::plan_json::plan_json(&p);
+    assert_eq!(json["steps"][1]["change"], "delete svc/default/w");
+    assert_eq!(json["steps"][1]["line"], 15);
+    assert_eq!(json["steps"][1]["revision"], 2);
+    assert_eq!(json["flows"][5]["revision"], 4);
+}

@@ -45,8 +45,9 @@
 //!   leaves them on a fresh node. They are not idempotent: applying [`render`] twice inserts
 //!   them twice. To re-program Services on a node that already has them, apply
 //!   [`render_sync`], which is exactly the text one kube-proxy sync restores (it flushes and
-//!   refills kube-proxy's chains; like a kube-proxy sync it does not delete chains of Services
-//!   that disappeared; kube-proxy does that after reading `iptables-save`).
+//!   refills kube-proxy's chains, and does not delete chains of Services that disappeared), or
+//!   [`render_resync`], which also deletes them as kube-proxy's full sync does after reading
+//!   `iptables-save -t nat` (what the builtin driver applies to a node that has rules).
 //! * `KUBE-PROXY-CANARY` is declared (empty) in mangle, filter and nat: kube-proxy's monitor
 //!   creates it in those three tables to notice a flush. `KUBE-KUBELET-CANARY` belongs to
 //!   kubelet and is not written.

@@ -2,6 +2,7 @@
 //! network namespaces, on the real kernel datapath.
 
 pub mod capture;
+pub mod change;
 pub mod cluster;
 pub mod dns;
 pub mod echo;

@@ -197,6 +197,9 @@ pub struct ServiceSpec {
     pub internal_traffic_policy: Option<Spanned<String>>,
     /// Endpoints of a Service without a selector: pod names or `{ ip, port, node }`.
     pub endpoints: Option<Spanned<Vec<Spanned<EndpointEntry>>>>,
+    /// `present` (default) or `absent`: an absent Service exists only from the step that
+    /// creates it (`- step: { create: svc/NAME }`); its address is allocated from the start.
+    pub initially: Option<Spanned<String>>,
 }
 
 /// One port of a Service.
@@ -247,6 +250,23 @@ pub struct FlowSpec {
     /// How many times the flow is sent; default 1.
     pub attempts: Option<Spanned<String>>,
     pub expect: Option<Spanned<ExpectSpec>>,
+    /// Not a flow but a change to the cluster (`- step: { pod: b, ready: false }`): the flows
+    /// after it run against the cluster as changed. An entry with `step` has no other key.
+    pub step: Option<Spanned<StepSpec>>,
+}
+
+/// A change to the cluster between flows: exactly one of `pod` (with `ready`), `delete` or
+/// `create`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// The pod whose readiness changes, with `ready`.
+    pub pod: Option<Spanned<String>>,
+    pub ready: Option<Spanned<bool>>,
+    /// `pod/NAME`, `svc/NAME` or `svc/NAMESPACE/NAME` (`pod/NAMESPACE/NAME` too).
+    pub delete: Option<Spanned<String>>,
+    /// `svc/NAME` or `svc/NAMESPACE/NAME`: a Service declared with `initially: absent`.
+    pub create: Option<Spanned<String>>,
 }
 
 /// What a flow must do.

@@ -551,22 +551,29 @@ fn run(
                     artifacts: sink.artifacts(),
                     rule_texts: false,
                 };
-                let (failure, observed) = match run.run_flow(i, &options) {
+                let (failure, observed, change) = match run.run_flow(i, &options) {
                     Ok(r) => (
                         suite::flow_failure(&r, &run.plan().flows[i], &name, sink),
                         Some(r.verdict.observed.to_string()),
+                        r.change,
                     ),
-                    Err(e) => (Some(e.to_string()), None),
+                    Err(e) => (Some(e.to_string()), None, None),
                 };
                 let duration = start.elapsed();
                 let file = case.path.display().to_string();
                 let outcome = match failure {
                     None => {
-                        out.passed(&name, &file, observed.as_deref(), duration);
+                        out.passed_after(
+                            &name,
+                            &file,
+                            observed.as_deref(),
+                            duration,
+                            change.as_ref(),
+                        );
                         TrialOutcome::Passed
                     }
                     Some(text) => {
-                        out.failed(&name, &file, &text, duration);
+                        out.failed_after(&name, &file, &text, duration, change.as_ref());
                         TrialOutcome::Failed(text)
                     }
                 };
@@ -830,6 +837,9 @@ fn trace(
                     _ => println!("{}: not observed", flow.name),
                 }
                 println!();
+                if let Some(change) = &r.change {
+                    println!("cluster:  {}", change.summary());
+                }
                 print!("{}", r.verdict.render(flow));
                 if r.verdict.passed {
                     println!("verdict:  pass");

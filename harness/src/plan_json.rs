@@ -65,6 +65,19 @@ pub fn plan_json(plan: &Plan) -> Value {
                 "attempts": f.attempts,
                 "timeoutMs": f.timeout.as_millis() as u64,
                 "expect": format!("{:?}", f.expect),
+                "revision": f.revision,
+            })
+        })
+        .collect();
+    let steps: Vec<Value> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            json!({
+                "change": s.change.to_string(),
+                "line": s.location.line,
+                "column": s.location.column,
+                "revision": s.revision,
             })
         })
         .collect();
@@ -79,6 +92,7 @@ pub fn plan_json(plan: &Plan) -> Value {
         "pods": pods,
         "services": services,
         "flows": flows,
+        "steps": steps,
         "text": plan.to_string(),
     })
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::cause::cause_line;
+use crate::suite::RevisionChange;
 
 /// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -135,21 +136,55 @@ impl RunOutput {
 
     /// A trial passed; `detail` is what it observed.
     pub fn passed(&mut self, name: &str, file: &str, detail: Option<&str>, d: Duration) {
+        self.passed_after(name, file, detail, d, None);
+    }
+
+    /// A flow passed that first moved the cluster to its revision (`change`): the change and
+    /// its time to the datapath are part of the line (`"change"` in JSON).
+    pub fn passed_after(
+        &mut self,
+        name: &str,
+        file: &str,
+        detail: Option<&str>,
+        d: Duration,
+        change: Option<&RevisionChange>,
+    ) {
         self.counts.0 += 1;
         let detail_text = detail.map(|t| format!(": {t}")).unwrap_or_default();
+        let change_text = change
+            .map(|c| format!(" {}", self.paint("2", &format!("({})", c.summary()))))
+            .unwrap_or_default();
         let text = format!(
-            "{}   {name}{detail_text} {}",
+            "{}   {name}{detail_text}{change_text} {}",
             self.paint("32", "ok"),
             self.paint("2", &format!("[{}]", human_duration(d)))
         );
         let object = json!({"type": "trial", "name": name, "file": file, "outcome": "passed",
-            "duration_ms": millis(d), "detail": detail});
+            "duration_ms": millis(d), "detail": detail, "change": change.map(change_json)});
         self.line(text, object);
     }
 
     /// A trial failed with `text`.
     pub fn failed(&mut self, name: &str, file: &str, text: &str, d: Duration) {
-        self.failed_as(name, file, text, Some(d));
+        self.failed_after(name, file, text, d, None);
+    }
+
+    /// A flow failed that first moved the cluster to its revision (`change`).
+    pub fn failed_after(
+        &mut self,
+        name: &str,
+        file: &str,
+        text: &str,
+        d: Duration,
+        change: Option<&RevisionChange>,
+    ) {
+        match change {
+            Some(c) => {
+                let text = format!("{}\ncluster:       {}", text.trim_end(), c.summary());
+                self.failed_as(name, file, &text, Some(d));
+            }
+            None => self.failed_as(name, file, text, Some(d)),
+        }
     }
 
     /// A case that does not load: a failing trial named after it, built never.
@@ -233,6 +268,14 @@ impl RunOutput {
             );
         }
     }
+}
+
+/// A revision change as JSON: `{"from":1,"to":2,"changes":["pod/default/b ready=false"],
+/// "programmed_ms":12.3}`.
+fn change_json(c: &RevisionChange) -> serde_json::Value {
+    json!({"from": c.from, "to": c.to,
+        "changes": c.changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "programmed_ms": millis(c.programmed)})
 }
 
 fn millis(d: Duration) -> f64 {

@@ -2,7 +2,11 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use netns_runtime::change::{self, ChangeSink, ClusterChange};
 
 use netns_runtime::proxy::driver::{ProxyError, ProxyMode};
 use netns_runtime::stack::{Attachment, RuleTable};
@@ -301,8 +305,37 @@ pub struct RunOptions {
     pub rule_texts: bool,
 }
 
+/// The cluster moved to another revision before a flow ran (a case's steps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionChange {
+    pub from: usize,
+    pub to: usize,
+    /// What changed, in order, as the change sink got it.
+    pub changes: Vec<ClusterChange>,
+    /// The time to the datapath: from the first change handed to the change sink to the last
+    /// node's rules loaded (the builtin proxy's full sync returns once the kernel has the new
+    /// ruleset, so the next packet meets it) and the DNS server's records swapped.
+    pub programmed: Duration,
+}
+
+impl RevisionChange {
+    /// `revision 1 -> 2 (pod/default/b ready=false), programmed in 12.3ms`.
+    pub fn summary(&self) -> String {
+        let changes: Vec<String> = self.changes.iter().map(ToString::to_string).collect();
+        format!(
+            "revision {} -> {} ({}), programmed in {}",
+            self.from,
+            self.to,
+            changes.join(", "),
+            crate::run_output::human_duration(self.programmed)
+        )
+    }
+}
+
 /// A flow's run: its verdict, and what was observed of it.
 pub struct FlowRun {
+    /// When the cluster had to change for this flow: how, and how long the datapath took.
+    pub change: Option<RevisionChange>,
     pub verdict: Verdict,
     pub observation: Option<Observation>,
     pub journey: Option<Journey>,
@@ -368,6 +401,11 @@ pub struct CaseRun {
     case_id: String,
     netns_prefix: String,
     state: Mutex<(ClusterState, usize)>,
+    /// The revision the built cluster is in (read and written under `state`'s lock);
+    /// `usize::MAX` when a move failed halfway.
+    revision: AtomicUsize,
+    /// Who gets the changes when the cluster moves between revisions (a served API).
+    change_sink: Option<Arc<dyn ChangeSink>>,
     /// Observes the cluster's flows (its trace switched on, its rule texts read, once).
     observer: Observer,
 }
@@ -412,6 +450,8 @@ impl CaseRun {
             case_id,
             netns_prefix,
             state: Mutex::new((ClusterState::NotBuilt, pending)),
+            revision: AtomicUsize::new(0),
+            change_sink: None,
             observer: Observer::new(),
         }
     }
@@ -424,7 +464,62 @@ impl CaseRun {
         }
     }
 
+    /// The same run, handing every change between revisions to `sink` before the builtin
+    /// proxy and DNS are reprogrammed.
+    pub fn with_change_sink(self, sink: Arc<dyn ChangeSink>) -> CaseRun {
+        CaseRun {
+            change_sink: Some(sink),
+            ..self
+        }
+    }
+
+    /// Brings the built cluster to revision `to` of the plan, if it is not there: the changes
+    /// between (forward, or backward as inverses) go to the change sink, then every node's
+    /// service proxy gets the revision's tables (a full sync) and the DNS server its records.
+    fn move_to(&self, cluster: &Cluster, to: usize) -> Result<Option<RevisionChange>, RunError> {
+        let from = self.revision.load(Ordering::SeqCst);
+        let plan = self.plan();
+        let Some(revision) = plan.revisions.get(to) else {
+            return Ok(None);
+        };
+        if from == to {
+            return Ok(None);
+        }
+        let changes = change::between(&plan.changes(), from, to);
+        self.revision.store(usize::MAX, Ordering::SeqCst);
+        let start = Instant::now();
+        if let Some(sink) = &self.change_sink {
+            changes.iter().for_each(|c| sink.apply(c));
+            sink.reached(to);
+        }
+        // Only the builtin proxy is re-rendered here; a restored ruleset stays as captured,
+        // and a proxy command learns changes from the API.
+        if let Some(mode) = self.proxy
+            && matches!(self.stack.proxy, crate::stack::ProxyLayer::Builtin(_))
+        {
+            cluster
+                .apply_proxy(mode.builtin().as_ref(), &revision.proxy)
+                .map_err(|e| RunError::Services {
+                    file: plan.file.clone(),
+                    source: Arc::new(e),
+                })?;
+        }
+        if let Some(records) = &revision.dns {
+            cluster.serve_dns(records);
+        }
+        let programmed = start.elapsed();
+        self.revision.store(to, Ordering::SeqCst);
+        Ok(Some(RevisionChange {
+            from,
+            to,
+            changes,
+            programmed,
+        }))
+    }
+
     fn build(&self) -> Result<Cluster, RunError> {
+        // A cluster is built as declared.
+        self.revision.store(0, Ordering::SeqCst);
         let planned = &self.planned;
         let file = &planned.file;
         let drivers = self.stack.drivers();
@@ -494,7 +589,11 @@ impl CaseRun {
     /// The same run, expecting `pending` trials.
     pub fn with_pending(self, pending: usize) -> CaseRun {
         let state = Mutex::new((ClusterState::NotBuilt, pending));
-        CaseRun { state, ..self }
+        CaseRun {
+            state,
+            revision: AtomicUsize::new(0),
+            ..self
+        }
     }
 
     /// The rule tables the stack's drivers declared, which snapshots and reports dump.
@@ -557,6 +656,8 @@ impl CaseRun {
             // The plan as bound once the cluster is built: its flow targets are the addresses
             // the implementation gave.
             let flow = &self.plan().flows[index];
+            // Trials run in any order: the cluster is brought to the flow's revision first.
+            let change = self.move_to(cluster, flow.revision)?;
             let observe = options.observe || !flow.hops.is_empty();
             let (head, observation) = if observe {
                 match self
@@ -650,6 +751,7 @@ impl CaseRun {
                 _ => None,
             };
             Ok(FlowRun {
+                change,
                 verdict,
                 observation,
                 journey,
@@ -792,14 +894,16 @@ impl CaseRun {
     }
 
     /// What a snapshot keeps of `node`: its rule tables as the proxy shows them, then the
-    /// routes, neighbours and FDB entries the overlay programmed.
+    /// routes, neighbours and FDB entries the overlay programmed; at revision 0 (the cluster
+    /// as declared) whatever revision the flows left it in.
     pub fn node_snapshot(&self, node: &str) -> Result<String, RunError> {
         let tables = self.rule_tables();
-        let out = self.with_cluster(|cluster| {
+        // Snapshots are of the cluster as declared.
+        self.with_cluster(|cluster| {
+            self.move_to(cluster, 0)?;
             let mut out = cluster.node_rules(&tables, node)?;
             out.push_str(&cluster.node_state(node)?);
-            Ok::<_, ClusterError>(out)
-        })??;
-        Ok(out)
+            Ok(out)
+        })?
     }
 }

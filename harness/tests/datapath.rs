@@ -241,6 +241,99 @@ fn out_of_order(
     Ok(())
 }
 
+/// Records the changes a run hands its change sink.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl netns_runtime::change::ChangeSink for Recorder {
+    fn apply(&self, change: &netns_runtime::change::ClusterChange) {
+        self.0.lock().unwrap().push(change.to_string());
+    }
+}
+
+/// The proxy re-renders when a case's steps change the cluster, forward and back: flows of
+/// `services/endpoint-churn.yaml` run out of order pass only if every node's rules follow the
+/// flow's revision; the rules differ between revisions; back at revision 0 they are byte for
+/// byte what the fresh cluster had (no stale chains, no doubled jumps); the change sink gets
+/// every change, backward ones as inverses.
+fn re_renders(mode: plan::ProxyMode, prefix: &str) -> Result<(), Failed> {
+    use podpath::report::ArtifactPolicy;
+    use podpath::suite::{CaseRun, RunOptions};
+    let plan = case("services/endpoint-churn.yaml");
+    let index = |name: &str| plan.flows.iter().position(|f| f.name == name).unwrap();
+    let (none_ready, deleted, one_unready) = (
+        index("none-ready"),
+        index("deleted-endpoint"),
+        index("one-unready"),
+    );
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let run = CaseRun::new(plan, Some(mode), 6, prefix.into()).with_change_sink(recorder.clone());
+    let options = RunOptions {
+        observe: false,
+        artifacts: ArtifactPolicy::None,
+        rule_texts: false,
+    };
+    let fresh = run.node_snapshot("node1")?;
+    let mut moved = Vec::new();
+    for index in [none_ready, deleted, one_unready] {
+        let r = run.run_flow(index, &options)?;
+        let flow = &run.plan().flows[index];
+        check(
+            r.verdict.passed,
+            format!("{}: {}", flow.name, r.verdict.render(flow)),
+        )?;
+        let change = r.change.ok_or(format!("{} moved no revision", flow.name))?;
+        moved.push((change.from, change.to));
+        if index == none_ready {
+            let tables = run.rule_tables();
+            let rules = run.with_cluster(|c| c.node_rules(&tables, "node1"))??;
+            check(
+                rules != fresh,
+                "node1's rules at revision 2 are those of revision 0".into(),
+            )?;
+        }
+    }
+    check(
+        moved == [(0, 2), (2, 6), (6, 1)],
+        format!("revisions moved: {moved:?}"),
+    )?;
+    let back = run.node_snapshot("node1")?;
+    check(
+        back == fresh,
+        format!(
+            "back at revision 0, node1 differs from the fresh cluster:\n{}",
+            similar_diff(&fresh, &back)
+        ),
+    )?;
+    let got = recorder.0.lock().unwrap().clone();
+    // 0 -> 2 forward, 2 -> 6 forward, 6 -> 1 back (inverses, last first), 1 -> 0 back.
+    let want = [
+        "pod/default/web-2 ready=false",
+        "pod/default/web-1 ready=false",
+        "pod/default/web-2 ready=true",
+        "delete svc/default/old",
+        "create svc/default/late",
+        "delete pod/default/web-2",
+        "create pod/default/web-2",
+        "delete svc/default/late",
+        "create svc/default/old",
+        "pod/default/web-2 ready=false",
+        "pod/default/web-1 ready=true",
+        "pod/default/web-2 ready=true",
+    ];
+    check(got == want, format!("changes: {got:#?}"))
+}
+
+fn similar_diff(a: &str, b: &str) -> String {
+    a.lines()
+        .zip(b.lines())
+        .filter(|(x, y)| x != y)
+        .map(|(x, y)| format!("- {x}\n+ {y}"))
+        .take(20)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `tshark -r file -d udp.port==8472,vxlan -T fields -e frame.interface_name -e vxlan.vni`,
 /// or why it cannot run.
 fn tshark_fields(file: &Path) -> Result<String, String> {
@@ -346,6 +439,12 @@ fn main() {
     let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
     let mut trials = vec![
+        Trial::test("proxy-re-renders-on-steps-iptables", || {
+            re_renders(plan::ProxyMode::Iptables, "dp-churn-ipt.")
+        }),
+        Trial::test("proxy-re-renders-on-steps-nftables", || {
+            re_renders(plan::ProxyMode::Nftables, "dp-churn-nft.")
+        }),
         Trial::ignorable_test("vxlan-fdb-entry-deleted", || {
             breaking(
                 "cross-node-vxlan.yaml",

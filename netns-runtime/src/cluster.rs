@@ -432,6 +432,14 @@ impl Cluster {
         self.write_pod_files()
     }
 
+    /// The cluster DNS serves `records` from now on (a case step changed the cluster): the
+    /// table is swapped at once, as [`Cluster::bind`] does. Nothing without a DNS server.
+    pub fn serve_dns(&self, records: &crate::dns::ClusterDns) {
+        if let Some(server) = &self.dns {
+            server.table().store(RecordTable::new(records));
+        }
+    }
+
     /// A pod's network namespace.
     pub fn pod_netns(&self, pod: &str) -> Option<&Netns> {
         self.pod_index.get(pod).map(|&i| &self.pods[i])

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod capture;
+pub mod change;
 pub mod cluster;
 pub mod dns;
 pub mod echo;

@@ -46,6 +46,7 @@ pub(super) struct NodeDraft {
     pub(super) address_fixed: bool,
 }
 
+#[derive(Clone)]
 pub(super) struct PodDraft {
     pub(super) name: Option<String>,
     pub(super) at: YamlLocation,

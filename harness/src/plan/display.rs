@@ -96,11 +96,32 @@ impl fmt::Display for Plan {
         }
         for service in &self.services {
             write_service(f, service)?;
+            let absent = !self.revisions.first().is_none_or(|r| {
+                r.services
+                    .iter()
+                    .any(|s| s.namespace == service.namespace && s.name == service.name)
+            });
+            if absent {
+                writeln!(f, "  {:<10} absent until a step creates it", "initially")?;
+            }
         }
         if let Some(dns) = &topo.dns {
             write_dns(f, topo, dns)?;
         }
+        let mut shown = 0;
+        let mut last_revision = None;
         for flow in &self.flows {
+            // The steps before the flow, and the revision they leave the cluster in.
+            while shown < flow.revision {
+                if let Some(step) = self.steps.get(shown) {
+                    write_step(f, step, self.revisions.get(step.revision))?;
+                }
+                shown += 1;
+            }
+            if !self.steps.is_empty() && last_revision != Some(flow.revision) {
+                writeln!(f, "flows at revision {}:", flow.revision)?;
+                last_revision = Some(flow.revision);
+            }
             if let Some(exec) = &flow.exec {
                 write_exec_flow(f, flow, exec)?;
                 continue;
@@ -179,8 +200,47 @@ impl fmt::Display for Plan {
             }
             hops::write_hops(f, &flow.hops)?;
         }
+        for step in self.steps.iter().skip(shown) {
+            write_step(f, step, self.revisions.get(step.revision))?;
+        }
         Ok(())
     }
+}
+
+/// A step, and what the Services' endpoints are after it.
+fn write_step(
+    f: &mut fmt::Formatter<'_>,
+    step: &super::StepPlan,
+    revision: Option<&super::Revision>,
+) -> fmt::Result {
+    writeln!(
+        f,
+        "step (line {}): {} -> revision {}",
+        step.location.line, step.change, step.revision
+    )?;
+    let Some(revision) = revision else {
+        return Ok(());
+    };
+    for service in &revision.services {
+        let ready: Vec<String> = service
+            .endpoints
+            .iter()
+            .filter(|e| e.ready)
+            .map(|e| e.pod.clone().unwrap_or_else(|| e.ip.to_string()))
+            .collect();
+        let ready = if ready.is_empty() {
+            "none".to_owned()
+        } else {
+            ready.join(" ")
+        };
+        writeln!(
+            f,
+            "  {:<10} {} ready endpoints: {ready}",
+            "service",
+            service.id()
+        )?;
+    }
+    Ok(())
 }
 
 /// The DNS server, and the resolv.conf of each namespace's pods (the same for all of them).

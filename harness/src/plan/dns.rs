@@ -190,6 +190,7 @@ pub(super) fn dns_name_problem(name: &str) -> Option<String> {
 }
 
 /// The cluster DNS as declared, then as planned.
+#[derive(Clone)]
 pub(super) struct DnsDraft {
     /// Where `dns:` is written.
     pub(super) at: YamlLocation,
@@ -512,6 +513,7 @@ pub(super) fn dns_service(cluster_ip: &Spanned<String>, at: YamlLocation) -> Spa
             external_traffic_policy: None,
             internal_traffic_policy: None,
             endpoints: None,
+            initially: None,
         },
         at,
         at,

@@ -276,6 +276,7 @@ impl Planner {
             expect_dns: None,
             exec: Some(plan?),
             hops: Default::default(),
+            revision: 0,
         })
     }
 

@@ -95,11 +95,21 @@ struct ToService<'a> {
 }
 
 impl Planner {
-    pub(super) fn flows(&mut self, specs: &[Spanned<FlowSpec>], refs: &Refs<'_>) -> Vec<FlowPlan> {
+    /// The flows, each with the revision it runs against; `refs[r]` is what revision `r`'s
+    /// flows may refer to.
+    pub(super) fn flows(
+        &mut self,
+        specs: &[(&Spanned<FlowSpec>, usize)],
+        refs: &[Refs<'_>],
+    ) -> Vec<FlowPlan> {
         let mut names: HashMap<String, YamlLocation> = HashMap::new();
         let mut plans = Vec::with_capacity(specs.len());
-        for entry in specs {
-            if let Some(plan) = self.flow(entry, refs, &mut names) {
+        for &(entry, revision) in specs {
+            let Some(refs) = refs.get(revision) else {
+                continue;
+            };
+            if let Some(mut plan) = self.flow(entry, refs, &mut names) {
+                plan.revision = revision;
                 plans.push(plan);
             }
         }
@@ -344,16 +354,19 @@ impl Planner {
             location: Location::from_yaml(entry.referenced)
                 .unwrap_or(Location { line: 0, column: 0 }),
             target_label: spec.to.as_ref()?.value.clone(),
-            service: service.map(|hit| {
-                let plan = &refs.services[hit.service].plan;
-                FlowService {
-                    service: hit.service,
-                    port: hit.port,
-                    namespace: plan.namespace.clone(),
-                    name: plan.name.clone(),
-                    via: hit.via,
-                }
-            }),
+            // A Service that does not exist in the flow's revision is only an address.
+            service: service
+                .filter(|hit| refs.services[hit.service].absent.is_none())
+                .map(|hit| {
+                    let plan = &refs.services[hit.service].plan;
+                    FlowService {
+                        service: hit.service,
+                        port: hit.port,
+                        namespace: plan.namespace.clone(),
+                        name: plan.name.clone(),
+                        via: hit.via,
+                    }
+                }),
             attempts: attempts?,
             sticky: sticky?,
             dns_name: name_to_resolve,
@@ -361,6 +374,7 @@ impl Planner {
             expect_dns: expect_dns?,
             exec: None,
             hops: hops?,
+            revision: 0,
         })
     }
 
@@ -952,6 +966,17 @@ impl Planner {
         let draft = &refs.services[hit.service];
         if !draft.complete {
             return true;
+        }
+        if let Some(why) = &draft.absent {
+            self.error(
+                name.referenced,
+                format!(
+                    "`reach` names {}, but Service {} does not exist at this point of the flows ({why}): nothing answers its ClusterIP; expect `fail: timeout`",
+                    name.value,
+                    draft.plan.id()
+                ),
+            );
+            return false;
         }
         let plan = &draft.plan;
         let port = &plan.ports[hit.port];

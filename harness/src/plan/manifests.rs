@@ -331,6 +331,7 @@ fn service(
             external_traffic_policy: s.external_traffic_policy.clone(),
             internal_traffic_policy: s.internal_traffic_policy.clone(),
             endpoints: None,
+            initially: None,
         },
         m.referenced,
         m.defined,

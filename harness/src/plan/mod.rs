@@ -31,7 +31,7 @@ use netns_runtime::stack::Attachment;
 
 use serde_saphyr::Spanned;
 
-use crate::case::{self, Case};
+use crate::case::{self, Case, FlowSpec};
 use crate::diag::{CaseError, Diagnostic, Location};
 
 mod cluster;
@@ -50,6 +50,7 @@ mod parse;
 mod pods;
 mod refs;
 mod services;
+mod steps;
 mod topology;
 
 #[cfg(test)]
@@ -81,6 +82,7 @@ pub use services::{
     RESERVED_SERVICE_HOSTS, ServiceEndpoint, ServicePlan, ServicePortPlan, ServiceType, TargetPort,
     proxy_tables,
 };
+pub use steps::{Revision, StepPlan};
 pub use topology::{
     ETH0, POD_BRIDGE, VXLAN_DEV, VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI, underlay_gateway,
 };
@@ -250,34 +252,93 @@ impl Planner {
             .enumerate()
             .filter_map(|(i, p)| Some((p.name.as_deref()?, i)))
             .collect();
+        // The steps among the flows, and the revisions of the cluster they make: every flow is
+        // planned against the revision the steps before it leave.
+        let mut state = steps::ClusterState::declared(&pods, &services);
+        let mut states = vec![state.clone()];
+        let mut step_plans = Vec::new();
+        let mut flow_entries: Vec<(&Spanned<FlowSpec>, usize)> = Vec::new();
+        for entry in case.flows.as_deref().unwrap_or_default() {
+            match &entry.value.step {
+                Some(step) => {
+                    if let Some(change) = self.step(entry, step, &mut state, &pods, &services) {
+                        step_plans.push(StepPlan {
+                            change,
+                            location: Location::from_yaml(step.referenced)
+                                .unwrap_or(Location { line: 0, column: 0 }),
+                            revision: states.len(),
+                        });
+                        states.push(state.clone());
+                    }
+                }
+                None => flow_entries.push((entry, states.len() - 1)),
+            }
+        }
+        let revision_services: Vec<Vec<services::ServiceDraft>> = states
+            .iter()
+            .map(|state| state.services(&services, &pod_index))
+            .collect();
+        let revision_dns: Vec<Option<dns::DnsDraft>> = states
+            .iter()
+            .zip(&revision_services)
+            .map(|(state, services)| dns.as_ref().map(|d| state.dns(d, &pods, services)))
+            .collect();
         // Built before the flows are checked, so their hops are checked against the real
         // interfaces and addresses; `None` when something it needs is invalid (reported).
-        let topology = build_topology(&cluster, &nodes, &pods, external.as_ref(), dns.as_ref());
-        let refs = Refs {
-            pod_index: &pod_index,
-            nodes: &nodes,
-            pods: &pods,
-            services: &services,
-            external: external.as_ref(),
-            datapath: self.datapath,
-            overlay: cluster.overlay,
-            dns: dns.as_ref(),
-            topology: topology.as_ref(),
-            proxy_modes: &cluster.proxy_modes,
-        };
-        let flows = self.flows(case.flows.as_deref().unwrap_or_default(), &refs);
+        let topology = build_topology(
+            &cluster,
+            &nodes,
+            &pods,
+            external.as_ref(),
+            revision_dns[0].as_ref(),
+        );
+        let refs: Vec<Refs<'_>> = revision_services
+            .iter()
+            .zip(&revision_dns)
+            .map(|(services, dns)| Refs {
+                pod_index: &pod_index,
+                nodes: &nodes,
+                pods: &pods,
+                services,
+                external: external.as_ref(),
+                datapath: self.datapath,
+                overlay: cluster.overlay,
+                dns: dns.as_ref(),
+                topology: topology.as_ref(),
+                proxy_modes: &cluster.proxy_modes,
+            })
+            .collect();
+        let flows = self.flows(&flow_entries, &refs);
 
         if !self.found.is_empty() {
             return Err(CaseError::Invalid(self.found.into_sorted()));
         }
         let built = topology.and_then(|topology| {
             let (pod_cidr, service_cidr) = (cluster.pod_cidr?, cluster.service_cidr?);
+            let revisions: Vec<Revision> = revision_services
+                .iter()
+                .zip(&revision_dns)
+                .map(|(drafts, dns)| {
+                    let services: Vec<ServicePlan> = drafts
+                        .iter()
+                        .filter(|s| s.absent.is_none())
+                        .map(|s| s.plan.clone())
+                        .collect();
+                    let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
+                    let dns = dns.as_ref().and_then(|d| d.records.clone());
+                    Revision {
+                        services,
+                        proxy,
+                        dns,
+                    }
+                })
+                .collect();
+            let proxy = revisions.first()?.proxy.clone();
             let services: Vec<ServicePlan> = services.into_iter().map(|s| s.plan).collect();
-            let proxy = proxy_tables(&topology, pod_cidr, service_cidr, &services);
-            Some((topology, service_cidr, services, proxy))
+            Some((topology, service_cidr, services, proxy, revisions))
         });
         match built {
-            Some((topology, service_cidr, services, proxy)) => Ok(Plan {
+            Some((topology, service_cidr, services, proxy, revisions)) => Ok(Plan {
                 name,
                 file: self.file,
                 stem,
@@ -289,6 +350,8 @@ impl Planner {
                 proxy_modes: cluster.proxy_modes.clone(),
                 source,
                 datapath: self.datapath,
+                steps: step_plans,
+                revisions,
             }),
             None => {
                 // Unreachable when validation is complete; reported rather than panicking.

@@ -27,10 +27,12 @@ pub struct Plan {
     pub flows: Vec<FlowPlan>,
     /// The cluster's Service network (`serviceCIDR`).
     pub service_cidr: Ipv4Net,
-    /// Every Service, in declared order, with its address, ports and endpoints.
+    /// Every Service declared, in declared order, with its address, ports and endpoints as
+    /// declared (revision 0), those declared `initially: absent` too; what exists after each
+    /// step is in [`Plan::revisions`].
     pub services: Vec<ServicePlan>,
-    /// What the service proxy (kube-proxy) of each node knows, one table per node in node
-    /// order: what the proxy renderers turn into rules.
+    /// What the service proxy (kube-proxy) of each node knows at revision 0, one table per
+    /// node in node order: what the proxy renderers turn into rules.
     pub proxy: Vec<ServiceTable>,
     /// The service proxy modes the case runs in (each its own cluster and trials); empty when
     /// the case has no proxy.
@@ -40,6 +42,18 @@ pub struct Plan {
     pub source: std::sync::Arc<str>,
     /// What the stack declared the datapath does, which the plan's validation reasoned from.
     pub datapath: super::Datapath,
+    /// The steps among the flows, in file order; step `i` leads from revision `i` to `i + 1`.
+    pub steps: Vec<super::StepPlan>,
+    /// The revisions of the cluster: 0 as declared (the same as `proxy` and `topology.dns`),
+    /// then one after each step. Never empty.
+    pub revisions: Vec<super::Revision>,
+}
+
+impl Plan {
+    /// The changes of the steps, in order: `changes()[i]` leads from revision `i` to `i + 1`.
+    pub fn changes(&self) -> Vec<netns_runtime::change::ClusterChange> {
+        self.steps.iter().map(|s| s.change.clone()).collect()
+    }
 }
 
 /// One flow, resolved to addresses.
@@ -80,6 +94,9 @@ pub struct FlowPlan {
     pub exec: Option<ExecPlan>,
     /// `expect.hops`, `expect.reply` and `expect.avoid`: the path the flow must take.
     pub hops: hops::HopsExpect,
+    /// The revision of the cluster the flow runs against (index into [`Plan::revisions`]):
+    /// how the steps before it leave the cluster.
+    pub revision: usize,
 }
 
 impl FlowPlan {

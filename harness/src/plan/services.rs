@@ -152,6 +152,7 @@ type FixedNodePort = Option<(u16, YamlLocation)>;
 
 /// A Service being planned; `complete` is false when something it needs was invalid (already
 /// reported), so flows skip the checks that depend on it.
+#[derive(Clone)]
 pub(super) struct ServiceDraft {
     pub(super) plan: ServicePlan,
     pub(super) complete: bool,
@@ -162,6 +163,10 @@ pub(super) struct ServiceDraft {
     /// Per port of `plan.ports`: the written `nodePort` and its location.
     fixed_node_ports: Vec<FixedNodePort>,
     at: YamlLocation,
+    /// `initially: absent`: created by a step, not there at revision 0.
+    pub(super) initially_absent: bool,
+    /// In a revision where the Service does not exist: why (`deleted by the step at 30:5`).
+    pub(super) absent: Option<String>,
 }
 
 impl Planner {
@@ -387,6 +392,25 @@ impl Planner {
             }
         };
 
+        let initially_absent = match &spec.initially {
+            None => false,
+            Some(v) => match v.value.as_str() {
+                "present" => false,
+                "absent" => true,
+                other => {
+                    self.error(
+                        v.referenced,
+                        format!(
+                            "unknown `initially` {}: expected present or absent (created by a later `- step: {{ create: svc/NAME }}`)",
+                            quoted(other)
+                        ),
+                    );
+                    complete = false;
+                    false
+                }
+            },
+        };
+
         ServiceDraft {
             plan: ServicePlan {
                 namespace,
@@ -408,6 +432,8 @@ impl Planner {
             headless,
             fixed_node_ports,
             at: entry.referenced,
+            initially_absent,
+            absent: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::netns::Netns;
-use crate::proxy::{ServiceTable, iptables, nftables, normalise};
+use crate::proxy::{ServiceTable, cleanup, iptables, nftables, normalise};
 use crate::stack::RuleTable;
 use crate::tool::{self, ToolError};
 
@@ -84,7 +84,9 @@ impl fmt::Display for ProxyMode {
 pub trait ServiceProxy: Send + Sync {
     /// Short name for trial names and reports.
     fn name(&self) -> &str;
-    /// Programs `table` into the node namespace `node`.
+    /// Programs `table` into the node namespace `node`: the first time after the build, and
+    /// again each time the cluster changes (a case's steps), so it must be a full sync that
+    /// leaves the node exactly as `table` says whatever it programmed before.
     fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError>;
     /// The rule tables it programs, which snapshots and flow reports dump.
     fn rule_tables(&self) -> Vec<RuleTable>;
@@ -154,8 +156,18 @@ impl ServiceProxy for IptablesProxy {
         "iptables"
     }
 
+    /// A full sync, as kube-proxy's: on a fresh node the whole ruleset with kube-proxy's jump
+    /// rules; on a node that has them (a re-apply, when the cluster changed), the sync alone,
+    /// with the Service and endpoint chains no longer used deleted. Then the conntrack cleanup.
     fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError> {
-        let rules = iptables::render(table);
+        let save = tool::run(node, "iptables-save", &["-t", "nat"], None, TOOL_TIMEOUT)
+            .map_err(tool_err(&table.node_name, self.name()))?;
+        let existing = iptables::declared_chains(&save);
+        let rules = if existing.iter().any(|c| c == "KUBE-SERVICES") {
+            iptables::render_resync(table, &existing)
+        } else {
+            iptables::render(table)
+        };
         tool::run(
             node,
             "iptables-restore",
@@ -163,8 +175,10 @@ impl ServiceProxy for IptablesProxy {
             Some(rules.as_bytes()),
             load_timeout(table),
         )
-        .map(drop)
-        .map_err(tool_err(&table.node_name, self.name()))
+        .map_err(tool_err(&table.node_name, self.name()))?;
+        cleanup::flush_stale_udp(node, table)
+            .map(drop)
+            .map_err(tool_err(&table.node_name, self.name()))
     }
 
     fn rule_tables(&self) -> Vec<RuleTable> {
@@ -184,6 +198,8 @@ impl ServiceProxy for NftablesProxy {
         "nftables"
     }
 
+    /// A full sync: the rendered file replaces the whole table in one transaction, so it is
+    /// the same on a fresh node and on a re-apply. Then the conntrack cleanup.
     fn apply(&self, node: &Netns, table: &ServiceTable) -> Result<(), ProxyError> {
         let rules = nftables::render(table);
         tool::run(
@@ -193,8 +209,10 @@ impl ServiceProxy for NftablesProxy {
             Some(rules.as_bytes()),
             TOOL_TIMEOUT,
         )
-        .map(drop)
-        .map_err(tool_err(&table.node_name, self.name()))
+        .map_err(tool_err(&table.node_name, self.name()))?;
+        cleanup::flush_stale_udp(node, table)
+            .map(drop)
+            .map_err(tool_err(&table.node_name, self.name()))
     }
 
     fn rule_tables(&self) -> Vec<RuleTable> {

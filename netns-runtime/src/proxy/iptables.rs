@@ -45,8 +45,9 @@
 //!   leaves them on a fresh node. They are not idempotent: applying [`render`] twice inserts
 //!   them twice. To re-program Services on a node that already has them, apply
 //!   [`render_sync`], which is exactly the text one kube-proxy sync restores (it flushes and
-//!   refills kube-proxy's chains; like a kube-proxy sync it does not delete chains of Services
-//!   that disappeared; kube-proxy does that after reading `iptables-save`).
+//!   refills kube-proxy's chains, and does not delete chains of Services that disappeared), or
+//!   [`render_resync`], which also deletes them as kube-proxy's full sync does after reading
+//!   `iptables-save -t nat` (what the builtin driver applies to a node that has rules).
 //! * `KUBE-PROXY-CANARY` is declared (empty) in mangle, filter and nat: kube-proxy's monitor
 //!   creates it in those three tables to notice a flush. `KUBE-KUBELET-CANARY` belongs to
 //!   kubelet and is not written.
@@ -198,6 +199,59 @@ pub fn render_with(table: &ServiceTable, opts: &Options) -> String {
 /// [`render`]'s jump rules.
 pub fn render_sync(table: &ServiceTable) -> String {
     render_sync_with(table, &Options::default())
+}
+
+/// The prefixes of the chains kube-proxy makes per Service and endpoint (`isServiceChainName`):
+/// the ones a full sync deletes when they are no longer in use.
+pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
+    "KUBE-SVC-",
+    "KUBE-SVL-",
+    "KUBE-EXT-",
+    "KUBE-FW-",
+    "KUBE-SEP-",
+];
+
+/// One kube-proxy full sync on a node that already has kube-proxy's rules: [`render_sync`],
+/// plus, as kube-proxy's full sync does after reading `iptables-save -t nat`, every Service or
+/// endpoint chain of `existing_nat_chains` this sync no longer uses declared (which flushes it)
+/// and deleted (`-X`) after the rules. Applying it moves the node from any earlier table to
+/// exactly what [`render`] gives for `table` on a fresh node.
+pub fn render_resync(table: &ServiceTable, existing_nat_chains: &[String]) -> String {
+    let opts = Options::default();
+    let mut sync = SyncRules::build(table, &opts);
+    let active: std::collections::HashSet<String> = sync
+        .nat_chains
+        .iter()
+        .filter_map(|l| l.strip_prefix(':')?.split(' ').next().map(str::to_owned))
+        .collect();
+    let mut stale: Vec<&String> = existing_nat_chains
+        .iter()
+        .filter(|c| SERVICE_CHAIN_PREFIXES.iter().any(|p| c.starts_with(p)))
+        .filter(|c| !active.contains(c.as_str()))
+        .collect();
+    stale.sort();
+    stale.dedup();
+    for chain in stale {
+        sync.nat_chains.push(chain_line(chain));
+        sync.nat_rules.push(format!("-X {chain}\n"));
+    }
+    let mut out = String::from("*filter\n");
+    sync.filter_chains.iter().for_each(|l| out.push_str(l));
+    sync.filter_rules.iter().for_each(|l| out.push_str(l));
+    out.push_str("COMMIT\n*nat\n");
+    sync.nat_chains.iter().for_each(|l| out.push_str(l));
+    sync.nat_rules.iter().for_each(|l| out.push_str(l));
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// The chains an `iptables-save` of one table declares (`:NAME POLICY [counters]` lines).
+pub fn declared_chains(save: &str) -> Vec<String> {
+    save.lines()
+        .filter_map(|l| l.strip_prefix(':')?.split(' ').next())
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// [`render_sync`] with other kube-proxy options.

@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 
 use crate::topology::Proto;
 
+pub mod cleanup;
 pub mod driver;
 pub mod exec;
 pub mod iptables;

@@ -49,6 +49,7 @@ flows:
             expect_dns: None,
             exec: None,
             hops: Default::default(),
+            revision: 0,
         }
     );
     assert_eq!(

@@ -1203,3 +1203,46 @@ fn output_is_deterministic_and_follows_table_order() {
 fn kitchen_sink_snapshot() {
     insta::assert_snapshot!(render(&kitchen_sink()));
 }
+
+#[test]
+fn a_resync_deletes_the_service_chains_no_longer_used_and_inserts_no_jumps() {
+    let mut web = svc("default", "web", "", Proto::Tcp, "10.96.0.2", 80);
+    web.endpoints = vec![ep("10.244.1.2", 8080, "node1")];
+    let t = table(vec![web]);
+    let active: Vec<String> = declared_chains(&render(&t));
+    let mut existing = active.clone();
+    existing.extend(
+        [
+            "KUBE-SVC-GONEGONEGONEGONE",
+            "KUBE-SEP-GONEGONEGONEGONE",
+            "FLANNEL-POSTRTG",
+        ]
+        .map(String::from),
+    );
+    let out = render_resync(&t, &existing);
+    let nat = out.split("*nat\n").nth(1).unwrap();
+    for gone in ["KUBE-SVC-GONEGONEGONEGONE", "KUBE-SEP-GONEGONEGONEGONE"] {
+        assert!(nat.contains(&format!(":{gone} - [0:0]\n")), "{out}");
+        assert!(nat.contains(&format!("-X {gone}\n")), "{out}");
+        // Declared (flushed) before any rule, deleted after every rule.
+        let declared = nat.find(&format!(":{gone} ")).unwrap();
+        let deleted = nat.find(&format!("-X {gone}")).unwrap();
+        assert!(nat[..declared].lines().all(|l| l.starts_with(':')), "{out}");
+        assert!(
+            nat[deleted..]
+                .lines()
+                .all(|l| l.starts_with("-X") || l == "COMMIT"),
+            "{out}"
+        );
+    }
+    // Not kube-proxy's, and in use: left alone.
+    assert!(!out.contains("FLANNEL-POSTRTG"), "{out}");
+    for chain in active
+        .iter()
+        .filter(|c| c.starts_with("KUBE-SVC-") || c.starts_with("KUBE-SEP-"))
+    {
+        assert!(!out.contains(&format!("-X {chain}")), "{out}");
+    }
+    assert!(!out.lines().any(|l| l.starts_with("-I ")), "{out}");
+    assert_eq!(render_resync(&t, &active), render_sync(&t));
+}

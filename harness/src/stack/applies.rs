@@ -63,6 +63,9 @@ pub fn run_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
 
 /// Why `flow` cannot run on `stack`, if it cannot.
 pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if let Some(reason) = after_steps_ignored(flow, stack) {
+        return Some(reason);
+    }
     let needs_dns = flow.dns_name.is_some() || (flow.exec.is_some() && plan.topology.dns.is_some());
     if needs_dns && stack.dns == DnsLayer::None {
         return Some(format!(
@@ -346,4 +349,30 @@ fn interfaces_on(plan: &Plan, index: usize, stack: &Stack, drivers: &Drivers) ->
     }
     made.extend(drivers.network.interfaces(node));
     made
+}
+
+/// Why a flow that runs after the case's steps changed the cluster cannot run on a stack whose
+/// service proxy is not re-rendered by podpath: a restored ruleset is what was captured, and the
+/// API served to a proxy command (`netns_runtime::stack::local_api`) is the plan's first
+/// revision, so neither follows the steps.
+fn after_steps_ignored(flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if flow.revision == 0 {
+        return None;
+    }
+    let why = match &stack.proxy {
+        crate::stack::ProxyLayer::Restore { .. } => {
+            "its service proxy restores a captured ruleset, which no step changes"
+        }
+        crate::stack::ProxyLayer::Exec { .. } => {
+            "the API served to its proxy command is the case's first revision (read-only): the command sees no step's change"
+        }
+        _ if matches!(stack.dns, DnsLayer::Exec { .. }) && flow.dns_name.is_some() => {
+            "its DNS command serves the case's first revision (zone files, or the read-only API served to it): it sees no step's change"
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "the flow runs after the case's steps changed the cluster (revision {}), and on stack {} {why}",
+        flow.revision, stack.name
+    ))
 }

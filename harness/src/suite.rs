@@ -529,6 +529,14 @@ impl CaseRun {
             cluster.bind(bound.topology.clone()).map_err(build_error)?;
             let _ = self.bound.set(bound);
         }
+        // The served API, from the bound plan: the same Services and endpoints the builtin
+        // proxy programs below.
+        if let Some(api) = &self.plan().api {
+            let objects = crate::api_objects::objects(self.plan());
+            cluster
+                .serve_api(api.address, api.cluster_ip, objects)
+                .map_err(build_error)?;
+        }
         if let Some(mode) = self.proxy {
             cluster
                 .apply_proxy(mode.builtin().as_ref(), &self.plan().proxy)

@@ -1,5 +1,5 @@
-//! The served Kubernetes API against a real client: kubectl (the machine's, or
-//! `PODPATH_KUBECTL`) lists what the plan says, watches see changes made through
+//! The served Kubernetes API against a real client: kubectl (`PODPATH_KUBECTL`, the pinned
+//! one, or the machine's) lists what the plan says, watches see changes made through
 //! `ApiServer::apply`, watch-list, bookmarks and 410 behave as client-go expects, and a pod
 //! reaches the API through the `default/kubernetes` ClusterIP. Root (or a user namespace),
 //! inside the sandbox: `cargo test -p podpath --test api`.
@@ -23,8 +23,16 @@ fn case(name: &str) -> Plan {
     plan::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `PODPATH_KUBECTL`, else the pinned kubectl (`scripts/build-implementations kubectl`) when
+/// built, else the machine's.
 fn kubectl_program() -> String {
-    std::env::var("PODPATH_KUBECTL").unwrap_or_else(|_| "kubectl".into())
+    if let Ok(k) = std::env::var("PODPATH_KUBECTL") {
+        return k;
+    }
+    podpath::implementations::get("kubectl")
+        .map(|i| i.binary("kubectl"))
+        .filter(|p| p.exists())
+        .map_or_else(|| "kubectl".into(), |p| p.display().to_string())
 }
 
 /// Runs `f` on the case's cluster (iptables mode), its namespaces prefixed with `prefix`.

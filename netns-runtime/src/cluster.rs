@@ -518,12 +518,11 @@ impl Cluster {
         args.extend(argv.iter().map(String::as_str));
         let secrets = self.service_account_dir(pod).filter(|d| d.is_dir());
         match (&self.api, secrets) {
-            (Some(api), Some(dir)) if self.topology.pod(pod).is_some() => {
+            (Some(_), Some(dir)) if self.topology.pod(pod).is_some() => {
                 let mut command = std::process::Command::new("ip");
                 command.env("KUBERNETES_SERVICE_HOST", self.kubernetes_service_ip().to_string());
                 command.env("KUBERNETES_SERVICE_PORT", "443");
                 command.env("KUBERNETES_SERVICE_PORT_HTTPS", "443");
-                let _ = api;
                 mount_service_account(&mut command, &dir)?;
                 Ok(crate::tool::run_command(command, "ip", &args, None, timeout)?)
             }

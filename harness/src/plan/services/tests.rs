@@ -1066,6 +1066,20 @@ flows:
     29,
     "unknown Service `default/api` in `to` (Services: default/web, default/kubernetes)"
 )]
+#[case::the_api_service_name_is_taken(
+    Some(""),
+    "services:\n  - { name: kubernetes, selector: { app: web }, ports: [{ port: 80 }] }\n",
+    8,
+    13,
+    "Service default/kubernetes is the API's, which podpath declares itself (its ClusterIP is the service CIDR's first host); name yours otherwise"
+)]
+#[case::the_api_cluster_ip_is_taken(
+    Some(""),
+    "services:\n  - { name: web, clusterIP: 10.96.0.1, ports: [{ port: 80 }] }\n",
+    8,
+    29,
+    "clusterIP 10.96.0.1 is the kubernetes API Service's (default/kubernetes, the service CIDR's first host)"
+)]
 #[case::flow_unknown_service_namespace(
     Some(""),
     "services:\n  - { name: web, selector: { app: web }, ports: [{ port: 80, targetPort: 8080 }] }\nflows:\n  - { name: f, from: a, to: svc/shop/web:80, expect: { reach: b } }\n",

@@ -52,9 +52,14 @@ fn meta(namespace: Option<&str>, name: &str, labels: BTreeMap<String, String>) -
 fn sha_hex(text: &str) -> String {
     // FNV-1a, twice with different seeds: enough for stable ids, no new dependency.
     let hash = |seed: u64| {
-        text.bytes().fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+        text.bytes()
+            .fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
     };
-    format!("{:016x}{:016x}", hash(0xcbf29ce484222325), hash(0x84222325cbf29ce4))
+    format!(
+        "{:016x}{:016x}",
+        hash(0xcbf29ce484222325),
+        hash(0x84222325cbf29ce4)
+    )
 }
 
 fn proto(p: Proto) -> String {
@@ -84,7 +89,8 @@ fn condition(kind: &str, ok: bool) -> core::PodCondition {
 pub fn objects(plan: &Plan) -> Vec<Object> {
     let topo = &plan.topology;
     let mut out = Vec::new();
-    let mut namespaces: BTreeSet<String> = DEFAULT_NAMESPACES.iter().map(|s| s.to_string()).collect();
+    let mut namespaces: BTreeSet<String> =
+        DEFAULT_NAMESPACES.iter().map(|s| s.to_string()).collect();
     namespaces.extend(topo.pods.iter().map(|p| p.namespace.clone()));
     namespaces.extend(plan.services.iter().map(|s| s.namespace.clone()));
     for ns in namespaces {
@@ -157,7 +163,11 @@ pub fn objects(plan: &Plan) -> Vec<Object> {
     }
     for service in &plan.services {
         out.push(Object::Service(service_object(service)));
-        out.extend(endpoint_slices(service).into_iter().map(Object::EndpointSlice));
+        out.extend(
+            endpoint_slices(service)
+                .into_iter()
+                .map(Object::EndpointSlice),
+        );
     }
     out.push(Object::ServiceCidr(net::ServiceCIDR {
         metadata: meta(None, "kubernetes", BTreeMap::new()),
@@ -243,7 +253,9 @@ pub fn service_object(s: &ServicePlan) -> core::Service {
             ..Default::default()
         })
         .collect();
-    let cluster_ip = s.cluster_ip.map_or_else(|| "None".to_string(), |ip| ip.to_string());
+    let cluster_ip = s
+        .cluster_ip
+        .map_or_else(|| "None".to_string(), |ip| ip.to_string());
     let mut labels = BTreeMap::new();
     if (s.namespace.as_str(), s.name.as_str()) == API_SERVICE {
         labels.insert("component".to_string(), "apiserver".to_string());
@@ -258,7 +270,14 @@ pub fn service_object(s: &ServicePlan) -> core::Service {
             cluster_ips: Some(vec![cluster_ip]),
             selector: s.selector.clone(),
             ports: Some(ports),
-            session_affinity: Some(if s.session_affinity.is_some() { "ClientIP" } else { "None" }.into()),
+            session_affinity: Some(
+                if s.session_affinity.is_some() {
+                    "ClientIP"
+                } else {
+                    "None"
+                }
+                .into(),
+            ),
             session_affinity_config: s.session_affinity.map(|t| core::SessionAffinityConfig {
                 client_ip: Some(core::ClientIPConfig {
                     timeout_seconds: Some(t as i32),
@@ -318,7 +337,10 @@ pub fn endpoint_slices(s: &ServicePlan) -> Vec<disc::EndpointSlice> {
         .map(|(i, (ports, endpoints))| {
             let mut labels = BTreeMap::from([
                 (SERVICE_NAME_LABEL.to_string(), s.name.clone()),
-                ("endpointslice.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+                (
+                    "endpointslice.kubernetes.io/managed-by".to_string(),
+                    MANAGED_BY.to_string(),
+                ),
             ]);
             if s.cluster_ip.is_none() {
                 labels.insert("service.kubernetes.io/headless".into(), String::new());
@@ -326,7 +348,11 @@ pub fn endpoint_slices(s: &ServicePlan) -> Vec<disc::EndpointSlice> {
             let name = if api {
                 s.name.clone()
             } else {
-                format!("{}-{}", s.name, &sha_hex(&format!("{}/{}/{i}", s.namespace, s.name))[..5])
+                format!(
+                    "{}-{}",
+                    s.name,
+                    &sha_hex(&format!("{}/{}/{i}", s.namespace, s.name))[..5]
+                )
             };
             disc::EndpointSlice {
                 metadata: meta(Some(&s.namespace), &name, labels),

@@ -19,7 +19,9 @@ use podpath::suite::CaseRun;
 type Outcome = Result<Completion, Failed>;
 
 fn case(name: &str) -> Plan {
-    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases").join(name);
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cases")
+        .join(name);
     plan::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -41,11 +43,17 @@ fn on_cluster(
     prefix: &str,
     f: impl FnOnce(&Cluster, &Plan) -> Result<(), Failed>,
 ) -> Outcome {
-    if Command::new(kubectl_program()).arg("version").arg("--client").output().is_err() {
+    if Command::new(kubectl_program())
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
         return Ok(Completion::ignored_with("no kubectl (set PODPATH_KUBECTL)"));
     }
     let run = CaseRun::new(case(name), Some(ProxyMode::Iptables), 1, prefix.to_string());
-    run.with_cluster(|c| f(c, run.plan())).map_err(|e| Failed::from(e.to_string()))??;
+    run.with_cluster(|c| f(c, run.plan()))
+        .map_err(|e| Failed::from(e.to_string()))??;
     Ok(Completion::Completed)
 }
 
@@ -77,24 +85,121 @@ fn same_lines(what: &str, got: &str, mut want: Vec<String>) -> Result<(), Failed
     if got == want {
         Ok(())
     } else {
-        Err(format!("{what}: kubectl says\n{}\nthe plan says\n{}", got.join("\n"), want.join("\n")).into())
+        Err(format!(
+            "{what}: kubectl says\n{}\nthe plan says\n{}",
+            got.join("\n"),
+            want.join("\n")
+        )
+        .into())
     }
 }
 
 fn lists_the_plan(cluster: &Cluster, plan: &Plan) -> Result<(), Failed> {
     let topo = &plan.topology;
-    let nodes = get(cluster, &["get", "nodes", "-o", r#"jsonpath={range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address} {.status.conditions[0].type}={.status.conditions[0].status}{"\n"}{end}"#])?;
-    same_lines("nodes", &nodes, topo.nodes.iter().map(|n| format!("{} {} {} Ready=True", n.name, n.pod_cidr, n.eth0.addr.addr())).collect())?;
-    let pods = get(cluster, &["get", "pods", "-A", "-o", r#"jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.podIP} {.spec.nodeName} {.status.phase}{"\n"}{end}"#])?;
-    same_lines("pods", &pods, topo.pods.iter().map(|p| format!("{}/{} {} {} Running", p.namespace, p.name, p.eth0.addr.addr(), topo.node_of(p).name)).collect())?;
-    let services = get(cluster, &["get", "services", "-A", "-o", r#"jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.spec.clusterIP}{"\n"}{end}"#])?;
-    same_lines("services", &services, plan.services.iter().map(|s| format!("{} {}", s.id(), s.cluster_ip.map_or("None".into(), |i| i.to_string()))).collect())?;
-    let slices = get(cluster, &["get", "endpointslices", "-A", "-o", r#"jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.labels.kubernetes\.io/service-name} {.endpoints[*].addresses[0]}{"\n"}{end}"#])?;
-    same_lines("endpointslices", &slices, plan.services.iter().map(|s| {
-        let ips: Vec<String> = s.endpoints.iter().map(|e| e.ip.to_string()).collect();
-        format!("{} {}", s.id(), ips.join(" "))
-    }).collect())?;
-    let cidrs = get(cluster, &["get", "servicecidrs", "-o", "jsonpath={.items[*].spec.cidrs[0]}"])?;
+    let nodes = get(
+        cluster,
+        &[
+            "get",
+            "nodes",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address} {.status.conditions[0].type}={.status.conditions[0].status}{"\n"}{end}"#,
+        ],
+    )?;
+    same_lines(
+        "nodes",
+        &nodes,
+        topo.nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} {} {} Ready=True",
+                    n.name,
+                    n.pod_cidr,
+                    n.eth0.addr.addr()
+                )
+            })
+            .collect(),
+    )?;
+    let pods = get(
+        cluster,
+        &[
+            "get",
+            "pods",
+            "-A",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.podIP} {.spec.nodeName} {.status.phase}{"\n"}{end}"#,
+        ],
+    )?;
+    same_lines(
+        "pods",
+        &pods,
+        topo.pods
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}/{} {} {} Running",
+                    p.namespace,
+                    p.name,
+                    p.eth0.addr.addr(),
+                    topo.node_of(p).name
+                )
+            })
+            .collect(),
+    )?;
+    let services = get(
+        cluster,
+        &[
+            "get",
+            "services",
+            "-A",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.spec.clusterIP}{"\n"}{end}"#,
+        ],
+    )?;
+    same_lines(
+        "services",
+        &services,
+        plan.services
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.id(),
+                    s.cluster_ip.map_or("None".into(), |i| i.to_string())
+                )
+            })
+            .collect(),
+    )?;
+    let slices = get(
+        cluster,
+        &[
+            "get",
+            "endpointslices",
+            "-A",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.labels.kubernetes\.io/service-name} {.endpoints[*].addresses[0]}{"\n"}{end}"#,
+        ],
+    )?;
+    same_lines(
+        "endpointslices",
+        &slices,
+        plan.services
+            .iter()
+            .map(|s| {
+                let ips: Vec<String> = s.endpoints.iter().map(|e| e.ip.to_string()).collect();
+                format!("{} {}", s.id(), ips.join(" "))
+            })
+            .collect(),
+    )?;
+    let cidrs = get(
+        cluster,
+        &[
+            "get",
+            "servicecidrs",
+            "-o",
+            "jsonpath={.items[*].spec.cidrs[0]}",
+        ],
+    )?;
     same_lines("servicecidrs", &cidrs, vec![plan.service_cidr.to_string()])?;
     let namespaces = get(cluster, &["get", "namespaces", "-o", "name"])?;
     for ns in ["namespace/default", "namespace/kube-system"] {
@@ -103,9 +208,14 @@ fn lists_the_plan(cluster: &Cluster, plan: &Plan) -> Result<(), Failed> {
         }
     }
     // Discovery as kubectl reads it: short names and the groups.
-    get(cluster, &["get", "svc,ep,no", "-A", "-o", "name"]).or_else(|_| get(cluster, &["get", "svc,no", "-A", "-o", "name"]))?;
+    get(cluster, &["get", "svc,ep,no", "-A", "-o", "name"])
+        .or_else(|_| get(cluster, &["get", "svc,no", "-A", "-o", "name"]))?;
     let resources = get(cluster, &["api-resources", "-o", "name"])?;
-    for r in ["endpointslices.discovery.k8s.io", "servicecidrs.networking.k8s.io", "nodes"] {
+    for r in [
+        "endpointslices.discovery.k8s.io",
+        "servicecidrs.networking.k8s.io",
+        "nodes",
+    ] {
         if !resources.lines().any(|l| l == r) {
             return Err(format!("api-resources lacks {r}: {resources}").into());
         }
@@ -128,7 +238,10 @@ fn watch_sees_a_change(cluster: &Cluster, plan: &Plan) -> Result<(), Failed> {
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -146,7 +259,11 @@ fn watch_sees_a_change(cluster: &Cluster, plan: &Plan) -> Result<(), Failed> {
     let result = (|| {
         wait_for("ADDED kubernetes")?;
         let api = cluster.api().ok_or("no API")?;
-        let far = plan.services.iter().find(|s| s.name == "far").ok_or("no Service far")?;
+        let far = plan
+            .services
+            .iter()
+            .find(|s| s.name == "far")
+            .ok_or("no Service far")?;
         let mut slice = podpath::api_objects::endpoint_slices(far).remove(0);
         slice.metadata.name = Some("far-churn".into());
         api.apply(Change::Apply(Object::EndpointSlice(slice)))
@@ -174,23 +291,51 @@ fn watch_sees_a_change(cluster: &Cluster, plan: &Plan) -> Result<(), Failed> {
 
 fn watch_semantics(cluster: &Cluster, _: &Plan) -> Result<(), Failed> {
     // Watch-list (client-go's default): every object ADDED, then the initial-events-end bookmark.
-    let out = get(cluster, &["get", "--raw", "/api/v1/nodes?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"])?;
-    let events: Vec<serde_json::Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let out = get(
+        cluster,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/nodes?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
+        ],
+    )?;
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     if types != ["ADDED", "ADDED", "BOOKMARK"] {
         return Err(format!("watch-list gave {types:?}: {out}").into());
     }
     let end = &events[2]["object"]["metadata"];
-    if end["annotations"]["k8s.io/initial-events-end"] != "true" || end["resourceVersion"].as_str().is_none() {
+    if end["annotations"]["k8s.io/initial-events-end"] != "true"
+        || end["resourceVersion"].as_str().is_none()
+    {
         return Err(format!("the last event is not the initial-events-end bookmark: {out}").into());
     }
     // A version from before the log: an ERROR event with a 410 Status, so the client relists.
-    let out = get(cluster, &["get", "--raw", "/api/v1/nodes?watch=1&resourceVersion=1&timeoutSeconds=1"])?;
-    let event: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or("")).map_err(|e| format!("{e}: {out}"))?;
+    let out = get(
+        cluster,
+        &[
+            "get",
+            "--raw",
+            "/api/v1/nodes?watch=1&resourceVersion=1&timeoutSeconds=1",
+        ],
+    )?;
+    let event: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or(""))
+        .map_err(|e| format!("{e}: {out}"))?;
     if event["type"] != "ERROR" || event["object"]["code"] != 410 {
         return Err(format!("an old version gave {out}").into());
     }
-    let (ok, _, err) = kubectl(cluster, "node1", &["get", "--raw", "/api/v1/nodes?resourceVersion=1&resourceVersionMatch=Exact"])?;
+    let (ok, _, err) = kubectl(
+        cluster,
+        "node1",
+        &[
+            "get",
+            "--raw",
+            "/api/v1/nodes?resourceVersion=1&resourceVersionMatch=Exact",
+        ],
+    )?;
     if ok || !err.contains("Expired") {
         return Err(format!("an exact old list: {err}").into());
     }
@@ -203,12 +348,26 @@ fn watch_semantics(cluster: &Cluster, _: &Plan) -> Result<(), Failed> {
     if ok || !err.contains("MethodNotAllowed") && !err.contains("not allowed") {
         return Err(format!("a delete: {err}").into());
     }
-    let (ok, _, err) = kubectl(cluster, "node1", &["get", "--raw", "/apis/apps/v1/deployments"])?;
+    let (ok, _, err) = kubectl(
+        cluster,
+        "node1",
+        &["get", "--raw", "/apis/apps/v1/deployments"],
+    )?;
     if ok || !err.contains("NotFound") {
         return Err(format!("an unknown path: {err}").into());
     }
     // kube-proxy's own Node, by field selector.
-    let out = get(cluster, &["get", "nodes", "--field-selector", "metadata.name=node2", "-o", "name"])?;
+    let out = get(
+        cluster,
+        &[
+            "get",
+            "nodes",
+            "--field-selector",
+            "metadata.name=node2",
+            "-o",
+            "name",
+        ],
+    )?;
     if out.trim() != "node/node2" {
         return Err(format!("field selector: {out}").into());
     }
@@ -218,16 +377,34 @@ fn watch_semantics(cluster: &Cluster, _: &Plan) -> Result<(), Failed> {
 fn pod_reaches_the_api_by_cluster_ip(cluster: &Cluster, _: &Plan) -> Result<(), Failed> {
     // In-cluster configuration: KUBERNETES_SERVICE_HOST (10.96.0.1) and the service account
     // files; the connection goes through the proxy's DNAT to the API's address.
-    let argv: Vec<String> = ["env", "HOME=/nonexistent", &kubectl_program(), "get", "nodes", "-o", "name"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let done = cluster.exec("client", &argv, Duration::from_secs(20)).map_err(|e| e.to_string())?;
+    let argv: Vec<String> = [
+        "env",
+        "HOME=/nonexistent",
+        &kubectl_program(),
+        "get",
+        "nodes",
+        "-o",
+        "name",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let done = cluster
+        .exec("client", &argv, Duration::from_secs(20))
+        .map_err(|e| e.to_string())?;
     if done.code != Some(0) || !done.stdout.contains("node/node1") {
         return Err(format!("kubectl in pod client: {} {}", done.stdout, done.stderr).into());
     }
-    let argv: Vec<String> = ["cat", "/var/run/secrets/kubernetes.io/serviceaccount/namespace"].iter().map(|s| s.to_string()).collect();
-    let done = cluster.exec("client", &argv, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let argv: Vec<String> = [
+        "cat",
+        "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let done = cluster
+        .exec("client", &argv, Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
     if done.stdout != "default" {
         return Err(format!("the pod's namespace file says {:?}", done.stdout).into());
     }
@@ -235,10 +412,19 @@ fn pod_reaches_the_api_by_cluster_ip(cluster: &Cluster, _: &Plan) -> Result<(), 
 }
 
 fn dns_serves_kubernetes(cluster: &Cluster, _: &Plan) -> Result<(), Failed> {
-    let argv: Vec<String> = ["getent", "hosts", "kubernetes.default"].iter().map(|s| s.to_string()).collect();
-    let done = cluster.exec("client", &argv, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let argv: Vec<String> = ["getent", "hosts", "kubernetes.default"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let done = cluster
+        .exec("client", &argv, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
     if !done.stdout.starts_with("10.96.0.1 ") {
-        return Err(format!("kubernetes.default resolved to {:?} {}", done.stdout, done.stderr).into());
+        return Err(format!(
+            "kubernetes.default resolved to {:?} {}",
+            done.stdout, done.stderr
+        )
+        .into());
     }
     Ok(())
 }
@@ -247,11 +433,25 @@ fn main() {
     let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
     let mut trials = vec![
-        Trial::ignorable_test("kubectl-lists-the-plan", || on_cluster("services/clusterip.yaml", "api-list.", lists_the_plan)),
-        Trial::ignorable_test("kubectl-watch-sees-a-change", || on_cluster("services/clusterip.yaml", "api-watch.", watch_sees_a_change)),
-        Trial::ignorable_test("watch-list-bookmarks-and-410", || on_cluster("services/clusterip.yaml", "api-sem.", watch_semantics)),
-        Trial::ignorable_test("pod-reaches-the-api-by-cluster-ip", || on_cluster("services/clusterip.yaml", "api-pod.", pod_reaches_the_api_by_cluster_ip)),
-        Trial::ignorable_test("dns-serves-kubernetes-default", || on_cluster("dns/names.yaml", "api-dns.", dns_serves_kubernetes)),
+        Trial::ignorable_test("kubectl-lists-the-plan", || {
+            on_cluster("services/clusterip.yaml", "api-list.", lists_the_plan)
+        }),
+        Trial::ignorable_test("kubectl-watch-sees-a-change", || {
+            on_cluster("services/clusterip.yaml", "api-watch.", watch_sees_a_change)
+        }),
+        Trial::ignorable_test("watch-list-bookmarks-and-410", || {
+            on_cluster("services/clusterip.yaml", "api-sem.", watch_semantics)
+        }),
+        Trial::ignorable_test("pod-reaches-the-api-by-cluster-ip", || {
+            on_cluster(
+                "services/clusterip.yaml",
+                "api-pod.",
+                pod_reaches_the_api_by_cluster_ip,
+            )
+        }),
+        Trial::ignorable_test("dns-serves-kubernetes-default", || {
+            on_cluster("dns/names.yaml", "api-dns.", dns_serves_kubernetes)
+        }),
     ];
     if let Err(e) = sandbox {
         let reason = e.to_string();
@@ -259,8 +459,10 @@ fn main() {
             .into_iter()
             .map(|t| {
                 let reason = reason.clone();
-                Trial::ignorable_test(t.name().to_string(), move || Ok(Completion::ignored_with(reason)))
-                    .with_ignored_flag(true)
+                Trial::ignorable_test(t.name().to_string(), move || {
+                    Ok(Completion::ignored_with(reason))
+                })
+                .with_ignored_flag(true)
             })
             .collect();
     }

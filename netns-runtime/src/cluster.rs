@@ -520,11 +520,16 @@ impl Cluster {
         match (&self.api, secrets) {
             (Some(_), Some(dir)) if self.topology.pod(pod).is_some() => {
                 let mut command = std::process::Command::new("ip");
-                command.env("KUBERNETES_SERVICE_HOST", self.kubernetes_service_ip().to_string());
+                command.env(
+                    "KUBERNETES_SERVICE_HOST",
+                    self.kubernetes_service_ip().to_string(),
+                );
                 command.env("KUBERNETES_SERVICE_PORT", "443");
                 command.env("KUBERNETES_SERVICE_PORT_HTTPS", "443");
                 mount_service_account(&mut command, &dir)?;
-                Ok(crate::tool::run_command(command, "ip", &args, None, timeout)?)
+                Ok(crate::tool::run_command(
+                    command, "ip", &args, None, timeout,
+                )?)
             }
             _ => Ok(crate::tool::run_here("ip", &args, timeout)?),
         }
@@ -547,9 +552,15 @@ impl Cluster {
         objects: Vec<Object>,
     ) -> Result<&ApiServer, BuildError> {
         let ip = address.addr();
-        let api_err = |source: crate::apiserver::ApiError| BuildError::Api { address: ip, source };
+        let api_err = |source: crate::apiserver::ApiError| BuildError::Api {
+            address: ip,
+            source,
+        };
         let io_err = |e: io::Error| api_err(e.into());
-        let underlay = self.underlay.as_ref().ok_or_else(|| io_err(io::Error::other("no underlay")))?;
+        let underlay = self
+            .underlay
+            .as_ref()
+            .ok_or_else(|| io_err(io::Error::other("no underlay")))?;
         let bridge = self.topology.underlay.bridge.clone();
         let routes: Vec<(ipnet::Ipv4Net, Ipv4Addr)> = self
             .topology
@@ -557,21 +568,32 @@ impl Cluster {
             .iter()
             .map(|n| (n.pod_cidr, n.eth0.addr.addr()))
             .collect();
-        let listener = netns::run_in(underlay.as_fd(), || -> Result<std::net::TcpListener, BuildError> {
-            let nl_err = |source| BuildError::Netlink { netns: "underlay".into(), source };
-            let mut nl = Netlink::open().map_err(nl_err)?;
-            let br = nl.link_index(&bridge).map_err(nl_err)?;
-            nl.add_addr(br, address).map_err(nl_err)?;
-            for (subnet, via) in routes {
-                // Replies to pods whose node network does not masquerade them.
-                let _ = nl.add_route(subnet, Some(via), br, false);
-            }
-            std::net::TcpListener::bind(SocketAddrV4::new(ip, API_PORT))
-                .map_err(|e| api_err(e.into()))
-        })
+        let listener = netns::run_in(
+            underlay.as_fd(),
+            || -> Result<std::net::TcpListener, BuildError> {
+                let nl_err = |source| BuildError::Netlink {
+                    netns: "underlay".into(),
+                    source,
+                };
+                let mut nl = Netlink::open().map_err(nl_err)?;
+                let br = nl.link_index(&bridge).map_err(nl_err)?;
+                nl.add_addr(br, address).map_err(nl_err)?;
+                for (subnet, via) in routes {
+                    // Replies to pods whose node network does not masquerade them.
+                    let _ = nl.add_route(subnet, Some(via), br, false);
+                }
+                std::net::TcpListener::bind(SocketAddrV4::new(ip, API_PORT))
+                    .map_err(|e| api_err(e.into()))
+            },
+        )
         .map_err(io_err)??;
-        let api = ApiServer::start(listener, SocketAddrV4::new(ip, API_PORT), cluster_ip, objects)
-            .map_err(api_err)?;
+        let api = ApiServer::start(
+            listener,
+            SocketAddrV4::new(ip, API_PORT),
+            cluster_ip,
+            objects,
+        )
+        .map_err(api_err)?;
         let dir = std::path::Path::new(API_FILES).join(if self.prefix.is_empty() {
             "cluster".to_string()
         } else {
@@ -586,7 +608,10 @@ impl Cluster {
             std::fs::write(&path, content).map_err(io_err)
         };
         for node in &self.topology.nodes {
-            write(dir.join("nodes").join(&node.name).join("kubeconfig"), &api.kubeconfig(&node.name))?;
+            write(
+                dir.join("nodes").join(&node.name).join("kubeconfig"),
+                &api.kubeconfig(&node.name),
+            )?;
         }
         for pod in &self.topology.pods {
             let sa = dir.join("pods").join(&pod.name);
@@ -608,7 +633,13 @@ impl Cluster {
     /// private `/run`; `None` without a served API or such a node.
     pub fn kubeconfig(&self, node: &str) -> Option<std::path::PathBuf> {
         self.topology.node(node)?;
-        Some(self.api_dir.as_ref()?.join("nodes").join(node).join("kubeconfig"))
+        Some(
+            self.api_dir
+                .as_ref()?
+                .join("nodes")
+                .join(node)
+                .join("kubeconfig"),
+        )
     }
 
     /// The directory holding `pod`'s service account files (`token`, `ca.crt`, `namespace`).

@@ -41,7 +41,11 @@ pub(super) fn api_address(node_cidr: Ipv4Net, nodes: &[NodeDraft]) -> Option<Ipv
 
 /// `default/kubernetes` as kube-apiserver declares it: port `https` 443/TCP to the API's
 /// 6443, its one endpoint the API address. Located at the case's root.
-pub(super) fn api_service(cluster_ip: Ipv4Addr, api: Ipv4Addr, at: YamlLocation) -> Spanned<ServiceSpec> {
+pub(super) fn api_service(
+    cluster_ip: Ipv4Addr,
+    api: Ipv4Addr,
+    at: YamlLocation,
+) -> Spanned<ServiceSpec> {
     let text = |s: &str| Some(Spanned::new(s.to_owned(), at, at));
     let port = ServicePortSpec {
         name: text("https"),

@@ -61,6 +61,10 @@ pub fn resources(group: &str) -> Value {
             "verbs": ["create", "patch", "update", "list"], "shortNames": ["ev"],
         }));
     }
-    let group_version = if group.is_empty() { "v1".to_string() } else { format!("{group}/v1") };
+    let group_version = if group.is_empty() {
+        "v1".to_string()
+    } else {
+        format!("{group}/v1")
+    };
     json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list })
 }

@@ -163,7 +163,12 @@ fn write_full(
 }
 
 fn write_json(stream: &mut impl Write, code: u16, body: &Value) -> io::Result<()> {
-    write_full(stream, code, "application/json", body.to_string().as_bytes())
+    write_full(
+        stream,
+        code,
+        "application/json",
+        body.to_string().as_bytes(),
+    )
 }
 
 fn write_chunk(stream: &mut impl Write, data: &[u8]) -> io::Result<()> {
@@ -262,14 +267,24 @@ fn answer(stream: &mut (impl Read + Write), request: &Request, served: &Served) 
         (Route::Events, false) if matches!(request.method.as_str(), "POST" | "PATCH" | "PUT") => {
             // The client's event is dropped; it gets an answer of the shape it expects.
             let code = if request.method == "POST" { 201 } else { 200 };
-            return write_json(stream, code, &json!({ "kind": "Event", "apiVersion": "v1", "metadata": {} }));
+            return write_json(
+                stream,
+                code,
+                &json!({ "kind": "Event", "apiVersion": "v1", "metadata": {} }),
+            );
         }
         (Route::NotFound, _) => {
-            let message = format!("the server could not find the requested resource ({})", request.path);
+            let message = format!(
+                "the server could not find the requested resource ({})",
+                request.path
+            );
             return write_json(stream, 404, &status(404, "NotFound", &message));
         }
         (_, false) => {
-            let message = format!("{} is not allowed: podpath serves its cluster read-only", request.method);
+            let message = format!(
+                "{} is not allowed: podpath serves its cluster read-only",
+                request.method
+            );
             return write_json(stream, 405, &status(405, "MethodNotAllowed", &message));
         }
         _ => {}
@@ -333,7 +348,11 @@ fn objects(
         // A watch of one object is a watch of its collection by name, as client-go's.
         fields.0.push(("metadata.name".into(), true, name));
     }
-    let rv_param = request.query.get("resourceVersion").cloned().unwrap_or_default();
+    let rv_param = request
+        .query
+        .get("resourceVersion")
+        .cloned()
+        .unwrap_or_default();
     let rv = if rv_param.is_empty() {
         None
     } else {
@@ -353,7 +372,11 @@ fn objects(
             })
     };
     if !watch {
-        let exact = request.query.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
+        let exact = request
+            .query
+            .get("resourceVersionMatch")
+            .map(String::as_str)
+            == Some("Exact");
         let (current, items) = store.list(resource, namespace.as_deref());
         if let Some(rv) = rv.filter(|&v| v != 0 && exact && v != current) {
             // Only the current state is kept: an older one has been compacted.
@@ -373,7 +396,9 @@ fn objects(
 }
 
 fn event_line(kind: &str, object: &Value) -> Vec<u8> {
-    let mut line = json!({ "type": kind, "object": object }).to_string().into_bytes();
+    let mut line = json!({ "type": kind, "object": object })
+        .to_string()
+        .into_bytes();
     line.push(b'\n');
     line
 }
@@ -423,7 +448,10 @@ fn watch_stream(
                 write_chunk(stream, &event_line("ADDED", item))?;
             }
             if initial {
-                write_chunk(stream, &event_line("BOOKMARK", &bookmark(resource, current, true)))?;
+                write_chunk(
+                    stream,
+                    &event_line("BOOKMARK", &bookmark(resource, current, true)),
+                )?;
             }
             current
         }
@@ -434,7 +462,10 @@ fn watch_stream(
             for item in items.iter().filter(|o| matching(o)) {
                 write_chunk(stream, &event_line("ADDED", item))?;
             }
-            write_chunk(stream, &event_line("BOOKMARK", &bookmark(resource, current, true)))?;
+            write_chunk(
+                stream,
+                &event_line("BOOKMARK", &bookmark(resource, current, true)),
+            )?;
             current
         }
         Some(v) => v,
@@ -451,7 +482,10 @@ fn watch_stream(
                 break;
             }
             let message = format!("too old resource version: {since} ({})", store.floor());
-            write_chunk(stream, &event_line("ERROR", &status(410, "Expired", &message)))?;
+            write_chunk(
+                stream,
+                &event_line("ERROR", &status(410, "Expired", &message)),
+            )?;
             break;
         };
         for event in events.iter().filter(|e| e.resource == resource) {
@@ -464,7 +498,10 @@ fn watch_stream(
         }
         since = current;
         if bookmarks && last_bookmark.elapsed() >= BOOKMARK_INTERVAL {
-            write_chunk(stream, &event_line("BOOKMARK", &bookmark(resource, current, false)))?;
+            write_chunk(
+                stream,
+                &event_line("BOOKMARK", &bookmark(resource, current, false)),
+            )?;
             last_bookmark = Instant::now();
         }
     }
@@ -489,7 +526,11 @@ mod tests {
         );
         assert_eq!(
             route("/api/v1/nodes/node1"),
-            Route::Objects { resource: Resource::Nodes, namespace: None, name: Some("node1".into()) }
+            Route::Objects {
+                resource: Resource::Nodes,
+                namespace: None,
+                name: Some("node1".into())
+            }
         );
         assert_eq!(
             route("/api/v1/namespaces/kube-system"),
@@ -499,7 +540,10 @@ mod tests {
                 name: Some("kube-system".into())
             }
         );
-        assert_eq!(route("/apis/events.k8s.io/v1/namespaces/default/events"), Route::Events);
+        assert_eq!(
+            route("/apis/events.k8s.io/v1/namespaces/default/events"),
+            Route::Events
+        );
         assert_eq!(route("/api/v1/namespaces/default/nodes"), Route::NotFound);
         assert_eq!(route("/api/v1/secrets"), Route::NotFound);
         assert_eq!(route("/apis/apps/v1"), Route::NotFound);
@@ -523,7 +567,10 @@ mod tests {
         let mut input = &text[..];
         let mut buf = Vec::new();
         let first = read_request(&mut input, &mut buf).unwrap().unwrap();
-        assert_eq!((first.method.as_str(), first.authorization.as_deref()), ("POST", Some("Bearer t")));
+        assert_eq!(
+            (first.method.as_str(), first.authorization.as_deref()),
+            ("POST", Some("Bearer t"))
+        );
         let second = read_request(&mut input, &mut buf).unwrap().unwrap();
         assert_eq!((second.path.as_str(), second.close), ("/version", true));
         assert!(read_request(&mut input, &mut buf).unwrap().is_none());

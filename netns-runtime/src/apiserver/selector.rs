@@ -41,7 +41,10 @@ fn split_terms(text: &str) -> Vec<&str> {
         }
     }
     out.push(&text[start..]);
-    out.into_iter().map(str::trim).filter(|t| !t.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 fn valid_key(key: &str) -> bool {
@@ -72,7 +75,10 @@ impl LabelSelector {
                 let key = key.trim();
                 valid_key(key).then(|| LabelRequirement::NotExists(key.into()))
             } else if let Some((k, v)) = term.split_once("!=") {
-                Some(LabelRequirement::NotIn(k.trim().into(), vec![v.trim().into()]))
+                Some(LabelRequirement::NotIn(
+                    k.trim().into(),
+                    vec![v.trim().into()],
+                ))
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 Some(LabelRequirement::In(k.trim().into(), vec![v.trim().into()]))
             } else if let Some((k, rest)) = term.split_once(" notin ") {
@@ -188,7 +194,11 @@ mod tests {
             ("app=web,tier=back", false),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(text).unwrap().matches(&o), want, "{text}");
+            assert_eq!(
+                LabelSelector::parse(text).unwrap().matches(&o),
+                want,
+                "{text}"
+            );
         }
         assert!(LabelSelector::parse("a in b").is_err());
         assert!(LabelSelector::parse("bad key").is_err());
@@ -205,7 +215,11 @@ mod tests {
             ("spec.nodeName=node2", false),
             ("spec.missing=", true),
         ] {
-            assert_eq!(FieldSelector::parse(text).unwrap().matches(&o), want, "{text}");
+            assert_eq!(
+                FieldSelector::parse(text).unwrap().matches(&o),
+                want,
+                "{text}"
+            );
         }
         assert!(FieldSelector::parse("metadata.name").is_err());
     }

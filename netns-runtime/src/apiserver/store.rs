@@ -173,7 +173,10 @@ fn key_of(object: &Value) -> Result<Key, StoreError> {
     let resource = Resource::of(object).ok_or_else(|| {
         StoreError::UnknownKind(format!(
             "{}/{}",
-            object.get("apiVersion").and_then(Value::as_str).unwrap_or("?"),
+            object
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
             object.get("kind").and_then(Value::as_str).unwrap_or("?")
         ))
     })?;
@@ -260,7 +263,12 @@ impl Store {
     }
 
     /// Deletes an object (DELETED, carrying its last state at the new resourceVersion).
-    pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> Result<u64, StoreError> {
+    pub fn delete(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<u64, StoreError> {
         let mut s = self.lock();
         let key = (resource, namespace.to_string(), name.to_string());
         let Some(mut object) = s.objects.remove(&key) else {
@@ -357,16 +365,28 @@ mod tests {
         assert_eq!(store.floor(), 1);
         let (rv, items) = store.list(Resource::EndpointSlices, Some("default"));
         assert_eq!((rv, items.len()), (1, 1));
-        assert_eq!(items[0].pointer("/metadata/resourceVersion"), Some(&json!("1")));
+        assert_eq!(
+            items[0].pointer("/metadata/resourceVersion"),
+            Some(&json!("1"))
+        );
         assert_eq!(store.apply(slice("a", false)).unwrap(), 2);
         assert_eq!(store.apply(slice("b", true)).unwrap(), 3);
-        assert_eq!(store.delete(Resource::EndpointSlices, "default", "a").unwrap(), 4);
+        assert_eq!(
+            store
+                .delete(Resource::EndpointSlices, "default", "a")
+                .unwrap(),
+            4
+        );
         let (rv, events) = store.changes_after(1, Duration::ZERO).unwrap();
         assert_eq!(rv, 4);
         let kinds: Vec<_> = events.iter().map(|e| (e.rv, e.kind)).collect();
         assert_eq!(
             kinds,
-            [(2, EventType::Modified), (3, EventType::Added), (4, EventType::Deleted)]
+            [
+                (2, EventType::Modified),
+                (3, EventType::Added),
+                (4, EventType::Deleted)
+            ]
         );
         // Nothing new: an empty answer once the wait is over.
         assert_eq!(store.changes_after(4, Duration::ZERO).unwrap().1.len(), 0);
@@ -390,7 +410,10 @@ mod tests {
             Err(StoreError::UnknownKind(_))
         ));
         let no_ns = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p" } });
-        assert!(matches!(Store::new(vec![no_ns]), Err(StoreError::NoNamespace { .. })));
+        assert!(matches!(
+            Store::new(vec![no_ns]),
+            Err(StoreError::NoNamespace { .. })
+        ));
         let store = Store::new(vec![]).unwrap();
         assert!(store.delete(Resource::Pods, "default", "x").is_err());
     }

@@ -31,7 +31,10 @@ pub enum TlsError {
 
 /// The serving certificate's names: the API address, the in-cluster names, the ClusterIP.
 pub fn subject_alt_names(api: Ipv4Addr, cluster_ip: Ipv4Addr) -> Vec<SanType> {
-    let mut sans = vec![SanType::IpAddress(api.into()), SanType::IpAddress(cluster_ip.into())];
+    let mut sans = vec![
+        SanType::IpAddress(api.into()),
+        SanType::IpAddress(cluster_ip.into()),
+    ];
     for name in [
         "kubernetes",
         "kubernetes.default",
@@ -69,7 +72,10 @@ impl Credentials {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "kube-apiserver");
         leaf.distinguished_name = dn;
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        leaf.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let cert = leaf.signed_by(&key, &issuer)?;
 

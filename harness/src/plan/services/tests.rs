@@ -375,7 +375,10 @@ fn every_node_gets_a_service_table_with_one_service_port_per_port() {
     let mut plan = plan;
     for table in &mut plan.proxy {
         let api = table.services.pop().unwrap();
-        assert_eq!((api.name.as_str(), api.cluster_ip, api.port), ("kubernetes", Some(ip("10.96.0.1")), 443));
+        assert_eq!(
+            (api.name.as_str(), api.cluster_ip, api.port),
+            ("kubernetes", Some(ip("10.96.0.1")), 443)
+        );
     }
     assert_eq!(
         plan.proxy[0],
@@ -604,7 +607,11 @@ fn the_example_of_the_case_format_plans() {
     let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
     let end = start + doc[start..].find("```").unwrap();
     let plan = plan(FILE, &doc[start..end]);
-    assert_eq!(plan.services.len(), 3, "two Services and default/kubernetes");
+    assert_eq!(
+        plan.services.len(),
+        3,
+        "two Services and default/kubernetes"
+    );
     assert_eq!(plan.services[1].ports[0].node_port, Some(30000));
     assert_eq!(plan.services[1].ports[0].endpoints[0].port, 8443);
     let node_port = plan.flows.iter().find(|f| f.name == "node-port").unwrap();

@@ -41,6 +41,8 @@ pub const API_PORT: u16 = 6443;
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// An object the API serves, typed.
+// Made a few times per case and turned into JSON at once: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Object {
     Node(core::Node),
@@ -68,6 +70,7 @@ impl Object {
 }
 
 /// A change to the served cluster.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Change {
     /// Creates the object or replaces the one of the same kind, namespace and name (watches
@@ -91,6 +94,9 @@ pub enum ApiError {
     Io(#[from] io::Error),
 }
 
+/// Every open connection: a handle to shut it down with, and its thread.
+type Connections = Arc<Mutex<Vec<(TcpStream, Option<JoinHandle<()>>)>>>;
+
 /// What every connection thread reads.
 pub struct Served {
     pub store: Arc<Store>,
@@ -103,7 +109,7 @@ pub struct ApiServer {
     served: Arc<Served>,
     ca_pem: String,
     stopping: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<(TcpStream, Option<JoinHandle<()>>)>>>,
+    connections: Connections,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -127,7 +133,7 @@ impl ApiServer {
         });
         listener.set_nonblocking(true)?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<(TcpStream, Option<JoinHandle<()>>)>>> = Arc::default();
+        let connections: Connections = Arc::default();
         let acceptor = {
             let (served, stopping, connections) =
                 (served.clone(), stopping.clone(), connections.clone());
@@ -222,7 +228,7 @@ fn accept_loop(
     config: Arc<rustls::ServerConfig>,
     served: Arc<Served>,
     stopping: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<(TcpStream, Option<JoinHandle<()>>)>>>,
+    connections: Connections,
 ) {
     while !stopping.load(Ordering::SeqCst) {
         let (stream, _) = match listener.accept() {

@@ -52,8 +52,16 @@ fn on_cluster(
         return Ok(Completion::ignored_with("no kubectl (set PODPATH_KUBECTL)"));
     }
     let run = CaseRun::new(case(name), Some(ProxyMode::Iptables), 1, prefix.to_string());
-    run.with_cluster(|c| f(c, run.plan()))
+    let files = run
+        .with_cluster(|c| {
+            let files = c.kubeconfig("node1");
+            f(c, run.plan()).map(|()| files)
+        })
         .map_err(|e| Failed::from(e.to_string()))??;
+    // The last trial took the cluster down: the server's files are gone with it.
+    if let Some(path) = files.filter(|p| p.exists()) {
+        return Err(format!("{} is left after teardown", path.display()).into());
+    }
     Ok(Completion::Completed)
 }
 
@@ -429,6 +437,19 @@ fn dns_serves_kubernetes(cluster: &Cluster, _: &Plan) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Threads of this process named like the API server's (`podpath-api`, `podpath-api-conn`).
+fn api_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim().starts_with("podpath-api"))
+        })
+        .count()
+}
+
 fn main() {
     let sandbox = netns_runtime::sandbox::enter();
     let args = Arguments::from_args();
@@ -466,5 +487,12 @@ fn main() {
             })
             .collect();
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // Every cluster is down: no server thread may be left (the trials run in this process).
+    let left = api_threads();
+    if left > 0 && !conclusion.has_failed() {
+        eprintln!("{left} API server threads are left after every cluster was taken down");
+        std::process::exit(101);
+    }
+    conclusion.exit();
 }

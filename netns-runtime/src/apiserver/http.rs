@@ -402,7 +402,7 @@ pub fn seen_as(
     matching: &dyn Fn(&Value) -> bool,
 ) -> Option<EventType> {
     let now = matching(&event.object);
-    let before = event.previous.as_ref().is_some_and(|p| matching(p));
+    let before = event.previous.as_ref().is_some_and(matching);
     match (event.kind, before, now) {
         (EventType::Modified, true, false) => Some(EventType::Deleted),
         (EventType::Modified, false, true) => Some(EventType::Added),

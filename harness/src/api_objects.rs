@@ -9,7 +9,8 @@ use k8s_openapi::api::discovery::v1 as disc;
 use k8s_openapi::api::networking::v1 as net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use netns_runtime::apiserver::Object;
+use netns_runtime::apiserver::{ApiError, ApiServer, Change, Object, Resource};
+use netns_runtime::change::ClusterChange;
 use netns_runtime::dns::records::DEFAULT_NAMESPACES;
 use netns_runtime::proxy::TrafficPolicy;
 use netns_runtime::topology::Proto;
@@ -21,10 +22,15 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Who manages the EndpointSlices podpath serves (the controller kube-controller-manager runs).
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 
+/// The process's start, second-rounded: every object made from a plan carries the same
+/// timestamps, so two sets of objects differ only where the cluster does ([`sync`]).
 fn now() -> Time {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let secs = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    });
     Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
 }
 
@@ -85,14 +91,114 @@ fn condition(kind: &str, ok: bool) -> core::PodCondition {
     }
 }
 
-/// Every object of the plan: Namespaces, Nodes, Pods, Services, EndpointSlices, ServiceCIDRs.
+/// Every object of the plan as declared (revision 0): Namespaces, Nodes, Pods, Services,
+/// EndpointSlices, ServiceCIDRs.
 pub fn objects(plan: &Plan) -> Vec<Object> {
+    objects_at(plan, 0)
+}
+
+/// The pods of revision `revision`: labels and readiness by name, deleted ones left out (the
+/// steps' changes replayed from the declared state).
+fn pods_at(plan: &Plan, revision: usize) -> BTreeMap<String, (BTreeMap<String, String>, bool)> {
+    let declared: BTreeMap<String, (BTreeMap<String, String>, bool)> = plan
+        .topology
+        .pods
+        .iter()
+        .map(|p| {
+            let meta = plan.api.as_ref().and_then(|a| a.pods.get(&p.name).cloned());
+            (
+                p.name.clone(),
+                meta.unwrap_or_else(|| (BTreeMap::new(), true)),
+            )
+        })
+        .collect();
+    let mut pods = declared.clone();
+    for change in netns_runtime::change::between(&plan.changes(), 0, revision) {
+        match change {
+            ClusterChange::PodReady { name, ready, .. } => {
+                if let Some(p) = pods.get_mut(&name) {
+                    p.1 = ready;
+                }
+            }
+            ClusterChange::PodDeleted { name, .. } => {
+                pods.remove(&name);
+            }
+            ClusterChange::PodCreated { name, .. } => {
+                if let Some(p) = declared.get(&name) {
+                    pods.insert(name, p.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    pods
+}
+
+/// Makes the served objects those of revision `to`: every object that differs is applied
+/// (ADDED or MODIFIED for the watches), every one that is no longer there deleted. Returns
+/// how many changes that made.
+pub fn sync(api: &ApiServer, plan: &Plan, to: usize) -> Result<usize, ApiError> {
+    let store = api.store();
+    let mut current: BTreeMap<(Resource, String, String), serde_json::Value> = BTreeMap::new();
+    for resource in Resource::ALL {
+        for mut object in store.list(resource, None).1 {
+            if let Some(meta) = object.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                meta.remove("resourceVersion");
+            }
+            current.insert(key(resource, &object), object);
+        }
+    }
+    let mut changed = 0;
+    for object in objects_at(plan, to) {
+        let value = object.to_value();
+        let Some(resource) = Resource::of(&value) else {
+            continue;
+        };
+        if current.remove(&key(resource, &value)).as_ref() != Some(&value) {
+            api.apply(Change::Apply(object))?;
+            changed += 1;
+        }
+    }
+    for (resource, namespace, name) in current.into_keys() {
+        api.apply(Change::Delete {
+            resource,
+            namespace,
+            name,
+        })?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+fn key(resource: Resource, object: &serde_json::Value) -> (Resource, String, String) {
+    let text = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    (
+        resource,
+        text("/metadata/namespace"),
+        text("/metadata/name"),
+    )
+}
+
+/// The objects of revision `revision` of the plan (its Services and endpoints, its pods as
+/// the steps left them).
+pub fn objects_at(plan: &Plan, revision: usize) -> Vec<Object> {
+    let services = plan
+        .revisions
+        .get(revision)
+        .map_or(plan.services.as_slice(), |r| r.services.as_slice());
+    let pods = pods_at(plan, revision);
     let topo = &plan.topology;
     let mut out = Vec::new();
     let mut namespaces: BTreeSet<String> =
         DEFAULT_NAMESPACES.iter().map(|s| s.to_string()).collect();
     namespaces.extend(topo.pods.iter().map(|p| p.namespace.clone()));
-    namespaces.extend(plan.services.iter().map(|s| s.namespace.clone()));
+    namespaces.extend(services.iter().map(|s| s.namespace.clone()));
     for ns in namespaces {
         let labels = BTreeMap::from([("kubernetes.io/metadata.name".to_string(), ns.clone())]);
         out.push(Object::Namespace(core::Namespace {
@@ -154,14 +260,11 @@ pub fn objects(plan: &Plan) -> Vec<Object> {
         }));
     }
     for pod in &topo.pods {
-        let (labels, ready) = plan
-            .api
-            .as_ref()
-            .and_then(|a| a.pods.get(&pod.name).cloned())
-            .unwrap_or_else(|| (BTreeMap::new(), true));
-        out.push(Object::Pod(pod_object(plan, pod, labels, ready)));
+        if let Some((labels, ready)) = pods.get(&pod.name).cloned() {
+            out.push(Object::Pod(pod_object(plan, pod, labels, ready)));
+        }
     }
-    for service in &plan.services {
+    for service in services {
         out.push(Object::Service(service_object(service)));
         out.extend(
             endpoint_slices(service)

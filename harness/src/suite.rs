@@ -476,6 +476,16 @@ impl CaseRun {
             changes.iter().for_each(|c| sink.apply(c));
             sink.reached(to);
         }
+        // The served API first, so watch-driven implementations get the events while the
+        // builtin proxy and DNS are reprogrammed.
+        if let Some(api) = cluster.api()
+            && let Err(e) = crate::api_objects::sync(api, plan, to)
+        {
+            eprintln!(
+                "podpath: {}: the served API could not follow revision {to}: {e}",
+                plan.name
+            );
+        }
         if let Some(mode) = self.proxy {
             cluster
                 .apply_proxy(mode.builtin().as_ref(), &revision.proxy)

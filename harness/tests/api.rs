@@ -437,6 +437,69 @@ fn dns_serves_kubernetes(cluster: &Cluster, _: &Plan) -> Result<(), Failed> {
     Ok(())
 }
 
+fn follows_the_steps(cluster: &Cluster, plan: &Plan) -> Result<(), Failed> {
+    let api = cluster.api().ok_or("no API")?;
+    let web_ready = || {
+        get(
+            cluster,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=web",
+                "-o",
+                r#"jsonpath={range .items[*].endpoints[*]}{.targetRef.name}={.conditions.ready}{" "}{end}"#,
+            ],
+        )
+    };
+    let services = || get(cluster, &["get", "services", "-o", "name"]);
+    let pods = || get(cluster, &["get", "pods", "-o", "name"]);
+    let sync = |to: usize| {
+        podpath::api_objects::sync(api, plan, to).map_err(|e| Failed::from(e.to_string()))
+    };
+    let expect = |what: &str, got: String, want: &str| -> Result<(), Failed> {
+        if got.contains(want) {
+            Ok(())
+        } else {
+            Err(format!("{what}: {got:?} lacks {want:?}").into())
+        }
+    };
+    expect("revision 0", web_ready()?, "web-2=true")?;
+    if services()?.contains("service/late") {
+        return Err("the initially absent Service late is served".into());
+    }
+    sync(1)?;
+    expect("revision 1", web_ready()?, "web-2=false")?;
+    expect(
+        "revision 1 pod",
+        get(
+            cluster,
+            &[
+                "get",
+                "pod",
+                "web-2",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+            ],
+        )?,
+        "False",
+    )?;
+    let last = plan.revisions.len() - 1;
+    sync(last)?;
+    let (svcs, pods) = (services()?, pods()?);
+    if svcs.contains("service/old") || !svcs.contains("service/late") || pods.contains("pod/web-2")
+    {
+        return Err(format!("the last revision serves {svcs} {pods}").into());
+    }
+    // And back: a relisting client sees the declared cluster again.
+    sync(0)?;
+    expect("back at 0", web_ready()?, "web-2=true")?;
+    if sync(0)? != 0 {
+        return Err("a sync to the revision served changed something".into());
+    }
+    Ok(())
+}
+
 /// Threads of this process named like the API server's (`podpath-api`, `podpath-api-conn`).
 fn api_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -468,6 +531,13 @@ fn main() {
                 "services/clusterip.yaml",
                 "api-pod.",
                 pod_reaches_the_api_by_cluster_ip,
+            )
+        }),
+        Trial::ignorable_test("the-api-follows-a-case-s-steps", || {
+            on_cluster(
+                "services/endpoint-churn.yaml",
+                "api-steps.",
+                follows_the_steps,
             )
         }),
         Trial::ignorable_test("dns-serves-kubernetes-default", || {

@@ -72,6 +72,7 @@ pub(super) fn api_service(
             external_traffic_policy: None,
             internal_traffic_policy: None,
             endpoints: Some(Spanned::new(vec![Spanned::new(endpoint, at, at)], at, at)),
+            initially: None,
         },
         at,
         at,

@@ -476,6 +476,16 @@ impl CaseRun {
             changes.iter().for_each(|c| sink.apply(c));
             sink.reached(to);
         }
+        // The served API first, so watch-driven implementations get the events while the
+        // builtin proxy and DNS are reprogrammed.
+        if let Some(api) = cluster.api()
+            && let Err(e) = crate::api_objects::sync(api, plan, to)
+        {
+            eprintln!(
+                "podpath: {}: the served API could not follow revision {to}: {e}",
+                plan.name
+            );
+        }
         if let Some(mode) = self.proxy {
             cluster
                 .apply_proxy(mode.builtin().as_ref(), &revision.proxy)
@@ -528,6 +538,14 @@ impl CaseRun {
             })?;
             cluster.bind(bound.topology.clone()).map_err(build_error)?;
             let _ = self.bound.set(bound);
+        }
+        // The served API, from the bound plan: the same Services and endpoints the builtin
+        // proxy programs below.
+        if let Some(api) = &self.plan().api {
+            let objects = crate::api_objects::objects(self.plan());
+            cluster
+                .serve_api(api.address, api.cluster_ip, objects)
+                .map_err(build_error)?;
         }
         if let Some(mode) = self.proxy {
             cluster

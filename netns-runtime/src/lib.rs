@@ -1,6 +1,7 @@
 //! netns-runtime: builds, drives and observes a Kubernetes-style cluster network made of Linux
 //! network namespaces, on the real kernel datapath.
 
+pub mod apiserver;
 pub mod capture;
 pub mod change;
 pub mod cluster;

@@ -1,5 +1,6 @@
 //! podpath: the case format, the planner, the runner and the CLI over `netns-runtime`.
 
+pub mod api_objects;
 pub mod builtin_suite;
 pub mod case;
 pub mod cause;

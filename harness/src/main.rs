@@ -678,18 +678,21 @@ fn shell(
             return ExitCode::FAILURE;
         }
     };
-    // Programs under test learn the cluster from its API.
-    let proxy_reads_api =
-        mode.is_some() && matches!(stack.proxy, podpath::stack::ProxyLayer::Exec { .. });
-    if proxy_reads_api || cluster.dns_needs_api() {
-        if let Err(e) = cluster.serve_api(&plan.proxy) {
-            eprintln!("podpath: serving the API of {}: {e}", case.display());
-            return ExitCode::FAILURE;
-        }
-        if let Err(e) = cluster.start_dns() {
-            eprintln!("podpath: building {}: {e}", case.display());
-            return ExitCode::FAILURE;
-        }
+    if let Some(api) = &plan.api
+        && let Err(e) = cluster.serve_api(
+            api.address,
+            api.cluster_ip,
+            podpath::api_objects::objects(&plan),
+        )
+    {
+        eprintln!("podpath: serving the API of {}: {e}", case.display());
+        return ExitCode::FAILURE;
+    }
+    // kubectl reaches the API from a node (the sandbox's own namespace is not on the underlay).
+    let kubeconfig = topo_first_node(&cluster).and_then(|n| cluster.kubeconfig(&n));
+    if let Err(e) = cluster.start_dns() {
+        eprintln!("podpath: building {}: {e}", case.display());
+        return ExitCode::FAILURE;
     }
     let stem = case
         .file_stem()
@@ -723,6 +726,12 @@ fn shell(
                 b.eth0.addr.addr()
             );
         }
+        if let (Some(api), Some(node)) = (cluster.api(), topo_first_node(&cluster)) {
+            eprintln!(
+                "  API: {} (KUBECONFIG is set); try: ip netns exec {node} kubectl get nodes,pods,svc,endpointslices -A",
+                api.url()
+            );
+        }
         eprintln!("  exit the shell to take everything down.");
     }
     let (program, args) = if interactive {
@@ -734,7 +743,11 @@ fn shell(
         (command[0].clone(), command[1..].to_vec())
     };
     // The main thread never left the sandbox's own namespace: the shell starts there.
-    let status = std::process::Command::new(&program)
+    let mut child = std::process::Command::new(&program);
+    if let Some(path) = &kubeconfig {
+        child.env("KUBECONFIG", path);
+    }
+    let status = child
         .args(&args)
         .env("PODPATH_CLUSTER", &plan.name)
         .env("PS1", format!("[podpath {}] \\w # ", plan.name))
@@ -761,6 +774,10 @@ fn shell(
         }
     }
     code
+}
+
+fn topo_first_node(cluster: &Cluster) -> Option<String> {
+    cluster.topology().nodes.first().map(|n| n.name.clone())
 }
 
 /// The plan of `case` and the mode `--proxy` picks for it ([`proxy_mode`]); on an error,

@@ -492,6 +492,16 @@ impl CaseRun {
             changes.iter().for_each(|c| sink.apply(c));
             sink.reached(to);
         }
+        // The served API first, so watch-driven implementations get the events while the
+        // builtin proxy and DNS are reprogrammed.
+        if let Some(api) = cluster.api()
+            && let Err(e) = crate::api_objects::sync(api, plan, to)
+        {
+            eprintln!(
+                "podpath: {}: the served API could not follow revision {to}: {e}",
+                plan.name
+            );
+        }
         // Only the builtin proxy is re-rendered here; a restored ruleset stays as captured,
         // and a proxy command learns changes from the API.
         if let Some(mode) = self.proxy
@@ -549,19 +559,16 @@ impl CaseRun {
             cluster.bind(bound.topology.clone()).map_err(build_error)?;
             let _ = self.bound.set(bound);
         }
-        // Programs under test learn the cluster from its API.
-        let proxy_reads_api = self.proxy.is_some()
-            && matches!(self.stack.proxy, crate::stack::ProxyLayer::Exec { .. });
-        if proxy_reads_api || cluster.dns_needs_api() {
+        // The served API, from the bound plan: the same Services and endpoints the builtin
+        // proxy programs below, and what a proxy or DNS command of the stack reads.
+        if let Some(api) = &self.plan().api {
+            let objects = crate::api_objects::objects(self.plan());
             cluster
-                .serve_api(&self.plan().proxy)
-                .map_err(|e| RunError::Build {
-                    file: file.clone(),
-                    stack: self.stack.name.clone(),
-                    source: Arc::new(BuildError::Thread(format!("serving the API: {e}"))),
-                })?;
-            cluster.start_dns().map_err(build_error)?;
+                .serve_api(api.address, api.cluster_ip, objects)
+                .map_err(build_error)?;
         }
+        // A DNS command that reads the API starts once it is served.
+        cluster.start_dns().map_err(build_error)?;
         if let Some(mode) = self.proxy
             && let Some(proxy) = self.stack.proxy_driver(
                 mode,

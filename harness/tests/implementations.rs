@@ -71,6 +71,10 @@ fn trial(imp: &Implementation, binary: &str) -> Result<Completion, Failed> {
             let out = run(&path, &["--version"], &[], None)?;
             expect_line(&out, &format!("Kubernetes {}", imp.version))
         }
+        "kubectl" => {
+            let out = run(&path, &["version", "--client"], &[], None)?;
+            expect_line(&out, &format!("Client Version: {}", imp.version))
+        }
         "coredns" => {
             let out = run(&path, &["-version"], &[], None)?;
             expect_line(

@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::apiserver::{API_PORT, ApiServer, Object};
 use crate::dns::{DnsServer, RecordTable, SharedTable};
 use crate::echo::EchoServers;
 use crate::netlink::{Netlink, NetlinkError};
@@ -52,6 +53,11 @@ pub enum BuildError {
     Driver(#[from] DriverError),
     #[error("the build thread failed: {0}")]
     Thread(String),
+    #[error("serving the API at {address}: {source}")]
+    Api {
+        address: Ipv4Addr,
+        source: crate::apiserver::ApiError,
+    },
 }
 
 /// What can go wrong reading or using a built cluster (rules, state, resolution, commands).
@@ -88,6 +94,11 @@ pub const UNDERLAY_BRIDGE_MAC: Mac = Mac([0x02, 0x50, 0x50, 0, 0, 1]);
 /// A built cluster. Dropping it removes every namespace it made.
 pub struct Cluster {
     topology: Topology,
+    /// The served Kubernetes API, stopped first at teardown.
+    api: Option<ApiServer>,
+    /// Where the API's client files are (kubeconfigs, pods' service account files).
+    api_dir: Option<std::path::PathBuf>,
+    api_cluster_ip: Ipv4Addr,
     // Dropped first: closes every listener socket before the namespaces go.
     echo: Option<EchoServers>,
     dns: Option<DnsServer>,
@@ -109,8 +120,6 @@ pub struct Cluster {
     dns_exec: Option<(ExecDns, RunningDns)>,
     /// The service proxy [`Cluster::run_proxy`] programmed, stopped at teardown.
     proxy: Option<Box<dyn ServiceProxy>>,
-    /// The API served to programs under test ([`Cluster::serve_api`]).
-    api: Option<crate::stack::local_api::LocalApis>,
     /// The stack's DNS command, when it waits for the served API.
     pending_dns: Option<ExecDns>,
 }
@@ -193,6 +202,9 @@ impl Cluster {
             })
             .collect();
         let mut cluster = Cluster {
+            api: None,
+            api_dir: None,
+            api_cluster_ip: Ipv4Addr::UNSPECIFIED,
             dns: None,
             etc_dirs: Vec::new(),
             pod_index: topo
@@ -213,7 +225,6 @@ impl Cluster {
             detacher: drivers.attach.detacher(),
             dns_exec: None,
             proxy: None,
-            api: None,
             pending_dns: None,
         };
         result?;
@@ -337,50 +348,23 @@ impl Cluster {
         self.proxy.as_ref().map(|p| p.logs()).unwrap_or_default()
     }
 
-    /// Each namespace's kubeconfig for the Kubernetes API the cluster serves its programs under
-    /// test ([`Cluster::serve_api`]), by node or DNS pod name, which `exec` proxies and DNS
+    /// Each node's kubeconfig for the Kubernetes API the cluster serves
+    /// ([`Cluster::serve_api`]), and the DNS pod's (its node's), which `exec` proxies and DNS
     /// servers are given as `{kubeconfig}`. Empty until it is served.
     pub fn kubeconfigs(&self) -> std::collections::BTreeMap<String, std::path::PathBuf> {
-        self.api
-            .as_ref()
-            .map(|a| a.kubeconfigs().clone())
-            .unwrap_or_default()
-    }
-
-    /// Serves the cluster as a Kubernetes API to the programs under test: a server in every
-    /// node's namespace on `127.0.0.1:6443` (`stack::local_api`, until the API is served from
-    /// the underlay), its objects from the nodes' Service `tables`. Idempotent.
-    pub fn serve_api(&mut self, tables: &[ServiceTable]) -> Result<(), String> {
-        if self.api.is_some() {
-            return Ok(());
-        }
-        let objects = crate::stack::local_api::objects(&self.topology, tables);
-        let cluster_ip = tables
-            .first()
-            .and_then(|t| t.service_cidr.hosts().next())
-            .unwrap_or(std::net::Ipv4Addr::new(10, 96, 0, 1));
-        let mut namespaces: Vec<(&str, &Netns)> = self
+        let mut out: std::collections::BTreeMap<String, std::path::PathBuf> = self
             .topology
             .nodes
             .iter()
-            .map(|n| n.name.as_str())
-            .zip(self.nodes.iter())
+            .filter_map(|n| Some((n.name.clone(), self.kubeconfig(&n.name)?)))
             .collect();
-        // The DNS pod too, when its server reads the API.
-        if self.pending_dns.is_some()
-            && let Some(d) = &self.topology.dns
-            && let Some(ns) = self.pod_netns(&d.pod)
+        if let Some(d) = &self.topology.dns
+            && let Some(pod) = self.topology.pod(&d.pod)
+            && let Some(k) = out.get(&self.topology.nodes[pod.node].name).cloned()
         {
-            namespaces.push((d.pod.as_str(), ns));
+            out.insert(d.pod.clone(), k);
         }
-        let api = crate::stack::local_api::LocalApis::start(
-            &namespaces,
-            &objects,
-            cluster_ip,
-            &self.prefix,
-        )?;
-        self.api = Some(api);
-        Ok(())
+        out
     }
 
     /// The service proxy [`Cluster::run_proxy`] keeps.
@@ -685,7 +669,10 @@ impl Cluster {
     }
 
     /// Runs a command inside `pod` the way `kubectl exec` would see it: its network namespace,
-    /// its resolv.conf and hosts (`ip netns exec` bind-mounts them), with a timeout.
+    /// its resolv.conf and hosts (`ip netns exec` bind-mounts them), with a timeout. With the
+    /// API served, as in a pod: `KUBERNETES_SERVICE_HOST`/`_PORT` set and the service account
+    /// files at `/var/run/secrets/kubernetes.io/serviceaccount` (a bind mount in a mount
+    /// namespace of the command's own).
     pub fn exec(
         &self,
         pod: &str,
@@ -698,7 +685,136 @@ impl Cluster {
         let netns = format!("{}{pod}", self.prefix);
         let mut args: Vec<&str> = vec!["netns", "exec", &netns];
         args.extend(argv.iter().map(String::as_str));
-        Ok(crate::tool::run_here("ip", &args, timeout)?)
+        let secrets = self.service_account_dir(pod).filter(|d| d.is_dir());
+        match (&self.api, secrets) {
+            (Some(_), Some(dir)) if self.topology.pod(pod).is_some() => {
+                let mut command = std::process::Command::new("ip");
+                command.env(
+                    "KUBERNETES_SERVICE_HOST",
+                    self.kubernetes_service_ip().to_string(),
+                );
+                command.env("KUBERNETES_SERVICE_PORT", "443");
+                command.env("KUBERNETES_SERVICE_PORT_HTTPS", "443");
+                mount_service_account(&mut command, &dir)?;
+                Ok(crate::tool::run_command(
+                    command, "ip", &args, None, timeout,
+                )?)
+            }
+            _ => Ok(crate::tool::run_here("ip", &args, timeout)?),
+        }
+    }
+
+    /// The `default/kubernetes` ClusterIP: the first host of the service CIDR the API was
+    /// served with (0.0.0.0 without one).
+    pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
+        self.api_cluster_ip
+    }
+
+    /// Serves the cluster's Kubernetes API from the underlay: `address` is put on the
+    /// underlay bridge (a host on the segment, as kind's control plane), routes to every
+    /// node's pod subnet via the node, and the server listens on `address:6443`. Writes a
+    /// kubeconfig per node ([`Cluster::kubeconfig`]) and each pod's service account files.
+    pub fn serve_api(
+        &mut self,
+        address: ipnet::Ipv4Net,
+        cluster_ip: Ipv4Addr,
+        objects: Vec<Object>,
+    ) -> Result<&ApiServer, BuildError> {
+        let ip = address.addr();
+        let api_err = |source: crate::apiserver::ApiError| BuildError::Api {
+            address: ip,
+            source,
+        };
+        let io_err = |e: io::Error| api_err(e.into());
+        let underlay = self
+            .underlay
+            .as_ref()
+            .ok_or_else(|| io_err(io::Error::other("no underlay")))?;
+        let bridge = self.topology.underlay.bridge.clone();
+        let routes: Vec<(ipnet::Ipv4Net, Ipv4Addr)> = self
+            .topology
+            .nodes
+            .iter()
+            .map(|n| (n.pod_cidr, n.eth0.addr.addr()))
+            .collect();
+        let listener = netns::run_in(
+            underlay.as_fd(),
+            || -> Result<std::net::TcpListener, BuildError> {
+                let nl_err = |source| BuildError::Netlink {
+                    netns: "underlay".into(),
+                    source,
+                };
+                let mut nl = Netlink::open().map_err(nl_err)?;
+                let br = nl.link_index(&bridge).map_err(nl_err)?;
+                nl.add_addr(br, address).map_err(nl_err)?;
+                for (subnet, via) in routes {
+                    // Replies to pods whose node network does not masquerade them.
+                    let _ = nl.add_route(subnet, Some(via), br, false);
+                }
+                std::net::TcpListener::bind(SocketAddrV4::new(ip, API_PORT))
+                    .map_err(|e| api_err(e.into()))
+            },
+        )
+        .map_err(io_err)??;
+        let api = ApiServer::start(
+            listener,
+            SocketAddrV4::new(ip, API_PORT),
+            cluster_ip,
+            objects,
+        )
+        .map_err(api_err)?;
+        let dir = std::path::Path::new(API_FILES).join(if self.prefix.is_empty() {
+            "cluster".to_string()
+        } else {
+            self.prefix.trim_end_matches('.').to_string()
+        });
+        self.api_dir = Some(dir.clone());
+        self.api_cluster_ip = cluster_ip;
+        let write = |path: std::path::PathBuf, content: &str| -> Result<(), BuildError> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(io_err)?;
+            }
+            std::fs::write(&path, content).map_err(io_err)
+        };
+        for node in &self.topology.nodes {
+            write(
+                dir.join("nodes").join(&node.name).join("kubeconfig"),
+                &api.kubeconfig(&node.name),
+            )?;
+        }
+        for pod in &self.topology.pods {
+            let sa = dir.join("pods").join(&pod.name);
+            write(sa.join("token"), api.token())?;
+            write(sa.join("ca.crt"), api.ca_pem())?;
+            write(sa.join("namespace"), &pod.namespace)?;
+        }
+        // The mount point pods' files are bound to, on the sandbox's private /run.
+        std::fs::create_dir_all(SERVICE_ACCOUNT_MOUNT).map_err(io_err)?;
+        Ok(self.api.insert(api))
+    }
+
+    /// The served API, once [`Cluster::serve_api`] has run.
+    pub fn api(&self) -> Option<&ApiServer> {
+        self.api.as_ref()
+    }
+
+    /// The kubeconfig written for `node` (the API's address, CA and token), on the sandbox's
+    /// private `/run`; `None` without a served API or such a node.
+    pub fn kubeconfig(&self, node: &str) -> Option<std::path::PathBuf> {
+        self.topology.node(node)?;
+        Some(
+            self.api_dir
+                .as_ref()?
+                .join("nodes")
+                .join(node)
+                .join("kubeconfig"),
+        )
+    }
+
+    /// The directory holding `pod`'s service account files (`token`, `ca.crt`, `namespace`).
+    pub fn service_account_dir(&self, pod: &str) -> Option<std::path::PathBuf> {
+        self.topology.pod(pod)?;
+        Some(self.api_dir.as_ref()?.join("pods").join(pod))
     }
 
     /// Takes the cluster down, reporting every name that could not be removed.
@@ -736,22 +852,20 @@ impl Cluster {
 
     fn take_down(&mut self) -> Result<(), Vec<io::Error>> {
         let mut errors = Vec::new();
-        // Programs under test first, while their namespaces are still there.
+        // Programs under test first, while their namespaces and the API are still there.
         if let Some(proxy) = self.proxy.take() {
             errors.extend(proxy.stop().into_iter().map(io::Error::other));
         }
         if let Some((_, mut running)) = self.dns_exec.take() {
             running.stop();
         }
-        if let Some(mut api) = self.api.take() {
-            api.stop();
-        }
+        drop(self.api.take());
         drop(self.echo.take());
         drop(self.dns.take());
         if let Some(d) = self.detacher.take() {
             errors.extend(d.detach_all().into_iter().map(io::Error::other));
         }
-        for dir in self.etc_dirs.drain(..) {
+        for dir in self.etc_dirs.drain(..).chain(self.api_dir.take()) {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 errors.push(e);
             }
@@ -791,6 +905,54 @@ impl Drop for Cluster {
         }
         let _ = self.take_down();
     }
+}
+
+/// Where the API's client files live: the sandbox's private `/run`.
+const API_FILES: &str = "/run/podpath/api";
+/// [`crate::apiserver::SERVICE_ACCOUNT_DIR`] as the sandbox sees it (`/var/run` is `/run`).
+const SERVICE_ACCOUNT_MOUNT: &str = "/run/secrets/kubernetes.io/serviceaccount";
+
+/// Makes `command` start in a mount namespace of its own where `dir` is bound over the
+/// service account directory (the sandbox's mount namespace is left as it is).
+fn mount_service_account(
+    command: &mut std::process::Command,
+    dir: &std::path::Path,
+) -> Result<(), ClusterError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let enter = |e: std::ffi::NulError| ClusterError::Enter {
+        netns: dir.display().to_string(),
+        source: io::Error::other(e),
+    };
+    let source = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(enter)?;
+    let target = std::ffi::CString::new(SERVICE_ACCOUNT_MOUNT).map_err(enter)?;
+    let root = std::ffi::CString::new("/").map_err(enter)?;
+    // SAFETY: only async-signal-safe system calls on memory prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            use nix::libc;
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_SLAVE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 /// Creates a namespace, configures it from inside, and returns to `home`, whatever happened.

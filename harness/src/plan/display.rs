@@ -321,7 +321,11 @@ fn write_service(f: &mut fmt::Formatter<'_>, service: &ServicePlan) -> fmt::Resu
         Some(ip) => write!(f, " {ip}")?,
         None => write!(f, " None (headless)")?,
     }
-    writeln!(f, " (line {})", service.location.line)?;
+    if (service.namespace.as_str(), service.name.as_str()) == super::API_SERVICE {
+        writeln!(f, " (the served API's, declared by podpath)")?;
+    } else {
+        writeln!(f, " (line {})", service.location.line)?;
+    }
     match &service.selector {
         Some(selector) => {
             let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -34,6 +34,7 @@ use serde_saphyr::Spanned;
 use crate::case::{self, Case, FlowSpec};
 use crate::diag::{CaseError, Diagnostic, Location};
 
+pub mod api;
 mod cluster;
 mod context;
 mod datapath;
@@ -58,6 +59,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use api::{API_SERVICE, ApiPlan};
 pub use cluster::{
     DEFAULT_MTU, DEFAULT_NODE_CIDR, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, DEFAULT_SUBNET_LEN,
     MTU_RANGE,
@@ -242,7 +244,18 @@ impl Planner {
                 service_specs.push(dns::dns_service(cluster_ip, dns.at));
             }
         }
+        // The API Service last, with its fixed address: no case Service's address shifts.
+        if has_services
+            && let (Some(node_cidr), Some(service_cidr)) = (cluster.node_cidr, cluster.service_cidr)
+            && let Some(address) = api::api_address(node_cidr, &nodes)
+        {
+            let cluster_ip = std::net::Ipv4Addr::from(u32::from(service_cidr.network()) + 1);
+            if self.api_service_free(&service_specs, cluster_ip) {
+                service_specs.push(api::api_service(cluster_ip, address, root));
+            }
+        }
         self.allocate(&mut pods, &nodes);
+        let api = Planner::api_plan(&cluster, &nodes, &pods);
         let services = self.services(&service_specs, &cluster, &nodes, &pods);
         if let Some(dns) = dns.as_mut() {
             self.plan_records(dns, &pods, &services);
@@ -352,6 +365,7 @@ impl Planner {
                 datapath: self.datapath,
                 steps: step_plans,
                 revisions,
+                api,
             }),
             None => {
                 // Unreachable when validation is complete; reported rather than panicking.

@@ -47,6 +47,9 @@ pub struct Plan {
     /// The revisions of the cluster: 0 as declared (the same as `proxy` and `topology.dns`),
     /// then one after each step. Never empty.
     pub revisions: Vec<super::Revision>,
+    /// Where the Kubernetes API is served and what its objects need beyond the topology;
+    /// `None` when nodeCIDR leaves no address for it.
+    pub api: Option<super::ApiPlan>,
 }
 
 impl Plan {

@@ -352,9 +352,9 @@ fn interfaces_on(plan: &Plan, index: usize, stack: &Stack, drivers: &Drivers) ->
 }
 
 /// Why a flow that runs after the case's steps changed the cluster cannot run on a stack whose
-/// service proxy is not re-rendered by podpath: a restored ruleset is what was captured, and the
-/// API served to a proxy command (`netns_runtime::stack::local_api`) is the plan's first
-/// revision, so neither follows the steps.
+/// service proxy is not re-rendered by podpath: a restored ruleset is what was captured, and a
+/// proxy command gets the change from the served API, but podpath does not wait for it to
+/// follow (readiness is checked once).
 fn after_steps_ignored(flow: &FlowPlan, stack: &Stack) -> Option<String> {
     if flow.revision == 0 {
         return None;
@@ -364,10 +364,10 @@ fn after_steps_ignored(flow: &FlowPlan, stack: &Stack) -> Option<String> {
             "its service proxy restores a captured ruleset, which no step changes"
         }
         crate::stack::ProxyLayer::Exec { .. } => {
-            "the API served to its proxy command is the case's first revision (read-only): the command sees no step's change"
+            "podpath does not yet wait for its proxy command to follow a step (readiness is checked once, when the case starts)"
         }
         _ if matches!(stack.dns, DnsLayer::Exec { .. }) && flow.dns_name.is_some() => {
-            "its DNS command serves the case's first revision (zone files, or the read-only API served to it): it sees no step's change"
+            "podpath does not yet wait for its DNS command to follow a step (its zone files are the first revision's; readiness is checked once)"
         }
         _ => return None,
     };

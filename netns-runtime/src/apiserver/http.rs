@@ -395,6 +395,22 @@ fn objects(
     watch_stream(stream, request, served, resource, rv, &matching)
 }
 
+/// What a watch with these selectors sees of a change, as kube-apiserver's watch cache has
+/// it: a MODIFIED object that stops matching is DELETED for it, one that starts ADDED.
+pub fn seen_as(
+    event: &super::store::Event,
+    matching: &dyn Fn(&Value) -> bool,
+) -> Option<EventType> {
+    let now = matching(&event.object);
+    let before = event.previous.as_ref().is_some_and(matching);
+    match (event.kind, before, now) {
+        (EventType::Modified, true, false) => Some(EventType::Deleted),
+        (EventType::Modified, false, true) => Some(EventType::Added),
+        (_, _, true) => Some(event.kind),
+        _ => None,
+    }
+}
+
 fn event_line(kind: &str, object: &Value) -> Vec<u8> {
     let mut line = json!({ "type": kind, "object": object })
         .to_string()
@@ -489,11 +505,8 @@ fn watch_stream(
             break;
         };
         for event in events.iter().filter(|e| e.resource == resource) {
-            if matching(&event.object) {
-                write_chunk(stream, &event_line(event.kind.as_str(), &event.object))?;
-            } else if event.kind == EventType::Modified {
-                // It no longer matches (a label or field changed): gone from this watch.
-                // (Clients that never saw it ignore the deletion.)
+            if let Some(kind) = seen_as(event, matching) {
+                write_chunk(stream, &event_line(kind.as_str(), &event.object))?;
             }
         }
         since = current;
@@ -547,6 +560,56 @@ mod tests {
         assert_eq!(route("/api/v1/namespaces/default/nodes"), Route::NotFound);
         assert_eq!(route("/api/v1/secrets"), Route::NotFound);
         assert_eq!(route("/apis/apps/v1"), Route::NotFound);
+    }
+
+    #[test]
+    fn a_change_of_labels_moves_an_object_in_and_out_of_a_watch() {
+        use super::super::store::Event;
+        let svc = |labels: Value| json!({ "metadata": { "name": "web", "labels": labels } });
+        let sel = LabelSelector::parse("!service.kubernetes.io/headless").unwrap();
+        let matching = |o: &Value| sel.matches(o);
+        let event = |previous: Option<Value>, object: Value| Event {
+            rv: 2,
+            resource: Resource::Services,
+            kind: if previous.is_some() {
+                EventType::Modified
+            } else {
+                EventType::Added
+            },
+            object,
+            previous,
+        };
+        let headless = json!({ "service.kubernetes.io/headless": "" });
+        let plain = json!({ "app": "web" });
+        assert_eq!(
+            seen_as(
+                &event(Some(svc(plain.clone())), svc(headless.clone())),
+                &matching
+            ),
+            Some(EventType::Deleted)
+        );
+        assert_eq!(
+            seen_as(
+                &event(Some(svc(headless.clone())), svc(plain.clone())),
+                &matching
+            ),
+            Some(EventType::Added)
+        );
+        assert_eq!(
+            seen_as(
+                &event(Some(svc(plain.clone())), svc(plain.clone())),
+                &matching
+            ),
+            Some(EventType::Modified)
+        );
+        assert_eq!(
+            seen_as(&event(None, svc(headless.clone())), &matching),
+            None
+        );
+        assert_eq!(
+            seen_as(&event(None, svc(plain)), &matching),
+            Some(EventType::Added)
+        );
     }
 
     #[test]

@@ -137,6 +137,9 @@ pub struct Event {
     pub resource: Resource,
     pub kind: EventType,
     pub object: Value,
+    /// The object before a MODIFIED change, so a watch whose selectors it matched (and the
+    /// new one does not) sees it DELETED, and ADDED the other way round.
+    pub previous: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -230,23 +233,31 @@ impl Store {
         s.rv += 1;
         let rv = s.rv;
         set_rv(&mut object, rv);
-        let kind = if s.objects.contains_key(&key) {
+        let previous = s.objects.insert(key.clone(), object.clone());
+        let kind = if previous.is_some() {
             EventType::Modified
         } else {
             EventType::Added
         };
-        s.objects.insert(key.clone(), object.clone());
-        self.log(s, key.0, kind, object);
+        self.log(s, key.0, kind, object, previous);
         Ok(rv)
     }
 
-    fn log(&self, s: &mut State, resource: Resource, kind: EventType, object: Value) {
+    fn log(
+        &self,
+        s: &mut State,
+        resource: Resource,
+        kind: EventType,
+        object: Value,
+        previous: Option<Value>,
+    ) {
         let rv = s.rv;
         s.log.push_back(Event {
             rv,
             resource,
             kind,
             object,
+            previous,
         });
         while s.log.len() > LOG_LIMIT {
             if let Some(e) = s.log.pop_front() {
@@ -279,7 +290,7 @@ impl Store {
         };
         s.rv += 1;
         set_rv(&mut object, s.rv);
-        self.log(&mut s, resource, EventType::Deleted, object);
+        self.log(&mut s, resource, EventType::Deleted, object, None);
         Ok(s.rv)
     }
 

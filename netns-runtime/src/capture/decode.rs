@@ -5,9 +5,37 @@
 //! an Ethernet header is an [`Err`]; anything wrong further in is recorded where it happens
 //! ([`Net::Malformed`], [`Transport::Truncated`], [`Transport::Malformed`], `inner: None`), so
 //! the outer headers of a strange packet are still there to see.
+//!
+//! The headers are read through etherparse's header slices (`Ethernet2HeaderSlice`,
+//! `SingleVlanHeaderSlice`, `ArpPacketSlice`, `Ipv4HeaderSlice`, `TcpHeaderSlice`,
+//! `UdpHeaderSlice`, `Icmpv4Slice`); which layer comes next, and what a broken header is
+//! called, is decided here. Not through its whole-packet slicers (`SlicedPacket`,
+//! `LaxSlicedPacket`), because podpath shows what they drop:
+//!
+//! - the transport header of a first fragment (more fragments, offset 0): they stop at any
+//!   fragment, and that one carries the ports a flow is matched on;
+//! - the ports of a TCP or UDP header cut short (the 8 bytes of a TCP header an ICMP error
+//!   quotes): they keep no part of a header that does not fit;
+//! - an IPv4 total length below the header length, which `LaxSlicedPacket` silently reads as
+//!   "the rest of the buffer" (here it is malformed; 0, GSO "BIG TCP", is the buffer);
+//! - more than three VLAN tags;
+//! - VXLAN, which etherparse does not parse at all: its 8-byte header is read here and the
+//!   inner frame decoded again from its Ethernet header, with the nesting bounded.
+//!
+//! [`Net::Malformed`] and [`Transport::Malformed`] keep podpath's short fixed reasons
+//! (`ipv4 header length below 20`, `tcp data offset below 5`...), each chosen from the
+//! etherparse error, so that the types stay `&'static str`. A header etherparse finds cut short
+//! is [`Transport::Truncated`] as a whole: a TCP header whose options are missing, and an ICMP
+//! timestamp message shorter than its 20 bytes.
 
 use std::fmt;
 use std::net::Ipv4Addr;
+
+use etherparse::icmpv4::DestUnreachableHeader;
+use etherparse::{
+    ArpHardwareId, ArpPacketSlice, EtherType, Ethernet2HeaderSlice, IcmpEchoHeader, Icmpv4Slice,
+    Icmpv4Type, Ipv4Header, Ipv4HeaderSlice, SingleVlanHeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
+};
 
 use crate::topology::Mac;
 
@@ -243,88 +271,114 @@ pub fn decode(frame: &[u8]) -> Result<Packet, TooShort> {
 }
 
 fn decode_at(frame: &[u8], depth: u8) -> Result<Packet, TooShort> {
-    let too_short = TooShort { len: frame.len() };
-    let dst_mac = mac_at(frame, 0).ok_or(too_short)?;
-    let src_mac = mac_at(frame, 6).ok_or(too_short)?;
-    let mut ethertype = be16(frame, 12).ok_or(too_short)?;
-    let mut at = 14;
+    let eth = Ethernet2HeaderSlice::from_slice(frame).map_err(|_| TooShort { len: frame.len() })?;
+    let mut ethertype = eth.ether_type().0;
+    let mut rest = &frame[eth.slice().len()..];
     let mut vlan = None;
-    let mut net = None;
+    // Every tag is skipped, however many (etherparse's packet slicers stop after three).
     while ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
-        match (be16(frame, at), be16(frame, at + 2)) {
-            (Some(tci), Some(next)) => {
-                vlan.get_or_insert(tci & 0x0fff);
-                ethertype = next;
-                at += 4;
-            }
-            _ => {
-                net = Some(Net::Malformed("802.1Q tag truncated"));
-                break;
-            }
-        }
+        let Ok(tag) = SingleVlanHeaderSlice::from_slice(rest) else {
+            return Ok(packet(
+                &eth,
+                vlan,
+                ethertype,
+                frame.len(),
+                Net::Malformed("802.1Q tag truncated"),
+            ));
+        };
+        vlan.get_or_insert(tag.vlan_identifier().value());
+        ethertype = tag.ether_type().0;
+        rest = &rest[tag.slice().len()..];
     }
-    let payload = frame.get(at..).unwrap_or_default();
-    let net = net.unwrap_or_else(|| match ethertype {
-        ETHERTYPE_IPV4 => match decode_ipv4(payload, depth) {
+    let net = match ethertype {
+        ETHERTYPE_IPV4 => match decode_ipv4(rest, depth) {
             Ok(ip) => Net::Ipv4(ip),
             Err(why) => Net::Malformed(why),
         },
-        ETHERTYPE_ARP => match decode_arp(payload) {
+        ETHERTYPE_ARP => match decode_arp(rest) {
             Ok(arp) => Net::Arp(arp),
             Err(why) => Net::Malformed(why),
         },
         _ => Net::Other,
-    });
-    Ok(Packet {
-        dst_mac,
-        src_mac,
+    };
+    Ok(packet(&eth, vlan, ethertype, frame.len(), net))
+}
+
+fn packet(
+    eth: &Ethernet2HeaderSlice<'_>,
+    vlan: Option<u16>,
+    ethertype: u16,
+    len: usize,
+    net: Net,
+) -> Packet {
+    Packet {
+        dst_mac: Mac(eth.destination()),
+        src_mac: Mac(eth.source()),
         vlan,
         ethertype,
-        len: frame.len(),
+        len,
         net,
-    })
+    }
 }
 
 fn decode_arp(p: &[u8]) -> Result<Arp, &'static str> {
-    let head = p.get(..8).ok_or("arp header truncated")?;
-    let (htype, ptype, hlen, plen) = (be16(head, 0), be16(head, 2), head[4], head[5]);
-    if htype != Some(1) || ptype != Some(ETHERTYPE_IPV4) || hlen != 6 || plen != 4 {
+    /// Hardware type Ethernet, protocol type IPv4.
+    const ETHERNET_IPV4: [u8; 4] = [0, 1, 8, 0];
+    /// The header and two MAC and IPv4 address pairs.
+    const ETHERNET_IPV4_LEN: usize = 8 + 2 * 6 + 2 * 4;
+    let arp = ArpPacketSlice::from_slice(p).map_err(|e| match e.required_len {
+        ..=8 => "arp header truncated",
+        // etherparse checks the length the address sizes ask for before anything else; what
+        // is not IPv4 over Ethernet is said so even when cut short.
+        ETHERNET_IPV4_LEN if p.starts_with(&ETHERNET_IPV4) => "arp addresses truncated",
+        _ => "arp for other than ipv4 over ethernet",
+    })?;
+    if arp.hw_addr_type() != ArpHardwareId::ETHERNET
+        || arp.proto_addr_type() != EtherType::IPV4
+        || arp.hw_addr_size() != 6
+        || arp.proto_addr_size() != 4
+    {
         return Err("arp for other than ipv4 over ethernet");
     }
-    let body = "arp addresses truncated";
+    // The sizes are checked above, so the conversions cannot fail.
+    let mac = |b: &[u8]| Mac(b.try_into().unwrap_or_default());
+    let ip = |b: &[u8]| Ipv4Addr::from(<[u8; 4]>::try_from(b).unwrap_or_default());
     Ok(Arp {
-        op: be16(p, 6).ok_or(body)?,
-        sender_mac: mac_at(p, 8).ok_or(body)?,
-        sender_ip: ip_at(p, 14).ok_or(body)?,
-        target_mac: mac_at(p, 18).ok_or(body)?,
-        target_ip: ip_at(p, 24).ok_or(body)?,
+        op: arp.operation().0,
+        sender_mac: mac(arp.sender_hw_addr()),
+        sender_ip: ip(arp.sender_protocol_addr()),
+        target_mac: mac(arp.target_hw_addr()),
+        target_ip: ip(arp.target_protocol_addr()),
     })
 }
 
 fn decode_ipv4(p: &[u8], depth: u8) -> Result<Ipv4, &'static str> {
-    let head = p.get(..20).ok_or("ipv4 header truncated")?;
-    if head[0] >> 4 != 4 {
-        return Err("ip version is not 4");
-    }
-    let ihl = usize::from(head[0] & 0x0f) * 4;
-    if ihl < 20 {
-        return Err("ipv4 header length below 20");
-    }
-    if p.len() < ihl {
-        return Err("ipv4 options truncated");
-    }
-    let total_len = u16::from_be_bytes([head[2], head[3]]);
+    use etherparse::err::ipv4::{HeaderError, HeaderSliceError};
+    let head = Ipv4HeaderSlice::from_slice(p).map_err(|e| match e {
+        HeaderSliceError::Len(l) if l.required_len > Ipv4Header::MIN_LEN => {
+            "ipv4 options truncated"
+        }
+        HeaderSliceError::Len(_) => "ipv4 header truncated",
+        HeaderSliceError::Content(HeaderError::UnexpectedVersion { .. }) => "ip version is not 4",
+        HeaderSliceError::Content(HeaderError::HeaderLengthSmallerThanHeader { .. }) => {
+            "ipv4 header length below 20"
+        }
+    })?;
+    let ihl = head.slice().len();
+    let total_len = head.total_len();
     // What the header says is there, cut to what the capture holds (Ethernet padding goes; a
-    // quoted header or a short capture keeps what there is).
+    // quoted header or a short capture keeps what there is). etherparse's lax slicer would
+    // take a total length below the header's as "use the buffer"; podpath calls it malformed,
+    // and keeps 0 (GSO "BIG TCP") as "use the buffer".
     let end = match usize::from(total_len) {
         0 => p.len(),
         n if n < ihl => return Err("ipv4 total length below header length"),
         n => n.min(p.len()),
     };
-    let frag = u16::from_be_bytes([head[6], head[7]]);
-    let protocol = head[9];
-    let frag_offset = (frag & 0x1fff) * 8;
+    let protocol = head.protocol().0;
+    let frag_offset = head.fragments_offset().value() * 8;
     let l4 = &p[ihl..end];
+    // A first fragment (more fragments, offset 0) still carries the transport header.
     let transport = if frag_offset != 0 {
         Transport::Fragment
     } else {
@@ -336,68 +390,66 @@ fn decode_ipv4(p: &[u8], depth: u8) -> Result<Ipv4, &'static str> {
         }
     };
     Ok(Ipv4 {
-        src: ip_at(head, 12).unwrap_or(Ipv4Addr::UNSPECIFIED),
-        dst: ip_at(head, 16).unwrap_or(Ipv4Addr::UNSPECIFIED),
+        src: head.source_addr(),
+        dst: head.destination_addr(),
         protocol,
-        ttl: head[8],
-        id: u16::from_be_bytes([head[4], head[5]]),
-        tos: head[1],
+        ttl: head.ttl(),
+        id: head.identification(),
+        tos: head.dcp().value() << 2 | head.ecn().value(),
         total_len,
-        dont_fragment: frag & 0x4000 != 0,
-        more_fragments: frag & 0x2000 != 0,
+        dont_fragment: head.dont_fragment(),
+        more_fragments: head.more_fragments(),
         frag_offset,
         transport,
     })
 }
 
+/// The ports of a TCP or UDP header too short for etherparse (at least the 4 bytes of ports).
 fn ports(l4: &[u8]) -> Option<(u16, u16)> {
-    Some((be16(l4, 0)?, be16(l4, 2)?))
+    match l4 {
+        [a, b, c, d, ..] => Some((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]))),
+        _ => None,
+    }
 }
 
 fn decode_tcp(l4: &[u8]) -> Transport {
-    let Some(head) = l4.get(..20) else {
-        return Transport::Truncated { ports: ports(l4) };
+    use etherparse::err::tcp::HeaderSliceError;
+    let head = match TcpHeaderSlice::from_slice(l4) {
+        Ok(head) => head,
+        // Cut short, options included: the 8 bytes of a TCP header an ICMP error quotes.
+        Err(HeaderSliceError::Len(_)) => return Transport::Truncated { ports: ports(l4) },
+        Err(HeaderSliceError::Content(_)) => {
+            return Transport::Malformed("tcp data offset below 5");
+        }
     };
-    let header_len = (head[12] >> 4) * 4;
-    if header_len < 20 {
-        return Transport::Malformed("tcp data offset below 5");
-    }
+    let header_len = head.slice().len();
     Transport::Tcp(Tcp {
-        src_port: u16::from_be_bytes([head[0], head[1]]),
-        dst_port: u16::from_be_bytes([head[2], head[3]]),
-        seq: u32::from_be_bytes([head[4], head[5], head[6], head[7]]),
-        ack: u32::from_be_bytes([head[8], head[9], head[10], head[11]]),
-        flags: TcpFlags(head[13]),
-        window: u16::from_be_bytes([head[14], head[15]]),
-        header_len,
-        payload_len: l4.len().saturating_sub(usize::from(header_len)),
+        src_port: head.source_port(),
+        dst_port: head.destination_port(),
+        seq: head.sequence_number(),
+        ack: head.acknowledgment_number(),
+        flags: TcpFlags(head.slice()[13]),
+        window: head.window_size(),
+        // At most 15 × 4 = 60.
+        header_len: header_len as u8,
+        payload_len: l4.len() - header_len,
     })
 }
 
 fn decode_udp(l4: &[u8], depth: u8) -> Transport {
-    let Some(head) = l4.get(..8) else {
+    let Ok(head) = UdpHeaderSlice::from_slice(l4) else {
         return Transport::Truncated { ports: ports(l4) };
     };
-    let src_port = u16::from_be_bytes([head[0], head[1]]);
-    let dst_port = u16::from_be_bytes([head[2], head[3]]);
-    let length = u16::from_be_bytes([head[4], head[5]]);
+    let (src_port, dst_port, length) = (head.source_port(), head.destination_port(), head.length());
     if length < 8 {
         return Transport::Malformed("udp length below 8");
     }
     let payload = &l4[8..usize::from(length).min(l4.len())];
-    let vxlan =
-        if (dst_port == VXLAN_PORT_LINUX || dst_port == VXLAN_PORT_IANA) && payload.len() >= 8 {
-            Some(Vxlan {
-                flags: payload[0],
-                vni: u32::from_be_bytes([0, payload[4], payload[5], payload[6]]),
-                inner: (depth < MAX_DEPTH)
-                    .then(|| decode_at(&payload[8..], depth + 1).ok())
-                    .flatten()
-                    .map(Box::new),
-            })
-        } else {
-            None
-        };
+    let vxlan = if dst_port == VXLAN_PORT_LINUX || dst_port == VXLAN_PORT_IANA {
+        decode_vxlan(payload, depth)
+    } else {
+        None
+    };
     Transport::Udp(Udp {
         src_port,
         dst_port,
@@ -407,17 +459,41 @@ fn decode_udp(l4: &[u8], depth: u8) -> Transport {
     })
 }
 
+/// The VXLAN header (RFC 7348: flags, 24 reserved bits, the VNI, 8 reserved bits), which
+/// etherparse does not know, then the inner frame through [`decode_at`] again.
+fn decode_vxlan(payload: &[u8], depth: u8) -> Option<Vxlan> {
+    let (head, inner) = payload.split_first_chunk::<8>()?;
+    Some(Vxlan {
+        flags: head[0],
+        vni: u32::from_be_bytes([0, head[4], head[5], head[6]]),
+        inner: (depth < MAX_DEPTH)
+            .then(|| decode_at(inner, depth + 1).ok())
+            .flatten()
+            .map(Box::new),
+    })
+}
+
 fn decode_icmp(l4: &[u8], depth: u8) -> Transport {
-    let Some(head) = l4.get(..8) else {
+    let Ok(icmp) = Icmpv4Slice::from_slice(l4) else {
         return Transport::Truncated { ports: None };
     };
-    let (ty, code) = (head[0], head[1]);
-    let echo = matches!(ty, ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY).then(|| IcmpEcho {
-        id: u16::from_be_bytes([head[4], head[5]]),
-        seq: u16::from_be_bytes([head[6], head[7]]),
+    let (ty, code) = (icmp.type_u8(), icmp.code_u8());
+    let rest = icmp.bytes5to8();
+    // The echo identifier and sequence whatever the code (etherparse only reads them for code
+    // 0), and the MTU of "fragmentation needed".
+    let echo = matches!(ty, ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY).then(|| {
+        let e = IcmpEchoHeader::from_bytes(rest);
+        IcmpEcho {
+            id: e.id,
+            seq: e.seq,
+        }
     });
-    let next_hop_mtu =
-        (ty == ICMP_DEST_UNREACH && code == 4).then(|| u16::from_be_bytes([head[6], head[7]]));
+    let next_hop_mtu = match icmp.icmp_type() {
+        Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu,
+        }) => Some(next_hop_mtu),
+        _ => None,
+    };
     let is_error = matches!(
         ty,
         ICMP_DEST_UNREACH
@@ -426,8 +502,10 @@ fn decode_icmp(l4: &[u8], depth: u8) -> Transport {
             | ICMP_TIME_EXCEEDED
             | ICMP_PARAM_PROBLEM
     );
+    // The quoted header follows the 8-byte ICMP header (an error's payload, as etherparse
+    // slices it).
     let quoted = if is_error && depth < MAX_DEPTH {
-        decode_ipv4(&l4[8..], depth + 1).ok().map(Box::new)
+        decode_ipv4(icmp.payload(), depth + 1).ok().map(Box::new)
     } else {
         None
     };
@@ -438,21 +516,6 @@ fn decode_icmp(l4: &[u8], depth: u8) -> Transport {
         next_hop_mtu,
         quoted,
     })
-}
-
-fn be16(d: &[u8], at: usize) -> Option<u16> {
-    let b = d.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([b[0], b[1]]))
-}
-
-fn mac_at(d: &[u8], at: usize) -> Option<Mac> {
-    let b = d.get(at..at.checked_add(6)?)?;
-    Some(Mac([b[0], b[1], b[2], b[3], b[4], b[5]]))
-}
-
-fn ip_at(d: &[u8], at: usize) -> Option<Ipv4Addr> {
-    let b = d.get(at..at.checked_add(4)?)?;
-    Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
 }
 
 // ---- accessors ------------------------------------------------------------------------------
@@ -1119,6 +1182,87 @@ mod tests {
             Transport::Malformed("tcp data offset below 5")
         );
         assert_eq!(decode(&[0; 13]), Err(TooShort { len: 13 }));
+    }
+
+    #[test]
+    fn a_tcp_header_whose_options_are_cut_is_truncated() {
+        // A data offset of 6 (24 bytes) with only the 20 fixed bytes there: etherparse's
+        // TcpHeaderSlice refuses it, so the ports are all that is shown (podpath used to show
+        // the flags of such a header as if it were whole).
+        let mut seg = tcp(40000, 8080, 1, 0, TcpFlags::SYN, b"");
+        seg[12] = 0x60;
+        let f = ethernet(
+            B,
+            A,
+            ETHERTYPE_IPV4,
+            &ipv4(ip("10.244.1.2"), ip("10.244.2.2"), IPPROTO_TCP, 64, &seg),
+        );
+        let p = decode(&f).unwrap();
+        assert_eq!(
+            p.ipv4().unwrap().transport,
+            Transport::Truncated {
+                ports: Some((40000, 8080))
+            }
+        );
+        assert_eq!(
+            p.to_string(),
+            "10.244.1.2:40000 > 10.244.2.2:8080 tcp (truncated)"
+        );
+    }
+
+    #[test]
+    fn arp_that_is_not_ipv4_over_ethernet_says_so_even_cut_short() {
+        let mut a = arp(
+            ARP_REQUEST,
+            (A, ip("10.244.1.2")),
+            (Mac([0; 6]), ip("10.244.1.1")),
+        );
+        a[4] = 8; // 8-byte hardware addresses: etherparse asks for 32 address bytes
+        let p = decode(&ethernet(Mac([0xff; 6]), A, ETHERTYPE_ARP, &a)).unwrap();
+        assert_eq!(
+            p.net,
+            Net::Malformed("arp for other than ipv4 over ethernet")
+        );
+        let a = arp(ARP_REPLY, (B, ip("10.244.1.1")), (A, ip("10.244.1.2")));
+        let p = decode(&ethernet(A, B, ETHERTYPE_ARP, &a[..20])).unwrap();
+        assert_eq!(p.net, Net::Malformed("arp addresses truncated"));
+        let p = decode(&ethernet(A, B, ETHERTYPE_ARP, &a[..7])).unwrap();
+        assert_eq!(p.net, Net::Malformed("arp header truncated"));
+    }
+
+    #[test]
+    fn many_vlan_tags_are_all_skipped() {
+        // Four tags: more than etherparse's packet slicers follow (three).
+        let inner = syn();
+        let mut f = inner[..12].to_vec();
+        for id in [100u16, 200, 300, 400] {
+            f.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+            f.extend_from_slice(&id.to_be_bytes());
+        }
+        f.extend_from_slice(&inner[12..]);
+        let p = decode(&f).unwrap();
+        assert_eq!((p.vlan, p.ethertype), (Some(100), ETHERTYPE_IPV4));
+        assert_eq!(p.tcp().unwrap().dst_port, 8080);
+        // A tag cut short.
+        let p = decode(&f[..16]).unwrap();
+        assert_eq!(p.net, Net::Malformed("802.1Q tag truncated"));
+    }
+
+    #[test]
+    fn a_first_fragment_keeps_its_transport_header() {
+        // More fragments, offset 0: etherparse's packet slicers stop at any fragment.
+        let mut ipp = ipv4(
+            ip("1.1.1.1"),
+            ip("2.2.2.2"),
+            IPPROTO_UDP,
+            9,
+            &udp(1, 2, b"x"),
+        );
+        ipp[6] = 0x20;
+        let p = decode(&ethernet(B, A, ETHERTYPE_IPV4, &ipp)).unwrap();
+        let i = p.ipv4().unwrap();
+        assert!(i.more_fragments && i.is_fragment());
+        assert_eq!(i.ports(), Some((1, 2)));
     }
 
     #[test]

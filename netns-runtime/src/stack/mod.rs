@@ -23,7 +23,6 @@ pub mod cni;
 pub mod daemon;
 pub mod dns_exec;
 pub mod exec;
-pub mod local_api;
 pub mod network;
 
 pub use attach::{Attachment, BridgeAttach, Detach, ExecAttach, NoAttach, PodAttach};

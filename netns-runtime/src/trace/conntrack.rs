@@ -11,12 +11,31 @@
 //! something there needs it (an nftables `ct` expression or NAT chain, an iptables `conntrack`
 //! match or `nat` table). Until then the table is empty, and so is the dump: a namespace where
 //! conntrack never ran gives an empty list, not an error.
+//!
+//! The messages are netlink-packet-netfilter's: it emits the dump request and decodes each
+//! entry's attributes (both tuples' addresses, protocol and ports, `CTA_STATUS`,
+//! `CTA_PROTOINFO_TCP`, `CTA_TIMEOUT`, `CTA_MARK`). What `conntrack -L` also shows and the
+//! crate (0.4) leaves as an undecoded `Other(DefaultNla)` is read here from that attribute's
+//! value: `CTA_USE` (`use=`), `CTA_ZONE` (`zone=`), `CTA_ID`, and inside the tuples
+//! `CTA_PROTO_ICMP_ID`, `CTA_PROTO_ICMP_TYPE` and `CTA_PROTO_ICMP_CODE` (`id=`, `type=`,
+//! `code=`). The checks that an entry has what podpath needs (both tuples, a status, IPv4
+//! addresses, a protocol number) are podpath's. The socket, the sequence numbers, multipart
+//! replies, errors and restarting an interrupted dump stay [`NlSocket`]'s, shared with
+//! rtnetlink and the nf_tables trace: the crate has no socket layer of its own.
 
 use std::fmt;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::BorrowedFd;
 
+use netlink_packet_core::{
+    DefaultNla, Emitable, NLA_TYPE_MASK, NetlinkSerializable, Nla, NlasIterator, Parseable,
+};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple,
+    Tuple as CtTuple,
+};
+use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use nix::sys::socket::SockProtocol;
 
 use super::Tuple;
@@ -277,13 +296,14 @@ fn dump_here() -> io::Result<Vec<Entry>> {
         |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
     let mut socket = NlSocket::open(SockProtocol::NetlinkNetFilter)
         .map_err(ctx("open NETLINK_NETFILTER socket"))?;
+    let request = dump_message();
     for _ in 0..DUMP_RETRIES {
         let mut entries = Vec::new();
         let done = socket.request(
-            CT_GET,
+            NetlinkSerializable::message_type(&request),
             NLM_F_REQUEST | NLM_F_DUMP,
-            NFGENMSG_LEN,
-            |b| b.copy_from_slice(&DUMP_PAYLOAD),
+            Emitable::buffer_len(&request),
+            |b| request.emit(b),
             &mut on_entry(&mut entries),
         );
         match done {
@@ -320,63 +340,85 @@ fn on_entry(entries: &mut Vec<Entry>) -> impl FnMut(u16, &[u8]) -> Result<(), St
 }
 
 const NFGENMSG_LEN: usize = 4;
+#[cfg(test)]
 const AF_INET: u8 = 2;
 const NFNETLINK_V0: u8 = 0;
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
-const IPCTNL_MSG_CT_GET: u16 = 1;
-/// The message types of an entry (a dump's answer, or an event) and of a dump's request.
+/// The message type of an entry (a dump's answer, or an event).
 const CT_NEW: u16 = NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW;
-const CT_GET: u16 = NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET;
 
 #[cfg(test)]
-const NLA_F_NESTED: u16 = 1 << 15;
-#[cfg(test)]
-const NLA_F_NET_BYTEORDER: u16 = 1 << 14;
+use netlink_packet_core::{NLA_F_NESTED, NLA_F_NET_BYTEORDER};
 
-// enum ctattr_type
+// enum ctattr_type: the attributes netlink-packet-netfilter leaves as `Other`, and (for the
+// tests' hand-built messages) those it decodes.
+#[cfg(test)]
 const CTA_TUPLE_ORIG: u16 = 1;
+#[cfg(test)]
 const CTA_TUPLE_REPLY: u16 = 2;
+#[cfg(test)]
 const CTA_STATUS: u16 = 3;
+#[cfg(test)]
 const CTA_PROTOINFO: u16 = 4;
+#[cfg(test)]
 const CTA_TIMEOUT: u16 = 7;
+#[cfg(test)]
 const CTA_MARK: u16 = 8;
 const CTA_USE: u16 = 11;
 const CTA_ID: u16 = 12;
 const CTA_ZONE: u16 = 18;
 // enum ctattr_tuple
+#[cfg(test)]
 const CTA_TUPLE_IP: u16 = 1;
+#[cfg(test)]
 const CTA_TUPLE_PROTO: u16 = 2;
 // enum ctattr_ip
+#[cfg(test)]
 const CTA_IP_V4_SRC: u16 = 1;
+#[cfg(test)]
 const CTA_IP_V4_DST: u16 = 2;
+#[cfg(test)]
 const CTA_IP_V6_SRC: u16 = 3;
+#[cfg(test)]
 const CTA_IP_V6_DST: u16 = 4;
 // enum ctattr_l4proto
+#[cfg(test)]
 const CTA_PROTO_NUM: u16 = 1;
+#[cfg(test)]
 const CTA_PROTO_SRC_PORT: u16 = 2;
+#[cfg(test)]
 const CTA_PROTO_DST_PORT: u16 = 3;
 const CTA_PROTO_ICMP_ID: u16 = 4;
 const CTA_PROTO_ICMP_TYPE: u16 = 5;
 const CTA_PROTO_ICMP_CODE: u16 = 6;
 // enum ctattr_protoinfo, ctattr_protoinfo_tcp
+#[cfg(test)]
 const CTA_PROTOINFO_TCP: u16 = 1;
+#[cfg(test)]
 const CTA_PROTOINFO_TCP_STATE: u16 = 1;
 
-/// The `nfgenmsg` of a dump request: AF_INET, NFNETLINK_V0, res_id 0 (big endian).
-const DUMP_PAYLOAD: [u8; NFGENMSG_LEN] = [AF_INET, NFNETLINK_V0, 0, 0];
+/// The request for a dump of the IPv4 conntrack table: an `IPCTNL_MSG_CT_GET` with no
+/// attributes after its `nfgenmsg` (AF_INET, NFNETLINK_V0, res_id 0).
+fn dump_message() -> NetfilterMessage {
+    NetfilterMessage::new(
+        NetfilterHeader::new(NetfilterProtoFamily::IPv4, NFNETLINK_V0, 0),
+        ConntrackMessage::Get(Vec::new()),
+    )
+}
 
 /// The request for a dump of the IPv4 conntrack table, as [`dump`] sends it.
 #[cfg(test)]
 fn dump_request(seq: u32) -> Vec<u8> {
+    let msg = dump_message();
     let mut m = Vec::new();
     frame::encode(
         &mut m,
-        CT_GET,
+        NetlinkSerializable::message_type(&msg),
         NLM_F_REQUEST | NLM_F_DUMP,
         seq,
-        NFGENMSG_LEN,
-        |b| b.copy_from_slice(&DUMP_PAYLOAD),
+        Emitable::buffer_len(&msg),
+        |b| msg.emit(b),
     );
     m
 }
@@ -455,10 +497,22 @@ fn read_datagram(buf: &[u8], seq: u32, state: &mut DumpState) -> Option<Result<(
     })
 }
 
-/// The attributes of a buffer: `(type without NLA_F_NESTED/NLA_F_NET_BYTEORDER, payload)`.
-/// Yields one error and stops at the first attribute that does not fit.
-fn attrs(buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), DecodeError>> {
-    frame::attrs(buf).map(|a| a.map_err(|e| malformed(e.to_string())))
+/// The value of an attribute netlink-packet-netfilter keeps undecoded, with its type (the
+/// `NLA_F_NESTED`/`NLA_F_NET_BYTEORDER` flags masked off).
+fn other(nla: &DefaultNla) -> (u16, Vec<u8>) {
+    let mut value = vec![0; nla.value_len()];
+    nla.emit_value(&mut value);
+    (nla.kind() & NLA_TYPE_MASK, value)
+}
+
+/// A netlink-packet-core error as one line, outermost context first: `invalid CTA_STATUS
+/// value: Invalid number. Expected 4 bytes, received 3 bytes`.
+fn crate_text(e: &netlink_packet_core::DecodeError) -> String {
+    e.to_string()
+        .split(" caused by ")
+        .filter(|part| *part != "failed to parse NLAs")
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], DecodeError> {
@@ -481,30 +535,44 @@ fn byte(v: &[u8], what: &str) -> Result<u8, DecodeError> {
 /// Decodes one ctnetlink entry message (an `IPCTNL_MSG_CT_NEW` payload: `struct nfgenmsg`,
 /// then the `CTA_*` attributes). Returns `None` for an entry that is not IPv4. Never panics:
 /// any input that does not decode is an error.
+///
+/// Each top-level attribute is decoded on its own by netlink-packet-netfilter (rather than the
+/// whole message at once) so that an error says which one failed: `original tuple: invalid
+/// SourceAddress value: ...` rather than only `invalid SourceAddress value`.
 pub fn parse_entry(msg: &[u8]) -> Result<Option<Entry>, DecodeError> {
-    let Some((head, body)) = msg.split_at_checked(NFGENMSG_LEN) else {
-        return Err(malformed(format!(
+    let header = NetfilterHeader::parse(msg).map_err(|_| {
+        malformed(format!(
             "conntrack message of {} bytes has no nfgenmsg",
             msg.len()
-        )));
-    };
-    if head[0] != AF_INET {
+        ))
+    })?;
+    if header.family != NetfilterProtoFamily::IPv4 {
         return Ok(None);
     }
     let (mut orig, mut reply, mut status, mut tcp_state) = (None, None, None, None);
     let (mut timeout, mut mark, mut use_count, mut id, mut zone) = (None, None, None, None, None);
-    for attr in attrs(body) {
-        let (ty, v) = attr?;
-        match ty {
-            CTA_TUPLE_ORIG => orig = Some(parse_tuple(v, "original tuple")?),
-            CTA_TUPLE_REPLY => reply = Some(parse_tuple(v, "reply tuple")?),
-            CTA_STATUS => status = Some(be32(v, "CTA_STATUS")?),
-            CTA_PROTOINFO => tcp_state = parse_tcp_state(v)?.or(tcp_state),
-            CTA_TIMEOUT => timeout = Some(be32(v, "CTA_TIMEOUT")?),
-            CTA_MARK => mark = Some(be32(v, "CTA_MARK")?),
-            CTA_USE => use_count = Some(be32(v, "CTA_USE")?),
-            CTA_ID => id = Some(be32(v, "CTA_ID")?),
-            CTA_ZONE => zone = Some(be16(v, "CTA_ZONE")?),
+    for nla in NlasIterator::new(&msg[NFGENMSG_LEN..]) {
+        let nla = nla.map_err(|e| malformed(crate_text(&e)))?;
+        let attr = ConntrackAttribute::parse(&nla).map_err(|e| {
+            let text = crate_text(&e);
+            malformed(match attr_name(nla.kind()) {
+                Some(name) if !text.contains(name) => format!("{name}: {text}"),
+                _ => text,
+            })
+        })?;
+        match attr {
+            ConntrackAttribute::CtaTupleOrig(t) => orig = Some(tuple(&t, "original tuple")?),
+            ConntrackAttribute::CtaTupleReply(t) => reply = Some(tuple(&t, "reply tuple")?),
+            ConntrackAttribute::CtaStatus(s) => status = Some(s.bits()),
+            ConntrackAttribute::CtaProtoInfo(p) => tcp_state = tcp_state_of(&p).or(tcp_state),
+            ConntrackAttribute::CtaTimeout(t) => timeout = Some(t),
+            ConntrackAttribute::CtaMark(m) => mark = Some(m),
+            ConntrackAttribute::Other(nla) => match other(&nla) {
+                (CTA_USE, v) => use_count = Some(be32(&v, "CTA_USE")?),
+                (CTA_ID, v) => id = Some(be32(&v, "CTA_ID")?),
+                (CTA_ZONE, v) => zone = Some(be16(&v, "CTA_ZONE")?),
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -533,36 +601,57 @@ pub fn parse_entry(msg: &[u8]) -> Result<Option<Entry>, DecodeError> {
     }))
 }
 
-/// Decodes a `CTA_TUPLE_*` nest; `None` when its addresses are not IPv4. For ICMP both ports
-/// are the echo identifier.
-fn parse_tuple(v: &[u8], what: &str) -> Result<Option<(Tuple, Option<IcmpKind>)>, DecodeError> {
+/// How an error names the top-level attribute it is in.
+fn attr_name(kind: u16) -> Option<&'static str> {
+    Some(match kind {
+        1 => "original tuple",
+        2 => "reply tuple",
+        3 => "CTA_STATUS",
+        4 => "CTA_PROTOINFO",
+        7 => "CTA_TIMEOUT",
+        8 => "CTA_MARK",
+        _ => return None,
+    })
+}
+
+/// A decoded `CTA_TUPLE_*` nest as podpath's tuple; `None` when its addresses are not IPv4.
+/// For ICMP both ports are the echo identifier (which, with the ICMP type and code,
+/// netlink-packet-netfilter leaves undecoded).
+fn tuple(nlas: &[CtTuple], what: &str) -> Result<Option<(Tuple, Option<IcmpKind>)>, DecodeError> {
     let (mut src, mut dst, mut ipv6) = (None, None, false);
     let (mut proto, mut sport, mut dport) = (None, 0, 0);
     let (mut icmp_id, mut icmp_type, mut icmp_code) = (None, None, None);
-    for attr in attrs(v) {
-        let (ty, v) = attr?;
-        match ty {
-            CTA_TUPLE_IP => {
-                for attr in attrs(v) {
-                    let (ty, v) = attr?;
-                    match ty {
-                        CTA_IP_V4_SRC => src = Some(Ipv4Addr::from(fixed::<4>(v, what)?)),
-                        CTA_IP_V4_DST => dst = Some(Ipv4Addr::from(fixed::<4>(v, what)?)),
-                        CTA_IP_V6_SRC | CTA_IP_V6_DST => ipv6 = true,
+    for nla in nlas {
+        match nla {
+            CtTuple::Ip(ips) => {
+                for ip in ips {
+                    match ip {
+                        IPTuple::SourceAddress(IpAddr::V4(a)) => src = Some(*a),
+                        IPTuple::DestinationAddress(IpAddr::V4(a)) => dst = Some(*a),
+                        IPTuple::SourceAddress(IpAddr::V6(_))
+                        | IPTuple::DestinationAddress(IpAddr::V6(_)) => ipv6 = true,
                         _ => {}
                     }
                 }
             }
-            CTA_TUPLE_PROTO => {
-                for attr in attrs(v) {
-                    let (ty, v) = attr?;
-                    match ty {
-                        CTA_PROTO_NUM => proto = Some(byte(v, "CTA_PROTO_NUM")?),
-                        CTA_PROTO_SRC_PORT => sport = be16(v, "CTA_PROTO_SRC_PORT")?,
-                        CTA_PROTO_DST_PORT => dport = be16(v, "CTA_PROTO_DST_PORT")?,
-                        CTA_PROTO_ICMP_ID => icmp_id = Some(be16(v, "CTA_PROTO_ICMP_ID")?),
-                        CTA_PROTO_ICMP_TYPE => icmp_type = Some(byte(v, "CTA_PROTO_ICMP_TYPE")?),
-                        CTA_PROTO_ICMP_CODE => icmp_code = Some(byte(v, "CTA_PROTO_ICMP_CODE")?),
+            CtTuple::Proto(protos) => {
+                for p in protos {
+                    match p {
+                        ProtoTuple::Protocol(p) => proto = Some(u8::from(*p)),
+                        ProtoTuple::SourcePort(p) => sport = *p,
+                        ProtoTuple::DestinationPort(p) => dport = *p,
+                        ProtoTuple::Other(nla) => match other(nla) {
+                            (CTA_PROTO_ICMP_ID, v) => {
+                                icmp_id = Some(be16(&v, "CTA_PROTO_ICMP_ID")?)
+                            }
+                            (CTA_PROTO_ICMP_TYPE, v) => {
+                                icmp_type = Some(byte(&v, "CTA_PROTO_ICMP_TYPE")?)
+                            }
+                            (CTA_PROTO_ICMP_CODE, v) => {
+                                icmp_code = Some(byte(&v, "CTA_PROTO_ICMP_CODE")?)
+                            }
+                            _ => {}
+                        },
                         _ => {}
                     }
                 }
@@ -598,21 +687,19 @@ fn parse_tuple(v: &[u8], what: &str) -> Result<Option<(Tuple, Option<IcmpKind>)>
     )))
 }
 
-/// The TCP state number inside a `CTA_PROTOINFO` nest, if it holds one.
-fn parse_tcp_state(v: &[u8]) -> Result<Option<u8>, DecodeError> {
+/// The TCP state number of a `CTA_PROTOINFO` nest, if it holds one.
+fn tcp_state_of(info: &[ProtoInfo]) -> Option<u8> {
     let mut state = None;
-    for attr in attrs(v) {
-        let (ty, v) = attr?;
-        if ty == CTA_PROTOINFO_TCP {
-            for attr in attrs(v) {
-                let (ty, v) = attr?;
-                if ty == CTA_PROTOINFO_TCP_STATE {
-                    state = Some(byte(v, "CTA_PROTOINFO_TCP_STATE")?);
+    for i in info {
+        if let ProtoInfo::TCP(tcp) = i {
+            for t in tcp {
+                if let ProtoInfoTCP::State(s) = t {
+                    state = Some(*s);
                 }
             }
         }
     }
-    Ok(state)
+    state
 }
 
 #[cfg(test)]

@@ -54,7 +54,9 @@ fn the_dns_pod_comes_after_the_case_pods_and_kube_dns_at_the_tenth_address() {
         ip("10.244.1.2")
     );
 
-    let kube_dns = plan.services.last().unwrap();
+    // kube-dns is the last of the case's Services; the API's default/kubernetes follows.
+    let kube_dns = &plan.services[plan.services.len() - 2];
+    assert_eq!(plan.services.last().unwrap().id(), "default/kubernetes");
     assert_eq!(kube_dns.id(), "kube-system/kube-dns");
     assert_eq!(kube_dns.cluster_ip, Some(ip("10.96.0.10")));
     assert_eq!(
@@ -283,6 +285,7 @@ fn the_records_hold_every_service_endpoint_and_pod() {
             ("other/web".into(), Some(ip("10.96.0.3"))),
             ("default/db".into(), None),
             ("kube-system/kube-dns".into(), Some(ip("10.96.0.10"))),
+            ("default/kubernetes".into(), Some(ip("10.96.0.1"))),
         ]
     );
     let web = &records.services[0];
@@ -662,7 +665,7 @@ fn the_plan_shows_the_dns_server_resolv_conf_names_and_commands() {
     let dns = &text[text.find("\ndns ").unwrap() + 1..text.find("flow f").unwrap()];
     assert_eq!(
             dns,
-            "dns coredns (namespace kube-system) on node1 at 10.244.1.4: zone cluster.local, ttl 30, 4 Services, 7 pods
+            "dns coredns (namespace kube-system) on node1 at 10.244.1.4: zone cluster.local, ttl 30, 5 Services, 7 pods
   resolv     namespace default: nameserver 10.96.0.10; search default.svc.cluster.local svc.cluster.local cluster.local; options ndots:5
   resolv     namespace other: nameserver 10.96.0.10; search other.svc.cluster.local svc.cluster.local cluster.local; options ndots:5
 "

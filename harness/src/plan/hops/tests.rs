@@ -467,7 +467,7 @@ flows:
     "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, dst: 'svc/nope:80' }] } }\n",
     12,
     104,
-    "unknown Service `default/nope` in `dst` (Services: default/myapp, default/db, kube-system/kube-dns)"
+    "unknown Service `default/nope` in `dst` (Services: default/myapp, default/db, kube-system/kube-dns, default/kubernetes)"
 )]
 #[case::headless_service(
     "  - { name: f, from: pod-a, to: 'pod-b:8080', expect: { reach: pod-b, hops: [{ iface: pod-a/eth0, dst: svc/db }] } }\n",

@@ -66,6 +66,7 @@ fn cluster_ips_skip_the_first_host_dot_ten_and_fixed_ones() {
             "s8=10.96.0.7",
             "s9=10.96.0.8",
             "s10=10.96.0.9",
+            "kubernetes=10.96.0.1",
         ]
     );
     assert_eq!(plan.service_cidr, "10.96.0.0/12".parse().unwrap());
@@ -133,6 +134,7 @@ services:
         ("c/80/TCP", None),
         ("d/x 80/TCP", Some(30004)),
         ("d/y 80/UDP", Some(30004)),
+        ("kubernetes/https 443/TCP", None),
     ]
     .into_iter()
     .map(|(name, port)| (name.to_owned(), port))
@@ -369,6 +371,15 @@ fn every_node_gets_a_service_table_with_one_service_port_per_port() {
         endpoints: vec![ep("10.244.2.2", 53, "node2", true)],
         ..http.clone()
     };
+    // The API's default/kubernetes comes last in every table; the case's Services before it.
+    let mut plan = plan;
+    for table in &mut plan.proxy {
+        let api = table.services.pop().unwrap();
+        assert_eq!(
+            (api.name.as_str(), api.cluster_ip, api.port),
+            ("kubernetes", Some(ip("10.96.0.1")), 443)
+        );
+    }
     assert_eq!(
         plan.proxy[0],
         ServiceTable {
@@ -542,6 +553,10 @@ service default/empty ClusterIP 10.96.0.4 (line 10)
   selector   app=none
   port       80/TCP -> targetPort 80
     no endpoints
+service default/kubernetes ClusterIP 10.96.0.1 (the served API's, declared by podpath)
+  selector   none (endpoints listed)
+  port       https 443/TCP -> targetPort 6443
+    endpoint 172.18.255.254:6443
 flow f (line 12): a -> tcp 10.96.0.2:80 (Service default/web port http 80/TCP), timeout 2s, 4 attempts
   expect reach b, each of them at least once
 flow g (line 13): a -> tcp 172.18.0.2:30080 (node1's NodePort to Service default/web port http 80/TCP), timeout 2s, 3 attempts
@@ -592,7 +607,11 @@ fn the_example_of_the_case_format_plans() {
     let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
     let end = start + doc[start..].find("```").unwrap();
     let plan = plan(FILE, &doc[start..end]);
-    assert_eq!(plan.services.len(), 2);
+    assert_eq!(
+        plan.services.len(),
+        3,
+        "two Services and default/kubernetes"
+    );
     assert_eq!(plan.services[1].ports[0].node_port, Some(30000));
     assert_eq!(plan.services[1].ports[0].endpoints[0].port, 8443);
     let node_port = plan.flows.iter().find(|f| f.name == "node-port").unwrap();
@@ -1052,7 +1071,21 @@ flows:
     "services:\n  - { name: web, selector: { app: web }, ports: [{ port: 80, targetPort: 8080 }] }\nflows:\n  - { name: f, from: a, to: svc/api:80, expect: { reach: b } }\n",
     10,
     29,
-    "unknown Service `default/api` in `to` (Services: default/web)"
+    "unknown Service `default/api` in `to` (Services: default/web, default/kubernetes)"
+)]
+#[case::the_api_service_name_is_taken(
+    Some(""),
+    "services:\n  - { name: kubernetes, selector: { app: web }, ports: [{ port: 80 }] }\n",
+    8,
+    13,
+    "Service default/kubernetes is the API's, which podpath declares itself (its ClusterIP is the service CIDR's first host); name yours otherwise"
+)]
+#[case::the_api_cluster_ip_is_taken(
+    Some(""),
+    "services:\n  - { name: web, clusterIP: 10.96.0.1, ports: [{ port: 80 }] }\n",
+    8,
+    29,
+    "clusterIP 10.96.0.1 is the kubernetes API Service's (default/kubernetes, the service CIDR's first host)"
 )]
 #[case::flow_unknown_service_namespace(
     Some(""),

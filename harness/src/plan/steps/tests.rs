@@ -106,9 +106,13 @@ fn an_absent_service_is_allocated_from_the_start_and_only_programmed_once_create
             .map(|s| s.name.clone())
             .collect()
     };
-    assert_eq!(names(0), ["w", "u", "kube-dns", "kube-dns"]);
-    assert_eq!(names(2), ["u", "kube-dns", "kube-dns"]);
-    assert_eq!(names(3), ["late", "u", "kube-dns", "kube-dns"]);
+    // The API's default/kubernetes last, in every revision.
+    assert_eq!(names(0), ["w", "u", "kube-dns", "kube-dns", "kubernetes"]);
+    assert_eq!(names(2), ["u", "kube-dns", "kube-dns", "kubernetes"]);
+    assert_eq!(
+        names(3),
+        ["late", "u", "kube-dns", "kube-dns", "kubernetes"]
+    );
     // Revision 0 is the plan's own proxy tables and DNS records.
     assert_eq!(p.revisions[0].proxy, p.proxy);
     assert_eq!(
@@ -125,8 +129,8 @@ fn an_absent_service_is_allocated_from_the_start_and_only_programmed_once_create
             .map(|s| s.name.clone())
             .collect()
     };
-    assert_eq!(dns_names(0), ["w", "u", "kube-dns"]);
-    assert_eq!(dns_names(3), ["late", "u", "kube-dns"]);
+    assert_eq!(dns_names(0), ["w", "u", "kube-dns", "kubernetes"]);
+    assert_eq!(dns_names(3), ["late", "u", "kube-dns", "kubernetes"]);
     let pods = |r: usize| p.revisions[r].dns.as_ref().unwrap().pods.len();
     assert_eq!(pods(4), pods(3) - 1, "a deleted pod has no DNS record");
 }

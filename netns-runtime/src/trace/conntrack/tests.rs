@@ -297,7 +297,47 @@ fn missing_or_misshapen_attributes_are_errors() {
         (vec![orig.clone(), reply.clone()], "CTA_STATUS"),
         (
             vec![orig.clone(), reply.clone(), attr(CTA_STATUS, &[0, 0, 1])],
-            "CTA_STATUS: 3 bytes",
+            // netlink-packet-netfilter's words, named by podpath when they do not say where.
+            "invalid CTA_STATUS value: Invalid number. Expected 4 bytes, received 3 bytes",
+        ),
+        (
+            vec![
+                // The source address one byte short.
+                nest(
+                    CTA_TUPLE_ORIG,
+                    &[nest(CTA_TUPLE_IP, &[attr(CTA_IP_V4_SRC, &[1, 2, 3])])],
+                ),
+                reply.clone(),
+                status.clone(),
+            ],
+            "original tuple: invalid SourceAddress value: Invalid IP address. \
+             Expected 4 or 16 bytes, received 3 bytes",
+        ),
+        // What the crate leaves undecoded is checked by podpath.
+        (
+            vec![
+                orig.clone(),
+                reply.clone(),
+                status.clone(),
+                attr(CTA_ZONE, &[0, 0, 7]),
+            ],
+            "CTA_ZONE: 3 bytes, expected 2",
+        ),
+        (
+            vec![
+                tuple_nest(
+                    CTA_TUPLE_ORIG,
+                    "10.0.0.1",
+                    "10.0.0.2",
+                    &[
+                        attr(CTA_PROTO_NUM, &[1]),
+                        attr(CTA_PROTO_ICMP_TYPE, &[8, 0]),
+                    ],
+                ),
+                reply.clone(),
+                status.clone(),
+            ],
+            "CTA_PROTO_ICMP_TYPE: 2 bytes, expected 1",
         ),
         (
             vec![
@@ -631,4 +671,51 @@ fn matches_every_form_of_a_natted_connection() {
         Some(Reply)
     );
     assert_eq!(plain.matches(&t(1, "10.0.1.2", 1, "10.0.2.2", 1)), None);
+}
+
+/// Three entry messages exactly as a kernel (6.x) dumped them from a scratch namespace: a ping
+/// on lo, an unanswered UDP datagram, and a TCP connection to 10.96.0.1:80 DNATed to
+/// 127.0.0.1:8080 (its CTA_PROTOINFO_TCP carries window scales and flags too); beside each, the
+/// line `conntrack -L` printed for it at the same moment.
+const KERNEL_DUMP: [(&str, &str); 3] = [
+    (
+        "020000003c00018014000180080001007f000001080002007f00000124000280050001000100000006000400\
+         73240000050005000800000005000600000000003c00028014000180080001007f000001080002007f000001\
+         240002800500010001000000060004007324000005000500000000000500060000000000080003000000018a\
+         080008000000000008000c00890d2ac308000b0000000001080007000000001d",
+        "icmp     1 29 src=127.0.0.1 dst=127.0.0.1 type=8 code=0 id=29476 \
+         src=127.0.0.1 dst=127.0.0.1 type=0 code=0 id=29476 mark=0 use=1",
+    ),
+    (
+        "020000003400018014000180080001007f000001080002007f0000011c000280050001001100000006000200\
+         ea9300000600030014e900003400028014000180080001007f000001080002007f0000011c00028005000100\
+         110000000600020014e9000006000300ea9300000800030000000188080008000000000008000c0031d5cdf4\
+         08000b0000000001080007000000001d",
+        "udp      17 29 src=127.0.0.1 dst=127.0.0.1 sport=60051 dport=5353 [UNREPLIED] \
+         src=127.0.0.1 dst=127.0.0.1 sport=5353 dport=60051 mark=0 use=1",
+    ),
+    (
+        "020000003400018014000180080001000a600001080002000a6000011c000280050001000600000006000200\
+         965e000006000300005000003400028014000180080001007f000001080002000a6000011c00028005000100\
+         06000000060002001f90000006000300965e000008000300000001ae080008000000000008000c00cac68b86\
+         08000b00000000010800070000000077300004802c0001800500010007000000050002000a00000005000300\
+         0a00000006000400270000000600050023000000",
+        "tcp      6 119 TIME_WAIT src=10.96.0.1 dst=10.96.0.1 sport=38494 dport=80 \
+         src=127.0.0.1 dst=10.96.0.1 sport=8080 dport=38494 [ASSURED] mark=0 use=1",
+    ),
+];
+
+#[test]
+fn a_real_kernel_dump_decodes_to_what_conntrack_lists() {
+    for (hex, line) in KERNEL_DUMP {
+        let msg = data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap();
+        let e = parsed(&msg);
+        assert_eq!(e.to_string(), line);
+        assert!(e.id.is_some());
+        // Through the framing too, as one datagram of a dump.
+        let datagram = [nlmsg(CT_NEW, 2, 9, &msg), done(9)].concat();
+        let mut state = DumpState::default();
+        assert_eq!(read_datagram(&datagram, 9, &mut state), Some(Ok(())));
+        assert_eq!(state.entries, [e]);
+    }
 }

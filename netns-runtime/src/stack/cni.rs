@@ -745,7 +745,7 @@ impl CniAttach {
             .collect();
         stale.sort();
         for file in stale {
-            match self.from_cache(n, &file) {
+            match self.cached_attachment(n, &file) {
                 Ok(a) => {
                     if let Err(e) = self.del(&a) {
                         errors.extend(e);
@@ -781,7 +781,7 @@ impl CniAttach {
     }
 
     /// An attachment as its cache entry on node `n` records it (for GC's DELs).
-    fn from_cache(&self, n: &CniNode, file: &Path) -> Result<CniAttachment, DriverError> {
+    fn cached_attachment(&self, n: &CniNode, file: &Path) -> Result<CniAttachment, DriverError> {
         let bad = |problem: String| {
             self.generic(n.runner.subject.clone())(format!(
                 "cache entry {}: {problem}",

@@ -135,8 +135,7 @@ fn main() {
         let mut builtin: Option<(Duration, Duration)> = None;
         for stack in STACKS {
             let name = format!("{pods} pods {stack}");
-            if !args.filters.is_empty() && !args.filters.iter().any(|f| name.contains(f.as_str()))
-            {
+            if !args.filters.is_empty() && !args.filters.iter().any(|f| name.contains(f.as_str())) {
                 continue;
             }
             match measure(stack, &topo, reps, &mut serial) {

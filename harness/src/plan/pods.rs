@@ -218,10 +218,7 @@ impl Planner {
     }
 
     /// A pod's listeners, sorted, and the names given to some of them.
-    pub(super) fn listeners(
-        &mut self,
-        entries: &[Spanned<ListenEntry>],
-    ) -> Listeners {
+    pub(super) fn listeners(&mut self, entries: &[Spanned<ListenEntry>]) -> Listeners {
         let mut listeners: Vec<Listener> = Vec::with_capacity(entries.len());
         let mut names: Vec<(String, Listener)> = Vec::new();
         let mut published = Vec::new();
@@ -272,11 +269,7 @@ impl Planner {
 
     /// `{ port: 8080, protocol: tcp, name: http }`; the name is checked here and returned
     /// only when valid.
-    fn listener_spec(
-        &mut self,
-        spec: &ListenSpec,
-        at: YamlLocation,
-    ) -> ListenerSpec {
+    fn listener_spec(&mut self, spec: &ListenSpec, at: YamlLocation) -> ListenerSpec {
         let port = match &spec.port {
             None => {
                 self.error(at, "listener has no `port`");

@@ -7,7 +7,10 @@
 //! plugin by plugin in the list's order (each gets the previous one's result as `prevResult`),
 //! then `CHECK` with the final result unless the list says `disableCheck` (or its version
 //! predates CHECK), and at teardown, before the namespaces go, `DEL` in reverse order with the
-//! cached result. Every plugin runs in the node's namespace with a timeout.
+//! cached result. Every plugin runs in the node's namespace with a timeout. A list of version
+//! 1.1.0 also gets `STATUS` on each node before its first ADD; `GC` runs as libcni's does
+//! ([`CniAttach::gc`]). The same calls are public ([`CniAttach::attachment`], `add`, `check`,
+//! `del`, [`CniAttach::node`], `status`, `gc`), for lifecycle trials on one attachment.
 //!
 //! State is kept per node under the sandbox's private `/run` ([`STATE_ROOT`]`/<node>/`):
 //! the result cache in libcni's layout (`results/<network>-<containerID>-<ifname>`),
@@ -314,8 +317,9 @@ impl CniNode {
 /// Everything a plugin call needs: whom it is for, the node's namespace, the environment.
 #[derive(Clone)]
 struct Runner {
-    /// How errors name what the call is for: `pod client`, `node node1`.
+    /// The pod's name (empty for a node's STATUS and GC).
     pod: String,
+    /// How errors name what the call is for: `pod client`, `node node1`.
     subject: String,
     node_netns: PathBuf,
     env: BTreeMap<String, String>,

@@ -162,6 +162,9 @@ pub struct ListenSpec {
     pub port: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
     pub name: Option<Spanned<String>>,
+    /// The node port the container port is published on (Kubernetes' `hostPort`).
+    #[serde(rename = "hostPort")]
+    pub host_port: Option<Spanned<String>>,
 }
 
 /// Lets a text listener be compared with what was written (`listen[0].value == "8080/tcp"`).

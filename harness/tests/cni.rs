@@ -30,7 +30,8 @@ fn impl_dir(name: &str) -> PathBuf {
 
 /// A trial that needs plugin directories: ignored (with the reason on stderr) when one is
 /// missing, failed then under `CI=true`.
-fn needing(name: &'static str, dirs: Vec<PathBuf>, f: fn() -> Outcome) -> Trial {
+fn needing(name: impl Into<String>, dirs: Vec<PathBuf>, f: fn() -> Outcome) -> Trial {
+    let name = name.into();
     let missing: Vec<String> = dirs
         .iter()
         .filter(|d| !d.is_dir())
@@ -103,6 +104,19 @@ fn main() -> ExitCode {
         ),
         Trial::test("a_failing_check_fails_the_build", fake_check_fails),
     ];
+    let upstream = || vec![impl_dir("cni-plugins-v1.10.0")];
+    let mut trials = trials;
+    for (stack, case, _, _) in BROKEN {
+        trials.push(needing(
+            format!(
+                "broken_{}_is_caught_by_{}",
+                stack.replace('-', "_"),
+                case.replace(['/', '-'], "_")
+            ),
+            upstream(),
+            broken_by_name(stack),
+        ));
+    }
     let conclusion = libtest_mimic::run(&args, trials);
     let _ = std::fs::remove_dir(
         std::env::temp_dir().join(format!("podpath-cni-{}", std::process::id())),
@@ -445,4 +459,82 @@ echo '{"cniVersion":"1.0.0","interfaces":[{"name":"'h$$'"},{"name":"'$CNI_IFNAME
             "for pod client, CNI_COMMAND=CHECK: exit code 1; CNI error 100: eth0 lost its address",
         ],
     )
+}
+
+/// The misconfigurations of `harness/stacks/broken/` (docs/cni-misconfigurations.md): each
+/// stack, the case that catches it, and what its run must say (a failing trial with its cause,
+/// or, where the suite can only say so, the ignored trial with its reason).
+const BROKEN: [(&str, &str, &str, &str); 6] = [
+    (
+        "hairpin-off",
+        "services/hairpin",
+        "FAIL services/hairpin::iptables::self-through-service: no answer came back",
+        "",
+    ),
+    (
+        "no-gateway",
+        "cross-node-vxlan",
+        "FAIL cross-node-vxlan::tcp: no answer came back",
+        "",
+    ),
+    (
+        "masquerade-pod-to-pod",
+        "cross-node-vxlan",
+        "FAIL cross-node-vxlan::tcp: ",
+        "which saw source 10.244.1.0",
+    ),
+    (
+        "mtu-too-large",
+        "pod-mtu",
+        "FAIL pod-mtu::iptables::largest-unfragmented-packet-crosses-the-overlay: expected exit code 0, the command ended with exit code 1",
+        "Frag needed and DF set (mtu = 1450)",
+    ),
+    (
+        "no-portmap",
+        "host-port",
+        "ignored host-port::from-outside: the flow goes to node1's hostPort 18080/tcp (pod web), which only a CNI chain with portmap publishes",
+        "",
+    ),
+    (
+        "cluster-wide-range",
+        "same-node",
+        "FAIL same-node::tcp: building the cluster of cases/same-node.yaml on stack broken-cluster-wide-range failed: ",
+        "outside node node1's pod range 10.244.1.0/24",
+    ),
+];
+
+fn broken_by_name(stack: &str) -> fn() -> Outcome {
+    match stack {
+        "hairpin-off" => || broken(0),
+        "no-gateway" => || broken(1),
+        "masquerade-pod-to-pod" => || broken(2),
+        "mtu-too-large" => || broken(3),
+        "no-portmap" => || broken(4),
+        _ => || broken(5),
+    }
+}
+
+/// Runs broken stack `BROKEN[i]` on its case: the run must say what the catalogue says.
+fn broken(i: usize) -> Outcome {
+    let (stack, case, want, also) = BROKEN[i];
+    let reports = scratch(&format!("broken-{stack}-reports"));
+    let before = host_state();
+    let out = run(
+        &Path::new("harness/stacks/broken").join(format!("{stack}.yaml")),
+        &[&format!("cases/{case}.yaml")],
+        &reports,
+    );
+    let (stdout, stderr) = text(&out);
+    if no_sandbox(&out) {
+        return Ok(());
+    }
+    let all = format!("{stdout}{stderr}");
+    check(all.contains(want), || format!("missing {want:?}:\n{all}"))?;
+    check(all.contains(also), || format!("missing {also:?}:\n{all}"))?;
+    if want.starts_with("FAIL") {
+        check(!out.status.success(), || format!("it passed:\n{all}"))?;
+    }
+    check(before == host_state(), || "the host changed".into())?;
+    let _ = std::fs::remove_dir_all(&reports);
+    Ok(())
 }

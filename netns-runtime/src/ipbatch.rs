@@ -428,6 +428,7 @@ mod tests {
                     onlink: false,
                 }],
                 listeners: vec![],
+                host_ports: Vec::new(),
                 resolv_conf: None,
                 hosts: None,
             }

@@ -126,6 +126,9 @@ pub struct Pod {
     pub routes: Vec<Route>,
     /// Echo servers the pod runs.
     pub listeners: Vec<Listener>,
+    /// The node ports a container port of the pod is published on (`hostPort`), which a
+    /// runtime passes to CNI plugins as `runtimeConfig.portMappings`.
+    pub host_ports: Vec<HostPort>,
     /// The pod's `/etc/resolv.conf` as the kubelet writes it (`None`: the cluster has no DNS,
     /// the pod sees the host's).
     pub resolv_conf: Option<String>,
@@ -201,6 +204,14 @@ impl fmt::Display for Proto {
             Proto::Udp => "udp",
         })
     }
+}
+
+/// A pod's container port published on its node (`hostPort`), as CNI's `portMappings` has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPort {
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: Proto,
 }
 
 /// A builtin echo server: answers every connection or datagram with who it is and who it saw.

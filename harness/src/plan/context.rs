@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::stack::Attachment;
-use netns_runtime::topology::Listener;
+use netns_runtime::topology::{HostPort, Listener};
 
 use crate::diag::Diagnostics;
 
@@ -62,6 +62,8 @@ pub(super) struct PodDraft {
     pub(super) ip: Option<Ipv4Addr>,
     pub(super) host_veth: String,
     pub(super) listeners: Vec<Listener>,
+    /// Its listeners published on its node (`hostPort`), passed to CNI as `portMappings`.
+    pub(super) host_ports: Vec<HostPort>,
     /// What the pod answers on, for validation: its listeners, and 53/udp and 53/tcp for the
     /// cluster DNS pod (whose DNS server the runtime runs).
     pub(super) serves: Vec<Listener>,

@@ -90,6 +90,13 @@ impl fmt::Display for Plan {
                 write_route(f, route)?;
             }
             write_listeners(f, &pod.listeners)?;
+            for h in &pod.host_ports {
+                writeln!(
+                    f,
+                    "  {:<10} {}/{} on its node -> {}/{} (CNI portMappings)",
+                    "hostPort", h.host_port, h.proto, h.container_port, h.proto
+                )?;
+            }
             if let Some(entry) = pod.hosts.as_deref().and_then(|h| h.lines().last()) {
                 writeln!(f, "  {:<10} {}", "hosts", entry.replace('\t', " "))?;
             }

@@ -471,6 +471,7 @@ pub(super) fn dns_pod(node: usize, at: YamlLocation) -> PodDraft {
         ip: None,
         host_veth: String::new(),
         listeners: Vec::new(),
+        host_ports: Vec::new(),
         serves,
         hostname: None,
         subdomain: None,

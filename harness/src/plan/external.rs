@@ -11,7 +11,13 @@ impl Planner {
         spec: &ExternalSpec,
         cluster: &ClusterParams,
     ) -> ExternalDraft {
-        let (listeners, _) = self.listeners(spec.listen.as_deref().unwrap_or_default());
+        let (listeners, _, published) = self.listeners(spec.listen.as_deref().unwrap_or_default());
+        for (_, at) in published {
+            self.error(
+                at,
+                "`hostPort` publishes a pod's container port on its node; the external host is no pod",
+            );
+        }
         ExternalDraft {
             addr: cluster.node_cidr.map(underlay_gateway),
             listeners,

@@ -93,6 +93,8 @@ pub struct ContainerPort {
     pub container_port: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
     pub name: Option<Spanned<String>>,
+    #[serde(rename = "hostPort")]
+    pub host_port: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -266,6 +268,7 @@ fn pod(m: &Spanned<Manifest>, meta: &Spanned<ObjectMeta>) -> Result<Spanned<PodS
                     port: p.value.container_port.clone(),
                     protocol: p.value.protocol.clone(),
                     name: p.value.name.clone(),
+                    host_port: p.value.host_port.clone(),
                 })),
                 p.referenced,
                 p.defined,

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use netns_runtime::topology::{EXTERNAL_HOST, Listener, Proto, UNDERLAY_NETNS};
+use netns_runtime::topology::{EXTERNAL_HOST, HostPort, Listener, Proto, UNDERLAY_NETNS};
 use serde_saphyr::Spanned;
 
 use super::context::{NodeDraft, Planner, PodDraft, YamlLocation};
@@ -13,6 +13,21 @@ use super::parse::{
 };
 use super::topology::{POD_BRIDGE, gateway, host_veth_name};
 use crate::case::{ListenEntry, ListenSpec, PodSpec};
+
+/// A pod's listeners, the names given to some, and those published on its node (`hostPort`)
+/// with where each was written.
+type Listeners = (
+    Vec<Listener>,
+    Vec<(String, Listener)>,
+    Vec<(HostPort, YamlLocation)>,
+);
+
+/// One listener mapping: the listener, its name, its hostPort with its location.
+type ListenerSpec = (
+    Option<Listener>,
+    Option<Spanned<String>>,
+    Option<(u16, YamlLocation)>,
+);
 
 impl Planner {
     pub(super) fn pods(
@@ -27,6 +42,7 @@ impl Planner {
             .collect();
         let mut names: HashMap<String, YamlLocation> = HashMap::new();
         let mut ips: HashMap<Ipv4Addr, String> = HashMap::new();
+        let mut host_ports_taken: HashMap<(Option<usize>, u16, Proto), String> = HashMap::new();
         let mut drafts = Vec::with_capacity(specs.len());
 
         for entry in specs {
@@ -90,8 +106,25 @@ impl Planner {
                 Some(addr)
             });
 
-            let (listeners, port_names) =
+            let (listeners, port_names, published) =
                 self.listeners(spec.listen.as_deref().unwrap_or_default());
+            let mut host_ports = Vec::new();
+            for (h, at) in published {
+                let key = (node, h.host_port, h.proto);
+                match node.and_then(|_| host_ports_taken.get(&key)) {
+                    Some(other) => self.error(
+                        at,
+                        format!(
+                            "hostPort {}/{} is published by {other} on the same node already",
+                            h.host_port, h.proto
+                        ),
+                    ),
+                    None => {
+                        host_ports_taken.insert(key, label.clone());
+                        host_ports.push(h);
+                    }
+                }
+            }
             let hostname = spec
                 .hostname
                 .as_ref()
@@ -118,6 +151,7 @@ impl Planner {
                 host_veth: String::new(),
                 serves: listeners.clone(),
                 listeners,
+                host_ports,
                 hostname,
                 subdomain,
                 learned: None,
@@ -184,16 +218,15 @@ impl Planner {
     }
 
     /// A pod's listeners, sorted, and the names given to some of them.
-    pub(super) fn listeners(
-        &mut self,
-        entries: &[Spanned<ListenEntry>],
-    ) -> (Vec<Listener>, Vec<(String, Listener)>) {
+    pub(super) fn listeners(&mut self, entries: &[Spanned<ListenEntry>]) -> Listeners {
         let mut listeners: Vec<Listener> = Vec::with_capacity(entries.len());
         let mut names: Vec<(String, Listener)> = Vec::new();
+        let mut published = Vec::new();
         for entry in entries {
-            let (listener, name) = match &entry.value {
+            let (listener, name, host_port) = match &entry.value {
                 ListenEntry::Text(text) => (
                     self.listener(&Spanned::new(text.clone(), entry.referenced, entry.defined)),
+                    None,
                     None,
                 ),
                 ListenEntry::Spec(spec) => self.listener_spec(spec, entry.referenced),
@@ -206,6 +239,16 @@ impl Planner {
                 continue;
             }
             listeners.push(listener);
+            if let Some((port, at)) = host_port {
+                published.push((
+                    HostPort {
+                        host_port: port,
+                        container_port: listener.port,
+                        proto: listener.proto,
+                    },
+                    at,
+                ));
+            }
             if let Some(name) = name {
                 if names.iter().any(|(n, _)| *n == name.value) {
                     self.error(
@@ -221,16 +264,12 @@ impl Planner {
             }
         }
         listeners.sort();
-        (listeners, names)
+        (listeners, names, published)
     }
 
     /// `{ port: 8080, protocol: tcp, name: http }`; the name is checked here and returned
     /// only when valid.
-    fn listener_spec(
-        &mut self,
-        spec: &ListenSpec,
-        at: YamlLocation,
-    ) -> (Option<Listener>, Option<Spanned<String>>) {
+    fn listener_spec(&mut self, spec: &ListenSpec, at: YamlLocation) -> ListenerSpec {
         let port = match &spec.port {
             None => {
                 self.error(at, "listener has no `port`");
@@ -274,11 +313,24 @@ impl Planner {
                 }
                 None => Some(name.clone()),
             });
+        let host_port = spec
+            .host_port
+            .as_ref()
+            .and_then(|v| match parse_port(&v.value) {
+                Ok(port) => Some((port, v.referenced)),
+                Err(problem) => {
+                    self.error(
+                        v.referenced,
+                        format!("hostPort {} {problem}", quoted(&v.value)),
+                    );
+                    None
+                }
+            });
         let listener = match (port, proto) {
             (Some(port), Some(proto)) => Some(Listener { port, proto }),
             _ => None,
         };
-        (listener, name)
+        (listener, name, host_port)
     }
 
     fn listener(&mut self, entry: &Spanned<String>) -> Option<Listener> {

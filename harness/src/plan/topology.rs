@@ -267,6 +267,7 @@ pub(super) fn build_topology(
                 .collect(),
             eth0,
             listeners: pod.listeners.clone(),
+            host_ports: pod.host_ports.clone(),
             resolv_conf,
             hosts,
         });

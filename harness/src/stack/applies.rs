@@ -9,8 +9,9 @@ use netns_runtime::stack::calico::{self, CalicoMode};
 use netns_runtime::stack::{Drivers, Encapsulation};
 
 use crate::plan::hops::{HopKind, HopPlan};
-use crate::plan::{Expect, FlowPlan, Plan};
+use crate::plan::{Expect, FlowPlan, Plan, Target};
 use crate::stack::{AttachLayer, DnsLayer, NetworkLayer, Stack};
+use netns_runtime::topology::Proto;
 
 /// Whether the case chose the builtin node network `none` (`cluster.overlay: none`): nodes
 /// whose pods the others cannot reach.
@@ -73,6 +74,9 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
             stack.name
         ));
     }
+    if let Some(reason) = host_port_ignored(plan, flow, stack) {
+        return Some(reason);
+    }
     let hops = &flow.hops;
     let mut all = hops.forward.iter().chain(&hops.reply);
     // Built once for the flow, not once per hop.
@@ -92,6 +96,45 @@ pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<Strin
         .or_else(|| all.find_map(|hop| hop_ignored(plan, hop, stack, drivers)))
         .or_else(|| avoid_vxlan_ignored(plan, flow, stack))
         .or_else(|| seen_source_ignored(plan, flow, stack))
+}
+
+/// A flow to a node's address at a port a pod of that node publishes (`hostPort`) needs a pod
+/// attach that publishes it: a CNI chain with a plugin declaring the `portMappings` capability
+/// (portmap). The builtin attaches, like the bridge plugin alone, publish nothing
+/// (docs/case-format.md, "hostPort").
+fn host_port_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    let (ip, port, proto) = match flow.target {
+        Target::Tcp(a) => (*a.ip(), a.port(), Proto::Tcp),
+        Target::Udp(a) => (*a.ip(), a.port(), Proto::Udp),
+        Target::Icmp(_) => return None,
+    };
+    if flow.service.is_some() {
+        return None;
+    }
+    let node = plan
+        .topology
+        .nodes
+        .iter()
+        .position(|n| n.eth0.addr.addr() == ip)?;
+    let (pod, h) = plan.topology.pods.iter().find_map(|p| {
+        let h = p
+            .host_ports
+            .iter()
+            .find(|h| p.node == node && h.host_port == port && h.proto == proto)?;
+        Some((p, h))
+    })?;
+    let publishes = matches!(&stack.attach, AttachLayer::Cni { conflist, .. } if conflist.declares("portMappings"));
+    (!publishes).then(|| {
+        format!(
+            "the flow goes to {}'s hostPort {}/{} (pod {}), which only a CNI chain with portmap publishes (a plugin declaring the `portMappings` capability), and stack {}'s pod attach ({}) publishes no hostPort",
+            plan.topology.nodes[node].name,
+            h.host_port,
+            h.proto,
+            pod.name,
+            stack.name,
+            stack.drivers().attach.name()
+        )
+    })
 }
 
 /// Whether a case is one of the Calico cases: its hops name `cali*` host-side veths.

@@ -7,7 +7,10 @@
 //! plugin by plugin in the list's order (each gets the previous one's result as `prevResult`),
 //! then `CHECK` with the final result unless the list says `disableCheck` (or its version
 //! predates CHECK), and at teardown, before the namespaces go, `DEL` in reverse order with the
-//! cached result. Every plugin runs in the node's namespace with a timeout.
+//! cached result. Every plugin runs in the node's namespace with a timeout. A list of version
+//! 1.1.0 also gets `STATUS` on each node before its first ADD; `GC` runs as libcni's does
+//! ([`CniAttach::gc`]). The same calls are public ([`CniAttach::attachment`], `add`, `check`,
+//! `del`, [`CniAttach::node`], `status`, `gc`), for lifecycle trials on one attachment.
 //!
 //! State is kept per node under the sandbox's private `/run` ([`STATE_ROOT`]`/<node>/`):
 //! the result cache in libcni's layout (`results/<network>-<containerID>-<ifname>`),
@@ -220,7 +223,11 @@ impl Placeholders {
     }
 }
 
-/// The CNI pod attach.
+/// The CNI pod attach, and the runtime API under it: [`CniAttach::attachment`] describes one
+/// pod's attachment, [`CniAttach::add`], [`CniAttach::check`] and [`CniAttach::del`] run the
+/// list's plugins for it, [`CniAttach::status`] and [`CniAttach::gc`] for a node's network
+/// (lists of version 1.1.0). Clones share what the attach remembers (versions, pods, dirs).
+#[derive(Clone)]
 pub struct CniAttach {
     pub conflist: ConfList,
     /// Where plugins are looked for, in order (`CNI_PATH`).
@@ -255,24 +262,65 @@ struct State {
     /// Supported versions by plugin binary.
     versions: Mutex<HashMap<PathBuf, Vec<String>>>,
     /// Every pod an ADD was started for, in order.
-    pods: Mutex<Vec<PodRecord>>,
+    pods: Mutex<Vec<CniAttachment>>,
     /// The per-node state directories made.
     dirs: Mutex<Vec<PathBuf>>,
 }
 
-/// What DEL needs of a pod.
-struct PodRecord {
+/// One pod's attachment to the list's network on its node: what ADD, CHECK and DEL of it
+/// need (the environment, each plugin's configuration and binary, the result cache file).
+#[derive(Clone)]
+pub struct CniAttachment {
     runner: Runner,
     /// Each plugin's configuration (placeholders and per-node state injected), and its binary.
     plugins: Vec<(Value, PathBuf)>,
-    /// The result file, once the ADDs succeeded.
+    /// The result file (libcni's layout).
     cache_file: PathBuf,
 }
 
-/// Everything a plugin call of one pod needs.
+impl CniAttachment {
+    /// The pod's name.
+    pub fn pod(&self) -> &str {
+        &self.runner.pod
+    }
+
+    /// `CNI_CONTAINERID`.
+    pub fn container_id(&self) -> &str {
+        &self.runner.env["CNI_CONTAINERID"]
+    }
+
+    /// Where the final result of its ADD is cached.
+    pub fn cache_file(&self) -> &Path {
+        &self.cache_file
+    }
+
+    /// The attachment as `cni.dev/valid-attachments` names it.
+    fn gc_attachment(&self) -> Value {
+        json!({ "containerID": self.container_id(), "ifname": IFNAME })
+    }
+}
+
+/// A node's side of the list's network: what STATUS and GC need (no pod).
+pub struct CniNode {
+    runner: Runner,
+    plugins: Vec<(Value, PathBuf)>,
+    dir: PathBuf,
+}
+
+impl CniNode {
+    /// The node's private state directory (`/run/podpath/cni/<node>`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Everything a plugin call needs: whom it is for, the node's namespace, the environment.
 #[derive(Clone)]
 struct Runner {
+    /// The pod's name (empty for a node's STATUS and GC).
     pod: String,
+    /// How errors name what the call is for: `pod client`, `node node1`.
+    subject: String,
     node_netns: PathBuf,
     env: BTreeMap<String, String>,
     timeout: Duration,
@@ -292,7 +340,7 @@ impl Runner {
         let err = |problem: String| DriverError::Exec {
             layer: "pod attach",
             program: format!("CNI plugin {ptype} ({})", binary.display()),
-            subject: format!("pod {}, CNI_COMMAND={command}", self.pod),
+            subject: format!("{}, CNI_COMMAND={command}", self.subject),
             problem,
         };
         let ns = std::fs::File::open(&self.node_netns)
@@ -380,9 +428,420 @@ fn has_check(version: &str) -> bool {
     !version.starts_with("0.1") && !version.starts_with("0.2") && !version.starts_with("0.3")
 }
 
+/// Whether a CNI version has STATUS and GC (1.1.0 and later).
+pub fn has_status_and_gc(version: &str) -> bool {
+    let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+    parts >= vec![1, 1, 0]
+}
+
 impl CniAttach {
     fn node_dir(prefix: &str, node: &Node) -> PathBuf {
         Path::new(STATE_ROOT).join(format!("{prefix}{}", node.name))
+    }
+
+    /// Whether the list's version has STATUS and GC (1.1.0).
+    pub fn has_status_and_gc(&self) -> bool {
+        has_status_and_gc(&self.conflist.cni_version)
+    }
+
+    /// Whether the list's version has CHECK and the list does not disable it.
+    pub fn runs_check(&self) -> bool {
+        !self.conflist.disable_check && has_check(&self.conflist.cni_version)
+    }
+
+    fn cni_path(&self) -> String {
+        self.bin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    fn generic(&self, subject: String) -> impl Fn(String) -> DriverError + '_ {
+        move |problem| DriverError::Exec {
+            layer: "pod attach",
+            program: format!("cni {}", self.conflist.name),
+            subject: subject.clone(),
+            problem,
+        }
+    }
+
+    /// Each plugin's configuration for `pod` (or for the node alone: STATUS, GC) and its
+    /// binary.
+    fn plugins_for(
+        &self,
+        topology: &Topology,
+        node: &Node,
+        pod: Option<&Pod>,
+        node_dir: &Path,
+    ) -> Result<Vec<(Value, PathBuf)>, String> {
+        let places = Placeholders::for_node(topology, node, node_dir);
+        self.conflist
+            .plugins
+            .iter()
+            .map(|p| {
+                let binary = self.find(plugin_type(p))?;
+                Ok((
+                    self.plugin_config(&places.expand(p), node_dir, pod, node),
+                    binary,
+                ))
+            })
+            .collect()
+    }
+
+    /// Describes `pod`'s attachment on `node`: the environment a runtime gives the plugins
+    /// (`CNI_CONTAINERID`, `CNI_NETNS` = `pod_netns`, `CNI_ARGS` as containerd passes it, ...)
+    /// and each plugin's configuration. Nothing is run.
+    pub fn attachment(
+        &self,
+        topology: &Topology,
+        node: &Node,
+        pod: &Pod,
+        pod_netns: &Path,
+        node_netns: &Path,
+        prefix: &str,
+    ) -> Result<CniAttachment, DriverError> {
+        let node_dir = CniAttach::node_dir(prefix, node);
+        let id = container_id(prefix, &pod.name);
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={}",
+            pod.namespace,
+            pod.name,
+            pod_uid(prefix, pod)
+        );
+        let env = BTreeMap::from([
+            ("CNI_CONTAINERID".to_string(), id.clone()),
+            ("CNI_NETNS".to_string(), pod_netns.display().to_string()),
+            ("CNI_IFNAME".to_string(), IFNAME.to_string()),
+            ("CNI_PATH".to_string(), self.cni_path()),
+            ("CNI_ARGS".to_string(), args),
+        ]);
+        let plugins = self
+            .plugins_for(topology, node, Some(pod), &node_dir)
+            .map_err(self.generic(format!("pod {}", pod.name)))?;
+        Ok(CniAttachment {
+            runner: Runner {
+                pod: pod.name.clone(),
+                subject: format!("pod {}", pod.name),
+                node_netns: node_netns.to_path_buf(),
+                env,
+                timeout: self.timeout,
+                version: self.conflist.cni_version.clone(),
+            },
+            plugins,
+            cache_file: node_dir
+                .join("results")
+                .join(format!("{}-{id}-{IFNAME}", self.conflist.name)),
+        })
+    }
+
+    /// Describes `node`'s side of the network, for STATUS and GC.
+    pub fn node(
+        &self,
+        topology: &Topology,
+        node: &Node,
+        node_netns: &Path,
+        prefix: &str,
+    ) -> Result<CniNode, DriverError> {
+        let dir = CniAttach::node_dir(prefix, node);
+        let plugins = self
+            .plugins_for(topology, node, None, &dir)
+            .map_err(self.generic(format!("node {}", node.name)))?;
+        Ok(CniNode {
+            runner: Runner {
+                pod: String::new(),
+                subject: format!("node {}", node.name),
+                node_netns: node_netns.to_path_buf(),
+                env: BTreeMap::from([("CNI_PATH".to_string(), self.cni_path())]),
+                timeout: self.timeout,
+                version: self.conflist.cni_version.clone(),
+            },
+            plugins,
+            dir,
+        })
+    }
+
+    /// Every attachment an ADD was started for, in order.
+    pub fn attachments(&self) -> Vec<CniAttachment> {
+        self.state.pods.lock().expect("poisoned").clone()
+    }
+
+    /// ADD, plugin by plugin in the list's order (VERSION first, once per binary), each given
+    /// the previous result; the final result is cached in libcni's layout and returned. The
+    /// attachment is remembered, so teardown DELs it whatever becomes of the ADD.
+    pub fn add(&self, a: &CniAttachment) -> Result<Value, DriverError> {
+        {
+            let mut pods = self.state.pods.lock().expect("poisoned");
+            if !pods.iter().any(|p| p.cache_file == a.cache_file) {
+                pods.push(a.clone());
+            }
+        }
+        let runner = &a.runner;
+        let mut prev: Option<Value> = None;
+        for (conf, binary) in &a.plugins {
+            let ptype = plugin_type(conf).to_string();
+            self.negotiate(runner, binary, &ptype)?;
+            let out = runner.call(
+                binary,
+                &ptype,
+                "ADD",
+                &CniAttach::with_prev(conf, prev.as_ref()),
+            )?;
+            let bad = |problem: String| DriverError::Exec {
+                layer: "pod attach",
+                program: format!("CNI plugin {ptype} ({})", binary.display()),
+                subject: format!("{}, CNI_COMMAND=ADD", runner.subject),
+                problem,
+            };
+            if out.trim().is_empty() {
+                return Err(bad("it exited 0 but printed no result".into()));
+            }
+            let result: Value = serde_json::from_str(&out).map_err(|e| {
+                bad(format!(
+                    "its output is not a JSON result ({e}): {}",
+                    out.trim().chars().take(200).collect::<String>()
+                ))
+            })?;
+            if !result.is_object() {
+                return Err(bad(format!(
+                    "its output is not a JSON object: {}",
+                    out.trim()
+                )));
+            }
+            prev = Some(result);
+        }
+        let result = prev.expect("a list has at least one plugin");
+        let cached = json!({
+            "kind": "cniCacheV1",
+            "containerId": runner.env["CNI_CONTAINERID"],
+            "config": data_encoding::BASE64.encode(
+                serde_json::to_string(&json!({
+                    "name": self.conflist.name,
+                    "cniVersion": self.conflist.cni_version,
+                    "plugins": a.plugins.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+                })).unwrap_or_default().as_bytes()),
+            "ifName": IFNAME,
+            "networkName": self.conflist.name,
+            "netns": runner.env["CNI_NETNS"],
+            "cniArgs": runner.env["CNI_ARGS"].split(';').filter_map(|kv| kv.split_once('=')).map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "result": result,
+        });
+        std::fs::write(
+            &a.cache_file,
+            serde_json::to_vec_pretty(&cached).unwrap_or_default(),
+        )
+        .map_err(|e| {
+            self.generic(runner.subject.clone())(format!(
+                "caching the result in {}: {e}",
+                a.cache_file.display()
+            ))
+        })?;
+        Ok(result)
+    }
+
+    /// The result cached for `a` by its ADD, if any.
+    pub fn cached_result(&self, a: &CniAttachment) -> Option<Value> {
+        std::fs::read(&a.cache_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v.get("result").cloned())
+    }
+
+    /// CHECK of every plugin with `result` (the final result of the ADD; the cached one when
+    /// `None`). The caller decides whether the list runs CHECK ([`CniAttach::runs_check`]).
+    pub fn check(&self, a: &CniAttachment, result: Option<&Value>) -> Result<(), DriverError> {
+        let cached;
+        let result = match result {
+            Some(r) => r,
+            None => {
+                cached = self.cached_result(a).ok_or_else(|| {
+                    self.generic(a.runner.subject.clone())(format!(
+                        "CHECK needs the cached result, and there is none in {}",
+                        a.cache_file.display()
+                    ))
+                })?;
+                &cached
+            }
+        };
+        for (conf, binary) in &a.plugins {
+            let ptype = plugin_type(conf).to_string();
+            a.runner.call(
+                binary,
+                &ptype,
+                "CHECK",
+                &CniAttach::with_prev(conf, Some(result)),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// DEL, plugins in reverse order, with the cached result as `prevResult` (lists of 0.4.0
+    /// and later); every plugin is run whatever the others did, every failure returned. The
+    /// cache entry goes once every plugin succeeded. DEL of what is already gone, or without
+    /// the pod's namespace, must succeed (the spec says so; plugins are tested on it).
+    pub fn del(&self, a: &CniAttachment) -> Result<(), Vec<DriverError>> {
+        let cached = self.cached_result(a);
+        let prev = cached.as_ref().filter(|_| has_check(&a.runner.version));
+        let errors: Vec<DriverError> = a
+            .plugins
+            .iter()
+            .rev()
+            .filter_map(|(conf, binary)| {
+                a.runner
+                    .call(
+                        binary,
+                        plugin_type(conf),
+                        "DEL",
+                        &CniAttach::with_prev(conf, prev),
+                    )
+                    .err()
+            })
+            .collect();
+        if errors.is_empty() {
+            let _ = std::fs::remove_file(&a.cache_file);
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// STATUS of every plugin (lists of version 1.1.0; an error otherwise): whether the
+    /// network is ready for ADDs on the node.
+    pub fn status(&self, n: &CniNode) -> Result<(), DriverError> {
+        if !self.has_status_and_gc() {
+            return Err(self.generic(n.runner.subject.clone())(format!(
+                "STATUS is CNI 1.1.0's, and the list is version {} (conflist {})",
+                self.conflist.cni_version,
+                self.conflist.file.display()
+            )));
+        }
+        for (conf, binary) in &n.plugins {
+            let ptype = plugin_type(conf).to_string();
+            self.negotiate(&n.runner, binary, &ptype)?;
+            n.runner.call(binary, &ptype, "STATUS", conf)?;
+        }
+        Ok(())
+    }
+
+    /// GC as libcni does it (nothing when the list says `disableGC`): first DEL every
+    /// attachment of this network cached on the node that is not in `valid`, from its cache
+    /// entry; then, for lists of version 1.1.0, GC of every plugin with
+    /// `cni.dev/valid-attachments`, so plugins release what they hold for attachments the
+    /// runtime no longer knows (host-local's reservations). Every failure is returned.
+    pub fn gc(&self, n: &CniNode, valid: &[CniAttachment]) -> Result<(), Vec<DriverError>> {
+        if self.conflist.disable_gc {
+            return Ok(());
+        }
+        let keep: Vec<&Path> = valid.iter().map(|a| a.cache_file.as_path()).collect();
+        let mut errors = Vec::new();
+        let prefix = format!("{}-", self.conflist.name);
+        let mut stale: Vec<PathBuf> = std::fs::read_dir(n.dir.join("results"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with(&prefix))
+                    && !keep.contains(&p.as_path())
+            })
+            .collect();
+        stale.sort();
+        for file in stale {
+            match self.cached_attachment(n, &file) {
+                Ok(a) => {
+                    if let Err(e) = self.del(&a) {
+                        errors.extend(e);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if self.has_status_and_gc() {
+            let attachments: Vec<Value> = valid.iter().map(CniAttachment::gc_attachment).collect();
+            for (conf, binary) in &n.plugins {
+                let ptype = plugin_type(conf).to_string();
+                let mut c = conf.clone();
+                if let Some(o) = c.as_object_mut() {
+                    o.insert(
+                        "cni.dev/valid-attachments".into(),
+                        Value::Array(attachments.clone()),
+                    );
+                }
+                if let Err(e) = self
+                    .negotiate(&n.runner, binary, &ptype)
+                    .and_then(|_| n.runner.call(binary, &ptype, "GC", &c))
+                {
+                    errors.push(e);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// An attachment as its cache entry on node `n` records it (for GC's DELs).
+    fn cached_attachment(&self, n: &CniNode, file: &Path) -> Result<CniAttachment, DriverError> {
+        let bad = |problem: String| {
+            self.generic(n.runner.subject.clone())(format!(
+                "cache entry {}: {problem}",
+                file.display()
+            ))
+        };
+        let v: Value = std::fs::read(file)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            .map_err(bad)?;
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let config: Value = data_encoding::BASE64
+            .decode(field("config").as_bytes())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| bad("its `config` is not a base64 JSON list".into()))?;
+        let mut plugins = Vec::new();
+        for p in config
+            .get("plugins")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            plugins.push((p.clone(), self.find(plugin_type(p)).map_err(bad)?));
+        }
+        let args: Vec<String> = v
+            .get("cniArgs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| Some(format!("{}={}", kv.get(0)?.as_str()?, kv.get(1)?.as_str()?)))
+            .collect();
+        let id = field("containerId");
+        let pod = args
+            .iter()
+            .find_map(|a| a.strip_prefix("K8S_POD_NAME="))
+            .unwrap_or(&id)
+            .to_string();
+        Ok(CniAttachment {
+            runner: Runner {
+                subject: format!("pod {pod} (GC of a stale attachment)"),
+                pod,
+                node_netns: n.runner.node_netns.clone(),
+                env: BTreeMap::from([
+                    ("CNI_CONTAINERID".to_string(), id),
+                    ("CNI_NETNS".to_string(), field("netns")),
+                    ("CNI_IFNAME".to_string(), field("ifName")),
+                    ("CNI_PATH".to_string(), self.cni_path()),
+                    ("CNI_ARGS".to_string(), args.join(";")),
+                ]),
+                timeout: self.timeout,
+                version: self.conflist.cni_version.clone(),
+            },
+            plugins,
+            cache_file: file.to_path_buf(),
+        })
     }
 
     /// The plugin binary for `ptype`, from the bin dirs in order.
@@ -425,7 +884,7 @@ impl CniAttach {
                 let v: Value = serde_json::from_str(&out).map_err(|e| DriverError::Exec {
                     layer: "pod attach",
                     program: format!("CNI plugin {ptype} ({})", binary.display()),
-                    subject: format!("pod {}, CNI_COMMAND=VERSION", runner.pod),
+                    subject: format!("{}, CNI_COMMAND=VERSION", runner.subject),
                     problem: format!("its VERSION answer is not JSON ({e}): {}", out.trim()),
                 })?;
                 let s: Vec<String> = v
@@ -451,7 +910,7 @@ impl CniAttach {
         Err(DriverError::Exec {
             layer: "pod attach",
             program: format!("CNI plugin {ptype} ({})", binary.display()),
-            subject: format!("pod {}, CNI_COMMAND=VERSION", runner.pod),
+            subject: format!("{}, CNI_COMMAND=VERSION", runner.subject),
             problem: format!(
                 "plugin {ptype} supports {}; the list says {} (conflist {})",
                 if supported.is_empty() {
@@ -468,7 +927,13 @@ impl CniAttach {
     /// A plugin's configuration for this pod, as the spec derives it from the list: `name`
     /// and `cniVersion` injected, `capabilities` consumed into `runtimeConfig`, the node's
     /// private IPAM and flannel state injected where not set.
-    fn plugin_config(&self, plugin: &Value, node_dir: &Path, pod: &Pod, node: &Node) -> Value {
+    fn plugin_config(
+        &self,
+        plugin: &Value,
+        node_dir: &Path,
+        pod: Option<&Pod>,
+        node: &Node,
+    ) -> Value {
         let mut conf: Map<String, Value> = plugin.as_object().cloned().unwrap_or_default();
         conf.insert("name".into(), Value::String(self.conflist.name.clone()));
         conf.insert(
@@ -481,11 +946,24 @@ impl CniAttach {
                 Some(Value::Object(o)) => o,
                 _ => Map::new(),
             };
-            if enabled("portMappings") {
-                rc.insert("portMappings".into(), json!([]));
+            if enabled("portMappings")
+                && let Some(pod) = pod
+            {
+                let maps: Vec<Value> = pod
+                    .host_ports
+                    .iter()
+                    .map(|h| {
+                        json!({
+                            "hostPort": h.host_port,
+                            "containerPort": h.container_port,
+                            "protocol": h.proto.to_string(),
+                        })
+                    })
+                    .collect();
+                rc.insert("portMappings".into(), Value::Array(maps));
             }
             if enabled("ips")
-                && let Some(ip) = pod.requested_ip
+                && let Some(ip) = pod.and_then(|p| p.requested_ip)
             {
                 rc.insert(
                     "ips".into(),
@@ -586,104 +1064,30 @@ impl PodAttach for CniAttach {
         {
             CniAttach::write_subnet_env(ctx.topology, ctx.node, &dir).map_err(io)?;
         }
+        // A runtime asks a 1.1.0 network whether it is ready before its first ADD.
+        if self.has_status_and_gc() {
+            let n = self.node(ctx.topology, ctx.node, ctx.netns.path(), ctx.prefix)?;
+            self.status(&n)?;
+        }
         Ok(())
     }
 
     fn attach(&self, ctx: &mut PodContext<'_>) -> Result<Option<Attachment>, DriverError> {
         let (pod, node) = (ctx.pod, ctx.node);
-        let node_dir = CniAttach::node_dir(ctx.prefix, node);
-        let id = container_id(ctx.prefix, &pod.name);
-        let args = format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE={};K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={id};K8S_POD_UID={}",
-            pod.namespace,
-            pod.name,
-            pod_uid(ctx.prefix, pod)
-        );
-        let env = BTreeMap::from([
-            ("CNI_CONTAINERID".to_string(), id.clone()),
-            (
-                "CNI_NETNS".to_string(),
-                ctx.pod_netns.path().display().to_string(),
-            ),
-            ("CNI_IFNAME".to_string(), IFNAME.to_string()),
-            (
-                "CNI_PATH".to_string(),
-                self.bin_dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(":"),
-            ),
-            ("CNI_ARGS".to_string(), args),
-        ]);
-        let runner = Runner {
-            pod: pod.name.clone(),
-            node_netns: ctx.node_netns.path().to_path_buf(),
-            env,
-            timeout: self.timeout,
-            version: self.conflist.cni_version.clone(),
-        };
-        let generic = |problem: String| DriverError::Exec {
-            layer: "pod attach",
-            program: format!("cni {}", self.conflist.name),
-            subject: format!("pod {}", pod.name),
-            problem,
-        };
-        let places = Placeholders::for_node(ctx.topology, node, &node_dir);
-        let mut plugins = Vec::new();
-        for p in &self.conflist.plugins {
-            let binary = self.find(plugin_type(p)).map_err(&generic)?;
-            let conf = self.plugin_config(&places.expand(p), &node_dir, pod, node);
-            plugins.push((conf, binary));
-        }
-        let cache_file = node_dir
-            .join("results")
-            .join(format!("{}-{id}-{IFNAME}", self.conflist.name));
-        // Recorded before the first ADD, so DEL is attempted whatever becomes of it.
-        self.state.pods.lock().expect("poisoned").push(PodRecord {
-            runner: runner.clone(),
-            plugins: plugins.clone(),
-            cache_file: cache_file.clone(),
-        });
-        let mut prev: Option<Value> = None;
-        for (conf, binary) in &plugins {
-            let ptype = plugin_type(conf).to_string();
-            self.negotiate(&runner, binary, &ptype)?;
-            let out = runner.call(
-                binary,
-                &ptype,
-                "ADD",
-                &CniAttach::with_prev(conf, prev.as_ref()),
-            )?;
-            let bad = |problem: String| DriverError::Exec {
-                layer: "pod attach",
-                program: format!("CNI plugin {ptype} ({})", binary.display()),
-                subject: format!("pod {}, CNI_COMMAND=ADD", pod.name),
-                problem,
-            };
-            if out.trim().is_empty() {
-                return Err(bad("it exited 0 but printed no result".into()));
-            }
-            let result: Value = serde_json::from_str(&out).map_err(|e| {
-                bad(format!(
-                    "its output is not a JSON result ({e}): {}",
-                    out.trim().chars().take(200).collect::<String>()
-                ))
-            })?;
-            if !result.is_object() {
-                return Err(bad(format!(
-                    "its output is not a JSON object: {}",
-                    out.trim()
-                )));
-            }
-            prev = Some(result);
-        }
-        let result = prev.expect("a list has at least one plugin");
-        let last = plugins
+        let a = self.attachment(
+            ctx.topology,
+            node,
+            pod,
+            ctx.pod_netns.path(),
+            ctx.node_netns.path(),
+            ctx.prefix,
+        )?;
+        let result = self.add(&a)?;
+        let (last, last_bin) = a
+            .plugins
             .last()
-            .map(|(c, _)| plugin_type(c).to_string())
+            .map(|(c, b)| (plugin_type(c).to_string(), b.clone()))
             .unwrap_or_default();
-        let last_bin = plugins.last().map(|(_, b)| b.clone()).unwrap_or_default();
         let bad_result = |problem: String| DriverError::Exec {
             layer: "pod attach",
             program: format!("CNI plugin {last} ({})", last_bin.display()),
@@ -693,60 +1097,28 @@ impl PodAttach for CniAttach {
             ),
             problem,
         };
-        let cached = json!({
-            "kind": "cniCacheV1",
-            "containerId": runner.env["CNI_CONTAINERID"],
-            "config": data_encoding::BASE64.encode(
-                serde_json::to_string(&json!({
-                    "name": self.conflist.name,
-                    "cniVersion": self.conflist.cni_version,
-                    "plugins": plugins.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
-                })).unwrap_or_default().as_bytes()),
-            "ifName": IFNAME,
-            "networkName": self.conflist.name,
-            "cniArgs": runner.env["CNI_ARGS"].split(';').filter_map(|kv| kv.split_once('=')).map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-            "result": result,
-        });
-        std::fs::write(
-            &cache_file,
-            serde_json::to_vec_pretty(&cached).unwrap_or_default(),
-        )
-        .map_err(|e| {
-            generic(format!(
-                "caching the result in {}: {e}",
-                cache_file.display()
-            ))
-        })?;
         let text = result.to_string();
-        let a =
+        let att =
             parse_result_with(&text, &pod.name, IFNAME, &self.interfaces).map_err(&bad_result)?;
-        if !node.pod_cidr.contains(&a.addr.addr()) {
+        if !node.pod_cidr.contains(&att.addr.addr()) {
             return Err(bad_result(format!(
                 "it gave address {}, outside node {}'s pod range {}",
-                a.addr, node.name, node.pod_cidr
+                att.addr, node.name, node.pod_cidr
             )));
         }
-        check_attachment(ctx, &a).map_err(&bad_result)?;
+        check_attachment(ctx, &att).map_err(&bad_result)?;
         if let Some(want) = pod.requested_ip
-            && a.addr.addr() != want
+            && att.addr.addr() != want
         {
             return Err(bad_result(format!(
                 "the case fixes the pod's address to {want} (runtimeConfig.ips), and it gave {}",
-                a.addr.addr()
+                att.addr.addr()
             )));
         }
-        if !self.conflist.disable_check && has_check(&self.conflist.cni_version) {
-            for (conf, binary) in &plugins {
-                let ptype = plugin_type(conf).to_string();
-                runner.call(
-                    binary,
-                    &ptype,
-                    "CHECK",
-                    &CniAttach::with_prev(conf, Some(&result)),
-                )?;
-            }
+        if self.runs_check() {
+            self.check(&a, Some(&result))?;
         }
-        Ok(Some(a))
+        Ok(Some(att))
     }
 
     fn node_interfaces(&self, _node: &Node) -> Vec<String> {
@@ -754,36 +1126,20 @@ impl PodAttach for CniAttach {
     }
 
     fn detacher(&self) -> Option<Arc<dyn Detach>> {
-        Some(self.state.clone())
+        Some(Arc::new(self.clone()))
     }
 }
 
-impl Detach for State {
+impl Detach for CniAttach {
     fn detach_all(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        let pods = std::mem::take(&mut *self.pods.lock().expect("poisoned"));
-        for rec in pods.iter().rev() {
-            let cached: Option<Value> = std::fs::read(&rec.cache_file)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| v.get("result").cloned());
-            let prev = cached.as_ref().filter(|_| has_check(&rec.runner.version));
-            let mut ok = true;
-            for (conf, binary) in rec.plugins.iter().rev() {
-                let ptype = plugin_type(conf);
-                if let Err(e) =
-                    rec.runner
-                        .call(binary, ptype, "DEL", &CniAttach::with_prev(conf, prev))
-                {
-                    ok = false;
-                    errors.push(e.to_string());
-                }
-            }
-            if ok {
-                let _ = std::fs::remove_file(&rec.cache_file);
+        let pods = std::mem::take(&mut *self.state.pods.lock().expect("poisoned"));
+        for a in pods.iter().rev() {
+            if let Err(e) = self.del(a) {
+                errors.extend(e.into_iter().map(|e| e.to_string()));
             }
         }
-        for dir in std::mem::take(&mut *self.dirs.lock().expect("poisoned")) {
+        for dir in std::mem::take(&mut *self.state.dirs.lock().expect("poisoned")) {
             let _ = std::fs::remove_dir_all(&dir);
         }
         errors

@@ -551,6 +551,18 @@ use super::*;
     42,
     "duplicate listener 80/tcp"
 )]
+#[case::host_port_not_a_port(
+    "nodes: [node1]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node1, listen: [{ port: 80, hostPort: 99999 }] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    4,
+    60,
+    "hostPort `99999` is out of range 1..=65535"
+)]
+#[case::host_port_twice_on_a_node(
+    "nodes: [node1]\npods:\n  - { name: a, node: node1, listen: [{ port: 81, hostPort: 8080 }] }\n  - { name: b, node: node1, listen: [{ port: 80, hostPort: 8080 }] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    4,
+    60,
+    "hostPort 8080/tcp is published by a on the same node already"
+)]
 #[case::name_empty(
     "name: \"\"\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
     1,

@@ -269,6 +269,7 @@ pub fn objects_at(plan: &Plan, revision: usize) -> Vec<Object> {
         out.extend(
             endpoint_slices(service)
                 .into_iter()
+                .map(|slice| with_hostnames(plan, slice))
                 .map(Object::EndpointSlice),
         );
     }
@@ -394,6 +395,48 @@ pub fn service_object(s: &ServicePlan) -> core::Service {
         }),
         status: Some(core::ServiceStatus::default()),
     }
+}
+
+/// Each endpoint's `hostname`, as the EndpointSlice controller sets it (the pod's `hostname`
+/// when its `subdomain` is the Service's name, or the one the case gives), from the DNS
+/// records: CoreDNS's kubernetes plugin names endpoints by it.
+fn with_hostnames(plan: &Plan, mut slice: disc::EndpointSlice) -> disc::EndpointSlice {
+    let Some(dns) = plan.topology.dns.as_ref().map(|d| &d.records) else {
+        return slice;
+    };
+    let ns = slice.metadata.namespace.clone().unwrap_or_default();
+    let Some(name) = slice
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SERVICE_NAME_LABEL).cloned())
+    else {
+        return slice;
+    };
+    let Some(svc) = dns
+        .services
+        .iter()
+        .find(|s| s.namespace == ns && s.name == name)
+    else {
+        return slice;
+    };
+    for ep in slice.endpoints.iter_mut().flatten() {
+        let Some(ip) = ep.addresses.first() else {
+            continue;
+        };
+        let Some(rec) = svc.endpoints.iter().find(|e| e.ip.to_string() == *ip) else {
+            continue;
+        };
+        let pod = rec
+            .pod
+            .as_ref()
+            .and_then(|p| dns.pods.iter().find(|x| &x.name == p && x.namespace == ns));
+        ep.hostname = rec.hostname.clone().or_else(|| {
+            pod.filter(|p| p.subdomain.as_deref() == Some(name.as_str()))
+                .and_then(|p| p.hostname.clone())
+        });
+    }
+    slice
 }
 
 /// A Service's EndpointSlices, as the EndpointSlice controller writes them: one per set of

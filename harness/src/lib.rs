@@ -4,6 +4,7 @@ pub mod api_objects;
 pub mod builtin_suite;
 pub mod case;
 pub mod cause;
+pub mod compare;
 pub mod diag;
 pub mod hop_match;
 pub mod implementations;

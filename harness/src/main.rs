@@ -96,6 +96,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         stack: Option<PathBuf>,
     },
+    /// Compare a stack with the builtin one, case by case: each node's rule tables where its
+    /// service proxy is not builtin, the cluster DNS's answers where its DNS is not. Exits 1
+    /// when a difference is not one the docs explain.
+    Compare {
+        /// Case files or directories [default: cases/]
+        paths: Vec<PathBuf>,
+        /// The stack to compare with the builtin one (docs/implementations.md)
+        #[arg(long, value_name = "FILE")]
+        stack: PathBuf,
+    },
     /// Build a case's cluster and open a shell inside the sandbox, where `ip netns exec node1 ...`
     /// works. Everything disappears when the shell exits.
     Shell {
@@ -146,6 +156,36 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Suite { command } => suite_command(command),
+        Command::Compare { paths, stack } => {
+            let stack = match load_stack(Some(&stack)) {
+                Ok(stack) => stack,
+                Err(code) => return code,
+            };
+            let paths = if paths.is_empty() {
+                vec![PathBuf::from("cases")]
+            } else {
+                paths
+            };
+            let cases = match suite::load_on(&paths, &stack) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("podpath: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(code) = enter_sandbox() {
+                return code;
+            }
+            interrupt_with(|sig| eprintln!("podpath compare interrupted by {sig}"));
+            eprintln!("podpath: comparing the builtin stack with {stack}");
+            let (compared, skipped) = podpath::compare::compare(&cases, &stack);
+            print!("{}", podpath::compare::render(&stack, &compared, &skipped));
+            if podpath::compare::undocumented(&compared) > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::Run {
             paths,
             filter,
@@ -462,7 +502,8 @@ fn run(
                 continue;
             }
             // One run at a time: namespaces keep their plain names (node1, pod-a).
-            let run = CaseRun::on_stack(plan.clone(), kind.proxy, 0, String::new(), stack.clone());
+            let run = CaseRun::on_stack(plan.clone(), kind.proxy, 0, String::new(), stack.clone())
+                .for_case(&case.id);
             // What the stack cannot answer for is reported ignored, with the reason.
             let (selected, skipped): (Vec<usize>, Vec<usize>) = selected
                 .into_iter()
@@ -649,8 +690,17 @@ fn shell(
     }
     // kubectl reaches the API from a node (the sandbox's own namespace is not on the underlay).
     let kubeconfig = topo_first_node(&cluster).and_then(|n| cluster.kubeconfig(&n));
+    if let Err(e) = cluster.start_dns() {
+        eprintln!("podpath: building {}: {e}", case.display());
+        return ExitCode::FAILURE;
+    }
+    let stem = case
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Some(mode) = mode
-        && let Err(e) = cluster.apply_proxy(mode.builtin().as_ref(), &plan.proxy)
+        && let Some(proxy) = stack.proxy_driver(mode, &stem, "", cluster.kubeconfigs())
+        && let Err(e) = cluster.run_proxy(proxy, &plan.proxy)
     {
         eprintln!("podpath: programming Services of {}: {e}", case.display());
         return ExitCode::FAILURE;

@@ -74,6 +74,9 @@ pub struct FlowArtifacts {
     pub rules: Vec<(String, String)>,
     /// Each node's conntrack entries after the flow, as (node, text).
     pub conntrack: Vec<(String, String)>,
+    /// What the stack's commands that run for the whole case wrote (an `exec` service proxy
+    /// per node, an `exec` cluster DNS), bounded, as (name, text): `logs/<name>.log`.
+    pub logs: Vec<(String, String)>,
 }
 
 // ---- JUnit XML ------------------------------------------------------------------------------
@@ -247,7 +250,9 @@ pub fn artifact_dir_name(trial: &str) -> String {
 /// - `capture.pcapng`: every frame, one interface per capture point named `netns/iface`;
 /// - `journey.md`: `a.journey_markdown` as is;
 /// - `rules/<node>.txt`: each node's rule tables;
-/// - `conntrack.txt`: each node's entries under a `## <node>` heading.
+/// - `conntrack.txt`: each node's entries under a `## <node>` heading;
+/// - `logs/<name>.log`: what the stack's long-running commands wrote (an `exec` proxy's, per
+///   node, `service-proxy-<node>`; an `exec` cluster DNS's, `cluster-dns`), when there are any.
 pub fn write_flow_artifacts(
     dir: &Path,
     trial_name: &str,
@@ -266,6 +271,13 @@ pub fn write_flow_artifacts(
         fs::write(rules.join(format!("{}.txt", artifact_dir_name(node))), text)?;
     }
     fs::write(out.join("conntrack.txt"), conntrack_text(&a.conntrack))?;
+    if !a.logs.is_empty() {
+        let logs = out.join("logs");
+        fs::create_dir_all(&logs)?;
+        for (name, text) in &a.logs {
+            fs::write(logs.join(format!("{}.log", artifact_dir_name(name))), text)?;
+        }
+    }
     Ok(out)
 }
 
@@ -1083,6 +1095,7 @@ mod tests {
             iface: iface.into(),
         };
         FlowArtifacts {
+            logs: Vec::new(),
             captures: vec![
                 captured_udp("pod-a", "eth0", 1_000, true),
                 captured_udp("node1", "cni0", 2_000, false),

@@ -397,6 +397,8 @@ pub struct CaseRun {
     pub proxy: Option<ProxyMode>,
     /// The implementation under test.
     pub stack: Arc<Stack>,
+    /// The case's name in trial names (a `restore` proxy's `{case}`).
+    case_id: String,
     netns_prefix: String,
     state: Mutex<(ClusterState, usize)>,
     /// The revision the built cluster is in (read and written under `state`'s lock);
@@ -435,16 +437,30 @@ impl CaseRun {
         netns_prefix: String,
         stack: Arc<Stack>,
     ) -> CaseRun {
+        let case_id = plan
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         CaseRun {
             planned: plan,
             bound: OnceLock::new(),
             proxy,
             stack,
+            case_id,
             netns_prefix,
             state: Mutex::new((ClusterState::NotBuilt, pending)),
             revision: AtomicUsize::new(0),
             change_sink: None,
             observer: Observer::new(),
+        }
+    }
+
+    /// The same run, its case named `id` (its path below the suite root, as in trial names).
+    pub fn for_case(self, id: &str) -> CaseRun {
+        CaseRun {
+            case_id: id.to_string(),
+            ..self
         }
     }
 
@@ -486,7 +502,11 @@ impl CaseRun {
                 plan.name
             );
         }
-        if let Some(mode) = self.proxy {
+        // Only the builtin proxy is re-rendered here; a restored ruleset stays as captured,
+        // and a proxy command learns changes from the API.
+        if let Some(mode) = self.proxy
+            && matches!(self.stack.proxy, crate::stack::ProxyLayer::Builtin(_))
+        {
             cluster
                 .apply_proxy(mode.builtin().as_ref(), &revision.proxy)
                 .map_err(|e| RunError::Services {
@@ -540,16 +560,25 @@ impl CaseRun {
             let _ = self.bound.set(bound);
         }
         // The served API, from the bound plan: the same Services and endpoints the builtin
-        // proxy programs below.
+        // proxy programs below, and what a proxy or DNS command of the stack reads.
         if let Some(api) = &self.plan().api {
             let objects = crate::api_objects::objects(self.plan());
             cluster
                 .serve_api(api.address, api.cluster_ip, objects)
                 .map_err(build_error)?;
         }
-        if let Some(mode) = self.proxy {
+        // A DNS command that reads the API starts once it is served.
+        cluster.start_dns().map_err(build_error)?;
+        if let Some(mode) = self.proxy
+            && let Some(proxy) = self.stack.proxy_driver(
+                mode,
+                &self.case_id,
+                &self.netns_prefix,
+                cluster.kubeconfigs(),
+            )
+        {
             cluster
-                .apply_proxy(mode.builtin().as_ref(), &self.plan().proxy)
+                .run_proxy(proxy, &self.plan().proxy)
                 .map_err(|e| RunError::Services {
                     file: file.clone(),
                     source: Arc::new(e),
@@ -578,8 +607,12 @@ impl CaseRun {
     pub fn rule_tables(&self) -> Vec<RuleTable> {
         let drivers = self.stack.drivers();
         let mut tables = drivers.network.rule_tables();
-        if let Some(mode) = self.proxy {
-            tables.extend(mode.builtin().rule_tables());
+        if let Some(mode) = self.proxy
+            && let Some(proxy) =
+                self.stack
+                    .proxy_driver(mode, &self.case_id, "", Default::default())
+        {
+            tables.extend(proxy.rule_tables());
         }
         tables
     }
@@ -766,7 +799,14 @@ impl CaseRun {
             .iter()
             .map(|(node, entries)| (node.clone(), conntrack::render(entries)))
             .collect();
+        let mut logs: Vec<(String, String)> = cluster
+            .proxy_logs()
+            .into_iter()
+            .map(|(node, text)| (format!("service-proxy-{node}"), text))
+            .collect();
+        logs.extend(cluster.dns_log().map(|t| ("cluster-dns".to_string(), t)));
         FlowArtifacts {
+            logs,
             captures: obs.captures.clone(),
             points: obs.points.clone(),
             journey_markdown: crate::journey_render::markdown(

@@ -168,7 +168,8 @@ fn main() -> ExitCode {
                 0,
                 kind.netns_prefix.clone(),
                 stack.clone(),
-            );
+            )
+            .for_case(&case.id);
             // What the stack cannot answer for is reported ignored, with the reason.
             let flow_ignored: Vec<Option<String>> =
                 (0..flows.len()).map(|i| run.flow_ignored(i)).collect();

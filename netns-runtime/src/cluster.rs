@@ -21,8 +21,10 @@ use crate::probe::{self, Outcome, ProbeTarget};
 use crate::proxy::ServiceTable;
 use crate::proxy::driver::{ProxyError, ServiceProxy};
 use crate::resolver::{self, Resolution, ResolvConf};
+use crate::stack::dns_exec::RunningDns;
 use crate::stack::{
-    Attachment, Detach, DnsDriver, DriverError, Drivers, NodeContext, PodContext, RuleTable,
+    Attachment, Detach, DnsDriver, DriverError, Drivers, ExecDns, NodeContext, PodContext,
+    RuleTable,
 };
 use crate::tool::Finished;
 use crate::topology::{Listener, Mac, Node, Proto, Topology};
@@ -114,6 +116,12 @@ pub struct Cluster {
     node_interfaces: Vec<NodeInterfaces>,
     /// What undoes the pod attach's work before the namespaces go (a CNI DEL).
     detacher: Option<Arc<dyn Detach>>,
+    /// The stack's DNS command, when its cluster DNS is `exec`, and how to start it again.
+    dns_exec: Option<(ExecDns, RunningDns)>,
+    /// The service proxy [`Cluster::run_proxy`] programmed, stopped at teardown.
+    proxy: Option<Box<dyn ServiceProxy>>,
+    /// The stack's DNS command, when it waits for the served API.
+    pending_dns: Option<ExecDns>,
 }
 
 /// The interfaces a node's drivers declared they make on it.
@@ -215,10 +223,13 @@ impl Cluster {
             attachments: parts.attachments,
             node_interfaces,
             detacher: drivers.attach.detacher(),
+            dns_exec: None,
+            proxy: None,
+            pending_dns: None,
         };
         result?;
         let echo = EchoServers::new().map_err(BuildError::Echo)?;
-        let dns = match (&cluster.topology.dns, drivers.dns) {
+        let dns = match (&cluster.topology.dns, &drivers.dns) {
             (Some(d), DnsDriver::Builtin) => Some(
                 DnsServer::new(SharedTable::new(RecordTable::new(&d.records)))
                     .map_err(BuildError::Echo)?,
@@ -238,7 +249,127 @@ impl Cluster {
         cluster.echo = Some(echo);
         cluster.dns = dns;
         cluster.write_pod_files()?;
+        if let DnsDriver::Exec(exec) = &drivers.dns {
+            // One that reads the API starts once it is served ([`Cluster::start_dns`]).
+            if exec.wants_kubeconfig() {
+                cluster.pending_dns = Some(exec.clone());
+            } else {
+                cluster.start_dns_exec(exec.clone())?;
+            }
+        }
         Ok(cluster)
+    }
+
+    /// Whether the stack's DNS command waits for the served API ([`Cluster::serve_api`],
+    /// then [`Cluster::start_dns`]).
+    pub fn dns_needs_api(&self) -> bool {
+        self.pending_dns.is_some()
+    }
+
+    /// Starts the stack's DNS command that waited for the served API, with its kubeconfig.
+    pub fn start_dns(&mut self) -> Result<(), BuildError> {
+        let Some(mut exec) = self.pending_dns.take() else {
+            return Ok(());
+        };
+        if let Some(d) = &self.topology.dns {
+            exec.kubeconfig = self.kubeconfigs().get(&d.pod).cloned();
+        }
+        self.start_dns_exec(exec)
+    }
+
+    /// Starts the stack's DNS command in the DNS pod, once it answers (none without DNS).
+    fn start_dns_exec(&mut self, exec: ExecDns) -> Result<(), BuildError> {
+        let Some(d) = &self.topology.dns else {
+            return Ok(());
+        };
+        let ns = self
+            .pod_netns(&d.pod)
+            .ok_or_else(|| BuildError::UnknownDevice {
+                netns: d.pod.clone(),
+                what: "cluster DNS".into(),
+                dev: "its pod".into(),
+            })?;
+        let running = RunningDns::start(&exec, ns, &self.topology, &self.prefix)?;
+        if std::env::var_os("PODPATH_TIMINGS").is_some() {
+            let ready = running.ready_after().map_or_else(
+                || "never".to_string(),
+                |d| format!("{:.3}s", d.as_secs_f64()),
+            );
+            eprintln!(
+                "podpath: timing: {}{}: cluster DNS `{}` ready after {ready}",
+                self.prefix,
+                d.pod,
+                exec.spec.argv.first().map_or("", String::as_str)
+            );
+        }
+        self.dns_exec = Some((exec, running));
+        Ok(())
+    }
+
+    /// What the stack's DNS command wrote, when it has one.
+    pub fn dns_log(&self) -> Option<String> {
+        self.dns_exec.as_ref().map(|(_, r)| r.log())
+    }
+
+    /// Programs every node's Services with `proxy` and keeps it until teardown: what it
+    /// starts (an `exec` proxy's commands) is waited for until ready, and stopped after the
+    /// last flow. On failure everything it started is stopped again.
+    pub fn run_proxy(
+        &mut self,
+        proxy: Box<dyn ServiceProxy>,
+        tables: &[ServiceTable],
+    ) -> Result<(), ProxyError> {
+        let result = self
+            .apply_proxy(proxy.as_ref(), tables)
+            .and_then(|()| proxy.wait_ready());
+        if result.is_err() {
+            proxy.stop();
+        }
+        // For docs/performance.md: from the cluster built to each node's proxy ready.
+        if std::env::var_os("PODPATH_TIMINGS").is_some() {
+            for (node, ready) in proxy.ready_times() {
+                let ready = ready.map_or_else(
+                    || "never".to_string(),
+                    |d| format!("{:.3}s", d.as_secs_f64()),
+                );
+                eprintln!(
+                    "podpath: timing: {}{node}: service proxy `{}` ready after {ready}",
+                    self.prefix,
+                    proxy.name()
+                );
+            }
+        }
+        self.proxy = Some(proxy);
+        result
+    }
+
+    /// The service proxy's commands' output, per node (empty for loaders).
+    pub fn proxy_logs(&self) -> Vec<(String, String)> {
+        self.proxy.as_ref().map(|p| p.logs()).unwrap_or_default()
+    }
+
+    /// Each node's kubeconfig for the Kubernetes API the cluster serves
+    /// ([`Cluster::serve_api`]), and the DNS pod's (its node's), which `exec` proxies and DNS
+    /// servers are given as `{kubeconfig}`. Empty until it is served.
+    pub fn kubeconfigs(&self) -> std::collections::BTreeMap<String, std::path::PathBuf> {
+        let mut out: std::collections::BTreeMap<String, std::path::PathBuf> = self
+            .topology
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.name.clone(), self.kubeconfig(&n.name)?)))
+            .collect();
+        if let Some(d) = &self.topology.dns
+            && let Some(pod) = self.topology.pod(&d.pod)
+            && let Some(k) = out.get(&self.topology.nodes[pod.node].name).cloned()
+        {
+            out.insert(d.pod.clone(), k);
+        }
+        out
+    }
+
+    /// The service proxy [`Cluster::run_proxy`] keeps.
+    pub fn proxy(&self) -> Option<&dyn ServiceProxy> {
+        self.proxy.as_deref()
     }
 
     pub fn topology(&self) -> &Topology {
@@ -268,6 +399,11 @@ impl Cluster {
     /// addresses.
     pub fn bind(&mut self, topology: Topology) -> Result<(), BuildError> {
         self.topology = topology;
+        // A DNS command serves files written from the records: it starts again from new ones.
+        if let Some((exec, mut running)) = self.dns_exec.take() {
+            running.stop();
+            self.start_dns_exec(exec)?;
+        }
         if let (Some(server), Some(d)) = (&self.dns, &self.topology.dns) {
             server.table().store(RecordTable::new(&d.records));
         }
@@ -499,6 +635,39 @@ impl Cluster {
         })
     }
 
+    /// Asks the cluster DNS server one question from inside its own pod, of its address on
+    /// port 53 (no service proxy on the way), and gives the whole answer as text
+    /// ([`resolver::ask_all`]); `None` when nothing answered in `timeout`.
+    pub fn ask_dns(
+        &self,
+        name: &str,
+        qtype: u16,
+        timeout: Duration,
+    ) -> Result<Option<String>, ClusterError> {
+        let pod = self
+            .topology
+            .dns
+            .as_ref()
+            .map(|d| d.pod.clone())
+            .ok_or_else(|| ClusterError::NoPod("(the case declares no cluster DNS)".into()))?;
+        let ip = self
+            .topology
+            .pod(&pod)
+            .map(|p| p.eth0.addr.addr())
+            .ok_or_else(|| ClusterError::NoPod(pod.clone()))?;
+        let ns = self
+            .pod_netns(&pod)
+            .ok_or_else(|| ClusterError::NoPod(pod.clone()))?;
+        let server = SocketAddrV4::new(ip, 53);
+        netns::run_in(ns.as_fd(), || {
+            resolver::ask_all(server, name, qtype, timeout)
+        })
+        .map_err(|source| ClusterError::Enter {
+            netns: format!("pod {pod}"),
+            source,
+        })
+    }
+
     /// Runs a command inside `pod` the way `kubectl exec` would see it: its network namespace,
     /// its resolv.conf and hosts (`ip netns exec` bind-mounts them), with a timeout. With the
     /// API served, as in a pod: `KUBERNETES_SERVICE_HOST`/`_PORT` set and the service account
@@ -682,10 +851,17 @@ impl Cluster {
     }
 
     fn take_down(&mut self) -> Result<(), Vec<io::Error>> {
+        let mut errors = Vec::new();
+        // Programs under test first, while their namespaces and the API are still there.
+        if let Some(proxy) = self.proxy.take() {
+            errors.extend(proxy.stop().into_iter().map(io::Error::other));
+        }
+        if let Some((_, mut running)) = self.dns_exec.take() {
+            running.stop();
+        }
         drop(self.api.take());
         drop(self.echo.take());
         drop(self.dns.take());
-        let mut errors = Vec::new();
         if let Some(d) = self.detacher.take() {
             errors.extend(d.detach_all().into_iter().map(io::Error::other));
         }

@@ -244,6 +244,54 @@ fn tcp_exchange(server: SocketAddrV4, request: &[u8], timeout: Duration) -> Opti
     Message::from_vec(&buf).ok()
 }
 
+/// Asks `server` one question (`name`, of type `qtype` by number, recursion not desired) over
+/// UDP, then TCP when truncated, and gives the whole answer as text for comparing servers:
+/// the rcode, the AA flag, and each section's records sorted (servers may shuffle them), one a
+/// line as `dig` prints them. `None`: no answer within `timeout`.
+pub fn ask_all(server: SocketAddrV4, name: &str, qtype: u16, timeout: Duration) -> Option<String> {
+    let mut message = Message::new();
+    message
+        .set_id((std::process::id() as u16) ^ 0x5a5a ^ qtype)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(false)
+        .add_query(HQuery::query(
+            Name::from_ascii(name).ok()?,
+            RecordType::from(qtype),
+        ));
+    let request = message.to_vec().ok()?;
+    let reply = udp_exchange(server, &request, timeout)?;
+    let reply = if reply.truncated() {
+        tcp_exchange(server, &request, timeout)?
+    } else {
+        reply
+    };
+    let mut out = crate::dns::wire::rcode_name(reply.response_code());
+    if reply.authoritative() {
+        out.push_str(" aa");
+    }
+    for (title, records) in [
+        ("ANSWER", reply.answers()),
+        ("AUTHORITY", reply.name_servers()),
+        ("ADDITIONAL", reply.additionals()),
+    ] {
+        let mut lines: Vec<String> = records
+            .iter()
+            .map(|r| {
+                r.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        lines.sort();
+        if !lines.is_empty() {
+            out.push_str(&format!("\n;; {title}\n{}", lines.join("\n")));
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

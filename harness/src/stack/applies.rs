@@ -64,6 +64,9 @@ pub fn run_ignored(plan: &Plan, stack: &Stack) -> Option<String> {
 
 /// Why `flow` cannot run on `stack`, if it cannot.
 pub fn flow_ignored(plan: &Plan, flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if let Some(reason) = after_steps_ignored(flow, stack) {
+        return Some(reason);
+    }
     let needs_dns = flow.dns_name.is_some() || (flow.exec.is_some() && plan.topology.dns.is_some());
     if needs_dns && stack.dns == DnsLayer::None {
         return Some(format!(
@@ -389,4 +392,30 @@ fn interfaces_on(plan: &Plan, index: usize, stack: &Stack, drivers: &Drivers) ->
     }
     made.extend(drivers.network.interfaces(node));
     made
+}
+
+/// Why a flow that runs after the case's steps changed the cluster cannot run on a stack whose
+/// service proxy is not re-rendered by podpath: a restored ruleset is what was captured, and a
+/// proxy command gets the change from the served API, but podpath does not wait for it to
+/// follow (readiness is checked once).
+fn after_steps_ignored(flow: &FlowPlan, stack: &Stack) -> Option<String> {
+    if flow.revision == 0 {
+        return None;
+    }
+    let why = match &stack.proxy {
+        crate::stack::ProxyLayer::Restore { .. } => {
+            "its service proxy restores a captured ruleset, which no step changes"
+        }
+        crate::stack::ProxyLayer::Exec { .. } => {
+            "podpath does not yet wait for its proxy command to follow a step (readiness is checked once, when the case starts)"
+        }
+        _ if matches!(stack.dns, DnsLayer::Exec { .. }) && flow.dns_name.is_some() => {
+            "podpath does not yet wait for its DNS command to follow a step (its zone files are the first revision's; readiness is checked once)"
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "the flow runs after the case's steps changed the cluster (revision {}), and on stack {} {why}",
+        flow.revision, stack.name
+    ))
 }

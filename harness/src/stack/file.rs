@@ -54,6 +54,15 @@ pub struct LayerSpec {
     /// `cni` pod attach: the directories plugins are found in (relative to the stack file).
     #[serde(rename = "binDir")]
     pub bin_dir: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `exec` and `restore` service proxy: the mode its rules are in (`iptables`, `nftables`).
+    pub mode: Option<Spanned<String>>,
+    /// `restore` service proxy: the ruleset file (relative to the stack file; `{node}`,
+    /// `{case}` replaced).
+    pub ruleset: Option<Spanned<String>>,
+    /// `exec` service proxy: the template of the configuration file podpath writes per node.
+    pub config: Option<Spanned<String>>,
+    /// `exec` cluster DNS: the template of the Corefile podpath writes.
+    pub corefile: Option<Spanned<String>>,
 }
 
 /// An encapsulation: `{ vxlan: { vni: 1, port: 8472 } }`.

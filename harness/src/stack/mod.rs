@@ -16,11 +16,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netns_runtime::proxy::driver::ProxyMode;
+use netns_runtime::proxy::driver::{ProxyMode, ServiceProxy};
+use netns_runtime::proxy::exec::ExecProxy;
+use netns_runtime::proxy::restore::RestoreProxy;
 use netns_runtime::stack::calico::{CalicoAttach, CalicoMode, CalicoNetwork};
 use netns_runtime::stack::{
-    BridgeAttach, CniAttach, ConfList, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecNetwork,
-    ExecSpec, FlannelNetwork, NoAttach, NoNetwork,
+    BridgeAttach, CniAttach, ConfList, DnsDriver, Drivers, Encapsulation, ExecAttach, ExecDns,
+    ExecNetwork, ExecSpec, FlannelNetwork, NoAttach, NoNetwork,
 };
 use serde_saphyr::Spanned;
 
@@ -92,12 +94,37 @@ pub enum ProxyLayer {
     /// podpath's kube-proxy renderers, in these modes (`None`: the modes each case asks for,
     /// both by default).
     Builtin(Option<Vec<ProxyMode>>),
+    /// A captured ruleset loaded as it is (`netns_runtime::proxy::restore`).
+    Restore {
+        mode: ProxyMode,
+        /// Absolute; `{node}` and `{case}` are replaced per node and case.
+        ruleset: PathBuf,
+    },
+    /// A proxy command run in every node (`netns_runtime::proxy::exec`).
+    Exec {
+        mode: ProxyMode,
+        spec: ExecSpec,
+        /// The configuration template's file and text.
+        config: Option<(PathBuf, String)>,
+    },
+    /// A proxy podpath cannot run or read here (kube-proxy's IPVS mode): every run of a case
+    /// with Services is ignored with `reason`.
+    Unavailable {
+        description: String,
+        reason: String,
+    },
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsLayer {
     Builtin,
+    /// A DNS server command in the DNS pod (`netns_runtime::stack::dns_exec`).
+    Exec {
+        spec: ExecSpec,
+        /// The Corefile template's file and text.
+        corefile: Option<(PathBuf, String)>,
+    },
     None,
 }
 
@@ -155,6 +182,7 @@ impl Stack {
         let mut check = Checker {
             found: Diagnostics::new(path),
             dir,
+            name: String::new(),
         };
         let stack = check.stack(&parsed.value, path);
         check.found.finish()?;
@@ -244,10 +272,43 @@ impl Stack {
                 }),
                 NetworkLayer::None => Box::new(NoNetwork),
             },
-            dns: match self.dns {
+            dns: match &self.dns {
                 DnsLayer::Builtin => DnsDriver::Builtin,
+                DnsLayer::Exec { spec, corefile } => DnsDriver::Exec(ExecDns {
+                    spec: spec.clone(),
+                    corefile: corefile.as_ref().map(|(_, text)| text.clone()),
+                    kubeconfig: None,
+                }),
                 DnsLayer::None => DnsDriver::None,
             },
+        }
+    }
+
+    /// The service proxy a run in `mode` programs its nodes with (`None` without a proxy).
+    /// `case` names the case in a ruleset's `{case}`; `netns_prefix` keeps the state of
+    /// concurrently running cases apart; `kubeconfigs` are the nodes' for the served API.
+    pub fn proxy_driver(
+        &self,
+        mode: ProxyMode,
+        case: &str,
+        netns_prefix: &str,
+        kubeconfigs: BTreeMap<String, PathBuf>,
+    ) -> Option<Box<dyn ServiceProxy>> {
+        match &self.proxy {
+            ProxyLayer::Builtin(_) => Some(mode.builtin()),
+            ProxyLayer::Restore { mode, ruleset } => Some(Box::new(RestoreProxy {
+                mode: *mode,
+                ruleset: ruleset.clone(),
+                case: case.to_string(),
+            })),
+            ProxyLayer::Exec { mode, spec, config } => Some(Box::new(ExecProxy::new(
+                *mode,
+                spec.clone(),
+                config.as_ref().map(|(_, text)| text.clone()),
+                PathBuf::from("/run/podpath/proxy").join(netns_prefix.trim_end_matches('.')),
+                kubeconfigs,
+            ))),
+            ProxyLayer::Unavailable { .. } | ProxyLayer::None => None,
         }
     }
 
@@ -322,6 +383,13 @@ impl Stack {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            ProxyLayer::Restore { mode, ruleset } => {
+                format!("restore {} ({mode} rules)", ruleset.display())
+            }
+            ProxyLayer::Exec { mode, spec, .. } => {
+                format!("exec {} ({mode} rules)", spec.argv.join(" "))
+            }
+            ProxyLayer::Unavailable { description, .. } => description.clone(),
             ProxyLayer::None => "none".into(),
         };
         let network = match &self.network {
@@ -332,9 +400,10 @@ impl Stack {
             AttachLayer::Builtin => "bridge (builtin)".into(),
             _ => drivers.attach.name(),
         };
-        let dns = match self.dns {
-            DnsLayer::Builtin => "builtin",
-            DnsLayer::None => "none",
+        let dns = match &self.dns {
+            DnsLayer::Builtin => "builtin".to_string(),
+            DnsLayer::Exec { spec, .. } => format!("exec {}", spec.argv.join(" ")),
+            DnsLayer::None => "none".to_string(),
         };
         let origin = self
             .file
@@ -373,6 +442,26 @@ impl Stack {
                     }
                 })
                 .collect(),
+            ProxyLayer::Restore { mode, .. } | ProxyLayer::Exec { mode, .. } => case_modes
+                .iter()
+                .map(|&m| {
+                    if m == *mode {
+                        Ok(m)
+                    } else {
+                        Err((
+                            m,
+                            format!(
+                                "the case runs in proxy mode {m}, and stack {}'s service proxy programs {mode} rules (serviceProxy mode: {mode})",
+                                self.name
+                            ),
+                        ))
+                    }
+                })
+                .collect(),
+            ProxyLayer::Unavailable { reason, .. } => case_modes
+                .iter()
+                .map(|&m| Err((m, reason.clone())))
+                .collect(),
             ProxyLayer::None => case_modes
                 .iter()
                 .map(|&m| {
@@ -399,6 +488,8 @@ impl fmt::Display for Stack {
 struct Checker {
     found: Diagnostics,
     dir: PathBuf,
+    /// The stack's name, for reasons given at load.
+    name: String,
 }
 
 /// The keys a layer's mapping may have, by driver.
@@ -419,6 +510,7 @@ impl Checker {
                 .file_stem()
                 .map_or_else(|| "stack".into(), |s| s.to_string_lossy().into_owned()),
         };
+        self.name = name.clone();
         let attach = self.attach(file.pod_attach.as_ref());
         let network = self.network(file.node_network.as_ref());
         let proxy = self.proxy(file.service_proxy.as_ref());
@@ -474,7 +566,11 @@ impl Checker {
 
     /// Reports every key of `spec` that `driver` does not take.
     fn only_keys(&mut self, spec: &LayerSpec, key: &str, driver: &str, allowed: &[&str]) {
-        let present: [(&str, Option<serde_saphyr::Location>); 10] = [
+        let present: [(&str, Option<serde_saphyr::Location>); 14] = [
+            ("mode", spec.mode.as_ref().map(|v| v.referenced)),
+            ("ruleset", spec.ruleset.as_ref().map(|v| v.referenced)),
+            ("config", spec.config.as_ref().map(|v| v.referenced)),
+            ("corefile", spec.corefile.as_ref().map(|v| v.referenced)),
             ("conflist", spec.conflist.as_ref().map(|v| v.referenced)),
             ("binDir", spec.bin_dir.as_ref().map(|v| v.referenced)),
             ("command", spec.command.as_ref().map(|v| v.referenced)),
@@ -517,7 +613,18 @@ impl Checker {
                 self.found.error(c.referenced, "`command` is empty");
                 return None;
             }
-            Some(c) => c.value.iter().map(|a| a.value.clone()).collect(),
+            // `{impl}` is podpath's cache of built implementations, as in `binDir`.
+            Some(c) => c
+                .value
+                .iter()
+                .map(|a| match a.value.strip_prefix("{impl}") {
+                    Some(rest) => crate::implementations::cache_dir()
+                        .join(rest.trim_start_matches('/'))
+                        .display()
+                        .to_string(),
+                    None => a.value.clone(),
+                })
+                .collect(),
             None => {
                 self.found.error(
                     at,
@@ -766,13 +873,57 @@ impl Checker {
         let Some(layer) = layer else {
             return ProxyLayer::Builtin(None);
         };
-        let Some((driver, _, spec)) = self.driver(layer, "serviceProxy", &["builtin", "none"])
-        else {
+        let Some((driver, at, spec)) = self.driver(
+            layer,
+            "serviceProxy",
+            &["builtin", "exec", "restore", "none"],
+        ) else {
             return ProxyLayer::Builtin(None);
         };
         if driver == "none" {
             self.only_keys(spec, "serviceProxy", "none", &[]);
             return ProxyLayer::None;
+        }
+        if driver == "restore" {
+            self.only_keys(spec, "serviceProxy", "restore", &["mode", "ruleset"]);
+            let mode = self.proxy_mode(spec, at, "restore");
+            let Some(ruleset) = &spec.ruleset else {
+                self.found.error(
+                    at,
+                    "the restore serviceProxy driver needs `ruleset` (an iptables-save dump or an nft ruleset; `{node}` and `{case}` in its name are replaced)",
+                );
+                return ProxyLayer::Builtin(None);
+            };
+            if ruleset.value.trim().is_empty() {
+                self.found.error(ruleset.referenced, "`ruleset` is empty");
+            }
+            return match mode {
+                Some(mode) => ProxyLayer::Restore {
+                    mode,
+                    ruleset: self.dir.join(&ruleset.value),
+                },
+                None => ProxyLayer::Builtin(None),
+            };
+        }
+        if driver == "exec" {
+            self.only_keys(
+                spec,
+                "serviceProxy",
+                "exec",
+                &["command", "timeout", "env", "mode", "config"],
+            );
+            let config = spec.config.as_ref().and_then(|c| self.template(c));
+            if spec.mode.as_ref().is_some_and(|m| m.value == "ipvs") {
+                return match self.exec_spec(spec, at, "serviceProxy") {
+                    Some(exec) => self.ipvs(exec),
+                    None => ProxyLayer::Builtin(None),
+                };
+            }
+            let mode = self.proxy_mode(spec, at, "exec");
+            return match (mode, self.exec_spec(spec, at, "serviceProxy")) {
+                (Some(mode), Some(spec)) => ProxyLayer::Exec { mode, spec, config },
+                _ => ProxyLayer::Builtin(None),
+            };
         }
         self.only_keys(spec, "serviceProxy", "builtin", &["modes"]);
         let Some(modes) = &spec.modes else {
@@ -807,7 +958,20 @@ impl Checker {
         let Some(layer) = layer else {
             return DnsLayer::Builtin;
         };
-        match self.driver(layer, "clusterDns", &["builtin", "none"]) {
+        match self.driver(layer, "clusterDns", &["builtin", "exec", "none"]) {
+            Some((driver, at, spec)) if driver == "exec" => {
+                self.only_keys(
+                    spec,
+                    "clusterDns",
+                    "exec",
+                    &["command", "timeout", "env", "corefile"],
+                );
+                let corefile = spec.corefile.as_ref().and_then(|c| self.template(c));
+                match self.exec_spec(spec, at, "clusterDns") {
+                    Some(spec) => DnsLayer::Exec { spec, corefile },
+                    None => DnsLayer::Builtin,
+                }
+            }
             Some((driver, _, spec)) => {
                 self.only_keys(spec, "clusterDns", &driver, &[]);
                 if driver == "none" {
@@ -817,6 +981,71 @@ impl Checker {
                 }
             }
             None => DnsLayer::Builtin,
+        }
+    }
+
+    /// An `exec` proxy in kube-proxy's IPVS mode: ignored with what this kernel lacks, or, on a
+    /// kernel that has it, because podpath reads no IPVS rules yet.
+    fn ipvs(&mut self, spec: ExecSpec) -> ProxyLayer {
+        let description = format!("exec {} (ipvs rules)", spec.argv.join(" "));
+        let reason = match netns_runtime::proxy::exec::ipvs_support() {
+            Err(missing) => format!(
+                "stack {}'s service proxy runs in IPVS mode, and {missing}",
+                self.name
+            ),
+            Ok(()) => format!(
+                "stack {}'s service proxy runs in IPVS mode, whose rules (IPVS virtual servers, ipsets) podpath does not read yet: readiness and rule tables exist for iptables and nftables only",
+                self.name
+            ),
+        };
+        ProxyLayer::Unavailable {
+            description,
+            reason,
+        }
+    }
+
+    /// The `mode` an `exec` or `restore` proxy's rules are in (required).
+    fn proxy_mode(
+        &mut self,
+        spec: &LayerSpec,
+        at: serde_saphyr::Location,
+        driver: &str,
+    ) -> Option<ProxyMode> {
+        let Some(mode) = &spec.mode else {
+            self.found.error(
+                at,
+                format!(
+                    "the {driver} serviceProxy driver needs `mode` (iptables or nftables: the rules it programs)"
+                ),
+            );
+            return None;
+        };
+        let parsed = ProxyMode::parse(&mode.value);
+        if parsed.is_none() {
+            self.found.error(
+                mode.referenced,
+                format!(
+                    "unknown proxy mode `{}`: expected iptables or nftables",
+                    mode.value
+                ),
+            );
+        }
+        parsed
+    }
+
+    /// A template file (a proxy's `config`, a `corefile`), relative to the stack file, read now
+    /// so a missing one stops the run before anything is built.
+    fn template(&mut self, file: &Spanned<String>) -> Option<(PathBuf, String)> {
+        let path = self.dir.join(&file.value);
+        match fs::read_to_string(&path) {
+            Ok(text) => Some((path, text)),
+            Err(e) => {
+                self.found.error(
+                    file.referenced,
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                None
+            }
         }
     }
 }
@@ -939,7 +1168,39 @@ mod tests {
             ),
             (
                 "clusterDns: coredns\n",
-                "s.yaml:1:13: unknown clusterDns driver `coredns`",
+                "s.yaml:1:13: unknown clusterDns driver `coredns`: expected builtin, exec, none",
+            ),
+            (
+                "serviceProxy: { driver: restore, mode: iptables }\n",
+                "s.yaml:1:25: the restore serviceProxy driver needs `ruleset`",
+            ),
+            (
+                "serviceProxy: { driver: exec, command: [kube-proxy] }\n",
+                "s.yaml:1:25: the exec serviceProxy driver needs `mode` (iptables or nftables",
+            ),
+            (
+                "serviceProxy: { driver: restore, mode: iptable, ruleset: r }\n",
+                "s.yaml:1:40: unknown proxy mode `iptable`: expected iptables or nftables",
+            ),
+            (
+                "serviceProxy: { driver: restore, mode: iptables, ruleset: r, command: [x] }\n",
+                "s.yaml:1:71: `command` does not apply to the restore serviceProxy driver",
+            ),
+            (
+                "serviceProxy: { driver: exec, mode: nftables, command: [x], config: /nonexistent/kp.json }\n",
+                "s.yaml:1:69: cannot read /nonexistent/kp.json: ",
+            ),
+            (
+                "clusterDns: { driver: exec, command: [x], corefile: /nonexistent/Corefile }\n",
+                "s.yaml:1:53: cannot read /nonexistent/Corefile: ",
+            ),
+            (
+                "clusterDns: { driver: exec, command: [x], mode: iptables }\n",
+                "s.yaml:1:49: `mode` does not apply to the exec clusterDns driver",
+            ),
+            (
+                "clusterDns: { driver: builtin, corefile: C }\n",
+                "s.yaml:1:42: `corefile` does not apply to the builtin clusterDns driver",
             ),
         ] {
             let found = errors(text);
@@ -948,6 +1209,59 @@ mod tests {
                 "{text:?}: want {want:?}, found {found:?}"
             );
         }
+    }
+
+    #[test]
+    fn exec_and_restore_proxies_and_exec_dns() {
+        let dir = std::env::temp_dir().join(format!("podpath-stack-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("kp.json"), "{\"hostnameOverride\": \"{node}\"}").unwrap();
+        fs::write(dir.join("Corefile"), ".:53 { file {zonefile} }").unwrap();
+        let s = Stack::load_str(
+            &dir.join("s.yaml"),
+            "serviceProxy: { driver: exec, mode: nftables, command: ['{impl}/kp/kube-proxy', '--config={config}'], config: kp.json, timeout: 5s }\nclusterDns: { driver: exec, command: [dns, '{corefile}'], corefile: Corefile }\n",
+        )
+        .unwrap();
+        let ProxyLayer::Exec { mode, spec, config } = &s.proxy else {
+            panic!("{:?}", s.proxy)
+        };
+        assert_eq!(*mode, ProxyMode::Nftables);
+        assert!(
+            spec.argv[0].ends_with("/impl/kp/kube-proxy"),
+            "{:?}",
+            spec.argv
+        );
+        assert!(!spec.argv[0].contains("{impl}"));
+        assert_eq!(spec.timeout, Duration::from_secs(5));
+        assert_eq!(
+            config.as_ref().unwrap().1,
+            "{\"hostnameOverride\": \"{node}\"}"
+        );
+        let DnsLayer::Exec { corefile, .. } = &s.dns else {
+            panic!("{:?}", s.dns)
+        };
+        assert_eq!(corefile.as_ref().unwrap().1, ".:53 { file {zonefile} }");
+        assert!(!s.is_builtin() && !s.is_builtin_drivers());
+        // Only the stack's mode runs; the other is ignored with the reason.
+        let runs = s.proxy_runs(&ProxyMode::ALL);
+        assert_eq!(runs[1], Ok(ProxyMode::Nftables));
+        assert_eq!(
+            runs[0].as_ref().unwrap_err().1,
+            "the case runs in proxy mode iptables, and stack s's service proxy programs nftables rules (serviceProxy mode: nftables)"
+        );
+        let r = Stack::load_str(
+            &dir.join("r.yaml"),
+            "serviceProxy: { driver: restore, mode: iptables, ruleset: 'dumps/{node}.rules' }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.proxy,
+            ProxyLayer::Restore {
+                mode: ProxyMode::Iptables,
+                ruleset: fs::canonicalize(&dir).unwrap().join("dumps/{node}.rules"),
+            }
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

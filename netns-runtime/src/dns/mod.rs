@@ -13,6 +13,7 @@
 pub mod records;
 pub mod server;
 pub mod wire;
+pub mod zonefile;
 
 pub use records::{
     Answer, ClusterDns, Endpoint, Pod, Port, RData, Rcode, Record, RecordTable, RecordType, Service,

@@ -26,6 +26,20 @@ pub enum ProxyError {
         proxy: String,
         source: ToolError,
     },
+    /// A `restore` proxy's ruleset could not be read or loaded.
+    #[error("node {node}: service proxy restore: ruleset {}: {problem}", file.display())]
+    Ruleset {
+        node: String,
+        file: std::path::PathBuf,
+        problem: String,
+    },
+    /// An `exec` proxy's command did not start, ended, or was not ready in time.
+    #[error("node {node}: service proxy `{program}`: {problem}")]
+    Exec {
+        node: String,
+        program: String,
+        problem: String,
+    },
 }
 
 /// The builtin proxy modes a case can ask for.
@@ -80,6 +94,24 @@ pub trait ServiceProxy: Send + Sync {
     /// podpath), whose rules cases may name per mode (`proxy: iptables` on a hop).
     fn is_builtin(&self) -> bool {
         false
+    }
+    /// Waits until what [`ServiceProxy::apply`] started on every node has programmed the
+    /// node's Services (an `exec` proxy's command); bounded. Loaders are ready when they return.
+    fn wait_ready(&self) -> Result<(), ProxyError> {
+        Ok(())
+    }
+    /// Stops whatever it started (SIGTERM, then SIGKILL after a grace period). Idempotent.
+    fn stop(&self) -> Vec<ProxyError> {
+        Vec::new()
+    }
+    /// What the commands it started wrote, per node (bounded), for flow reports.
+    fn logs(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// How long each node took from its command's start to ready (`None`: never), for what it
+    /// started; empty for loaders.
+    fn ready_times(&self) -> Vec<(String, Option<Duration>)> {
+        Vec::new()
     }
 }
 

@@ -12,9 +12,11 @@ use crate::topology::Proto;
 
 pub mod cleanup;
 pub mod driver;
+pub mod exec;
 pub mod iptables;
 pub mod nftables;
 pub mod normalise;
+pub mod restore;
 
 /// Everything kube-proxy on one node knows: the node, the cluster, and every Service port with
 /// its endpoints (as EndpointSlices give them).

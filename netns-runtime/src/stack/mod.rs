@@ -20,11 +20,14 @@ use crate::topology::{Node, Pod, Topology};
 pub mod attach;
 pub mod calico;
 pub mod cni;
+pub mod daemon;
+pub mod dns_exec;
 pub mod exec;
 pub mod network;
 
 pub use attach::{Attachment, BridgeAttach, Detach, ExecAttach, NoAttach, PodAttach};
 pub use cni::{CniAttach, ConfList};
+pub use dns_exec::ExecDns;
 pub use network::{ExecNetwork, FlannelNetwork, NoNetwork, NodeNetwork};
 
 /// What a driver failed at.
@@ -75,10 +78,12 @@ impl Drivers {
 }
 
 /// The cluster DNS layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsDriver {
     /// The CoreDNS-like responder serving the plan's records.
     Builtin,
+    /// A DNS server command of the user's in the DNS pod ([`dns_exec`]).
+    Exec(ExecDns),
     /// Nothing answers on the DNS pod's port 53.
     None,
 }

@@ -336,11 +336,11 @@ fn exec_proxy_never_ready() -> Outcome {
     exec_failure(
         "proxy-never-ready",
         CLUSTERIP,
-        "name: stuck\nserviceProxy:\n  driver: exec\n  mode: iptables\n  command: [./proxy.sh, '{config}']\n  config: proxy.sh\n  timeout: 1s\n",
+        "name: stuck\nserviceProxy:\n  driver: exec\n  mode: iptables\n  command: [./proxy.sh, '{config}']\n  config: proxy.sh\n  timeout: 3s\n",
         "#!/bin/sh\ntrap '' TERM\necho \"waiting with config $1\"\nsleep 300\n",
         Duration::from_secs(30),
         &[
-            "node node1: service proxy `./proxy.sh`: not ready after 1s: the node's iptables rules lack 10.96.0.2:80/tcp (default/near), 10.96.0.3:80/tcp (default/far), 10.96.0.1:443/tcp (default/kubernetes:https); its output:\nwaiting with config /run/podpath/proxy/",
+            "node node1: service proxy `./proxy.sh`: not ready after 3s: the node's iptables rules lack 10.96.0.2:80/tcp (default/near), 10.96.0.3:80/tcp (default/far), 10.96.0.1:443/tcp (default/kubernetes:https); its output:\nwaiting with config /run/podpath/proxy/",
         ],
     )
 }

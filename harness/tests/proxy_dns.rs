@@ -74,24 +74,6 @@ fn host_state() -> String {
     run_support::host_state(&["ip netns list", "ip -o link show"])
 }
 
-/// Processes whose environment carries `PODPATH_TEST_MARKER=marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let want = format!("PODPATH_TEST_MARKER={marker}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(env) = std::fs::read(entry.path().join("environ"))
-            && env.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
-        {
-            found.push(name);
-        }
-    }
-    found
-}
-
 const CLUSTERIP: &str = "cases/services/clusterip.yaml";
 
 /// Dumps the builtin proxy's rules of `cases/services/clusterip.yaml` per node into `dir`:
@@ -295,7 +277,7 @@ fn exec_failure(
             format!("missing {w:?} in the failure:\n{stdout}")
         })?;
     }
-    check(processes_with(&marker).is_empty(), || {
+    check(run_support::processes_with(&marker).is_empty(), || {
         "the driver's command outlived podpath".into()
     })?;
     check(host_state() == before, || "the host changed".into())?;

@@ -68,24 +68,6 @@ fn host_state() -> String {
     run_support::host_state(&["ip netns list", "ip -o link show"])
 }
 
-/// Processes whose environment carries `PODPATH_TEST_MARKER=marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let want = format!("PODPATH_TEST_MARKER={marker}");
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(env) = std::fs::read(entry.path().join("environ"))
-            && env.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
-        {
-            found.push(name);
-        }
-    }
-    found
-}
-
 const CROSS_NODE: [&str; 3] = [
     "cases/cross-node-vxlan.yaml",
     "cases/cross-node-host-gw.yaml",
@@ -469,7 +451,7 @@ fn exec_failure(name: &str, stack: &str, script: &str, bound: Duration, want: &[
             format!("missing {w:?} in the failure:\n{stdout}")
         })?;
     }
-    check(processes_with(&marker).is_empty(), || {
+    check(run_support::processes_with(&marker).is_empty(), || {
         "the driver's command outlived podpath".into()
     })?;
     check(host_state() == before, || "the host changed".into())?;

@@ -101,3 +101,22 @@ pub fn summary(stdout: &str) -> Option<(usize, usize, usize)> {
         .collect::<Option<_>>()?;
     (n.len() == 3).then(|| (n[0], n[1], n[2]))
 }
+
+/// Processes whose environment carries `PODPATH_TEST_MARKER=marker`: what a test's commands
+/// left running.
+pub fn processes_with(marker: &str) -> Vec<String> {
+    let want = format!("PODPATH_TEST_MARKER={marker}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Ok(env) = std::fs::read(entry.path().join("environ"))
+            && env.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
+        {
+            found.push(name);
+        }
+    }
+    found
+}

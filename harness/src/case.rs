@@ -136,6 +136,8 @@ pub struct PodSpec {
     pub node: Option<Spanned<String>>,
     pub namespace: Option<Spanned<String>>,
     pub ip: Option<Spanned<String>>,
+    /// The MAC of the pod's `eth0`, as a runtime asks a CNI plugin with the `mac` capability.
+    pub mac: Option<Spanned<String>>,
     pub labels: Option<Spanned<BTreeMap<String, String>>>,
     pub ready: Option<Spanned<bool>>,
     /// `8080/tcp`, `5353/udp`, a bare port (tcp), or `{ port, protocol, name }`.

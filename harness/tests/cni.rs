@@ -76,6 +76,11 @@ fn main() -> ExitCode {
             flannel,
         ),
         needing(
+            "a_fixed_mac_is_passed_to_tuning_and_a_chain_without_it_is_refused",
+            debian(),
+            fixed_mac,
+        ),
+        needing(
             "a_list_version_a_plugin_lacks_is_a_clear_error",
             debian(),
             version_lacking,
@@ -257,6 +262,63 @@ fn stack_with(name: &str, conflist: &str, extra: &str) -> PathBuf {
         ),
         false,
     )
+}
+
+/// A case fixing a pod's MAC: on Debian's bridge chain with `tuning` declaring the `mac`
+/// capability the pod gets it (podpath refuses a result with another MAC, so passing proves
+/// it); on the chain without tuning, where no plugin takes `runtimeConfig.mac`, the build fails
+/// saying which MAC was asked for and which was given.
+fn fixed_mac() -> Outcome {
+    const MAC: &str = "02:00:00:00:01:0a";
+    let dir = scratch("fixed-mac");
+    let case = std::fs::read_to_string(workspace().join("cases/same-node.yaml"))
+        .unwrap()
+        .replace(
+            "  - { name: client, node: node1 }",
+            &format!("  - {{ name: client, node: node1, mac: \"{MAC}\" }}"),
+        );
+    check(case.contains(MAC), || {
+        "same-node.yaml changed its client line".into()
+    })?;
+    let case = write(&dir, "fixed-mac.yaml", &case, false);
+    let case = case.to_str().unwrap();
+    let bridge =
+        std::fs::read_to_string(workspace().join("harness/stacks/cni-debian-bridge.conflist"))
+            .unwrap();
+    let tuning = bridge.replace(
+        "    { \"type\": \"loopback\" }",
+        "    { \"type\": \"tuning\", \"capabilities\": { \"mac\": true } },\n    { \"type\": \"loopback\" }",
+    );
+    check(tuning != bridge, || {
+        "cni-debian-bridge.conflist changed its loopback line".into()
+    })?;
+    let before = host_state();
+
+    let with = stack_with("mac-tuning", &tuning, "");
+    let out = run(&with, &[case], &scratch("mac-tuning-reports"));
+    let (stdout, stderr) = text(&out);
+    if no_sandbox(&out) {
+        return Ok(());
+    }
+    check(out.status.success(), || format!("{stdout}{stderr}"))?;
+
+    let without = stack_with("mac-bridge", &bridge, "");
+    let out = run(&without, &[case], &scratch("mac-bridge-reports"));
+    let all = format!("{}{}", text(&out).0, text(&out).1);
+    check(!out.status.success(), || {
+        format!("it passed without tuning:\n{all}")
+    })?;
+    let want = format!("the case fixes the pod's MAC to {MAC} (runtimeConfig.mac), and it gave ");
+    check(all.contains(&want), || format!("missing {want:?}:\n{all}"))?;
+    check(before == host_state(), || "the host changed".into())?;
+    for d in [
+        dir,
+        with.parent().unwrap().into(),
+        without.parent().unwrap().into(),
+    ] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    Ok(())
 }
 
 fn version_lacking() -> Outcome {

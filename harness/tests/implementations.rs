@@ -247,8 +247,14 @@ fn run(
     let mut child = cmd.spawn().map_err(|e| format!("{what}: {e}"))?;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().expect("piped");
-        pipe.write_all(input)
-            .map_err(|e| format!("{what}: stdin: {e}"))?;
+        // A program may exit before it has read all of its input (a CNI plugin answering
+        // VERSION from its environment): its exit status and output say how it went.
+        match pipe.write_all(input) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(format!("{what}: stdin: {e}").into());
+            }
+            _ => {}
+        }
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = std::sync::mpsc::channel();

@@ -421,6 +421,7 @@ mod tests {
                 },
                 host_veth: format!("veth{name}"),
                 requested_ip: None,
+                requested_mac: None,
                 routes: vec![Route {
                     dst: net("0.0.0.0/0"),
                     via: Some(gw),

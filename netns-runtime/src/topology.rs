@@ -122,6 +122,9 @@ pub struct Pod {
     /// The address the case fixes for the pod (`ip:`), which any pod attach must give it (as a
     /// runtime asks a CNI plugin with the `ips` capability); `None`: the attach chooses.
     pub requested_ip: Option<Ipv4Addr>,
+    /// The MAC the case fixes for the pod's `eth0` (`mac:`), which a CNI runtime passes to
+    /// plugins with the `mac` capability; `None`: the attach chooses.
+    pub requested_mac: Option<Mac>,
     /// Routes inside the pod (the default route via the node's `cni0` address).
     pub routes: Vec<Route>,
     /// Echo servers the pod runs.
@@ -237,6 +240,27 @@ impl Mac {
     pub fn from_ip(prefix: [u8; 2], ip: Ipv4Addr) -> Mac {
         let o = ip.octets();
         Mac([prefix[0], prefix[1], o[0], o[1], o[2], o[3]])
+    }
+}
+
+impl Mac {
+    /// `aa:bb:cc:dd:ee:ff`, six pairs of hex digits, nothing else.
+    pub fn parse(text: &str) -> Option<Mac> {
+        let mut out = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in &mut out {
+            let part = parts.next()?;
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            *byte = u8::from_str_radix(part, 16).ok()?;
+        }
+        parts.next().is_none().then_some(Mac(out))
+    }
+
+    /// Whether it is a group (multicast or broadcast) address, which no interface can have.
+    pub fn is_group(&self) -> bool {
+        self.0[0] & 1 == 1
     }
 }
 

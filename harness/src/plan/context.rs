@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use netns_runtime::proxy::driver::ProxyMode;
 use netns_runtime::stack::Attachment;
-use netns_runtime::topology::{HostPort, Listener};
+use netns_runtime::topology::{HostPort, Listener, Mac};
 
 use crate::diag::Diagnostics;
 
@@ -59,6 +59,8 @@ pub(super) struct PodDraft {
     pub(super) fixed_ip: Option<Ipv4Addr>,
     /// The address the case itself fixes (`ip:`), kept apart from what binding fixes.
     pub(super) requested_ip: Option<Ipv4Addr>,
+    /// The MAC the case fixes (`mac:`).
+    pub(super) requested_mac: Option<Mac>,
     pub(super) ip: Option<Ipv4Addr>,
     pub(super) host_veth: String,
     pub(super) listeners: Vec<Listener>,

@@ -457,6 +457,7 @@ pub(super) fn dns_pod(node: usize, at: YamlLocation) -> PodDraft {
     PodDraft {
         learned: None,
         requested_ip: None,
+        requested_mac: None,
         name: Some(DNS_POD.to_owned()),
         at,
         namespace: DNS_NAMESPACE.to_owned(),

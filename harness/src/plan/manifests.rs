@@ -281,6 +281,7 @@ fn pod(m: &Spanned<Manifest>, meta: &Spanned<ObjectMeta>) -> Result<Spanned<PodS
             node: Some(node.clone()),
             namespace: meta.value.namespace.clone(),
             ip: None,
+            mac: None,
             labels: meta.value.labels.clone(),
             ready: None,
             listen: (!listen.is_empty()).then_some(listen),

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use netns_runtime::topology::{EXTERNAL_HOST, HostPort, Listener, Proto, UNDERLAY_NETNS};
+use netns_runtime::topology::{EXTERNAL_HOST, HostPort, Listener, Mac, Proto, UNDERLAY_NETNS};
 use serde_saphyr::Spanned;
 
 use super::context::{NodeDraft, Planner, PodDraft, YamlLocation};
@@ -42,6 +42,7 @@ impl Planner {
             .collect();
         let mut names: HashMap<String, YamlLocation> = HashMap::new();
         let mut ips: HashMap<Ipv4Addr, String> = HashMap::new();
+        let mut macs: HashMap<Mac, String> = HashMap::new();
         let mut host_ports_taken: HashMap<(Option<usize>, u16, Proto), String> = HashMap::new();
         let mut drafts = Vec::with_capacity(specs.len());
 
@@ -106,6 +107,39 @@ impl Planner {
                 Some(addr)
             });
 
+            let requested_mac = spec.mac.as_ref().and_then(|m| {
+                let Some(mac) = Mac::parse(&m.value) else {
+                    self.error(
+                        m.referenced,
+                        format!(
+                            "pod mac {}: expected six pairs of hex digits, as 0a:58:0a:f4:01:02",
+                            quoted(&m.value)
+                        ),
+                    );
+                    return None;
+                };
+                if mac.is_group() || mac == Mac([0; 6]) {
+                    self.error(
+                        m.referenced,
+                        format!(
+                            "pod mac {mac} is a {} address: an interface needs a unicast one \
+                             (the first octet even)",
+                            if mac.is_group() { "group" } else { "zero" }
+                        ),
+                    );
+                    return None;
+                }
+                if let Some(other) = macs.get(&mac) {
+                    self.error(
+                        m.referenced,
+                        format!("duplicate pod mac {mac}: {other} has it too"),
+                    );
+                    return None;
+                }
+                macs.insert(mac, label.clone());
+                Some(mac)
+            });
+
             let (listeners, port_names, published) =
                 self.listeners(spec.listen.as_deref().unwrap_or_default());
             let mut host_ports = Vec::new();
@@ -147,6 +181,7 @@ impl Planner {
                 node,
                 fixed_ip,
                 requested_ip: fixed_ip,
+                requested_mac,
                 ip: None,
                 host_veth: String::new(),
                 serves: listeners.clone(),

@@ -235,13 +235,18 @@ pub(super) fn build_topology(
         let eth0 = match learned {
             Some(a) => Iface {
                 name: a.iface.clone(),
-                mac: a.mac.unwrap_or_else(|| Mac::from_ip(POD_MAC, ip)),
+                mac: a
+                    .mac
+                    .or(pod.requested_mac)
+                    .unwrap_or_else(|| Mac::from_ip(POD_MAC, ip)),
                 addr: a.addr,
                 mtu: pod_mtu,
             },
             None => Iface {
                 name: ETH0.to_owned(),
-                mac: Mac::from_ip(POD_MAC, ip),
+                mac: pod
+                    .requested_mac
+                    .unwrap_or_else(|| Mac::from_ip(POD_MAC, ip)),
                 addr: Ipv4Net::new(ip, subnet_len).ok()?,
                 mtu: pod_mtu,
             },
@@ -256,6 +261,7 @@ pub(super) fn build_topology(
             node,
             host_veth: pod.host_veth.clone(),
             requested_ip: pod.requested_ip,
+            requested_mac: pod.requested_mac,
             routes: via
                 .map(|via| Route {
                     dst: Ipv4Net::default(),

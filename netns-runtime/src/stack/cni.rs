@@ -970,6 +970,11 @@ impl CniAttach {
                     json!([format!("{ip}/{}", node.pod_cidr.prefix_len())]),
                 );
             }
+            if enabled("mac")
+                && let Some(mac) = pod.and_then(|p| p.requested_mac)
+            {
+                rc.insert("mac".into(), Value::String(mac.to_string()));
+            }
             if !rc.is_empty() {
                 conf.insert("runtimeConfig".into(), Value::Object(rc));
             }
@@ -1113,6 +1118,14 @@ impl PodAttach for CniAttach {
             return Err(bad_result(format!(
                 "the case fixes the pod's address to {want} (runtimeConfig.ips), and it gave {}",
                 att.addr.addr()
+            )));
+        }
+        if let Some(want) = pod.requested_mac
+            && att.mac != Some(want)
+        {
+            return Err(bad_result(format!(
+                "the case fixes the pod's MAC to {want} (runtimeConfig.mac), and it gave {}",
+                att.mac.map_or("none".to_string(), |m| m.to_string())
             )));
         }
         if self.runs_check() {

@@ -515,6 +515,24 @@ use super::*;
     33,
     "duplicate pod ip 10.244.1.5: a has it too"
 )]
+#[case::pod_mac_not_a_mac(
+    "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, mac: 02:00:00:00:01 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    3,
+    34,
+    "pod mac `02:00:00:00:01`: expected six pairs of hex digits"
+)]
+#[case::pod_mac_group(
+    "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, mac: \"01:00:5e:00:00:01\" }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    3,
+    34,
+    "pod mac 01:00:5e:00:00:01 is a group address"
+)]
+#[case::pod_mac_duplicate(
+    "nodes: [node1, node2]\npods:\n  - { name: a, node: node1, mac: \"02:00:00:00:00:01\" }\n  - { name: c, node: node1, mac: \"02:00:00:00:00:01\" }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
+    4,
+    34,
+    "duplicate pod mac 02:00:00:00:00:01: a has it too"
+)]
 #[case::pod_subnet_full(
     "cluster: { subnetLen: 30 }\nnodes: [node1, node2]\npods:\n  - { name: a, node: node1 }\n  - { name: c, node: node1 }\n  - { name: b, node: node2, listen: [80, 53/udp] }\nflows:\n  - { name: f, from: a, to: b:80, expect: { reach: b } }\n",
     5,

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod run_support;
+
 fn podpath() -> Command {
     Command::new(env!("CARGO_BIN_EXE_podpath"))
 }
@@ -257,25 +259,6 @@ fn host_state() -> String {
     state
 }
 
-/// Processes whose environment carries `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(env) = std::fs::read(entry.path().join("environ"))
-            && env
-                .split(|b| *b == 0)
-                .any(|kv| kv == format!("PODPATH_TEST_MARKER={marker}").as_bytes())
-        {
-            found.push(name);
-        }
-    }
-    found
-}
-
 #[test]
 fn shell_killed_with_sigkill_leaves_the_host_as_it_was() {
     shell_killed_with_sigkill(None);
@@ -330,7 +313,7 @@ fn shell_killed_with_sigkill(sandbox_env: Option<&str>) {
         want,
         "the shell's PODPATH_SANDBOX is the caller's"
     );
-    assert!(!processes_with(&marker).is_empty());
+    assert!(!run_support::processes_with(&marker).is_empty());
     assert_eq!(host_state(), before, "the cluster is not on the host");
     kill_and_check(child, &marker, &before);
 }
@@ -344,11 +327,11 @@ fn kill_and_check(mut child: std::process::Child, marker: &str, before: &str) {
     .unwrap();
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_with(marker).is_empty() && Instant::now() < deadline {
+    while !run_support::processes_with(marker).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        processes_with(marker),
+        run_support::processes_with(marker),
         Vec::<String>::new(),
         "every process of the sandbox dies with podpath"
     );
@@ -368,7 +351,7 @@ flows:
 fn wait_for_process(marker: &str, program: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let running = processes_with(marker).iter().any(|pid| {
+        let running = run_support::processes_with(marker).iter().any(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|c| c.split(|b| *b == 0).next() == Some(program.as_bytes()))
         });
@@ -718,7 +701,11 @@ fn run_stops_on_sigint_and_sigterm_and_says_what_it_interrupted() {
         assert_eq!(status, Some(code), "{sig}: {stderr}");
         let said = format!("podpath: interrupted by {sig} while running stopped::wait");
         assert!(stderr.contains(&said), "{said:?} missing from {stderr}");
-        assert_eq!(processes_with(&marker), Vec::<String>::new(), "{sig}");
+        assert_eq!(
+            run_support::processes_with(&marker),
+            Vec::<String>::new(),
+            "{sig}"
+        );
         assert_eq!(host_state(), before);
         assert_interrupted_report(&reports.join("junit.xml"), "stopped", sig.as_str());
         let _ = std::fs::remove_dir_all(&reports);
@@ -747,7 +734,11 @@ fn shell_stops_on_sigterm_and_sigint() {
             stderr.contains(&format!("interrupted by {sig}")),
             "{stderr}"
         );
-        assert_eq!(processes_with(&marker), Vec::<String>::new(), "{sig}");
+        assert_eq!(
+            run_support::processes_with(&marker),
+            Vec::<String>::new(),
+            "{sig}"
+        );
     }
 }
 
@@ -778,7 +769,7 @@ fn the_cases_target_stops_on_sigint_with_an_interrupted_report() {
         stderr.contains("interrupted by SIGINT while running stopped::wait"),
         "{stderr}"
     );
-    assert_eq!(processes_with(&marker), Vec::<String>::new());
+    assert_eq!(run_support::processes_with(&marker), Vec::<String>::new());
     assert_interrupted_report(&reports.join("junit.xml"), "stopped", "SIGINT");
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -272,15 +272,7 @@ fn exec_failure(
     check(out.status.code() == Some(1), || format!("{stdout}{stderr}"))?;
     check(took < bound, || format!("took {took:?} (bound {bound:?})"))?;
     let failure = stdout.split("\nfailures:\n").nth(1).unwrap_or_default();
-    for w in want {
-        check(failure.contains(w), || {
-            format!("missing {w:?} in the failure:\n{stdout}")
-        })?;
-    }
-    check(run_support::processes_with(&marker).is_empty(), || {
-        "the driver's command outlived podpath".into()
-    })?;
-    check(host_state() == before, || "the host changed".into())?;
+    run_support::failed_cleanly(failure, &stdout, want, &marker, &before, &host_state())?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -120,3 +120,25 @@ pub fn processes_with(marker: &str) -> Vec<String> {
     }
     found
 }
+
+/// What a test of a failing driver checks once podpath has ended: its `failure` (the part of
+/// `stdout` about the failing trial) says each of `want`, no process carrying `marker` outlived
+/// the run, and the host state is as it was `before`.
+pub fn failed_cleanly(
+    failure: &str,
+    stdout: &str,
+    want: &[&str],
+    marker: &str,
+    before: &str,
+    after: &str,
+) -> Outcome {
+    for w in want {
+        check(failure.contains(w), || {
+            format!("missing {w:?} in the failure:\n{stdout}")
+        })?;
+    }
+    check(processes_with(marker).is_empty(), || {
+        "the driver's command outlived podpath".into()
+    })?;
+    check(after == before, || "the host changed".into())
+}

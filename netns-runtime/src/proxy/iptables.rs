@@ -219,10 +219,8 @@ pub const SERVICE_CHAIN_PREFIXES: [&str; 5] = [
 pub fn render_resync(table: &ServiceTable, existing_nat_chains: &[String]) -> String {
     let opts = Options::default();
     let mut sync = SyncRules::build(table, &opts);
-    let active: std::collections::HashSet<String> = sync
-        .nat_chains
-        .iter()
-        .filter_map(|l| l.strip_prefix(':')?.split(' ').next().map(str::to_owned))
+    let active: std::collections::HashSet<String> = declared_chains(&sync.nat_chains.concat())
+        .into_iter()
         .collect();
     let mut stale: Vec<&String> = existing_nat_chains
         .iter()
@@ -235,14 +233,7 @@ pub fn render_resync(table: &ServiceTable, existing_nat_chains: &[String]) -> St
         sync.nat_chains.push(chain_line(chain));
         sync.nat_rules.push(format!("-X {chain}\n"));
     }
-    let mut out = String::from("*filter\n");
-    sync.filter_chains.iter().for_each(|l| out.push_str(l));
-    sync.filter_rules.iter().for_each(|l| out.push_str(l));
-    out.push_str("COMMIT\n*nat\n");
-    sync.nat_chains.iter().for_each(|l| out.push_str(l));
-    sync.nat_rules.iter().for_each(|l| out.push_str(l));
-    out.push_str("COMMIT\n");
-    out
+    sync.restore_input()
 }
 
 /// The chains an `iptables-save` of one table declares (`:NAME POLICY [counters]` lines).
@@ -256,15 +247,7 @@ pub fn declared_chains(save: &str) -> Vec<String> {
 
 /// [`render_sync`] with other kube-proxy options.
 pub fn render_sync_with(table: &ServiceTable, opts: &Options) -> String {
-    let sync = SyncRules::build(table, opts);
-    let mut out = String::from("*filter\n");
-    sync.filter_chains.iter().for_each(|l| out.push_str(l));
-    sync.filter_rules.iter().for_each(|l| out.push_str(l));
-    out.push_str("COMMIT\n*nat\n");
-    sync.nat_chains.iter().for_each(|l| out.push_str(l));
-    sync.nat_rules.iter().for_each(|l| out.push_str(l));
-    out.push_str("COMMIT\n");
-    out
+    SyncRules::build(table, opts).restore_input()
 }
 
 /// The masquerade mark for `--iptables-masquerade-bit`, as written in the rules (`0x4000`).
@@ -549,6 +532,18 @@ struct SyncRules {
 }
 
 impl SyncRules {
+    /// The `iptables-restore` input: the filter table, then the nat table.
+    fn restore_input(&self) -> String {
+        let mut out = String::from("*filter\n");
+        out.extend(self.filter_chains.iter().map(String::as_str));
+        out.extend(self.filter_rules.iter().map(String::as_str));
+        out.push_str("COMMIT\n*nat\n");
+        out.extend(self.nat_chains.iter().map(String::as_str));
+        out.extend(self.nat_rules.iter().map(String::as_str));
+        out.push_str("COMMIT\n");
+        out
+    }
+
     fn build(table: &ServiceTable, opts: &Options) -> SyncRules {
         let mark = masquerade_mark(opts.masquerade_bit);
         let mut s = SyncRules::default();

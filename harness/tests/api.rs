@@ -16,6 +16,8 @@ use netns_runtime::apiserver::{Change, Object, Resource};
 use podpath::plan::{self, Plan, ProxyMode};
 use podpath::suite::CaseRun;
 
+mod run_support;
+
 type Outcome = Result<Completion, Failed>;
 
 fn case(name: &str) -> Plan {
@@ -545,17 +547,7 @@ fn main() {
         }),
     ];
     if let Err(e) = sandbox {
-        let reason = e.to_string();
-        trials = trials
-            .into_iter()
-            .map(|t| {
-                let reason = reason.clone();
-                Trial::ignorable_test(t.name().to_string(), move || {
-                    Ok(Completion::ignored_with(reason))
-                })
-                .with_ignored_flag(true)
-            })
-            .collect();
+        trials = run_support::all_ignored(trials, &e.to_string());
     }
     let conclusion = libtest_mimic::run(&args, trials);
     // Every cluster is down: no server thread may be left (the trials run in this process).

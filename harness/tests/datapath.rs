@@ -16,6 +16,8 @@ use podpath::plan::{self, Plan};
 use podpath::suite::probe_target;
 use podpath::verdict::judge;
 
+mod run_support;
+
 fn case(name: &str) -> Plan {
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../cases")
@@ -721,17 +723,7 @@ fn main() {
         }),
     ];
     if let Err(e) = sandbox {
-        let reason = e.to_string();
-        trials = trials
-            .into_iter()
-            .map(|t| {
-                let reason = reason.clone();
-                Trial::ignorable_test(t.name().to_string(), move || {
-                    Ok(Completion::ignored_with(reason))
-                })
-                .with_ignored_flag(true)
-            })
-            .collect();
+        trials = run_support::all_ignored(trials, &e.to_string());
     }
     libtest_mimic::run(&args, trials).exit();
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use libtest_mimic::Failed;
+use libtest_mimic::{Completion, Failed, Trial};
 
 pub type Outcome = Result<(), Failed>;
 
@@ -141,4 +141,19 @@ pub fn failed_cleanly(
         "the driver's command outlived podpath".into()
     })?;
     check(after == before, || "the host changed".into())
+}
+
+/// `trials` reported ignored with `reason`, under their own names: what a target whose trials
+/// all need podpath's sandbox runs where it cannot be made.
+pub fn all_ignored(trials: Vec<Trial>, reason: &str) -> Vec<Trial> {
+    trials
+        .into_iter()
+        .map(|t| {
+            let reason = reason.to_string();
+            Trial::ignorable_test(t.name().to_string(), move || {
+                Ok(Completion::ignored_with(reason))
+            })
+            .with_ignored_flag(true)
+        })
+        .collect()
 }
